@@ -1,0 +1,199 @@
+"""Frozen configuration dataclasses of the DTPM model and its named size presets.
+
+Defaults are the paper's values (DESIGN 1.1-1.4). Configs travel as JSON inside every weight
+file, and models are rebuilt from that JSON, never from the current command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+SEMANTIC_CHOICES = ("imagenet", "random", "none")
+"""How the ResNet-18 semantic encoder gets its weights: ImageNet weights from the torch hub
+cache, a seeded random initialisation (reproducible, for machines without the weights), or no
+semantic code at all (the paper's "w/o semantic code" ablation)."""
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Noise schedule and loss of the texture diffusion (DESIGN 1.1)."""
+
+    num_steps: int = 1000  # T
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    loss_norm: int = 1  # p in || eps - f(...) ||_p
+
+    def __post_init__(self) -> None:
+        if self.num_steps < 1:
+            raise ConfigError(f"diffusion.num_steps must be >= 1, got {self.num_steps}")
+        if not 0.0 < self.beta_start < self.beta_end < 1.0:
+            raise ConfigError(
+                f"diffusion betas must satisfy 0 < beta_start < beta_end < 1, "
+                f"got {self.beta_start}, {self.beta_end}"
+            )
+        if self.loss_norm not in (1, 2):
+            raise ConfigError(f"diffusion.loss_norm must be 1 or 2, got {self.loss_norm}")
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    """NAFNet-style conditional U-Net that predicts the noise (DESIGN 1.3)."""
+
+    width: int = 64  # C
+    enc_blocks: tuple[int, ...] = (2, 2, 4, 8)
+    middle_blocks: int = 12
+    dec_blocks: tuple[int, ...] = (2, 2, 2, 2)
+    cond_dim: int = 256  # size of the conditioning vector (noise embedding + semantic MLP)
+    semantic: str = "imagenet"
+
+    def __post_init__(self) -> None:
+        if len(self.enc_blocks) != len(self.dec_blocks):
+            raise ConfigError(
+                f"denoiser.enc_blocks {self.enc_blocks} and dec_blocks {self.dec_blocks} "
+                "must have the same number of levels"
+            )
+        if self.width < 4 or self.cond_dim < 4:
+            raise ConfigError("denoiser.width and cond_dim must be >= 4")
+        if self.semantic not in SEMANTIC_CHOICES:
+            raise ConfigError(
+                f"denoiser.semantic must be one of {SEMANTIC_CHOICES}, got {self.semantic!r}"
+            )
+
+    @property
+    def levels(self) -> int:
+        return len(self.enc_blocks)
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """Conditional Guidance Adapters, one after every denoising block (DESIGN 1.4)."""
+
+    ratio: float = 0.25  # r: hidden width r * c
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.ratio <= 4.0:
+            raise ConfigError(f"adapter.ratio must be in (0, 4], got {self.ratio}")
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """The compact U-Net initial predictor P (DESIGN 1.4)."""
+
+    width: int = 32
+    enc_blocks: tuple[int, ...] = (1, 1, 1)
+    middle_blocks: int = 1
+    dec_blocks: tuple[int, ...] = (1, 1, 1)
+
+    def __post_init__(self) -> None:
+        if len(self.enc_blocks) != len(self.dec_blocks):
+            raise ConfigError("predictor.enc_blocks and dec_blocks must have the same length")
+
+    @property
+    def levels(self) -> int:
+        return len(self.enc_blocks)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a DTPM model."""
+
+    preset: str = "paper"
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Rebuild from `to_dict` output; unknown keys are errors, missing keys take defaults."""
+        return _dataclass_from_dict(cls, data, "model")
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"model config is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> ModelConfig:
+        """Return a copy with dotted-key overrides applied, e.g. {"denoiser.semantic": "none"}."""
+        data = self.to_dict()
+        for dotted, value in overrides.items():
+            node = data
+            parts = dotted.split(".")
+            for part in parts[:-1]:
+                if not isinstance(node.get(part), dict):
+                    raise ConfigError(f"unknown config key {dotted!r}")
+                node = node[part]
+            if parts[-1] not in node:
+                raise ConfigError(f"unknown config key {dotted!r}")
+            node[parts[-1]] = value
+        return ModelConfig.from_dict(data)
+
+
+def _dataclass_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(fields)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        default = fields[name].default
+        if default is dataclasses.MISSING and fields[name].default_factory is not dataclasses.MISSING:
+            default = fields[name].default_factory()
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _dataclass_from_dict(type(default), value, f"{where}.{name}")
+        elif isinstance(default, tuple):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _preset(name: str, width: int, enc: tuple[int, ...], middle: int, dec: tuple[int, ...],
+            cond_dim: int, predictor: PredictorConfig) -> ModelConfig:
+    return ModelConfig(
+        preset=name,
+        denoiser=DenoiserConfig(width=width, enc_blocks=enc, middle_blocks=middle,
+                                dec_blocks=dec, cond_dim=cond_dim),
+        predictor=predictor,
+    )
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "tiny": _preset("tiny", 16, (1, 1, 1, 1), 1, (1, 1, 1, 1), 64,
+                    PredictorConfig(width=24, enc_blocks=(1, 1, 1), middle_blocks=1,
+                                    dec_blocks=(1, 1, 1))),
+    "small": _preset("small", 32, (2, 2, 4, 8), 12, (2, 2, 2, 2), 128,
+                     PredictorConfig(width=32, enc_blocks=(1, 1, 2), middle_blocks=2,
+                                     dec_blocks=(1, 1, 1))),
+    "paper": _preset("paper", 64, (2, 2, 4, 8), 12, (2, 2, 2, 2), 256,
+                     PredictorConfig(width=48, enc_blocks=(2, 2, 2), middle_blocks=2,
+                                     dec_blocks=(2, 2, 2))),
+}
+"""Named size presets; the names are stable API (DESIGN 1.3)."""
+
+
+def preset(name: str, **overrides: Any) -> ModelConfig:
+    """The named preset, optionally with dotted-key overrides given as keyword arguments
+    with "__" for "." (e.g. ``preset("tiny", denoiser__semantic="none")``)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    config = PRESETS[name]
+    if overrides:
+        config = config.with_overrides({k.replace("__", "."): v for k, v in overrides.items()})
+    return config
