@@ -176,7 +176,7 @@ def _preset(name: str, width: int, enc: tuple[int, ...], middle: int, dec: tuple
 
 PRESETS: dict[str, ModelConfig] = {
     "tiny": _preset("tiny", 16, (1, 1, 1, 1), 1, (1, 1, 1, 1), 64,
-                    PredictorConfig(width=24, enc_blocks=(1, 1, 1), middle_blocks=1,
+                    PredictorConfig(width=16, enc_blocks=(1, 1, 1), middle_blocks=1,
                                     dec_blocks=(1, 1, 1))),
     "small": _preset("small", 32, (2, 2, 4, 8), 12, (2, 2, 2, 2), 128,
                      PredictorConfig(width=32, enc_blocks=(1, 1, 2), middle_blocks=2,

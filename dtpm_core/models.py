@@ -1,0 +1,107 @@
+"""Where installed models live and how a name or path on the command line finds one.
+
+Two places hold models: the bundled folder (`resources/models/`, with a `manifest.json`
+naming the base and the task adapters) and the user's folder from platformdirs, where the
+app's "Add model..." and `dtpm-train export` put files. A user file wins over a bundled one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from platformdirs import user_data_dir
+
+from .errors import WeightsError
+
+APP_NAME = "DTPM Studio"
+MANIFEST_NAME = "manifest.json"
+
+
+def resources_dir() -> Path:
+    """The project's `resources/` folder (DTPM_RESOURCES overrides it, e.g. in bundles)."""
+    override = os.environ.get("DTPM_RESOURCES")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parent.parent / "resources"
+
+
+def bundled_models_dir() -> Path:
+    return resources_dir() / "models"
+
+
+def user_models_dir() -> Path:
+    """The per-user model folder (DTPM_USER_MODELS overrides it, e.g. in tests)."""
+    override = os.environ.get("DTPM_USER_MODELS")
+    if override:
+        return Path(override)
+    return Path(user_data_dir(APP_NAME, appauthor=False)) / "models"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One adapter known by name: its task name, display name and file."""
+
+    task: str
+    display_name: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The installed base model (if any) and the adapters known by task name."""
+
+    base: Path | None
+    adapters: dict[str, ModelEntry]
+
+
+def _read_manifest(folder: Path) -> tuple[Path | None, dict[str, ModelEntry]]:
+    manifest = folder / MANIFEST_NAME
+    if not manifest.is_file():
+        return None, {}
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        base = folder / data["base"] if data.get("base") else None
+        adapters = {}
+        for item in data.get("adapters", []):
+            adapters[item["task"]] = ModelEntry(item["task"], item.get("display_name",
+                                                                       item["task"]),
+                                                folder / item["file"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise WeightsError(f"the model manifest {manifest} is damaged: {exc}") from exc
+    return base, adapters
+
+
+def load_catalog() -> Catalog:
+    """Bundled models, then the user's folder on top."""
+    base, adapters = _read_manifest(bundled_models_dir())
+    user_base, user_adapters = _read_manifest(user_models_dir())
+    adapters.update(user_adapters)
+    return Catalog(base=user_base or base, adapters=adapters)
+
+
+def resolve_base(path: str | Path | None, catalog: Catalog | None = None) -> Path:
+    """The base file to load: the given path, else the installed default."""
+    if path is not None:
+        return Path(path)
+    catalog = catalog or load_catalog()
+    if catalog.base is None:
+        raise WeightsError(
+            "no base model is installed: pass --base PATH to a base .safetensors file "
+            f"(made with `dtpm-train export`), or install models into {user_models_dir()}")
+    return catalog.base
+
+
+def resolve_adapter(name_or_path: str, catalog: Catalog | None = None) -> Path:
+    """An adapter file from a task name (e.g. "motion-deblur") or a path."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".safetensors" or candidate.exists():
+        return candidate
+    catalog = catalog or load_catalog()
+    if name_or_path in catalog.adapters:
+        return catalog.adapters[name_or_path].path
+    known = ", ".join(sorted(catalog.adapters)) or "none installed"
+    raise WeightsError(f"unknown adapter {name_or_path!r}: give a .safetensors path or one of "
+                       f"the installed task names ({known})")

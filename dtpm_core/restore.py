@@ -1,0 +1,232 @@
+"""`Restorer`: the one inference path of the app, the CLI and the benchmarks (DESIGN 1.5).
+
+    y_eps  = P(y_d)                                   the initial prediction (structure)
+    x0_hat = DDIM_K(eps_theta(. | y_d, y_eps, code))  the texture residual, K steps
+    result = y_eps + x0_hat
+
+Large images run in overlapping tiles fused at every denoising step; an out-of-memory error
+retries with smaller tiles. The semantic code comes from the whole (downscaled) image.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .ddim import sample_ddim
+from .device import autocast_context, is_out_of_memory, release_cached_memory, resolve_device
+from .errors import ConfigError, OutOfMemory
+from .schedule import MAX_SAMPLING_STEPS, alpha_bars, sampling_timesteps
+from .tiling import TileBlender, Window
+from .weights import AdapterInfo, BaseInfo, TaskParts, load_adapter, load_base
+
+DEFAULT_TILE = 512
+"""Tile size in pixels; 0 processes the whole image at once."""
+MIN_TILE = 64
+"""Smallest tile the out-of-memory back-off tries before giving up."""
+RESIDUAL_BOUND = 2.0
+"""|x0| <= 2 for a residual of two images in [-1, 1]; the sampler clips x0_hat to it."""
+
+
+@dataclass(frozen=True)
+class RestoreProgress:
+    """Progress of one `restore` call, in network passes (one pass = one tile)."""
+
+    done: int
+    total: int
+    stage: str  # "initial prediction" or "K=4: step 2/4"
+
+
+@dataclass
+class RestoreResult:
+    """Images are (H, W, 3) float32 arrays in [0, 1]."""
+
+    initial: np.ndarray
+    results: dict[int, np.ndarray]
+    seed: int
+    tile: int
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def result(self) -> np.ndarray:
+        """The result for the last K asked for."""
+        return self.results[next(reversed(self.results))]
+
+
+ProgressCallback = Callable[[RestoreProgress], None]
+StopCheck = Callable[[], bool]
+
+
+class Restorer:
+    """Holds one base model and, switchable without reloading the base, one task adapter."""
+
+    def __init__(self, base: str | Path, adapter: str | Path | None = None, *,
+                 device: str = "auto", precision: str = "fp32") -> None:
+        self.device = resolve_device(device)
+        autocast_context(self.device, precision)  # validates the combination early
+        self.precision = precision
+        model, self.base_info = load_base(base)
+        self.model = model.to(self.device)
+        self.task: TaskParts | None = None
+        self._alpha_bar = alpha_bars(self.base_info.config.diffusion)
+        if adapter is not None:
+            self.load_adapter(adapter)
+
+    @property
+    def adapter_info(self) -> AdapterInfo | None:
+        return self.task.info if self.task is not None else None
+
+    @property
+    def info(self) -> BaseInfo:
+        return self.base_info
+
+    def load_adapter(self, path: str | Path) -> AdapterInfo:
+        """Switch task: load and verify an adapter file for the loaded base."""
+        parts = load_adapter(path, self.model, self.base_info).to(self.device)
+        parts.denoiser_overrides = {k: v.to(self.device)
+                                    for k, v in parts.denoiser_overrides.items()}
+        self.task = parts
+        return parts.info
+
+    def unload_adapter(self) -> None:
+        """Back to the plain base (its output is then only meaningful for Stage I inputs)."""
+        self.task = None
+
+    def restore(self, image: np.ndarray, steps: int | Sequence[int] = 4, *, seed: int = 0,
+                eta: float = 0.0, tile: int = DEFAULT_TILE,
+                progress: ProgressCallback | None = None,
+                should_stop: StopCheck | None = None) -> RestoreResult:
+        """Restore one image.
+
+        Args:
+            image: (H, W, 3) float array in [0, 1] (the degraded photo).
+            steps: K, or several K for the trade-off curve (one DDIM run each, same noise).
+            seed: seeds the starting noise (and eta > 0 noise): same inputs, same bytes.
+            eta: DDIM stochasticity, 0 = deterministic.
+            tile: tile size in pixels (0 = whole image); halved on out-of-memory.
+            progress: called after every network pass.
+            should_stop: polled between passes; True raises `Cancelled`.
+        """
+        ks = [steps] if isinstance(steps, int) else list(steps)
+        if not ks:
+            raise ConfigError("restore needs at least one step count")
+        for k in ks:
+            if not 1 <= k <= MAX_SAMPLING_STEPS:
+                raise ConfigError(f"steps must be between 1 and {MAX_SAMPLING_STEPS}, got {k}")
+        image = _check_image(image)
+        notes: list[str] = []
+        tile = max(int(tile), 0)
+        while True:
+            try:
+                started = time.perf_counter()
+                initial, results = self._run(image, ks, seed, eta, tile, progress, should_stop)
+                return RestoreResult(initial, results, seed, tile,
+                                     time.perf_counter() - started, notes)
+            except (RuntimeError, MemoryError) as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                release_cached_memory(self.device)
+                smaller = _smaller_tile(tile, image.shape[:2])
+                if smaller is None:
+                    raise OutOfMemory(
+                        f"out of memory on {self.device} even with {tile or 'no'}-pixel tiles; "
+                        "close other programs, use the CPU, or a smaller image") from exc
+                notes.append(f"out of memory with tile {tile or 'off'}: retried with {smaller}")
+                tile = smaller
+
+    @torch.no_grad()
+    def _run(self, image: np.ndarray, ks: list[int], seed: int, eta: float, tile: int,
+             progress: ProgressCallback | None, should_stop: StopCheck | None
+             ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        model, task, device = self.model, self.task, self.device
+        height, width = image.shape[:2]
+        blender = TileBlender(height, width, tile, device)
+        total = len(blender) * (1 + sum(ks))
+        done = 0
+        stage = "initial prediction"
+
+        def tick() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(RestoreProgress(done, total, stage))
+            if should_stop is not None and should_stop():
+                from .errors import Cancelled
+                raise Cancelled(f"restoration cancelled ({stage})")
+
+        y_d = torch.from_numpy(image).to(device).permute(2, 0, 1)[None].mul(2.0).sub_(1.0)
+        autocast = autocast_context(device, self.precision)
+        predictor = task.predictor if task is not None else None
+        if predictor is not None:
+            def predict(w: Window) -> torch.Tensor:
+                with autocast:
+                    return predictor(y_d[(..., *w.slices)])
+            y_eps = blender.blend(predict, channels=3, on_window=tick)
+        else:
+            y_eps = y_d
+            done += len(blender)
+        semantic = model.semantic_code((y_eps + 1.0) / 2.0)
+        adapters = task.adapters if task is not None else None
+        overrides = task.denoiser_overrides if task is not None else {}
+
+        def denoise(x_t: torch.Tensor, sqrt_gamma: float) -> torch.Tensor:
+            level = torch.full((1,), sqrt_gamma, device=device)
+
+            def one_window(w: Window) -> torch.Tensor:
+                index = (..., *w.slices)
+                args = (x_t[index], y_d[index], level, semantic)
+                kwargs = {"adapters": adapters,
+                          "guidance": y_eps[index] if adapters is not None else None}
+                with autocast:
+                    if overrides:
+                        return torch.func.functional_call(model.denoiser, overrides, args, kwargs)
+                    return model.denoiser(*args, **kwargs)
+            return blender.blend(one_window, channels=3, on_window=tick)
+
+        results: dict[int, np.ndarray] = {}
+        for k in ks:
+            stage = f"K={k}: step 1/{k}"
+
+            def on_step(p, k=k) -> None:
+                nonlocal stage
+                stage = f"K={k}: step {min(p.step + 1, k)}/{k}"
+
+            generator = torch.Generator().manual_seed(seed)
+            x_start = torch.randn((1, 3, height, width), generator=generator).to(device)
+            x0 = sample_ddim(denoise, x_start, sampling_timesteps(k, model.config.diffusion),
+                             self._alpha_bar, eta=eta, generator=generator, callback=on_step,
+                             should_stop=should_stop, clip_x0=RESIDUAL_BOUND)
+            del x_start
+            results[k] = _to_image(x0.add_(y_eps))
+            del x0
+        return _to_image(y_eps), results
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        shape = getattr(image, "shape", None)
+        raise ConfigError(f"restore expects an (H, W, 3) array, got shape {shape}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ConfigError(f"restore got an empty image of shape {image.shape}")
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    if not np.isfinite(image).all():
+        raise ConfigError("the image contains NaN or infinite values")
+    return image
+
+
+def _to_image(x: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) in [-1, 1] -> (H, W, 3) float32 in [0, 1]."""
+    x = x[0].float().add_(1.0).mul_(0.5).clamp_(0.0, 1.0)
+    return x.permute(1, 2, 0).contiguous().cpu().numpy()
+
+
+def _smaller_tile(tile: int, shape: tuple[int, int]) -> int | None:
+    current = tile if tile > 0 else max(shape)
+    smaller = current // 2
+    return smaller if smaller >= MIN_TILE else None

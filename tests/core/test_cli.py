@@ -1,0 +1,105 @@
+"""`dtpm-restore` end to end with weights made in the test."""
+
+import hashlib
+
+import numpy as np
+import pytest
+from model_factory import tiny_model
+from PIL import Image
+
+from dtpm_core.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, main
+from dtpm_core.imageio import read_image
+from dtpm_core.model import Stage2Options
+from dtpm_core.weights import save_adapter, save_base
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli_models")
+    model = tiny_model(Stage2Options(), seed=5)
+    sha = save_base(folder / "base.safetensors", model)
+    save_adapter(folder / "motion.safetensors", model, "motion-deblur", sha)
+    return folder
+
+
+def _photo(path, size=(48, 40), seed=0, mode="RGB"):
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(pixels).convert(mode).save(path)
+    return path
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _args(weights, *rest):
+    return ["--base", str(weights / "base.safetensors"),
+            "--adapter", str(weights / "motion.safetensors"), "--steps", "2", "-q", *rest]
+
+
+def test_folder_recursive_with_a_broken_file(weights, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    (inputs / "sub").mkdir(parents=True)
+    _photo(inputs / "a.png")
+    _photo(inputs / "sub" / "b.jpg", seed=1)
+    _photo(inputs / "sub" / "c.png", seed=2, mode="RGBA")
+    (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    before = {p: _digest(p) for p in inputs.rglob("*") if p.is_file()}
+    out = tmp_path / "out"
+    code = main([str(inputs), "-o", str(out), *_args(weights)])
+    captured = capsys.readouterr()
+    assert code == EXIT_SOME_FAILED
+    assert "broken.png" in captured.err and "1 failed" in captured.err
+    assert "restored 3 of 4" in captured.out
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == \
+        ["a.png", "sub/b.jpg", "sub/c.png"]
+    assert read_image(out / "sub" / "c.png").alpha is not None  # alpha carried through
+    assert {p: _digest(p) for p in before} == before  # inputs untouched
+
+
+def test_outputs_never_go_over_inputs(weights, tmp_path):
+    source = _photo(tmp_path / "photo.png")
+    digest = _digest(source)
+    assert main([str(source), "-o", str(tmp_path), *_args(weights)]) == EXIT_OK
+    assert _digest(source) == digest
+    assert (tmp_path / "photo_restored.png").is_file()
+
+
+def test_same_seed_same_bytes_and_format_option(weights, tmp_path):
+    source = _photo(tmp_path / "x.png")
+    for name in ("one", "two"):
+        assert main([str(source), "-o", str(tmp_path / name), *_args(weights, "--seed", "4")]) == 0
+    assert _digest(tmp_path / "one" / "x.png") == _digest(tmp_path / "two" / "x.png")
+    assert main([str(source), "-o", str(tmp_path / "t"), "--format", "tiff",
+                 *_args(weights)]) == 0
+    assert (tmp_path / "t" / "x.tif").is_file()
+
+
+def test_missing_model_and_bad_options_exit_with_usage_errors(weights, tmp_path, capsys):
+    source = _photo(tmp_path / "x.png")
+    assert main([str(source), "-o", str(tmp_path / "o"), "--base",
+                 str(tmp_path / "none.safetensors"), "--adapter",
+                 str(weights / "motion.safetensors")]) == EXIT_USAGE
+    assert "not found" in capsys.readouterr().err
+    assert main([str(source), "-o", str(tmp_path / "o"), *_args(weights, "--steps", "0")]) \
+        == EXIT_USAGE
+    assert main([str(source), "-o", str(tmp_path / "o")]) == EXIT_USAGE  # nothing installed
+    assert "no base model is installed" in capsys.readouterr().err
+
+
+def test_missing_input_is_reported_in_the_summary(weights, tmp_path, capsys):
+    source = _photo(tmp_path / "x.png")
+    code = main([str(source), str(tmp_path / "ghost.png"), "-o", str(tmp_path / "o"),
+                 *_args(weights)])
+    assert code == EXIT_SOME_FAILED
+    assert "ghost.png: no such file" in capsys.readouterr().err
+    assert (tmp_path / "o" / "x.png").is_file()
+
+
+def test_help_explains_the_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for option in ("--adapter", "--base", "--steps", "--seed", "--tile", "--device", "-o"):
+        assert option in text

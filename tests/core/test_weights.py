@@ -1,0 +1,117 @@
+"""Weight files: round trip, corruption, wrong base, wrong kind, strict keys."""
+
+import json
+
+import pytest
+import torch
+from model_factory import tiny_model
+
+from dtpm_core.errors import BaseMismatchError, WeightsError
+from dtpm_core.model import Stage2Options
+from dtpm_core.weights import (
+    load_adapter,
+    load_base,
+    read_adapter_info,
+    save_adapter,
+    save_base,
+)
+
+
+@pytest.fixture()
+def saved(tmp_path):
+    model = tiny_model(Stage2Options(), seed=3)
+    base_path, adapter_path = tmp_path / "base.safetensors", tmp_path / "derain.safetensors"
+    sha = save_base(base_path, model, training={"iterations": 7}, metrics={"psnr": 30.5})
+    save_adapter(adapter_path, model, "derain-dehaze", sha, display_name="Rain + haze",
+                 metrics={"psnr@4": 28.0})
+    return model, base_path, adapter_path
+
+
+def test_round_trip_gives_identical_weights_and_metadata(saved):
+    model, base_path, adapter_path = saved
+    base, info = load_base(base_path)
+    for name, value in model.denoiser.state_dict().items():
+        assert torch.equal(base.denoiser.state_dict()[name], value), name
+    assert info.config == model.config and info.training == {"iterations": 7}
+    assert info.metrics == {"psnr": 30.5}
+    parts = load_adapter(adapter_path, base, info)
+    assert parts.info.task == "derain-dehaze" and parts.info.display_name == "Rain + haze"
+    assert parts.info.stage2 == Stage2Options()
+    for name, value in model.adapters.state_dict().items():
+        assert torch.equal(parts.adapters.state_dict()[name], value)
+    for name, value in model.predictor.state_dict().items():
+        assert torch.equal(parts.predictor.state_dict()[name], value)
+    assert not parts.denoiser_overrides
+
+
+def test_files_are_safetensors_with_json_metadata(saved):
+    _, base_path, _ = saved
+    data = base_path.read_bytes()
+    header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+    meta = header["__metadata__"]
+    assert meta["kind"] == "dtpm-base" and json.loads(meta["config"])["preset"] == "tiny"
+    assert len(meta["content_sha256"]) == 64
+
+
+def test_corrupted_tensor_bytes_are_refused(saved, tmp_path):
+    _, base_path, _ = saved
+    data = bytearray(base_path.read_bytes())
+    data[-100] ^= 0xFF  # flip bits inside the tensor payload; the header stays valid
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="corrupted"):
+        load_base(broken)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_damaged_files_are_refused_clearly(saved, tmp_path, damage):
+    _, base_path, _ = saved
+    data = base_path.read_bytes()
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x00\x01not a model" * 9,
+                     "empty": b""}[damage])
+    with pytest.raises(WeightsError, match="bad.safetensors"):
+        load_base(bad)
+
+
+def test_adapter_for_another_base_is_refused(saved, tmp_path):
+    _, _, adapter_path = saved
+    other = tiny_model(Stage2Options(), seed=9)
+    other_path = tmp_path / "other_base.safetensors"
+    save_base(other_path, other)
+    base, info = load_base(other_path)
+    with pytest.raises(BaseMismatchError, match="trained on base model"):
+        load_adapter(adapter_path, base, info)
+
+
+def test_base_and_adapter_are_not_interchangeable(saved):
+    _, base_path, adapter_path = saved
+    with pytest.raises(WeightsError, match="expected a base model"):
+        load_base(adapter_path)
+    base, info = load_base(base_path)
+    with pytest.raises(WeightsError, match="expected a adapter|expected an adapter|adapter"):
+        load_adapter(base_path, base, info)
+
+
+def test_missing_file_and_non_dtpm_safetensors(tmp_path):
+    with pytest.raises(WeightsError, match="not found"):
+        load_base(tmp_path / "nope.safetensors")
+    from safetensors.torch import save_file
+    plain = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, str(plain))
+    with pytest.raises(WeightsError, match="not a DTPM model"):
+        load_base(plain)
+
+
+def test_ablation_adapter_carries_its_denoiser_weights(tmp_path):
+    model = tiny_model(Stage2Options(mode="finetune-decoder"), seed=4)
+    sha = save_base(tmp_path / "b.safetensors", model)
+    with torch.no_grad():
+        model.denoiser.ending.weight.add_(1.0)  # the "fine-tuned" decoder
+    save_adapter(tmp_path / "a.safetensors", model, "motion-deblur", sha)
+    base, info = load_base(tmp_path / "b.safetensors")
+    parts = load_adapter(tmp_path / "a.safetensors", base, info)
+    assert parts.adapters is None
+    assert torch.equal(parts.denoiser_overrides["ending.weight"], model.denoiser.ending.weight)
+    assert set(parts.denoiser_overrides) == set(model.denoiser.decoder_parameter_names())
+    assert read_adapter_info(tmp_path / "a.safetensors").stage2.mode == "finetune-decoder"
