@@ -1,0 +1,32 @@
+"""Write an UNTRAINED tiny base model and motion-deblur adapter, to exercise the pipeline
+(`dtpm-restore`, the app) before trained models are installed. Their output is not a
+restoration: train real models with `dtpm-train` or use the bundled ones.
+
+    python scripts/make_untrained_models.py OUTDIR
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from dtpm_core.config import preset
+from dtpm_core.model import DTPM, Stage2Options
+from dtpm_core.weights import save_adapter, save_base
+
+
+def main(outdir: str) -> None:
+    folder = Path(outdir)
+    torch.manual_seed(0)
+    model = DTPM(preset("tiny", denoiser__semantic="none"), Stage2Options())
+    note = {"note": "untrained: random initialisation, for pipeline checks only"}
+    sha = save_base(folder / "base.safetensors", model, training=note)
+    save_adapter(folder / "motion-deblur.safetensors", model, "motion-deblur", sha,
+                 display_name="Motion deblurring (untrained)", training=note)
+    print(f"wrote UNTRAINED models to {folder}/ (base.safetensors, motion-deblur.safetensors)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "untrained-models")
