@@ -1,0 +1,114 @@
+"""dtpm-train end to end, kill-and-resume, and two processes under torchrun."""
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import FAST
+
+from dtpm_core.cli import main as restore_main
+from dtpm_core.weights import load_adapter, load_base, read_adapter_info
+from trainer.checkpoint import checkpoint_path, load_checkpoint
+from trainer.cli import main as train_main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _sets(*extra):
+    args = []
+    for item in (*FAST, *extra):
+        args += ["--set", item]
+    return args
+
+
+def _stage1(run_dir, prepared, iterations=4, *extra):
+    return train_main(["stage1", "--run-dir", str(run_dir), "--iterations", str(iterations),
+                       "--quiet", *_sets(f'data.prepared="{prepared}"', *extra)])
+
+
+def _digest(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_prepare_stage1_stage2_export_restore(tmp_path, prepared_folder, clean_folder):
+    assert _stage1(tmp_path / "s1", prepared_folder, 4, "loop.validate_every=4") == 0
+    base = tmp_path / "s1" / "base.safetensors"
+    assert base.is_file() and (tmp_path / "s1" / "samples" / "step_0000004.png").is_file()
+    base_digest = _digest(base)
+    code = train_main(["stage2", "--run-dir", str(tmp_path / "s2"), "--base", str(base),
+                       "--task", "motion-deblur", "--iterations", "4", "--quiet",
+                       *_sets(f'data.clean=["{clean_folder}"]', "data.synthetic_length=16")])
+    assert code == 0
+    assert _digest(base) == base_digest  # Stage II never writes to the base
+    exported = tmp_path / "motion.safetensors"
+    assert train_main(["export", "--run-dir", str(tmp_path / "s2"), "-o", str(exported)]) == 0
+    info = read_adapter_info(exported)
+    assert info.task == "motion-deblur" and info.training["steps"] == 4
+    assert info.training["config"]["data"]["crop"] == 32  # the resolved config travels
+    model, base_info = load_base(base)
+    assert info.base_sha256 == base_info.sha256
+    load_adapter(exported, model, base_info)
+    out = tmp_path / "restored"
+    assert restore_main([str(clean_folder / "coffee.png"), "-o", str(out), "--base", str(base),
+                         "--adapter", str(exported), "--steps", "2", "-q"]) == 0
+    assert (out / "coffee.png").is_file()
+
+
+def _trained_state(run_dir):
+    state = load_checkpoint(checkpoint_path(run_dir))
+    return state["step"], state["trainable"], state["ema"]["shadow"], state["optimizer"]
+
+
+def test_kill_and_resume_continues_exactly(tmp_path, prepared_folder, monkeypatch):
+    assert _stage1(tmp_path / "straight", prepared_folder, 6) == 0
+    calls = {"n": 0}
+    original = torch.optim.Adam.step
+
+    def dying_step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # the process "dies" after the checkpoint of step 4
+            raise SystemExit("killed")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", dying_step)
+    with pytest.raises(SystemExit):
+        _stage1(tmp_path / "killed", prepared_folder, 6)
+    assert load_checkpoint(checkpoint_path(tmp_path / "killed"))["step"] == 4
+    monkeypatch.setattr(torch.optim.Adam, "step", original)
+    assert _stage1(tmp_path / "killed", prepared_folder, 6) == 0
+    step_a, weights_a, ema_a, opt_a = _trained_state(tmp_path / "straight")
+    step_b, weights_b, ema_b, opt_b = _trained_state(tmp_path / "killed")
+    assert step_a == step_b == 6
+    for name in weights_a:
+        assert torch.equal(weights_a[name], weights_b[name]), name
+        assert torch.equal(ema_a[name], ema_b[name]), name
+    for key, value in opt_a["state"].items():
+        assert torch.equal(value["exp_avg"], opt_b["state"][key]["exp_avg"])
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_under_torchrun_end_identical(tmp_path, prepared_folder):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", "2", "-m", "trainer.cli", "stage1",
+               "--run-dir", str(tmp_path / "ddp"), "--iterations", "3", "--quiet", "--device",
+               "cpu", *_sets(f'data.prepared="{prepared_folder}"', "data.batch_size=1")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 processes finished with identical weights" in result.stdout
+    step, weights, _, _ = _trained_state(tmp_path / "ddp")
+    assert step == 3
+    from dtpm_core.weights import content_sha256
+    assert content_sha256(weights) in result.stdout
+
+
+def test_missing_data_is_a_clear_error(tmp_path, capsys):
+    code = train_main(["stage1", "--run-dir", str(tmp_path / "r"), "--iterations", "2",
+                       "--quiet", *_sets(f'data.prepared="{tmp_path / "nothing"}"')])
+    assert code == 2
+    assert "prepare" in capsys.readouterr().err

@@ -1,0 +1,211 @@
+"""Training configuration: frozen dataclasses with the paper's defaults, TOML files, and
+command-line overrides (`--set optim.lr=3e-4`). Unknown keys are errors.
+
+The resolved config is stored in every checkpoint and exported weight file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from dtpm_core.config import ModelConfig, preset
+from dtpm_core.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which network to build: a named preset plus dotted overrides of its ModelConfig."""
+
+    preset: str = "paper"
+    semantic: str = "imagenet"  # falls back to seeded "random" when the weights are missing
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> ModelConfig:
+        config = preset(self.preset).with_overrides({"denoiser.semantic": self.semantic})
+        return config.with_overrides(self.overrides) if self.overrides else config
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam (0.9, 0.999), lr 1.5e-4 with cosine annealing (the paper's settings)."""
+
+    lr: float = 1.5e-4
+    beta1: float = 0.9
+    beta2: float = 0.999
+    weight_decay: float = 0.0
+    lr_min: float = 1e-7  # the cosine ends here
+    warmup: int = 0  # linear warm-up iterations
+    grad_clip: float = 1.0  # max global gradient norm, 0 = off
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the training pairs come from.
+
+    Stage I reads `prepared` (made by `dtpm-train prepare`). Stage II reads a paired dataset
+    (`layout` one of gopro, dpdd, snow100k, outdoor-rain, raindrop, folders, with `root` or
+    `degraded_dir`/`clean_dir`) or, with layout "synthetic", degrades the clean images in
+    `clean` on the fly.
+    """
+
+    prepared: str = ""
+    layout: str = "synthetic"
+    root: str = ""
+    split: str = "train"
+    degraded_dir: str = ""
+    clean_dir: str = ""
+    clean: tuple[str, ...] = ()
+    crop: int = 256
+    batch_size: int = 8
+    workers: int = 2
+    held_out_fraction: float = 0.1  # of the images, never trained on, used for validation
+    synthetic_length: int = 100_000  # virtual epoch size for synthetic data
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    iterations: int = 800_000
+    ema_decay: float = 0.999
+    amp: bool = True  # mixed precision (bf16 autocast) on CUDA; ignored on the CPU
+    channels_last: bool = True  # on CUDA
+    seed: int = 0
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    validate_every: int = 5000
+    val_steps: int = 4  # DDIM K used for validation
+    val_images: int = 4
+    val_size: int = 128  # validation crops (square)
+    max_bad_steps: int = 20  # consecutive NaN/Inf losses before giving up
+
+
+@dataclass(frozen=True)
+class Stage2Config:
+    """Stage II: task name and the paper's ablations."""
+
+    task: str = "motion-deblur"
+    display_name: str = ""
+    mode: str = "adapters"  # or finetune-encoder / finetune-decoder / finetune-both
+    use_predictor: bool = True
+    from_scratch: bool = False  # "w/o Stage I": the base is trained too, from random weights
+    predictor_l1_weight: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelChoice = field(default_factory=ModelChoice)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return _build(cls, data, "config")
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        f = fields[name]
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value, f"{where}.{name}")
+        elif isinstance(default, tuple):
+            kwargs[name] = tuple(value) if isinstance(value, list | tuple) else (value,)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}.{name} must be true or false, got {value!r}")
+            kwargs[name] = value
+        elif isinstance(default, float) and isinstance(value, int):
+            kwargs[name] = float(value)
+        elif default is not None and not isinstance(default, dict) and \
+                not isinstance(value, type(default)):
+            raise ConfigError(f"{where}.{name} must be a {type(default).__name__}, "
+                              f"got {value!r}")
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "overrides":
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """"optim.lr=3e-4" -> (["optim", "lr"], 3e-4); values are TOML literals, bare words are
+    strings."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def bundled_config(name: str) -> Path:
+    """Path of a config shipped in trainer/configs (name with or without .toml)."""
+    filename = name if name.endswith(".toml") else f"{name}.toml"
+    return Path(str(resources.files("trainer") / "configs" / filename))
+
+
+def load_config(path_or_name: str | Path | None = None,
+                overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """Defaults <- TOML file (a path, or the name of a bundled config) <- overrides."""
+    data = TrainConfig().to_dict()
+    if path_or_name:
+        path = Path(path_or_name)
+        if not path.is_file():
+            path = bundled_config(str(path_or_name))
+        if not path.is_file():
+            known = sorted(p.stem for p in bundled_config("x").parent.glob("*.toml"))
+            raise ConfigError(f"config {path_or_name!r} is neither a file nor a bundled "
+                              f"config ({', '.join(known)})")
+        try:
+            data = _merge(data, tomllib.loads(path.read_text(encoding="utf-8")))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    for text in overrides:
+        keys, value = parse_override(text)
+        if keys[:2] == ["model", "overrides"] and len(keys) > 2:
+            data["model"]["overrides"] = {**data["model"]["overrides"],
+                                          ".".join(keys[2:]): value}
+            continue
+        node = data
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                raise ConfigError(f"unknown config key {'.'.join(keys)!r}")
+            node = node[key]
+        if keys[-1] not in node:
+            raise ConfigError(f"unknown config key {'.'.join(keys)!r}")
+        node[keys[-1]] = value
+    config = TrainConfig.from_dict(data)
+    config.model.build()  # validates preset and model overrides now, not hours later
+    return config

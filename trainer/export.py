@@ -1,0 +1,77 @@
+"""Export: training checkpoints -> the weight files that `Restorer`, `dtpm-restore` and the
+app load (a base file for Stage I, an adapter file for Stage II)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dtpm_core.model import DTPM, Stage2Options
+from dtpm_core.weights import load_base, save_adapter, save_base
+
+from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint
+from .config import TrainConfig
+from .ema import EMA
+
+
+def training_summary(config: TrainConfig, step: int, extra: dict[str, Any]) -> dict[str, Any]:
+    """What goes into the file's `training` metadata: the resolved config and provenance."""
+    return {"steps": step, "config": config.to_dict(),
+            "semantic_note": extra.get("semantic_note", ""), "torch": torch.__version__}
+
+
+def export_stage1(model: DTPM, path: str | Path, config: TrainConfig, step: int,
+                  extra: dict[str, Any], metrics: dict[str, Any] | None = None) -> str:
+    return save_base(path, model, training=training_summary(config, step, extra),
+                     metrics=metrics)
+
+
+def export_stage2(model: DTPM, path: str | Path, config: TrainConfig, step: int,
+                  extra: dict[str, Any], metrics: dict[str, Any] | None = None) -> str:
+    from .degradations import TASK_DISPLAY_NAMES
+    task = config.stage2.task
+    display = config.stage2.display_name or TASK_DISPLAY_NAMES.get(task, task)
+    return save_adapter(path, model, task, extra["base_sha256"], display_name=display,
+                        training=training_summary(config, step, extra), metrics=metrics)
+
+
+def model_from_checkpoint(run_dir: str | Path, use_ema: bool = True
+                          ) -> tuple[DTPM, TrainConfig, dict[str, Any], int, str]:
+    """Rebuild the trained model from a run's checkpoint (EMA weights by default).
+    Returns (model, config, extra state, step, kind)."""
+    from .stage1 import stage1_model_config
+    state = load_checkpoint(checkpoint_path(run_dir))
+    config = TrainConfig.from_dict(state["config"])
+    extra, kind = state.get("extra", {}), state.get("kind")
+    if kind == "stage1":
+        model = DTPM(stage1_model_config(config, extra["semantic"]))
+    elif kind == "stage2":
+        base, _ = load_base(extra["base_path"])
+        model = DTPM(base.config, Stage2Options(**extra["stage2"]))
+        model.denoiser.load_state_dict(base.denoiser.state_dict())
+    else:
+        raise CheckpointError(f"{run_dir}: unknown checkpoint kind {kind!r}")
+    named = dict(model.named_parameters())
+    values = state["ema"]["shadow"] if use_ema else state["trainable"]
+    with torch.no_grad():
+        if use_ema:
+            ema = EMA({k: named[k] for k in values}, decay=0.0)
+            ema.load_state_dict(state["ema"])
+            ema.copy_to({k: named[k] for k in values})
+        else:
+            for name, value in values.items():
+                named[name].copy_(value)
+    return model.eval(), config, extra, int(state["step"]), kind
+
+
+def export_run(run_dir: str | Path, out: str | Path, use_ema: bool = True,
+               metrics: dict[str, Any] | None = None) -> Path:
+    """Write the weight file of a Stage I or Stage II run to `out`."""
+    model, config, extra, step, kind = model_from_checkpoint(run_dir, use_ema)
+    if kind == "stage1":
+        export_stage1(model, out, config, step, extra, metrics)
+    else:
+        export_stage2(model, out, config, step, extra, metrics)
+    return Path(out)

@@ -1,0 +1,122 @@
+"""Stage II: train a task's adapters and initial predictor on a frozen base (or one of the
+paper's ablations)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dtpm_core.errors import ConfigError
+from dtpm_core.model import DTPM, Stage2Options, configure_stage2_trainable
+from dtpm_core.objectives import stage2_loss
+from dtpm_core.restore import Restorer
+from dtpm_core.weights import load_base, save_base
+
+from .config import TrainConfig
+from .export import export_stage2
+from .loop import TrainJob
+from .stage1 import _as_pair, resumed_config
+from .validation import validate_restorer
+
+
+class Stage2Loss(nn.Module):
+    def __init__(self, model: DTPM, predictor_l1_weight: float) -> None:
+        super().__init__()
+        self.model = model
+        self.predictor_l1_weight = predictor_l1_weight
+
+    def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        return stage2_loss(self.model, batch["degraded"], batch["clean"], generator,
+                           self.predictor_l1_weight)
+
+
+def stage2_options(config: TrainConfig) -> Stage2Options:
+    s = config.stage2
+    return Stage2Options(mode=s.mode, use_predictor=s.use_predictor, from_scratch=s.from_scratch)
+
+
+def build_datasets(config: TrainConfig):
+    """(train dataset, held-out (degraded, clean) array pairs) for the configured data."""
+    from .data import PairedCrops, SyntheticPairs, find_pairs, pairs_from_folders, split_held_out
+    from .degradations import TASKS
+
+    data, loop = config.data, config.loop
+    if data.layout == "synthetic":
+        if config.stage2.task not in TASKS:
+            raise ConfigError(f"synthetic data exists for {TASKS}; task "
+                              f"{config.stage2.task!r} needs a paired dataset (data.layout)")
+        from dtpm_core.imageio import list_images
+        images = list_images([Path(p) for p in data.clean])
+        train, held = split_held_out(images, data.held_out_fraction, loop.seed)
+        train_set = SyntheticPairs(train, config.stage2.task, data.crop, loop.seed,
+                                   length=data.synthetic_length)
+        val_set = SyntheticPairs(held, config.stage2.task, loop.val_size, loop.seed + 1,
+                                 length=max(len(held), 1), augment=False)
+    else:
+        if data.layout == "folders":
+            pairs = pairs_from_folders(data.degraded_dir, data.clean_dir)
+        else:
+            pairs = find_pairs(data.layout, data.root, data.split)
+        train, held = split_held_out(pairs, data.held_out_fraction, loop.seed)
+        train_set = PairedCrops(train, data.crop, loop.seed)
+        val_set = PairedCrops(held, loop.val_size, loop.seed + 1, augment=False)
+    count = min(loop.val_images, len(val_set)) if len(held) else 0
+    val_pairs = [_as_pair(val_set[i], ("degraded", "clean")) for i in range(count)]
+    return train_set, val_pairs
+
+
+def build_stage2(config: TrainConfig, run_dir: Path, base_path: Path | None) -> TrainJob:
+    config, extra = resumed_config(config, run_dir)
+    options = stage2_options(config)
+    if extra:
+        base_path = Path(extra["base_path"])
+    if options.from_scratch:
+        # "w/o Stage I": a randomly initialised base, trained together with the task parts
+        from dtpm_core.semantic import resolve_semantic_mode
+
+        from .stage1 import stage1_model_config
+        if not extra:
+            semantic, note = resolve_semantic_mode(config.model.semantic)
+            torch.manual_seed(config.loop.seed)
+            scratch = DTPM(stage1_model_config(config, semantic))
+            base_path = run_dir / "initial_base.safetensors"
+            save_base(base_path, scratch, training={"note": "random initialisation"})
+    if base_path is None:
+        raise ConfigError("stage2 needs --base PATH (a Stage I base file), unless "
+                          "stage2.from_scratch = true")
+    base, base_info = load_base(base_path)
+    extra = {"base_path": str(base_path), "base_sha256": base_info.sha256,
+             "stage2": options.to_dict(), "semantic": base.config.denoiser.semantic,
+             "semantic_note": f"semantic encoder: {base.config.denoiser.semantic} (from base)"}
+    torch.manual_seed(config.loop.seed)
+    model = DTPM(base.config, options)
+    model.denoiser.load_state_dict(base.denoiser.state_dict())
+    params = configure_stage2_trainable(model)
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert len(trainable) == len(params)
+    train_set, val_pairs = build_datasets(config)
+    samples = run_dir / "samples"
+    adapter_file = f"{config.stage2.task}.safetensors"
+
+    def make_restorer(tmp: Path, trained: DTPM, step: int) -> Restorer:
+        adapter_path = tmp / adapter_file
+        export_stage2(trained, adapter_path, config, step, extra)
+        return Restorer(base_path, adapter_path, device="cpu")
+
+    def validate(trained: nn.Module, step: int) -> dict[str, float]:
+        if not val_pairs:
+            return {}
+        return validate_restorer(lambda tmp: make_restorer(tmp, trained, step), val_pairs,
+                                 config.loop.val_steps, config.loop.seed,
+                                 samples / f"step_{step:07d}.png")
+
+    def finish(trained: nn.Module) -> None:
+        path = run_dir / adapter_file
+        export_stage2(trained, path, config, config.loop.iterations, extra)
+        print(f"exported the {config.stage2.task} adapter to {path}")
+
+    return TrainJob("stage2", run_dir, config, model,
+                    Stage2Loss(model, config.stage2.predictor_l1_weight), trainable, train_set,
+                    validate=validate, finish=finish, extra_state=extra)
