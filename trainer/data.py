@@ -379,8 +379,11 @@ def split_held_out(items: Sequence[T], held_out: float | Collection[str], seed: 
     `held_out` is a fraction of the distinct keys (file names by default: a Pair's clean file
     name, so all the degraded versions of one clean image land on the same side), chosen by
     ranking keys by a seeded hash, or a collection of names (with or without extension).
-    Both lists keep the input order; no key is on both sides.
+    Both lists keep the input order; no key is on both sides. GoPro frame names repeat across
+    scenes: `key=lambda p: p.clean.parent.parent.name` holds out whole scenes instead.
     """
+    if isinstance(held_out, str):
+        held_out = [held_out]
     key = key or _default_key
     keys = [key(item) for item in items]
     unique = sorted(set(keys))

@@ -246,16 +246,17 @@ def _fid_metrics(methods: list[str], device: Any) -> tuple[dict[str, FIDMetric] 
 
 def _add_fid(summary: list[dict], fids: dict[str, FIDMetric], note: str) -> str:
     """Put each method's FID in its summary entry; an undefined FID is left out and noted."""
-    missing = []
+    missing: dict[str, list[str]] = {}  # reason -> methods
     for entry in summary:
-        value = fids[entry["method"]].compute()
+        fid = fids[entry["method"]]
+        value = fid.compute()
         if math.isnan(value):
-            missing.append(f"{entry['method']}: {fids[entry['method']].reason}")
+            missing.setdefault(fid.reason, []).append(entry["method"])
         else:
             entry["fid"] = value
-            entry["fid_patches"] = fids[entry["method"]].num_patches[0]
-    if missing:
-        note += "; left out for " + "; ".join(missing)
+            entry["fid_patches"] = fid.num_patches[0]
+    for reason, methods in missing.items():
+        note += f"; left out for {', '.join(methods)}: {reason}"
     return note
 
 

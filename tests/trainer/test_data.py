@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import types
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from trainer.data import DataError, Pair, UnmatchedFilesWarning
 
 def _touch(path: Path, size: tuple[int, int] = (6, 8), value: float | None = None) -> Path:
     """A tiny image file (random content unless `value`), parents created."""
-    rng = np.random.default_rng(abs(hash(path.name)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(path.name.encode()))
     rgb = np.full((*size, 3), value, np.float32) if value is not None else rng.random((*size, 3))
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_image(path, rgb.astype(np.float32))

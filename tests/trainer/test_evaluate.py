@@ -239,3 +239,16 @@ def test_fid_is_reported_per_method_when_available(restorer, pairs, tmp_path, mo
     assert report.fid_note.startswith("patch-level FID")
     text = ev.write_markdown(report, tmp_path / "eval.md")
     assert "FID ↓" in text
+
+
+def test_an_undefined_fid_is_left_out_and_explained(restorer, pairs, monkeypatch):
+    class TooFewPatches(_FakeFID):
+        def compute(self):
+            self.reason = "FID needs at least 2 patches per set"
+            return float("nan")
+
+    monkeypatch.setattr(ev, "FIDMetric", TooFewPatches)
+    report = ev.evaluate(restorer, pairs[:1], (1,), seed=5)
+    assert not any("fid" in s for s in report.summary)
+    assert report.fid_note.endswith(
+        "left out for input, initial, K=1: FID needs at least 2 patches per set")

@@ -99,6 +99,19 @@ def test_smooth_is_the_rtv_of_the_stored_clean_patch(prepared, sources):
     assert variation(y_s) < 0.6 * variation(x_g)
 
 
+def test_smooth_of_a_16_bit_source_is_taken_from_the_stored_8_bit_patch(tmp_path):
+    from dtpm_core.imageio import write_image
+
+    ramp = np.linspace(0.0, 1.0, PATCH * PATCH * 3, dtype=np.float32).reshape(PATCH, PATCH, 3)
+    write_image(tmp_path / "deep.png", np.sin(40 * ramp) * 0.4 + 0.5, bit_depth=16)
+    prepare([tmp_path / "deep.png"], tmp_path / "out", patch=PATCH, progress=False)
+    clean = cv2.imread(str(tmp_path / "out" / "clean" / "deep_0_0.png"), cv2.IMREAD_UNCHANGED)
+    smooth = cv2.imread(str(tmp_path / "out" / "smooth" / "deep_0_0.png"), cv2.IMREAD_UNCHANGED)
+    x_g = torch.from_numpy(clean[..., ::-1].astype(np.float32) / 255).permute(2, 0, 1)
+    expected = rtv_smooth(x_g).permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(smooth[..., ::-1] / 65535, expected, atol=2 / 65535)
+
+
 def test_index_json(prepared, sources):
     out, _ = prepared
     index = json.loads((out / "index.json").read_text())
@@ -134,6 +147,49 @@ def test_resume_completes_a_partial_output(prepared, sources, tmp_path):
     assert (report.patches_written, report.patches_skipped) == (2, 4)
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*.png")} == original
     assert len(read_index(out).patches) == 6
+
+
+def test_a_killed_run_leaves_a_usable_index_and_resumes(sources, tmp_path, monkeypatch):
+    from trainer import prepare as prep
+
+    calls = []
+    real_write = prep.write_image
+
+    def dying_write(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 5:  # the clean file of the third patch
+            raise KeyboardInterrupt
+        return real_write(path, *args, **kwargs)
+
+    monkeypatch.setattr(prep, "write_image", dying_write)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        prepare([sources], out, patch=PATCH, progress=False)
+    index = json.loads((out / "index.json").read_text())
+    assert index["complete"] is False and len(index["patches"]) == 3
+    with pytest.warns(UserWarning, match="not finished"):
+        PreparedPatches(out, crop=None)
+    monkeypatch.setattr(prep, "write_image", real_write)
+    report = prepare([sources], out, patch=PATCH, progress=False)
+    assert (report.patches_written, report.patches_skipped) == (4, 2)
+    assert read_index(out).complete and _patch_files(out, "smooth") == EXPECTED
+
+
+def test_same_stems_get_distinct_names_and_output_inside_a_source_is_ignored(tmp_path):
+    for folder in ("a", "b"):
+        Image.new("RGB", (PATCH, PATCH), (30, 90, 200)).save(_mkdir(tmp_path / folder) / "x.png")
+    out = tmp_path / "a" / "prepared"
+    first = prepare([tmp_path], out, patch=PATCH, progress=False)
+    names = _patch_files(out, "clean")
+    assert first.patches_written == 2 and len(set(names)) == 2
+    assert all(n.startswith("x-") and n.endswith("_0_0.png") for n in names)
+    again = prepare([tmp_path], out, patch=PATCH, progress=False)  # its own patches not sources
+    assert (again.patches_written, again.patches_skipped, again.sources_used) == (0, 2, 2)
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def test_limit_and_other_settings(prepared, sources, tmp_path):
