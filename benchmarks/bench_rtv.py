@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
     verdict = "PASS" if r["passed"] else "FAIL"
     print(f"RTV {r['size']}, {r['threads']} torch threads, load average {r['load']:.2f}")
     if r["load"] >= (os.cpu_count() or 1):
-        print("  warning: other processes are using the cores; multi-threaded times are "
-              "unreliable now")
+        print("  warning: other processes are using the cores; times are unreliable now, "
+              "multi-threaded ones by far the most")
     print(f"  rtv_smooth (multigrid PCG): {r['pcg_seconds']:.3f} s  best of {args.repeats}  "
           f"(goal <= {r['target_seconds']:.1f} s: {verdict})")
     if "exact_seconds" in r:

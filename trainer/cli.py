@@ -11,7 +11,8 @@ from dtpm_core.errors import DTPMError
 from dtpm_core.model import STAGE2_MODES
 
 CONFIG_HELP = ("TOML config: a file, or a bundled name (paper_stage1, paper_stage2, "
-               "cpu_demo_stage1, cpu_demo_stage2); defaults are the paper's settings")
+               "cpu_demo_stage1, cpu_demo_stage2, bundled_stage1, bundled_stage2); keys not "
+               "in the file keep the paper's settings")
 SET_HELP = ("override any config key, repeatable, e.g. --set optim.lr=3e-4 --set "
             "data.batch_size=4 --set model.overrides.denoiser.width=24")
 
@@ -52,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="training device (default: CUDA when available)")
         p.add_argument("--iterations", type=int, help="shortcut for --set loop.iterations=N")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--no-semantic", action="store_true",
+                       help="ablation: no semantic code (stage2: needs a base trained so)")
         if name == "stage2":
             p.add_argument("--task", help="task name: motion-deblur, defocus-deblur, "
                                           "derain-dehaze, desnow, raindrop or your own")
@@ -125,6 +128,8 @@ def _train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.iterations is not None:
         overrides.append(f"loop.iterations={args.iterations}")
+    if args.no_semantic:
+        overrides.append('model.semantic="none"')
     if args.command == "stage2":
         if args.task:
             overrides.append(f'stage2.task="{args.task}"')

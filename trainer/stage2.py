@@ -87,6 +87,10 @@ def build_stage2(config: TrainConfig, run_dir: Path, base_path: Path | None) -> 
         raise ConfigError("stage2 needs --base PATH (a Stage I base file), unless "
                           "stage2.from_scratch = true")
     base, base_info = load_base(base_path)
+    if config.model.semantic == "none" and base.config.denoiser.semantic != "none":
+        raise ConfigError(f"the ablation without semantic code needs a base trained without it; "
+                          f"{base_path} uses {base.config.denoiser.semantic!r} (train one with "
+                          "`dtpm-train stage1 --no-semantic`, or use --no-stage1)")
     extra = {"base_path": str(base_path), "base_sha256": base_info.sha256,
              "stage2": options.to_dict(), "semantic": base.config.denoiser.semantic,
              "semantic_note": f"semantic encoder: {base.config.denoiser.semantic} (from base)"}

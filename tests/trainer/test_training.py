@@ -112,3 +112,59 @@ def test_missing_data_is_a_clear_error(tmp_path, capsys):
                        "--quiet", *_sets(f'data.prepared="{tmp_path / "nothing"}"')])
     assert code == 2
     assert "prepare" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags,expected", [
+    ([], {"adapters", "predictor"}),
+    (["--mode", "finetune-encoder"], {"predictor", "denoiser-encoder"}),
+    (["--mode", "finetune-decoder"], {"predictor", "denoiser-decoder"}),
+    (["--mode", "finetune-both"], {"predictor", "denoiser-encoder", "denoiser-decoder",
+                                   "denoiser-middle"}),
+    (["--no-predictor"], {"adapters"}),
+    (["--no-stage1"], {"adapters", "predictor", "denoiser-encoder", "denoiser-decoder",
+                       "denoiser-middle"}),
+])
+def test_stage2_ablation_flags_select_the_trained_parameters(tmp_path, clean_folder, flags,
+                                                             expected, monkeypatch):
+    from dtpm_core.config import preset
+    from dtpm_core.model import DTPM
+    from dtpm_core.weights import save_base
+    from trainer import cli, loop
+
+    base = tmp_path / "base.safetensors"
+    save_base(base, DTPM(preset("tiny", denoiser__semantic="none")))
+    seen = {}
+
+    def fake_run(job, dist, progress=True):  # capture the job instead of training
+        seen["job"] = job
+
+    monkeypatch.setattr(loop, "run", fake_run)
+    assert cli.main(["stage2", "--run-dir", str(tmp_path / "r"), "--base", str(base),
+                     "--task", "desnow", *flags, "--quiet",
+                     *_sets(f'data.clean=["{clean_folder}"]')]) == 0
+
+    def group(name):
+        if not name.startswith("denoiser."):
+            return name.split(".")[0]
+        part = name.split(".")[1]
+        if part in ("intro", "encoders", "downs"):
+            return "denoiser-encoder"
+        if part in ("ups", "decoders", "ending"):
+            return "denoiser-decoder"
+        return "denoiser-middle"
+
+    job = seen["job"]
+    assert {group(n) for n in job.trainable} == expected
+    frozen = {n for n, p in job.model.named_parameters() if not p.requires_grad}
+    assert frozen.isdisjoint(job.trainable)
+
+
+def test_no_semantic_ablation_needs_a_matching_base(tmp_path, clean_folder, capsys):
+    from dtpm_core.config import preset
+    from dtpm_core.model import DTPM
+    from dtpm_core.weights import save_base
+    base = tmp_path / "base.safetensors"
+    save_base(base, DTPM(preset("tiny", denoiser__semantic="random")))
+    code = train_main(["stage2", "--run-dir", str(tmp_path / "r"), "--base", str(base),
+                       "--no-semantic", "--quiet", *_sets(f'data.clean=["{clean_folder}"]')])
+    assert code == 2 and "without semantic code" in capsys.readouterr().err

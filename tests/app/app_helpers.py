@@ -1,0 +1,43 @@
+"""Helpers shared by the app tests (images, waiting for the window to settle)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dtpm_core.imageio import write_image
+
+
+def make_image(path: Path, height: int = 48, width: int = 64, seed: int = 0) -> Path:
+    """A small smooth colour image with some texture."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([x / width, y / height, 0.5 + 0.3 * np.sin(x / 5.0)], axis=-1)
+    image = np.clip(base + 0.05 * rng.standard_normal(base.shape), 0, 1).astype(np.float32)
+    return write_image(path, image)
+
+
+def wait_settled(qtbot, window, timeout: int = 60_000) -> None:
+    """Until the result for the current settings is shown and the curve is complete."""
+    from dtpm_app.controller import CURVE_KS
+
+    c = window.controller
+
+    def done() -> bool:
+        key = c._curve_key()
+        points = c._curves.get(key, {}) if key is not None else {}
+        return (c.idle and c.current_result() is not None
+                and all(k in points for k in CURVE_KS))
+
+    qtbot.waitUntil(done, timeout=timeout)
+
+
+def wait_result(qtbot, window, timeout: int = 60_000) -> None:
+    """Until the result for the slider's K is displayed (the slider is throttled)."""
+    def shown() -> bool:
+        d, k = window._display, window.controls.slider.value()
+        return (window.controller.k == k and d.result is not None and d.result_k == k
+                and not d.pending)
+
+    qtbot.waitUntil(shown, timeout=timeout)

@@ -1,0 +1,78 @@
+"""App test fixtures: untrained tiny models in a tmp model folder, small images, a window."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from app_helpers import make_image
+
+from dtpm_core.config import preset
+from dtpm_core.model import DTPM, Stage2Options
+from dtpm_core.weights import save_adapter, save_base
+
+# Two cores shared with other jobs: one intra-op thread keeps timings steady.
+torch.set_num_threads(1)
+
+TASKS = {"motion-deblur": "Motion deblurring (test)", "defocus-deblur": "Defocus deblurring (test)"}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("DTPM_SETTINGS_DIR", str(tmp_path_factory.mktemp("settings")))
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    """An untrained tiny base and two task adapters on it, with a manifest."""
+    folder = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    model = DTPM(preset("tiny", denoiser__semantic="none"), Stage2Options()).eval()
+    sha = save_base(folder / "base.safetensors", model)
+    entries = []
+    for i, (task, name) in enumerate(TASKS.items()):
+        with torch.no_grad():  # make the adapters differ from each other
+            for param in model.predictor.parameters():
+                param.add_(0.05 * i * torch.randn_like(param))
+        save_adapter(folder / f"{task}.safetensors", model, task, sha, display_name=name)
+        entries.append({"task": task, "display_name": name, "file": f"{task}.safetensors"})
+    manifest = {"base": "base.safetensors", "adapters": entries}
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def models(model_dir, monkeypatch) -> Path:
+    """Point the app's user model folder at the test models."""
+    monkeypatch.setenv("DTPM_USER_MODELS", str(model_dir))
+    return model_dir
+
+
+@pytest.fixture
+def image_file(tmp_path) -> Path:
+    return make_image(tmp_path / "photo.png")
+
+
+@pytest.fixture
+def make_window(qtbot):
+    """Build MainWindows that are shut down (threads joined) after the test."""
+    from dtpm_app.main_window import MainWindow
+    from dtpm_app.settings import load_settings
+
+    windows = []
+
+    def build(**overrides):
+        settings = load_settings()
+        for key, value in overrides.items():
+            setattr(settings, key, value)
+        window = MainWindow(settings)
+        qtbot.addWidget(window)
+        window.show()
+        windows.append(window)
+        return window
+
+    yield build
+    for window in windows:
+        window.shutdown()

@@ -1,0 +1,167 @@
+"""The interactive restoration: slider and cache, trade-off plot, cancel, responsiveness,
+task switching without reloading the base, errors shown instead of crashing."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+from app_helpers import make_image, wait_result, wait_settled
+from PySide6.QtCore import Qt, QTimer
+
+from dtpm_app.controller import CURVE_KS
+from dtpm_app.workers import LoadBase, RestoreImage, SwitchAdapter
+
+
+def test_slider_changes_the_result_and_moves_the_marker(models, image_file, make_window,
+                                                        qtbot):
+    window = make_window(default_k=4)
+    window.start([image_file])
+    wait_settled(qtbot, window)
+    plot = window.plot
+    assert plot.marker_k() == pytest.approx(4)
+    assert set(plot._state.psnr) == set(CURVE_KS)
+    assert plot.psnr_plot.getAxis("left").labelText == "PSNR vs initial prediction (dB)"
+    assert "random" in plot.canvas.toolTip() or "ImageNet" in plot.canvas.toolTip()
+    _, before = window.shown_images()
+    assert window._display.result_k == 4
+
+    window.controls.slider.setValue(2)
+    assert plot.marker_k() == pytest.approx(2)  # the marker follows at once
+    assert plot.markers[1].value() == pytest.approx(math.log10(2))
+    wait_result(qtbot, window)
+    _, after = window.shown_images()
+    assert window._display.result_k == 2
+    assert after.shape == before.shape and not np.array_equal(after, before)
+
+    # back to K=4: cached, shown without a new job
+    jobs = []
+    window.controller._submit.connect(lambda job: jobs.append(job))
+    window.controls.slider.setValue(4)
+    window.controls.flush()
+    assert window._display.result_k == 4 and not window._display.pending
+    assert np.array_equal(window.shown_images()[1], before)
+    assert not [j for j in jobs if isinstance(j.request, RestoreImage)]
+
+
+def test_reference_relabels_the_curve(models, image_file, tmp_path, make_window, qtbot):
+    reference = make_image(tmp_path / "clean.png", seed=1)
+    window = make_window(default_k=1)
+    window.start([image_file], reference=reference)
+    qtbot.waitUntil(lambda: window.controller.reference is not None, timeout=30_000)
+    wait_settled(qtbot, window)
+    plot = window.plot
+    assert plot.psnr_plot.getAxis("left").labelText == "PSNR vs reference (dB)"
+    assert plot.lpips_plot.getAxis("left").labelText == "LPIPS vs reference"
+    assert "clean.png" in window.reference_label.text()
+    window.right_side.setCurrentIndex(window.right_side.findData("reference"))
+    assert np.array_equal(window.shown_images()[1], window.controller.reference)
+
+
+def test_cancel_stops_within_a_step_and_the_app_stays_usable(models, tmp_path, make_window,
+                                                             qtbot):
+    image = make_image(tmp_path / "big.png", 96, 128)
+    window = make_window(default_k=50)
+    worker = window.controller.worker
+    seen, clicked = threading.Event(), threading.Event()
+    passes = []
+
+    def hold_first_pass(run_id, done, total, stage):  # runs in the worker thread
+        passes.append(done)
+        if not seen.is_set():
+            seen.set()
+            clicked.wait(10)  # until the person has clicked Cancel
+
+    worker.progress.connect(hold_first_pass, Qt.ConnectionType.DirectConnection)
+    window.start([image])
+    qtbot.waitUntil(seen.is_set, timeout=30_000)
+    with qtbot.waitSignal(worker.cancelled, timeout=10_000):
+        window.cancel_action.trigger()
+        clicked.set()
+    worker.progress.disconnect(hold_first_pass)
+    assert passes == [1]  # stopped right after the pass during which Cancel was clicked
+    qtbot.waitUntil(lambda: window.controller.idle, timeout=5_000)
+    assert window.controller.current_result() is None
+    assert not window._display.pending and window.progress.isHidden()
+
+    window.controls.slider.setValue(1)  # a new request restores normally
+    wait_result(qtbot, window)
+    assert window.controller.current_result() is not None
+
+
+def test_event_loop_keeps_serving_timers_during_a_restoration(models, tmp_path, make_window,
+                                                               qtbot):
+    image = make_image(tmp_path / "big.png", 96, 128)
+    window = make_window(default_k=50)
+    ticks = []
+    timer = QTimer()
+    timer.setInterval(15)
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    started = []
+    window.controller.worker.progress.connect(lambda *a: started or started.append(len(ticks)))
+    window.start([image])
+    qtbot.waitUntil(lambda: window.controller.models_ready, timeout=30_000)
+    timer.start()
+    t0 = time.monotonic()
+    with qtbot.waitSignal(window.controller.worker.done, timeout=60_000,
+                          check_params_cb=lambda run, out: hasattr(out, "result")):
+        pass
+    elapsed = time.monotonic() - t0
+    timer.stop()
+    assert started, "the restoration never reported progress"
+    during = len(ticks) - started[0]
+    # 51 network passes: long enough for many ticks, all served while the worker computes
+    assert elapsed > 0.15
+    assert during >= max(5, 0.3 * elapsed / 0.015), (during, elapsed)
+
+
+def test_switching_task_loads_the_adapter_but_not_the_base(models, image_file, make_window,
+                                                           qtbot):
+    window = make_window(default_k=1, task="motion-deblur")
+    jobs = []
+    window.controller._submit.connect(lambda job: jobs.append(type(job.request)))
+    window.start([image_file])
+    wait_result(qtbot, window)
+    first = window.controller.current_result()
+    assert jobs.count(LoadBase) == 1
+    picker = window.task_picker
+    index = picker.combo.findData("defocus-deblur")
+    picker.combo.setCurrentIndex(index)
+    picker.combo.activated.emit(index)
+    qtbot.waitUntil(lambda: window.controller._adapter is not None
+                    and window.controller._adapter.task == "defocus-deblur", timeout=30_000)
+    wait_result(qtbot, window)
+    assert jobs.count(LoadBase) == 1 and jobs.count(SwitchAdapter) == 2
+    assert not np.array_equal(window.controller.current_result(), first)
+    assert window.settings.task == "defocus-deblur"
+
+
+def test_unreadable_image_is_reported_not_fatal(models, tmp_path, image_file, make_window,
+                                                qtbot):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg at all")
+    window = make_window(default_k=1)
+    window.start([broken])
+    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=30_000)
+    assert window.banner.level == "error" and "broken.jpg" in window.banner.text()
+    window.controller.open_image(image_file)  # still usable
+    wait_result(qtbot, window)
+
+
+def test_bad_model_file_is_reported(models, tmp_path, make_window, qtbot, monkeypatch):
+    bad = tmp_path / "bad-models"
+    bad.mkdir()
+    (bad / "base.safetensors").write_bytes(b"\0" * 100)
+    (bad / "a.safetensors").write_bytes(b"\0" * 100)
+    (bad / "manifest.json").write_text('{"base": "base.safetensors", "adapters": '
+                                       '[{"task": "a", "file": "a.safetensors"}]}')
+    monkeypatch.setenv("DTPM_USER_MODELS", str(bad))
+    window = make_window()
+    window.controller.start()
+    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=30_000)
+    assert window.banner.level == "error"
+    assert "base.safetensors" in window.banner.text()
+    qtbot.waitUntil(lambda: window.controller.idle, timeout=5_000)
