@@ -158,8 +158,14 @@ def run(job: TrainJob, dist: DistInfo, progress: bool = True) -> dict[str, Any]:
     batches = _batches(job.dataset, config, dist, step)
     bad_steps, last_log, history = 0, time.perf_counter(), []
     job.model.train()
+    stop_requested = _install_sigterm_flag()
     try:
         while step < loop.iterations:
+            if stop_requested():
+                save(step)
+                bar.close()
+                raise SystemExit(f"stopped by SIGTERM at step {step}; checkpoint saved, run "
+                                 "the same command again to resume")
             lr = get_lr(step, config.optim, loop.iterations)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -241,6 +247,20 @@ def _check_replicas(job: TrainJob, dist: DistInfo) -> str:
             print(f"{dist.world_size} processes finished with identical weights "
                   f"(sha256 {digest})")
     return digest
+
+
+def _install_sigterm_flag() -> Callable[[], bool]:
+    """SIGTERM (e.g. from a job scheduler) asks the loop to checkpoint and stop at the next
+    step; returns a function telling whether it was received."""
+    import signal
+    import threading
+
+    received = {"flag": False}
+    if threading.current_thread() is threading.main_thread():
+        def handler(signum, frame) -> None:
+            received["flag"] = True
+        signal.signal(signal.SIGTERM, handler)
+    return lambda: received["flag"]
 
 
 def _tensorboard(run_dir: Path):

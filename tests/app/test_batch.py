@@ -4,11 +4,12 @@ unreadable files are reported, finished items are skipped on a re-run."""
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 
 from app_helpers import make_image
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-from PySide6.QtGui import QDropEvent
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
 from dtpm_app.batch_runner import match_reference
@@ -20,11 +21,19 @@ def _sha(path: Path) -> str:
 
 
 def _drop(window, paths, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
+    """What a drag from a file manager delivers: enter, then drop (Qt ignores a drop
+    without an enter first)."""
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    event = QDropEvent(QPointF(200, 200), Qt.DropAction.CopyAction, mime,
-                       Qt.MouseButton.LeftButton, modifiers)
-    QApplication.sendEvent(window, event)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the QPoint constructor
+        enter = QDragEnterEvent(QPoint(200, 200), Qt.DropAction.CopyAction, mime,
+                                Qt.MouseButton.LeftButton, modifiers)
+    assert QApplication.sendEvent(window, enter) and enter.isAccepted()
+    drop = QDropEvent(QPointF(200, 200), Qt.DropAction.CopyAction, mime,
+                      Qt.MouseButton.LeftButton, modifiers)
+    QApplication.sendEvent(window, drop)
+    assert drop.isAccepted()
 
 
 def test_dropped_folder_is_restored_without_touching_inputs(models, tmp_path, make_window,
@@ -109,3 +118,32 @@ def test_reference_matched_by_name(tmp_path):
     assert match_reference(tmp_path / "in" / "IMG_1.jpg", refs) == target
     assert match_reference(tmp_path / "in" / "IMG_2.jpg", refs) is None
     assert match_reference(tmp_path / "in" / "IMG_1.jpg", None) is None
+
+
+def test_pause_holds_the_batch_and_cancel_stops_it(models, tmp_path, make_window, qtbot):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(3):
+        make_image(folder / f"{i}.png", seed=i)
+    outdir = tmp_path / "out"
+    window = make_window(default_k=3, output_dir=str(outdir))
+    window.controller.start()
+    _drop(window, [folder])
+    batch = window.batch
+    started = []
+    batch.itemChanged.connect(lambda i: batch.status[i] == "running" and started.append(i))
+    window.start_batch()
+    batch.pause()  # before the worker has loaded its model
+    assert window.batch_panel.pause_button.text() == "Resume"
+    with qtbot.waitSignal(batch.finished, timeout=30_000) as finished:
+        window.batch_panel.cancel_button.click()
+    summary = finished.args[0]
+    assert (summary.done, summary.remaining) == (0, 3) and not started
+    assert not outdir.exists() or not any(outdir.iterdir())
+    assert set(batch.status) == {"queued"}
+
+    with qtbot.waitSignal(batch.finished, timeout=60_000) as finished:
+        window.start_batch()
+        batch.pause()
+        batch.resume()
+    assert finished.args[0].done == 3

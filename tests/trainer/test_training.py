@@ -168,3 +168,26 @@ def test_no_semantic_ablation_needs_a_matching_base(tmp_path, clean_folder, caps
     code = train_main(["stage2", "--run-dir", str(tmp_path / "r"), "--base", str(base),
                        "--no-semantic", "--quiet", *_sets(f'data.clean=["{clean_folder}"]')])
     assert code == 2 and "without semantic code" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_to_resume_from(tmp_path, prepared_folder):
+    import signal
+    import time
+    run_dir = tmp_path / "term"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "trainer.cli", "stage1", "--run-dir", str(run_dir),
+               "--iterations", "100000", "--quiet",
+               *_sets(f'data.prepared="{prepared_folder}"', "loop.checkpoint_every=100000")]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run_dir / "tensorboard").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3.0)  # let it take a few steps
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert "checkpoint saved" in err
+    step = load_checkpoint(checkpoint_path(run_dir))["step"]
+    assert 0 < step < 100000
