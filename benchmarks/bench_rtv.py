@@ -11,8 +11,9 @@ are apart. `measure()` returns the numbers as a dict, for scripts that aggregate
 
 Other processes on the machine distort the 2-thread numbers badly: each torch op is an OpenMP
 parallel region that waits for its slowest thread, so when the cores are shared, many short
-ops stall (a 0.65 s run became 7-14 s under a load average of 3-4 on 2 cores, while one thread
-stayed at 1.2 s). The load average is printed with the result for that reason.
+ops stall. On the 2-core development machine: 0.65 s with 2 threads when unshared, but 6-26 s
+with 2 threads while other jobs kept the load average at 3-5, when 1 thread took 1.1-1.8 s.
+The load average is printed with the result for that reason.
 """
 
 from __future__ import annotations

@@ -39,25 +39,28 @@ def ddim_step(x: torch.Tensor, eps_hat: torch.Tensor, alpha_bar_t: float, alpha_
               eta: float = 0.0, noise: torch.Tensor | None = None,
               clip_x0: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One DDIM update from step t to the previous sampled step; returns (x_prev, x0_hat)."""
+    # Written with in-place updates of the tensors created here, so that a step holds at most
+    # three image-sized temporaries (a 24-megapixel photo is 288 MB per tensor).
     # (1) predicted x0, eq. 12 first term: (x_t - sqrt(1 - a_t) eps) / sqrt(a_t)
-    x0_hat = (x - (1.0 - alpha_bar_t) ** 0.5 * eps_hat) / alpha_bar_t ** 0.5
+    x0_hat = torch.add(x, eps_hat, alpha=-(1.0 - alpha_bar_t) ** 0.5).div_(alpha_bar_t ** 0.5)
     if clip_x0 is not None:
-        x0_hat = x0_hat.clamp(-clip_x0, clip_x0)
+        x0_hat.clamp_(-clip_x0, clip_x0)
         # keep eps consistent with the clipped x0 so that the update stays on the DDIM path
-        eps_hat = (x - alpha_bar_t ** 0.5 * x0_hat) / (1.0 - alpha_bar_t) ** 0.5
+        eps_hat = torch.add(x, x0_hat, alpha=-alpha_bar_t ** 0.5).div_(
+            max(1.0 - alpha_bar_t, 1e-12) ** 0.5)
     # (2) sigma_t(eta), eq. 16
     sigma = 0.0
     if eta > 0.0 and alpha_bar_prev < 1.0:
         sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar_t)
                        * (1 - alpha_bar_t / alpha_bar_prev)) ** 0.5
-    # (3) direction pointing to x_t, eq. 12 second term
-    direction = max(1.0 - alpha_bar_prev - sigma ** 2, 0.0) ** 0.5 * eps_hat
-    # (4) x_{t-1} = sqrt(a_prev) x0_hat + direction + sigma z
-    x_prev = alpha_bar_prev ** 0.5 * x0_hat + direction
+    # (3) x_{t-1} = sqrt(a_prev) x0_hat + sqrt(1 - a_prev - sigma^2) eps  (+ sigma z), eq. 12
+    x_prev = x0_hat * alpha_bar_prev ** 0.5
+    x_prev.add_(eps_hat, alpha=max(1.0 - alpha_bar_prev - sigma ** 2, 0.0) ** 0.5)
+    del eps_hat
     if sigma > 0.0:
         if noise is None:
             raise ValueError("ddim_step: eta > 0 needs a noise tensor")
-        x_prev = x_prev + sigma * noise
+        x_prev.add_(noise, alpha=sigma)
     return x_prev, x0_hat
 
 
@@ -94,6 +97,8 @@ def sample_ddim(eps_model: NoisePredictor, x_start: torch.Tensor, timesteps: Seq
             noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
         x, x0_hat = ddim_step(x, eps_hat.to(x.dtype), table[t], table[t_prev], eta, noise,
                               clip_x0)
+        del eps_hat, noise  # free before the next network pass allocates its output
         if callback is not None:
             callback(DDIMProgress(step=i + 1, total=total, t=t, x0_hat=x0_hat))
+        del x0_hat
     return x

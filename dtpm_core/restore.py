@@ -160,18 +160,26 @@ class Restorer:
                 from .errors import Cancelled
                 raise Cancelled(f"restoration cancelled ({stage})")
 
-        y_d = torch.from_numpy(image).to(device).permute(2, 0, 1)[None].mul(2.0).sub_(1.0)
+        # the degraded image y_d stays in its (H, W, 3) [0, 1] array (no copy on the CPU);
+        # each window converts its own crop to (1, 3, h, w) in [-1, 1]
+        source = torch.from_numpy(image).to(device)
+
+        def y_d(w: Window) -> torch.Tensor:
+            return source[w.slices].permute(2, 0, 1)[None].mul(2.0).sub_(1.0)
+
         autocast = autocast_context(device, self.precision)
         predictor = task.predictor if task is not None else None
         if predictor is not None:
             def predict(w: Window) -> torch.Tensor:
                 with autocast:
-                    return predictor(y_d[(..., *w.slices)])
+                    return predictor(y_d(w))
             y_eps = blender.blend(predict, channels=3, on_window=tick)
         else:
-            y_eps = y_d
+            y_eps = source.permute(2, 0, 1)[None].mul(2.0).sub_(1.0)
             done += len(blender)
-        semantic = model.semantic_code((y_eps + 1.0) / 2.0)
+        semantic = None
+        if model.semantic is not None:  # the encoder sees the whole image, downscaled
+            semantic = model.semantic_code(_downscale_for_semantics(y_eps).add_(1.0).mul_(0.5))
         adapters = task.adapters if task is not None else None
         overrides = task.denoiser_overrides if task is not None else {}
 
@@ -180,7 +188,7 @@ class Restorer:
 
             def one_window(w: Window) -> torch.Tensor:
                 index = (..., *w.slices)
-                args = (x_t[index], y_d[index], level, semantic)
+                args = (x_t[index], y_d(w), level, semantic)
                 kwargs = {"adapters": adapters,
                           "guidance": y_eps[index] if adapters is not None else None}
                 with autocast:
@@ -198,11 +206,13 @@ class Restorer:
                 stage = f"K={k}: step {min(p.step + 1, k)}/{k}"
 
             generator = torch.Generator().manual_seed(seed)
-            x_start = torch.randn((1, 3, height, width), generator=generator).to(device)
-            x0 = sample_ddim(denoise, x_start, sampling_timesteps(k, model.config.diffusion),
+            # the starting noise is handed over without a reference kept here, so that the
+            # sampler can free it after the first step
+            x0 = sample_ddim(denoise,
+                             torch.randn((1, 3, height, width), generator=generator).to(device),
+                             sampling_timesteps(k, model.config.diffusion),
                              self._alpha_bar, eta=eta, generator=generator, callback=on_step,
                              should_stop=should_stop, clip_x0=RESIDUAL_BOUND)
-            del x_start
             results[k] = _to_image(x0.add_(y_eps))
             del x0
         return _to_image(y_eps), results
@@ -221,9 +231,22 @@ def _check_image(image: np.ndarray) -> np.ndarray:
 
 
 def _to_image(x: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) in [-1, 1] -> (H, W, 3) float32 in [0, 1]."""
-    x = x[0].float().add_(1.0).mul_(0.5).clamp_(0.0, 1.0)
-    return x.permute(1, 2, 0).contiguous().cpu().numpy()
+    """(1, 3, H, W) in [-1, 1] -> (H, W, 3) float32 in [0, 1]; `x` is not modified."""
+    out = np.empty((x.shape[2], x.shape[3], 3), dtype=np.float32)
+    for c in range(3):  # channel by channel: no second full-size temporary
+        plane = x[0, c].float().add(1.0).mul_(0.5).clamp_(0.0, 1.0)
+        out[..., c] = plane.cpu().numpy()
+    return out
+
+
+def _downscale_for_semantics(y_eps: torch.Tensor) -> torch.Tensor:
+    """A small copy of the whole image for the semantic encoder (which resizes to 224 px
+    anyway); avoids image-sized temporaries for large photos."""
+    from torch.nn import functional as F
+
+    from .semantic import SEMANTIC_INPUT_SIZE
+    return F.interpolate(y_eps.float(), size=(SEMANTIC_INPUT_SIZE,) * 2, mode="bilinear",
+                         antialias=True, align_corners=False)
 
 
 def _smaller_tile(tile: int, shape: tuple[int, int]) -> int | None:

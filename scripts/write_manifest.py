@@ -1,0 +1,34 @@
+"""Write resources/models/manifest.json from the weight files in that folder (verified)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from dtpm_core.weights import load_base, read_adapter_info
+
+ORDER = ["motion-deblur", "defocus-deblur", "derain-dehaze", "desnow", "raindrop"]
+
+
+def main(folder: str) -> None:
+    root = Path(folder)
+    _, base_info = load_base(root / "base.safetensors")
+    adapters = []
+    for path in sorted(root.glob("*.safetensors")):
+        if path.name == "base.safetensors":
+            continue
+        info = read_adapter_info(path)
+        if info.base_sha256 != base_info.sha256:
+            raise SystemExit(f"{path} was trained on another base")
+        adapters.append({"task": info.task, "display_name": info.display_name,
+                         "file": path.name})
+    adapters.sort(key=lambda a: ORDER.index(a["task"]) if a["task"] in ORDER else 99)
+    manifest = {"base": "base.safetensors", "default_task": "motion-deblur",
+                "adapters": adapters}
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"wrote {root / 'manifest.json'} with {len(adapters)} adapter(s)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "resources/models")
