@@ -13,15 +13,22 @@ from dtpm_core.config import preset
 from dtpm_core.model import DTPM, Stage2Options
 from dtpm_core.weights import save_adapter, save_base
 
-# Two cores shared with other jobs: one intra-op thread keeps timings steady.
-torch.set_num_threads(1)
-
 TASKS = {"motion-deblur": "Motion deblurring (test)", "defocus-deblur": "Defocus deblurring (test)"}
 
 
 @pytest.fixture(autouse=True)
 def _isolated_settings(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DTPM_SETTINGS_DIR", str(tmp_path_factory.mktemp("settings")))
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """The app tests run the GUI and a worker side by side on a small machine: one intra-op
+    thread keeps their timings steady (restored afterwards for the other test folders)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 from app_helpers import make_image, wait_result, wait_settled
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QTimer
 
 from dtpm_app.controller import CURVE_KS
 from dtpm_app.workers import LoadBase, RestoreImage, SwitchAdapter
@@ -61,27 +61,48 @@ def test_reference_relabels_the_curve(models, image_file, tmp_path, make_window,
     assert np.array_equal(window.shown_images()[1], window.controller.reference)
 
 
+def _hold_first_pass(window, seen: threading.Event, clicked: threading.Event, passes: list):
+    """Wrap the worker's Restorer so that the first network pass waits (in the worker thread)
+    until the test has clicked Cancel: the cancel then lands exactly after that pass."""
+    restorer = window.controller.worker._restorer
+    original = restorer.restore
+
+    def restore(image, steps, **kwargs):
+        report = kwargs["progress"]
+
+        def progress(p):
+            report(p)
+            passes.append(p.done)
+            if not seen.is_set():
+                seen.set()
+                clicked.wait(10)
+
+        return original(image, steps, **{**kwargs, "progress": progress})
+
+    restorer.restore = restore
+
+
 def test_cancel_stops_within_a_step_and_the_app_stays_usable(models, tmp_path, make_window,
                                                              qtbot):
     image = make_image(tmp_path / "big.png", 96, 128)
     window = make_window(default_k=50)
-    worker = window.controller.worker
-    seen, clicked = threading.Event(), threading.Event()
-    passes = []
-
-    def hold_first_pass(run_id, done, total, stage):  # runs in the worker thread
-        passes.append(done)
-        if not seen.is_set():
-            seen.set()
-            clicked.wait(10)  # until the person has clicked Cancel
-
-    worker.progress.connect(hold_first_pass, Qt.ConnectionType.DirectConnection)
-    window.start([image])
+    window.controller.start()
+    qtbot.waitUntil(lambda: window.controller.models_ready and window.controller.idle,
+                    timeout=30_000)
+    seen, clicked, passes = threading.Event(), threading.Event(), []
+    _hold_first_pass(window, seen, clicked, passes)
+    window.controller.open_image(image)
     qtbot.waitUntil(seen.is_set, timeout=30_000)
-    with qtbot.waitSignal(worker.cancelled, timeout=10_000):
+    # while it runs: a progress bar, the stage and an estimate of the time left
+    qtbot.waitUntil(lambda: window.progress.isVisible(), timeout=10_000)
+    assert (window.progress.value(), window.progress.maximum()) == (1, 51)
+    assert "K=50" in window.status_text.text() and "left" in window.status_text.text()
+    assert window.cancel_action.isEnabled()
+    # the worker's `cancelled`, relayed by the controller (waiting on a signal of an object
+    # in another thread would run pytest-qt's slot in that thread)
+    with qtbot.waitSignal(window.controller.jobCancelled, timeout=10_000):
         window.cancel_action.trigger()
         clicked.set()
-    worker.progress.disconnect(hold_first_pass)
     assert passes == [1]  # stopped right after the pass during which Cancel was clicked
     qtbot.waitUntil(lambda: window.controller.idle, timeout=5_000)
     assert window.controller.current_result() is None
@@ -96,26 +117,28 @@ def test_event_loop_keeps_serving_timers_during_a_restoration(models, tmp_path, 
                                                                qtbot):
     image = make_image(tmp_path / "big.png", 96, 128)
     window = make_window(default_k=50)
+    window.controller.start()
+    qtbot.waitUntil(lambda: window.controller.models_ready and window.controller.idle,
+                    timeout=30_000)
     ticks = []
     timer = QTimer()
     timer.setInterval(15)
     timer.timeout.connect(lambda: ticks.append(time.monotonic()))
-    started = []
-    window.controller.worker.progress.connect(lambda *a: started or started.append(len(ticks)))
-    window.start([image])
-    qtbot.waitUntil(lambda: window.controller.models_ready, timeout=30_000)
+    progress = []
+    window.controller.progressChanged.connect(
+        lambda p: p is not None and p.total and progress.append(len(ticks)))
     timer.start()
     t0 = time.monotonic()
-    with qtbot.waitSignal(window.controller.worker.done, timeout=60_000,
-                          check_params_cb=lambda run, out: hasattr(out, "result")):
-        pass
+    with qtbot.waitSignal(window.controller.displayChanged, timeout=60_000,
+                          check_params_cb=lambda d: d.result is not None):
+        window.controller.open_image(image)
     elapsed = time.monotonic() - t0
     timer.stop()
-    assert started, "the restoration never reported progress"
-    during = len(ticks) - started[0]
+    assert len(progress) > 10, "the restoration did not report its passes"
     # 51 network passes: long enough for many ticks, all served while the worker computes
     assert elapsed > 0.15
-    assert during >= max(5, 0.3 * elapsed / 0.015), (during, elapsed)
+    assert len(ticks) >= max(5, 0.3 * elapsed / 0.015), (len(ticks), elapsed)
+    assert progress[-1] - progress[0] >= 3  # ticks kept coming between the first and last pass
 
 
 def test_switching_task_loads_the_adapter_but_not_the_base(models, image_file, make_window,
@@ -137,6 +160,12 @@ def test_switching_task_loads_the_adapter_but_not_the_base(models, image_file, m
     assert jobs.count(LoadBase) == 1 and jobs.count(SwitchAdapter) == 2
     assert not np.array_equal(window.controller.current_result(), first)
     assert window.settings.task == "defocus-deblur"
+
+    # another device reloads the base (then the adapter); cached results stay valid
+    window.controls.device.setCurrentIndex(window.controls.device.findData("cpu"))
+    qtbot.waitUntil(lambda: jobs.count(LoadBase) == 2 and window.controller.idle,
+                    timeout=30_000)
+    assert jobs.count(SwitchAdapter) == 3 and window.device_label.text() == "Device: cpu"
 
 
 def test_unreadable_image_is_reported_not_fatal(models, tmp_path, image_file, make_window,
@@ -165,3 +194,21 @@ def test_bad_model_file_is_reported(models, tmp_path, make_window, qtbot, monkey
     assert window.banner.level == "error"
     assert "base.safetensors" in window.banner.text()
     qtbot.waitUntil(lambda: window.controller.idle, timeout=5_000)
+
+
+def test_errors_are_worded_for_people():
+    from dtpm_app.workers import describe_error
+    from dtpm_core.errors import (
+        BaseMismatchError,
+        ConfigError,
+        ImageReadError,
+        OutOfMemory,
+        WeightsError,
+    )
+
+    cases = {OutOfMemory("oom on cpu"): "memory", ImageReadError("Cannot read x.png"): "image",
+             BaseMismatchError("a.safetensors"): "model", WeightsError("b.safetensors"): "model",
+             ConfigError("steps"): "setting", RuntimeError("boom"): "internal"}
+    for exc, kind in cases.items():
+        info = describe_error(exc)
+        assert info.kind == kind and info.title and str(exc) in info.message

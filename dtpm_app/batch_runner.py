@@ -1,0 +1,193 @@
+"""The batch queue: which files go where, their status, and the `BatchWorker` that runs them.
+
+No widgets here; `widgets.batch_queue.BatchQueue` shows this state. Targets come from
+`dtpm_core.batch.plan_batch` (never over an input); files already inside the output folder
+are left out, so re-running a batch over a folder that contains its own outputs is safe, and
+finished items (output exists) are skipped by the worker.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from dtpm_core.batch import plan_batch
+from dtpm_core.errors import ImageReadError
+from dtpm_core.imageio import SUPPORTED_EXTENSIONS
+
+from .formats import OUTPUT_CHOICES
+from .workers import BatchEntry, BatchSettings, BatchSummary, BatchWorker, ThreadPool
+
+STATUSES = ("queued", "running", "done", "failed", "skipped")
+
+
+def match_reference(source: str | Path, reference_dir: str | Path | None) -> Path | None:
+    """The file in `reference_dir` with the same name stem as `source` (any image type)."""
+    if not reference_dir:
+        return None
+    folder, source = Path(reference_dir), Path(source)
+    if not folder.is_dir():
+        return None
+    for suffix in sorted(SUPPORTED_EXTENSIONS):
+        for name in (source.stem + suffix, source.stem + suffix.upper()):
+            candidate = folder / name
+            if candidate.is_file() and candidate.resolve() != source.resolve():
+                return candidate
+    return None
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+class BatchRunner(QObject):
+    queueChanged = Signal()
+    itemChanged = Signal(int)
+    progressChanged = Signal(float)  # 0..1 over the whole queue
+    runningChanged = Signal(bool)
+    pausedChanged = Signal(bool)
+    finished = Signal(object)  # BatchSummary
+    problem = Signal(str)  # a message for the person (planning errors)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.roots: list[Path] = []
+        self.entries: list[BatchEntry] = []
+        self.status: list[str] = []
+        self.messages: list[str] = []
+        self.outdir: Path | None = None
+        self.format_key = "png8"
+        self.quality = 92
+        self.reference_dir: Path | None = None
+        self.paused = False
+        self.summary: BatchSummary | None = None
+        self._worker: BatchWorker | None = None
+        self._threads = ThreadPool()
+        self._finished_items = 0
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    def add_paths(self, paths: list[Path]) -> None:
+        """Queue files and folders (folders recursively)."""
+        known = {p.resolve() for p in self.roots}
+        self.roots += [Path(p) for p in paths if Path(p).resolve() not in known]
+        self.replan()
+
+    def clear(self) -> None:
+        if not self.running:
+            self.roots = []
+            self.replan()
+
+    def set_output(self, outdir: str | Path | None, format_key: str, quality: int) -> None:
+        self.outdir = Path(outdir) if outdir else None
+        self.format_key, self.quality = format_key, int(quality)
+        self.replan()
+
+    def set_reference_dir(self, folder: str | Path | None) -> None:
+        self.reference_dir = Path(folder) if folder else None
+        self.replan()
+
+    def replan(self) -> None:
+        """Recompute sources and targets (not while a batch runs)."""
+        if self.running:
+            return
+        entries: list[BatchEntry] = []
+        if self.roots:
+            outdir = self.outdir or Path("restored")
+            fmt = OUTPUT_CHOICES[self.format_key].batch_format
+            try:
+                planned = plan_batch(self.roots, outdir, fmt)
+            except ImageReadError as exc:
+                self.problem.emit(str(exc))
+                self.roots = [p for p in self.roots if p.exists()]
+                planned = plan_batch(self.roots, outdir, fmt)
+            for item in planned:
+                if self.outdir is not None and _inside(item.source, self.outdir):
+                    continue  # an earlier output, not an input
+                entries.append(BatchEntry(item.source, item.target,
+                                          match_reference(item.source, self.reference_dir)))
+        self.entries = entries
+        self.status = ["queued"] * len(entries)
+        self.messages = [""] * len(entries)
+        self.summary = None
+        self.queueChanged.emit()
+        self.progressChanged.emit(0.0)
+
+    def start(self, base: Path, adapter: Path, device: str, k: int, seed: int,
+              tile: int) -> bool:
+        """Run the queue in a worker thread; False when there is nothing to run."""
+        if self.running or not self.entries or self.outdir is None:
+            return False
+        self.replan()
+        settings = BatchSettings(base, adapter, device, k, seed, tile, self.format_key,
+                                 self.quality)
+        worker = BatchWorker(self.entries, settings)
+        worker.item_started.connect(self._on_started)
+        worker.item_progress.connect(self._on_progress)
+        worker.item_finished.connect(self._on_item_finished)
+        worker.finished.connect(self._on_finished)
+        self._worker, self.paused, self._finished_items = worker, False, 0
+        self._threads.start(worker, worker.finished)
+        self.runningChanged.emit(True)
+        self.pausedChanged.emit(False)
+        return True
+
+    def pause(self) -> None:
+        if self._worker is not None and not self.paused:
+            self._worker.pause()
+            self.paused = True
+            self.pausedChanged.emit(True)
+
+    def resume(self) -> None:
+        if self._worker is not None and self.paused:
+            self._worker.resume()
+            self.paused = False
+            self.pausedChanged.emit(False)
+
+    def cancel(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+
+    def shutdown(self) -> None:
+        self.cancel()
+        self._threads.wait_all()
+
+    def counts(self) -> dict[str, int]:
+        return {s: self.status.count(s) for s in STATUSES}
+
+    def _set(self, index: int, status: str, message: str) -> None:
+        if 0 <= index < len(self.status):
+            self.status[index], self.messages[index] = status, message
+            self.itemChanged.emit(index)
+
+    @Slot(int)
+    def _on_started(self, index: int) -> None:
+        self._set(index, "running", "")
+
+    @Slot(int, int, int)
+    def _on_progress(self, index: int, done: int, total: int) -> None:
+        if total > 0 and self.entries:
+            self.progressChanged.emit((self._finished_items + done / total) / len(self.entries))
+
+    @Slot(int, str, str)
+    def _on_item_finished(self, index: int, status: str, message: str) -> None:
+        self._finished_items += 1
+        self._set(index, status, message)
+        self.progressChanged.emit(self._finished_items / max(1, len(self.entries)))
+
+    @Slot(object)
+    def _on_finished(self, summary: BatchSummary) -> None:
+        for i, status in enumerate(self.status):
+            if status == "running":
+                self._set(i, "queued", "cancelled")
+        self._worker, self.paused, self.summary = None, False, summary
+        self.runningChanged.emit(False)
+        self.pausedChanged.emit(False)
+        self.finished.emit(summary)

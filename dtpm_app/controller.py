@@ -1,0 +1,559 @@
+"""The app's state and scheduler: image, reference, model, K, seed, caches and jobs.
+
+No widgets and no model maths here: the controller decides *what* to compute, hands one job
+at a time to the `InferenceWorker`, caches what comes back and tells the window what to show
+through signals. Priorities: load the base, switch the adapter, restore the full image at the
+current K, then fill the PSNR/LPIPS trade-off curve one K at a time. A request that makes the
+running job useless (another K, seed, image, task) sets that job's cancel flag; results are
+cached by an exact key (image, adapter, seed, tile, K), so a late result can never be shown
+for the wrong settings, and signals from runs the controller no longer waits for are dropped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from dtpm_core.errors import WeightsError
+from dtpm_core.imageio import LoadedImage, read_image
+from dtpm_core.models import Catalog, load_catalog, user_models_dir
+
+from .batch_runner import match_reference
+from .formats import OUTPUT_CHOICES, write_options
+from .model_store import InstallReport, install_models
+from .settings import AppSettings
+from .state import (
+    CACHE_BYTES,
+    ArrayCache,
+    CurveState,
+    Display,
+    ImageState,
+    ModelsState,
+    Progress,
+)
+from .workers import (
+    AdapterLoaded,
+    BaseLoaded,
+    CurvePoint,
+    CurvePointJob,
+    ErrorInfo,
+    InferenceWorker,
+    Job,
+    LoadBase,
+    Restored,
+    RestoreImage,
+    SwitchAdapter,
+    ThreadPool,
+)
+
+CURVE_KS = (1, 2, 4, 10, 20, 50)
+"""The step counts of the trade-off curve (4, 10 and 50 are the paper's reference points)."""
+DEFAULT_TASK = "motion-deblur"
+
+
+class Controller(QObject):
+    modelsChanged = Signal(object)  # ModelsState
+    imageChanged = Signal(object)  # ImageState | None
+    referenceChanged = Signal(object)  # Path | None
+    displayChanged = Signal(object)  # Display
+    curveChanged = Signal(object)  # CurveState
+    progressChanged = Signal(object)  # Progress | None
+    busyChanged = Signal(bool)
+    message = Signal(str, str, str)  # level ("info", "warning", "error"), title, text
+    saved = Signal(object)  # Path
+    settled = Signal()  # nothing left to compute for the current settings
+    jobCancelled = Signal(int)  # the worker's `cancelled`, relayed in the GUI thread
+    _submit = Signal(object)  # Job, to the worker thread
+
+    def __init__(self, settings: AppSettings, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.settings = settings
+        self.k, self.seed, self.tile = settings.default_k, settings.seed, settings.tile
+        self.device = settings.device
+        self.catalog = Catalog(None, {})
+        self.task: str | None = None
+        self.image: ImageState | None = None
+        self.reference: np.ndarray | None = None
+        self.reference_path: Path | None = None
+        self._ids = itertools.count(1)
+        self._runs = itertools.count(1)
+        self._ref_id = 0
+        self._base: BaseLoaded | None = None
+        self._base_for: tuple[Path, str] | None = None  # (file, device asked for)
+        self._adapter: AdapterLoaded | None = None
+        self._base_failed: tuple | None = None
+        self._adapter_failed: Path | None = None
+        self._model_error = ""
+        self._inflight: Job | None = None
+        self._started_at = 0.0
+        self._user_stopped = False
+        self._failed_keys: set[tuple] = set()
+        self._results = ArrayCache()
+        self._initials = ArrayCache(CACHE_BYTES // 4)
+        self._curves: dict[tuple, dict[int, CurvePoint]] = {}
+        self._pending_calls = 0
+        self._busy = False
+        self._closed = False
+        self.calls = ThreadPool()
+        self._thread = QThread()
+        self._thread.setObjectName("dtpm-inference")
+        self.worker = InferenceWorker()
+        self.worker.moveToThread(self._thread)
+        self._submit.connect(self.worker.run)
+        self.worker.progress.connect(self._on_progress)
+        self.worker.done.connect(self._on_done)
+        self.worker.failed.connect(self._on_failed)
+        self.worker.cancelled.connect(self._on_cancelled)
+        self._thread.finished.connect(self.worker.deleteLater)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ public API
+
+    def start(self) -> None:
+        """Read the installed models and start loading the default one."""
+        self.reload_catalog()
+
+    def reload_catalog(self) -> None:
+        try:
+            self.catalog = load_catalog()
+        except WeightsError as exc:
+            self.catalog = Catalog(None, {})
+            self.message.emit("error", "Model manifest damaged", str(exc))
+        tasks = self.catalog.adapters
+        if self.task not in tasks:
+            preferred = [self.settings.task, DEFAULT_TASK, *sorted(tasks)]
+            self.task = next((t for t in preferred if t in tasks), None)
+        self._base_failed, self._adapter_failed = None, None
+        self._emit_models()
+        self._pump()
+
+    @property
+    def models_ready(self) -> bool:
+        return self._adapter is not None and self._adapter_matches()
+
+    @property
+    def has_models(self) -> bool:
+        return self.catalog.base is not None and bool(self.catalog.adapters)
+
+    def model_paths(self) -> tuple[Path, Path] | None:
+        """(base, adapter) files of the current task, for the batch."""
+        if self.catalog.base is None or self.task not in self.catalog.adapters:
+            return None
+        return self.catalog.base, self.catalog.adapters[self.task].path
+
+    def open_image(self, path: str | Path, reference: str | Path | None = None) -> None:
+        """Read an image in the background; it replaces the current one. Its reference is
+        `reference`, else a file of the same name in the reference folder, if any."""
+        path = Path(path)
+        self._call(lambda: read_image(path),
+                   lambda loaded: self._set_image(path, loaded, reference),
+                   lambda err: self.message.emit("error", err.title, err.message))
+
+    def set_reference(self, path: str | Path) -> None:
+        """Use `path` as the ground truth of the current image (same size)."""
+        path = Path(path)
+        self._call(lambda: read_image(path), lambda loaded: self._set_reference(path, loaded),
+                   lambda err: self.message.emit("error", err.title, err.message))
+
+    def clear_reference(self) -> None:
+        self._apply_reference(None, None)
+
+    def set_steps(self, k: int) -> None:
+        if k != self.k:
+            self.k = int(k)
+            self._user_stopped = False
+            self._changed()
+
+    def set_seed(self, seed: int) -> None:
+        if seed != self.seed:
+            self.seed = int(seed)
+            self._user_stopped = False
+            self._changed()
+
+    def set_tile(self, tile: int) -> None:
+        if tile != self.tile:
+            self.tile = int(tile)
+            self._changed()
+
+    def set_device(self, device: str) -> None:
+        if device != self.device:
+            self.device = device
+            self._base_failed = None
+            self._user_stopped = False
+            self._changed()
+
+    def set_task(self, task: str) -> None:
+        if task != self.task and task in self.catalog.adapters:
+            self.task = task
+            self._adapter_failed = None
+            self._user_stopped = False
+            self._emit_models()
+            self._changed()
+
+    def restore_now(self) -> None:
+        """Resume after a cancel, and retry what failed."""
+        self._user_stopped = False
+        self._failed_keys.clear()
+        self._base_failed, self._adapter_failed = None, None
+        self._changed()
+
+    def cancel(self) -> None:
+        """Stop the running job and the queued ones until the next request."""
+        self._user_stopped = True
+        if self._inflight is not None and self._inflight.cancellable:
+            self._inflight.cancel.set()
+        self._update_busy()
+
+    def current_result(self) -> np.ndarray | None:
+        """The restored image for the current settings (exactly the current K), if ready."""
+        key = self._display_key()
+        return self._results.get(key) if key is not None else None
+
+    def save_result(self, path: str | Path, format_key: str, quality: int) -> None:
+        """Write the current result next to nothing it came from (write_image refuses)."""
+        result, image = self.current_result(), self.image
+        if result is None or image is None:
+            self.message.emit("warning", "Nothing to save",
+                              "The result for the current settings is not ready yet.")
+            return
+        target = Path(path)
+        options = write_options(OUTPUT_CHOICES[format_key], quality, image.loaded.bit_depth,
+                                target)
+
+        def write() -> Path:
+            from dtpm_core.imageio import write_image
+
+            return write_image(target, result, like=image.loaded, **options)
+
+        self._call(write, self._on_saved,
+                   lambda err: self.message.emit("error", err.title, err.message))
+
+    def add_models(self, paths: list[str | Path]) -> None:
+        """Verify and install model files, then reload the catalog."""
+        base_sha = self._base.sha256 if self._base is not None else None
+        self._call(lambda: install_models(list(paths), base_sha), self._on_installed,
+                   lambda err: self.message.emit("error", err.title, err.message))
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    @property
+    def idle(self) -> bool:
+        """No job running and no file being read or written."""
+        return self._inflight is None and self._pending_calls == 0
+
+    def shutdown(self) -> None:
+        """Cancel everything and stop the threads (the window is closing)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._inflight is not None:
+            self._inflight.cancel.set()
+        self._thread.quit()
+        self._thread.wait()
+        self.calls.wait_all()
+
+    # ------------------------------------------------------------------ state changes
+
+    def _call(self, fn, on_done, on_failed) -> None:
+        self._pending_calls += 1
+
+        def finish(callback):
+            def run(value) -> None:
+                self._pending_calls -= 1
+                if not self._closed:
+                    callback(value)
+                    self._pump()
+            return run
+
+        self.calls.call(fn, finish(on_done), finish(on_failed))
+        self._update_busy()
+
+    def _set_image(self, path: Path, loaded: LoadedImage,
+                   reference: str | Path | None = None) -> None:
+        self.image = ImageState(next(self._ids), path, loaded)
+        self.settings.add_recent(path)
+        self._user_stopped = False
+        self._failed_keys.clear()
+        self.reference, self.reference_path = None, None
+        self.imageChanged.emit(self.image)
+        self.referenceChanged.emit(None)
+        self._changed()
+        match = reference or match_reference(path, self.settings.reference_dir)
+        if match is not None:
+            self.set_reference(match)
+
+    def _set_reference(self, path: Path, loaded: LoadedImage) -> None:
+        if self.image is None:
+            self.message.emit("warning", "No image open",
+                              "Open the degraded image first, then set its reference.")
+            return
+        if loaded.rgb.shape != self.image.loaded.rgb.shape:
+            h, w = loaded.rgb.shape[:2]
+            ih, iw = self.image.loaded.rgb.shape[:2]
+            self.message.emit("error", "Reference size differs",
+                              f"The reference {path.name} is {w}x{h} pixels but the image is "
+                              f"{iw}x{ih}; a reference must be the same photo, undegraded.")
+            return
+        self._apply_reference(path, loaded.rgb)
+
+    def _apply_reference(self, path: Path | None, rgb: np.ndarray | None) -> None:
+        self.reference, self.reference_path = rgb, path
+        self._ref_id += 1
+        self.referenceChanged.emit(path)
+        self._changed()
+
+    def _on_saved(self, path: object) -> None:
+        self.message.emit("info", "Saved", f"Saved {path}")
+        self.saved.emit(path)
+
+    def _on_installed(self, report: object) -> None:
+        assert isinstance(report, InstallReport)
+        for source, reason in report.failed:
+            self.message.emit("error", f"Could not add {Path(source).name}", reason)
+        if report.installed:
+            names = ", ".join(m.display_name for m in report.installed)
+            self.message.emit("info", "Models added", f"Added {names} to {user_models_dir()}")
+            added = [m.task for m in report.installed if m.kind == "adapter"]
+            if added and (self.task is None or self.task not in self.catalog.adapters):
+                self.task = added[0]
+        self.reload_catalog()
+
+    def _changed(self) -> None:
+        """Settings changed: drop the running job if it became useless, show what we have."""
+        job = self._inflight
+        if job is not None and job.cancellable and not self._wanted(job):
+            job.cancel.set()
+        self._emit_display()
+        self._emit_curve()
+        self._pump()
+
+    # ------------------------------------------------------------------ keys
+
+    def _adapter_matches(self) -> bool:
+        entry = self.catalog.adapters.get(self.task or "")
+        return (self._adapter is not None and entry is not None
+                and self._adapter.path == entry.path)
+
+    def _context(self) -> tuple[int, str] | None:
+        """(image id, adapter sha256) once both an image and the task's adapter are loaded."""
+        if self.image is None or self._adapter is None or not self._adapter_matches():
+            return None
+        return self.image.id, self._adapter.sha256
+
+    def _display_key(self, k: int | None = None) -> tuple | None:
+        context = self._context()
+        if context is None:
+            return None
+        return (*context, self.seed, self.tile, self.k if k is None else k)
+
+    def _curve_key(self) -> tuple | None:
+        context = self._context()
+        if context is None:
+            return None
+        image_id, adapter = context
+        return (image_id, self._ref_id if self.reference is not None else 0, adapter, self.seed)
+
+    def _wanted(self, job: Job) -> bool:
+        if self._user_stopped:
+            return False
+        request = job.request
+        if isinstance(request, RestoreImage):
+            return request.key == self._display_key()
+        if isinstance(request, CurvePointJob):
+            key = self._display_key()
+            display_missing = (key is not None and self._results.get(key) is None
+                               and key not in self._failed_keys)
+            return request.key == self._curve_key() and not display_missing
+        return True
+
+    # ------------------------------------------------------------------ scheduling
+
+    def _next_request(self):
+        base = self.catalog.base
+        if base is None or self.task is None:
+            return None
+        if self._base is None or self._base_for != (base, self.device):
+            if self._base_failed == (base, self.device):
+                return None
+            return LoadBase(base, self.device)
+        entry = self.catalog.adapters[self.task]
+        if not self._adapter_matches():
+            return None if self._adapter_failed == entry.path else SwitchAdapter(entry.path)
+        if self.image is None or self._user_stopped:
+            return None
+        image = self.image.loaded.rgb
+        key = self._display_key()
+        if key is not None and self._results.get(key) is None and key not in self._failed_keys:
+            return RestoreImage(key, image, self.k, self.seed, self.tile)
+        curve_key = self._curve_key()
+        if curve_key is None or curve_key in self._failed_keys:
+            return None
+        points = self._curves.get(curve_key, {})
+        for k in CURVE_KS:
+            if k not in points:
+                return CurvePointJob(curve_key, image, self.reference, k, self.seed)
+        return None
+
+    def _pump(self) -> None:
+        if self._closed or self._inflight is not None:
+            self._update_busy()
+            return
+        request = self._next_request()
+        if request is None:
+            self.progressChanged.emit(None)
+            self._update_busy()
+            if self._pending_calls == 0:
+                self.settled.emit()
+            return
+        job = Job(next(self._runs), request)
+        self._inflight, self._started_at = job, time.monotonic()
+        if isinstance(request, LoadBase):
+            self._emit_models("loading")
+            self.progressChanged.emit(Progress("Loading model"))
+        elif isinstance(request, SwitchAdapter):
+            self.progressChanged.emit(Progress("Loading model"))
+        elif isinstance(request, RestoreImage):
+            self.progressChanged.emit(Progress(f"Restoring K={request.k}"))
+            self._emit_display()
+        else:
+            self.progressChanged.emit(None)
+            self._emit_curve()
+        self._update_busy()
+        self._submit.emit(job)
+
+    def _update_busy(self) -> None:
+        busy = (self._inflight is not None and not self._inflight.cancel.is_set()) or \
+            self._pending_calls > 0
+        if busy != self._busy:
+            self._busy = busy
+            self.busyChanged.emit(busy)
+
+    # ------------------------------------------------------------------ worker results
+
+    def _current(self, run_id: int) -> Job | None:
+        job = self._inflight
+        return job if job is not None and job.run_id == run_id else None
+
+    @Slot(int, int, int, str)
+    def _on_progress(self, run_id: int, done: int, total: int, stage: str) -> None:
+        job = self._current(run_id)
+        if job is None or job.cancel.is_set() or not isinstance(job.request, RestoreImage):
+            return
+        elapsed = time.monotonic() - self._started_at
+        eta = elapsed * (total - done) / done if done > 0 else None
+        stage = stage.split(": ", 1)[-1]  # "K=4: step 2/4" -> "step 2/4"
+        self.progressChanged.emit(Progress(f"Restoring K={job.request.k}", done, total, stage,
+                                           eta))
+
+    @Slot(int, object)
+    def _on_done(self, run_id: int, outcome: object) -> None:
+        job = self._current(run_id)
+        if job is None:
+            return
+        self._inflight = None
+        if isinstance(outcome, BaseLoaded):
+            assert isinstance(job.request, LoadBase)
+            self._base, self._adapter, self._model_error = outcome, None, ""
+            self._base_for = (job.request.path, job.request.device)
+        elif isinstance(outcome, AdapterLoaded):
+            self._adapter, self._model_error = outcome, ""
+            self._emit_models()
+            self._emit_display()
+            self._emit_curve()
+        elif isinstance(outcome, Restored):
+            self._results.put(outcome.key, outcome.result)
+            self._initials.put(outcome.key[:2] + (outcome.key[3],), outcome.initial)
+            for note in outcome.notes:
+                self.message.emit("warning", "Restoration adjusted", note)
+            self.message.emit("info", "Restored", f"K={outcome.k} in {outcome.seconds:.1f} s")
+            self._emit_display()
+        elif isinstance(outcome, CurvePoint):
+            self._curves.setdefault(outcome.key, {})[outcome.k] = outcome
+            self._emit_curve()
+        self._pump()
+
+    @Slot(int, object)
+    def _on_failed(self, run_id: int, error: ErrorInfo) -> None:
+        job = self._current(run_id)
+        if job is None:
+            return
+        self._inflight = None
+        request = job.request
+        if isinstance(request, LoadBase):
+            self._base_failed, self._base, self._adapter = (request.path, request.device), None, None
+            self._model_error = error.message
+            self._emit_models("error")
+        elif isinstance(request, SwitchAdapter):
+            self._adapter_failed, self._model_error = request.path, error.message
+            self._emit_models("error")
+        elif isinstance(request, RestoreImage | CurvePointJob):
+            self._failed_keys.add(request.key)
+            self._emit_curve(error.message if isinstance(request, CurvePointJob) else "")
+        self.message.emit("error", error.title, error.message)
+        self._pump()
+
+    @Slot(int)
+    def _on_cancelled(self, run_id: int) -> None:
+        self.jobCancelled.emit(run_id)
+        if self._current(run_id) is None:
+            return
+        self._inflight = None
+        self._emit_display()
+        self._emit_curve()
+        self._pump()
+
+    # ------------------------------------------------------------------ views
+
+    def _emit_models(self, state: str | None = None) -> None:
+        if state is None:
+            if not self.has_models:
+                state = "none"
+            elif self._model_error:
+                state = "error"
+            else:
+                state = "ready" if self.models_ready else "loading"
+        self.modelsChanged.emit(ModelsState(
+            state, tuple(self.catalog.adapters.values()), self.task,
+            self.catalog.base is not None, user_models_dir(),
+            self._base.device if self._base is not None else "", self._model_error))
+
+    def _emit_display(self) -> None:
+        if self.image is None:
+            self.displayChanged.emit(Display(wanted_k=self.k))
+            return
+        key = self._display_key()
+        result, result_k = None, None
+        if key is not None:
+            result = self._results.get(key)
+            result_k = self.k if result is not None else None
+            if result is None:  # show the nearest K restored so far, labelled as such
+                near = [c for c in self._results.keys() if c[:4] == key[:4]]
+                if near:
+                    best = min(near, key=lambda c: (abs(c[4] - self.k), c[4]))
+                    result, result_k = self._results.get(best), best[4]
+        initial = self._initials.get(key[:2] + (key[3],)) if key is not None else None
+        if key is None:  # models still loading
+            pending = self.has_models and not self._model_error and not self._user_stopped
+        else:
+            pending = (result_k != self.k and key not in self._failed_keys
+                       and not self._user_stopped)
+        self.displayChanged.emit(Display(self.image.loaded.rgb, initial, result,
+                                         self.reference, result_k, self.k, pending))
+
+    def _emit_curve(self, error: str = "") -> None:
+        key = self._curve_key()
+        points = self._curves.get(key, {}) if key is not None else {}
+        job = self._inflight
+        computing = job.request.k if (job is not None and isinstance(job.request, CurvePointJob)
+                                      and job.request.key == key) else None
+        backbone = next((p.backbone for p in points.values()), "")
+        against = "reference" if self.reference is not None else "initial prediction"
+        self.curveChanged.emit(CurveState({k: p.psnr for k, p in points.items()},
+                                          {k: p.lpips for k, p in points.items()},
+                                          against, backbone, computing, error))

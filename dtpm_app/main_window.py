@@ -1,0 +1,565 @@
+"""The main window: menus, docks, drag and drop, and the wiring between widgets and the
+controller. It shows state and forwards requests; it computes nothing itself."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QByteArray, QSize, Qt, QUrl
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDesktopServices,
+    QDragEnterEvent,
+    QDragMoveEvent,
+    QDropEvent,
+    QIcon,
+    QKeySequence,
+)
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QProgressBar,
+    QStackedWidget,
+    QStyle,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from dtpm_core.imageio import SUPPORTED_EXTENSIONS
+from dtpm_core.models import resources_dir, user_models_dir
+
+from .batch_runner import BatchRunner
+from .controller import Controller
+from .formats import OUTPUT_CHOICES, SAVE_CHOICES, choice_for_filter, dialog_filter, with_suffix
+from .settings import AppSettings, load_settings, save_settings
+from .state import Display, ImageState, ModelsState, Progress
+from .widgets.batch_queue import BatchQueue
+from .widgets.compare import CompareArea
+from .widgets.panels import EmptyState, MessageBanner
+from .widgets.restore_panel import RestorePanel
+from .widgets.split_view import to_qimage
+from .workers import BatchSummary
+
+REFERENCE_MODIFIER = Qt.KeyboardModifier.ShiftModifier
+"""Held while dropping one file: use it as the reference instead of opening it."""
+IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(SUPPORTED_EXTENSIONS)) + ")"
+
+
+def app_icon() -> QIcon:
+    return QIcon(str(resources_dir() / "icons" / "dtpm-studio.svg"))
+
+
+def sample_image() -> Path | None:
+    """The sample photo shown on first start, if the resources have one."""
+    folder = resources_dir() / "samples"
+    found = sorted(p for p in folder.glob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS) \
+        if folder.is_dir() else []
+    preferred = folder / "chelsea.png"
+    return preferred if preferred in found else (found[0] if found else None)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: AppSettings | None = None) -> None:
+        super().__init__()
+        self.settings = settings or load_settings()
+        self.controller = Controller(self.settings, self)
+        self.batch = BatchRunner(self)
+        self._display = Display()
+        self._models = ModelsState("none", (), None, False, user_models_dir())
+        self._save_target: tuple[Path, str] | None = None
+        self._closed = False
+        self.setWindowTitle("DTPM Studio")
+        self.setWindowIcon(app_icon())
+        self.setAcceptDrops(True)
+        self.setDockOptions(QMainWindow.DockOption.AnimatedDocks)
+        self._build_actions()
+        self._build_central()
+        self._build_docks()
+        self._build_menus_and_toolbar()
+        self._build_status_bar()
+        self._connect()
+        self._apply_settings()
+        self._on_reference(None)
+
+    # ------------------------------------------------------------------ construction
+
+    def _action(self, text: str, slot, shortcut=None, icon=None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        if icon is not None:
+            action.setIcon(self.style().standardIcon(icon))
+        if tip:
+            action.setStatusTip(tip)
+            action.setToolTip(tip)
+        action.triggered.connect(slot)
+        return action
+
+    def _build_actions(self) -> None:
+        sp = QStyle.StandardPixmap
+        self.open_action = self._action("&Open…", self.choose_open, QKeySequence.StandardKey.Open,
+                                        sp.SP_DialogOpenButton, "Open an image")
+        self.open_folder_action = self._action("Open &Folder for Batch…", self.choose_folder,
+                                               "Ctrl+Shift+O", sp.SP_DirOpenIcon,
+                                               "Queue a folder of images for batch restoration")
+        self.reference_action = self._action("Set &Reference Image…", self.choose_reference,
+                                             "Ctrl+R", tip="Use a clean image as ground truth "
+                                             "for the PSNR/LPIPS curve")
+        self.clear_reference_action = self._action("Clear Reference",
+                                                   self.controller.clear_reference)
+        self.save_action = self._action("&Save", self.save, QKeySequence.StandardKey.Save,
+                                        sp.SP_DialogSaveButton, "Save the result")
+        self.save_as_action = self._action("Save &As…", self.save_as,
+                                           QKeySequence.StandardKey.SaveAs)
+        self.copy_action = self._action("&Copy Result", self.copy_result,
+                                        QKeySequence.StandardKey.Copy,
+                                        tip="Copy the result to the clipboard")
+        self.add_model_action = self._action("Add &Model…", self.choose_models,
+                                             tip="Import .safetensors model files")
+        self.model_folder_action = self._action("Open Model Folder", self.open_model_folder)
+        self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.restore_action = self._action("&Restore", self.controller.restore_now, "F5",
+                                           sp.SP_MediaPlay, "Restore (again) with the current "
+                                           "settings")
+        self.cancel_action = self._action("&Cancel", self.controller.cancel, "Esc",
+                                          sp.SP_BrowserStop, "Stop the running restoration")
+        self.fit_action = self._action("&Fit", lambda: self.view.fit(), "Ctrl+0",
+                                       sp.SP_TitleBarMaxButton, "Fit the image in the window")
+        self.actual_action = self._action("1:1", lambda: self.view.actual_size(), "Ctrl+1",
+                                          sp.SP_TitleBarNormalButton,
+                                          "Actual size: one image pixel per screen pixel")
+        self.zoom_in_action = self._action("Zoom &In", lambda: self.view.zoom_by(1.25),
+                                           QKeySequence.StandardKey.ZoomIn)
+        self.zoom_out_action = self._action("Zoom &Out", lambda: self.view.zoom_by(0.8),
+                                            QKeySequence.StandardKey.ZoomOut)
+        self.swap_action = self._action("⇄", lambda: self.compare.swap(), "Ctrl+E",
+                                        tip="Swap left and right")
+
+    def _build_central(self) -> None:
+        self.banner = MessageBanner()
+        self.compare = CompareArea(self.swap_action)
+        self.view, self.view_bar = self.compare.view, self.compare.bar
+        self.left_side, self.right_side = self.compare.left_side, self.compare.right_side
+        self.empty = EmptyState()
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.empty)
+        self.stack.addWidget(self.compare)
+        self.zoom_label = QLabel("100%")
+        self.zoom_label.setMinimumWidth(52)
+        self.zoom_label.setToolTip("Zoom level")
+        self.zoom_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+
+    def _build_docks(self) -> None:
+        self.panel = RestorePanel(self.restore_action, self.cancel_action)
+        self.task_picker, self.controls = self.panel.task_picker, self.panel.controls
+        self.plot, self.reference_label = self.panel.plot, self.panel.reference_label
+        self.cancel_button = self.panel.cancel_button
+        self.cancel_action.setEnabled(False)
+        self.cancel_button.setEnabled(False)
+        self.side_dock = QDockWidget("Restoration", self)
+        self.side_dock.setObjectName("restoration-dock")
+        self.side_dock.setWidget(self.panel)
+        self.side_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                                   | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.side_dock)
+        self.batch_panel = BatchQueue(self.batch)
+        self.batch_dock = QDockWidget("Batch", self)
+        self.batch_dock.setObjectName("batch-dock")
+        self.batch_dock.setWidget(self.batch_panel)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.batch_dock)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.batch_dock.hide()
+
+    def _build_menus_and_toolbar(self) -> None:
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        file_menu.addActions([self.open_action, self.open_folder_action])
+        self.recent_menu = QMenu("Open &Recent", self)
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file_menu.addMenu(self.recent_menu)
+        file_menu.addSeparator()
+        file_menu.addActions([self.reference_action, self.clear_reference_action])
+        file_menu.addSeparator()
+        file_menu.addActions([self.save_action, self.save_as_action, self.copy_action])
+        file_menu.addSeparator()
+        file_menu.addActions([self.add_model_action, self.model_folder_action])
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        view_menu = menu.addMenu("&View")
+        view_menu.addActions([self.fit_action, self.actual_action, self.zoom_in_action,
+                              self.zoom_out_action, self.swap_action])
+        view_menu.addSeparator()
+        view_menu.addAction(self.side_dock.toggleViewAction())
+        view_menu.addAction(self.batch_dock.toggleViewAction())
+        run_menu = menu.addMenu("&Restore")
+        run_menu.addActions([self.restore_action, self.cancel_action])
+        help_menu = menu.addMenu("&Help")
+        help_menu.addAction(self._action("&About DTPM Studio", self._about))
+        toolbar = QToolBar("Main", self)
+        toolbar.setObjectName("main-toolbar")
+        toolbar.setMovable(False)
+        toolbar.setIconSize(QSize(20, 20))
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        toolbar.addActions([self.open_action, self.open_folder_action, self.save_action])
+        toolbar.addSeparator()
+        toolbar.addActions([self.restore_action, self.cancel_action])
+        toolbar.addSeparator()
+        toolbar.addActions([self.fit_action, self.actual_action])
+        toolbar.addWidget(self.zoom_label)
+        self.addToolBar(toolbar)
+
+    def _build_status_bar(self) -> None:
+        status = self.statusBar()
+        self.status_text = QLabel("Ready")
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(220)
+        self.progress.setTextVisible(True)
+        self.progress.hide()
+        self.image_label = QLabel()
+        self.device_label = QLabel()
+        status.addWidget(self.status_text, 1)
+        status.addPermanentWidget(self.progress)
+        status.addPermanentWidget(self.image_label)
+        status.addPermanentWidget(self.device_label)
+
+    def _connect(self) -> None:
+        c = self.controller
+        c.modelsChanged.connect(self._on_models)
+        c.imageChanged.connect(self._on_image)
+        c.referenceChanged.connect(self._on_reference)
+        c.displayChanged.connect(self._on_display)
+        c.curveChanged.connect(self.plot.set_state)
+        c.progressChanged.connect(self._on_progress)
+        c.busyChanged.connect(self._on_busy)
+        c.message.connect(self.show_message)
+        self.task_picker.taskChosen.connect(c.set_task)
+        self.task_picker.addModelRequested.connect(self.choose_models)
+        self.empty.addModelRequested.connect(self.choose_models)
+        self.empty.openFolderRequested.connect(self.open_model_folder)
+        self.controls.stepsMoved.connect(self.plot.set_marker)
+        self.controls.stepsChanged.connect(c.set_steps)
+        self.controls.seedChanged.connect(c.set_seed)
+        self.controls.deviceChanged.connect(c.set_device)
+        self.controls.tileChanged.connect(c.set_tile)
+        self.plot.stepsRequested.connect(self.set_steps)
+        self.view.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f}%"))
+        self.batch_panel.outputChanged.connect(self._on_batch_output)
+        self.batch_panel.referenceDirChanged.connect(self._on_reference_dir)
+        self.batch_panel.startRequested.connect(self.start_batch)
+        self.batch_panel.itemActivated.connect(
+            lambda i: c.open_image(self.batch.entries[i].source))
+        self.batch.problem.connect(lambda text: self.show_message("warning", "Batch", text))
+        self.batch.finished.connect(self._on_batch_finished)
+
+    def _apply_settings(self) -> None:
+        s = self.settings
+        self.controls.set_values(s.default_k, s.seed, s.device, s.tile)
+        self.plot.set_marker(s.default_k)
+        self.compare.set_sides(s.left_side, s.right_side)
+        self.batch_panel.set_output(s.output_dir, s.output_format, s.quality)
+        self.batch_panel.set_reference_dir(s.reference_dir)
+        self.batch.set_output(s.output_dir or None, s.output_format, s.quality)
+        self.batch.set_reference_dir(s.reference_dir or None)
+        restored = False
+        if s.geometry:
+            restored = self.restoreGeometry(QByteArray(base64.b64decode(s.geometry)))
+        if not restored:
+            self.resize(1280, 820)
+            self.resizeDocks([self.side_dock], [390], Qt.Orientation.Horizontal)
+        if s.window_state:
+            self.restoreState(QByteArray(base64.b64decode(s.window_state)))
+
+    def start(self, files: list[str | Path] | None = None, reference: str | Path | None = None,
+              ) -> None:
+        """Read the models and open `files` (several: the batch queue), or the sample."""
+        self.controller.start()
+        paths = [Path(f) for f in files or []]
+        if not paths and self.controller.has_models:
+            sample = sample_image()  # without a model the empty state says what to do
+            paths = [sample] if sample is not None else []
+        if len(paths) == 1 and paths[0].is_file():
+            self.controller.open_image(paths[0], reference)
+        elif paths:
+            self.open_paths(paths)
+
+    # ------------------------------------------------------------------ user actions
+
+    def open_paths(self, paths: list[Path], as_reference: bool = False) -> None:
+        """What a drop does: one file opens (or becomes the reference); folders and several
+        files fill the batch queue."""
+        paths = [Path(p) for p in paths]
+        if len(paths) == 1 and paths[0].is_file():
+            if as_reference:
+                self.controller.set_reference(paths[0])
+            else:
+                self.controller.open_image(paths[0])
+            return
+        if not paths:
+            return
+        if not self.batch_panel.outdir.text().strip():
+            first = paths[0]
+            default = (first.parent / f"{first.name}-restored" if first.is_dir()
+                       else first.parent / "restored")
+            self.batch_panel.set_output(str(default), self.settings.output_format,
+                                        self.settings.quality)
+            self._on_batch_output(str(default), self.settings.output_format,
+                                  self.settings.quality)
+        self.batch.add_paths(paths)
+        if self.batch_dock.isHidden():
+            self.batch_dock.show()
+            self.resizeDocks([self.batch_dock], [260], Qt.Orientation.Vertical)
+        self.batch_dock.raise_()
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+        if not paths:
+            return
+        event.acceptProposedAction()
+        self.open_paths(paths, as_reference=bool(event.modifiers() & REFERENCE_MODIFIER))
+
+    def _start_dir(self) -> str:
+        return self.settings.last_dir or str(Path.home())
+
+    def choose_open(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", self._start_dir(),
+                                              IMAGE_FILTER)
+        if path:
+            self.settings.last_dir = str(Path(path).parent)
+            self.controller.open_image(path)
+
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder to restore", self._start_dir())
+        if folder:
+            self.settings.last_dir = folder
+            self.open_paths([Path(folder)])
+
+    def choose_reference(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Reference (clean) image",
+                                              self._start_dir(), IMAGE_FILTER)
+        if path:
+            self.controller.set_reference(path)
+
+    def choose_models(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Add model files", self._start_dir(),
+                                                "DTPM models (*.safetensors)")
+        if paths:
+            self.controller.add_models(paths)
+
+    def open_model_folder(self) -> None:
+        folder = user_models_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+    def set_steps(self, k: int) -> None:
+        self.controls.slider.setValue(int(k))
+
+    def save(self) -> None:
+        if self._save_target is None or self.controller.image is None:
+            self.save_as()
+            return
+        path, key = self._save_target
+        self.controller.save_result(path, key, self.settings.quality)
+
+    def save_as(self) -> None:
+        image = self.controller.image
+        if image is None or self.controller.current_result() is None:
+            self.show_message("warning", "Nothing to save",
+                              "Open an image and wait for its result first.")
+            return
+        filters = [dialog_filter(OUTPUT_CHOICES[k]) for k in SAVE_CHOICES]
+        name = f"{image.path.stem}_restored_K{self.controller.k}.png"
+        folder = Path(self.settings.output_dir or image.path.parent)
+        path, chosen = QFileDialog.getSaveFileName(self, "Save result", str(folder / name),
+                                                   ";;".join(filters), filters[0])
+        if not path:
+            return
+        choice = choice_for_filter(chosen)
+        if choice.uses_quality:
+            quality, ok = QInputDialog.getInt(self, f"{choice.label} quality", "Quality (1-100)",
+                                              self.settings.quality, 1, 100)
+            if not ok:
+                return
+            self.settings.quality = quality
+        target = with_suffix(path, choice)
+        self._save_target = (target, choice.key)
+        self.controller.save_result(target, choice.key, self.settings.quality)
+
+    def copy_result(self) -> None:
+        result = self.controller.current_result()
+        if result is None:
+            self.show_message("warning", "Nothing to copy", "The result is not ready yet.")
+            return
+        QApplication.clipboard().setImage(to_qimage(result))
+        self.show_status("Result copied to the clipboard")
+
+    def start_batch(self) -> None:
+        paths = self.controller.model_paths()
+        if paths is None:
+            self.show_message("error", "No model", "Add a model before running a batch.")
+            return
+        if self.batch.outdir is None:
+            self.show_message("warning", "No output folder", "Choose an output folder first.")
+            return
+        c = self.controller
+        task = self.task_picker.combo.currentText()
+        self.batch_panel.running_text = f"Running: {task}, K={c.k}, seed {c.seed}…"
+        self.batch.start(*paths, c.device, c.k, c.seed, c.tile)
+
+    def show_message(self, level: str, title: str, text: str) -> None:
+        if level == "info":  # the status bar; the banner is for what needs attention
+            self.show_status(f"{title}: {text}")
+            return
+        self.banner.show_message(level, title, text)
+
+    def show_status(self, text: str) -> None:
+        self.status_text.setText(text)
+
+    def _about(self) -> None:
+        self.show_message("info", "DTPM Studio", "diffusion texture prior photo restoration")
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for path in self.settings.recent_files:
+            action = self.recent_menu.addAction(path)
+            action.triggered.connect(lambda _=False, p=path: self.controller.open_image(p))
+        if not self.settings.recent_files:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    # ------------------------------------------------------------------ controller -> view
+
+    def _on_models(self, state: ModelsState) -> None:
+        self._models = state
+        self.task_picker.set_models(state)
+        self.empty.set_folder(state.folder, state.has_base, state.error)
+        self.panel.set_models_installed(state.state != "none")
+        has_view = state.state != "none" or self.controller.image is not None
+        self.stack.setCurrentWidget(self.compare if has_view else self.empty)
+        if state.task:
+            self.settings.task = state.task
+        self.device_label.setText(f"Device: {state.device}" if state.device else "")
+        if state.state != "none" and self.banner.title == "No model installed":
+            self.banner.hide()
+
+    def _on_image(self, image: ImageState | None) -> None:
+        if image is None:
+            return
+        h, w = image.loaded.rgb.shape[:2]
+        self.setWindowTitle(f"{image.path.name} — DTPM Studio")
+        self.image_label.setText(f"{w}×{h}, {image.loaded.bit_depth}-bit")
+        self._save_target = None
+        self._on_models(self._models)
+        if self._models.state == "none":
+            self.show_message("warning", "No model installed",
+                              f"Add a model (File ▸ Add Model…) or export one with "
+                              f"`dtpm-train export` into {self._models.folder}.")
+
+    def _on_reference(self, path: Path | None) -> None:
+        self.reference_label.setText(
+            f"<small>Reference: <b>{path.name}</b></small>" if path is not None else
+            "<small>No reference: the curve compares each result with the initial "
+            "prediction. Shift+drop or File ▸ Set Reference to use ground truth.</small>")
+
+    def _on_display(self, display: Display) -> None:
+        self._display = display
+        self.compare.set_display(display)
+
+    def shown_images(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The arrays the split view shows now (left, right)."""
+        return self.compare.shown_images()
+
+    def _on_progress(self, progress: Progress | None) -> None:
+        if progress is None:
+            self.progress.hide()
+            if self._models.state == "none":
+                self.show_status("No model installed")
+            elif self.status_text.text().startswith(("Restoring", "Loading")):
+                self.show_status("Ready")
+            return
+        self.progress.show()
+        if progress.total <= 0:
+            self.progress.setRange(0, 0)
+            self.show_status(f"{progress.what}…")
+            return
+        self.progress.setRange(0, progress.total)
+        self.progress.setValue(progress.done)
+        self.progress.setFormat(f"{100 * progress.done / progress.total:.0f}%")
+        eta = ""
+        if progress.eta_s is not None:
+            eta = f" · about {progress.eta_s:.0f} s left" if progress.eta_s < 90 else \
+                f" · about {progress.eta_s / 60:.0f} min left"
+        self.show_status(f"{progress.what}: {progress.stage}{eta}")
+
+    def _on_busy(self, busy: bool) -> None:
+        self.cancel_action.setEnabled(busy)
+        self.cancel_button.setEnabled(busy)
+
+    def _on_batch_output(self, folder: str, format_key: str, quality: int) -> None:
+        self.settings.output_dir, self.settings.output_format = folder, format_key
+        self.settings.quality = quality
+        self.batch.set_output(folder or None, format_key, quality)
+
+    def _on_reference_dir(self, folder: str) -> None:
+        self.settings.reference_dir = folder
+        self.batch.set_reference_dir(folder or None)
+
+    def _on_batch_finished(self, summary: BatchSummary) -> None:
+        if summary.error:
+            self.show_message("error", "Batch stopped", summary.error)
+        elif summary.failed:
+            first, reason = summary.failures[0]
+            self.show_message("warning", f"Batch: {summary.failed} file(s) failed",
+                              f"{Path(first).name}: {reason}" +
+                              (" (see the batch panel for all)" if summary.failed > 1 else ""))
+        self.show_status(f"Batch finished: {summary.done} restored, {summary.skipped} "
+                         f"skipped, {summary.failed} failed")
+
+    # ------------------------------------------------------------------ closing
+
+    def store_settings(self) -> None:
+        s = self.settings
+        s.default_k, s.seed = self.controller.k, self.controller.seed
+        s.device, s.tile = self.controller.device, self.controller.tile
+        s.left_side, s.right_side = self.compare.sides()
+        s.geometry = base64.b64encode(bytes(self.saveGeometry())).decode("ascii")
+        s.window_state = base64.b64encode(bytes(self.saveState())).decode("ascii")
+        try:
+            save_settings(s)
+        except OSError as exc:
+            self.show_message("error", "Settings not saved", str(exc))
+
+    def shutdown(self) -> None:
+        """Save settings and stop every thread (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.store_settings()
+        self.batch.shutdown()
+        self.controller.shutdown()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,160 @@
+"""Installing a model file into the user's model folder ("Add model...").
+
+The file is verified first (`dtpm_core.weights` checks kind, version and the tensors' sha256),
+then copied and the folder's manifest updated, both atomically, so an interrupted import never
+leaves a half-written model or manifest behind. No Qt here: the app runs it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dtpm_core.errors import WeightsError
+from dtpm_core.models import MANIFEST_NAME, user_models_dir
+
+
+class ModelInstallError(WeightsError):
+    """A model file cannot be installed (not a DTPM file, or made for another base)."""
+
+
+@dataclass(frozen=True)
+class InstalledModel:
+    kind: str  # "base" or "adapter"
+    task: str  # "" for a base
+    display_name: str
+    path: Path  # the installed copy
+
+
+def _slug(text: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
+    return slug or "model"
+
+
+def _atomic_copy(source: Path, target: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+            shutil.copyfileobj(src, out, length=1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_manifest(folder: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2)
+        os.replace(tmp, folder / MANIFEST_NAME)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_manifest(folder: Path) -> dict:
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        return {"adapters": []}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelInstallError(f"the model manifest {path} is damaged ({exc}); fix or delete "
+                                "it, then add the models again") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("adapters", []), list):
+        raise ModelInstallError(f"the model manifest {path} is damaged; fix or delete it")
+    data.setdefault("adapters", [])
+    return data
+
+
+@dataclass(frozen=True)
+class InstallReport:
+    installed: tuple[InstalledModel, ...]
+    failed: tuple[tuple[str, str], ...]  # (file, reason)
+
+
+def _inspect(source: Path) -> tuple[str, Any]:
+    """("adapter", AdapterInfo) or ("base", BaseInfo); WeightsError for anything else."""
+    from dtpm_core.weights import load_base, read_adapter_info  # lazy: imports torch
+
+    try:
+        return "adapter", read_adapter_info(source)
+    except WeightsError as adapter_error:
+        try:
+            return "base", load_base(source)[1]
+        except WeightsError:
+            raise adapter_error from None
+
+
+def _install(source: Path, folder: Path, filename: str, update: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = _read_manifest(folder)
+    target = folder / filename
+    if not (target.exists() and target.samefile(source)):
+        _atomic_copy(source, target)
+    if "base" in update:
+        manifest["base"] = filename
+    else:
+        entries = [e for e in manifest["adapters"]
+                   if not (isinstance(e, dict) and e.get("task") == update["task"])]
+        entries.append(update)
+        manifest["adapters"] = entries
+    _write_manifest(folder, manifest)
+    return target
+
+
+def install_models(sources: list[str | Path], current_base_sha256: str | None = None,
+                   folder: Path | None = None) -> InstallReport:
+    """Verify .safetensors model files and install them into the user model folder.
+
+    Base files are installed before adapters, so a base and its adapters can be added in one
+    go. An adapter trained on another base than the one it would run with is refused (it
+    could never be loaded). One bad file does not stop the others.
+
+    Args:
+        sources: adapter files (`dtpm-train export`) and/or base files.
+        current_base_sha256: the sha256 of the base in use, if any.
+        folder: the model folder (default: `dtpm_core.models.user_models_dir()`).
+    """
+    folder = folder or user_models_dir()
+    installed: list[InstalledModel] = []
+    failed: list[tuple[str, str]] = []
+    inspected = []
+    for source in map(Path, sources):
+        try:
+            inspected.append((source, *_inspect(source)))
+        except WeightsError as exc:
+            failed.append((str(source), str(exc)))
+    base_sha = current_base_sha256
+    for source, kind, info in sorted(inspected, key=lambda item: item[1] != "base"):
+        try:
+            if kind == "base":
+                filename = f"base-{info.sha256[:12]}.safetensors"
+                target = _install(source, folder, filename, {"base": filename})
+                base_sha = info.sha256
+                installed.append(InstalledModel("base", "", "Base model", target))
+                continue
+            task = info.task
+            name = info.display_name or task
+            if base_sha and info.base_sha256 != base_sha:
+                raise ModelInstallError(
+                    f"{source} ({name}) was trained on base model "
+                    f"{info.base_sha256[:12]}, but the installed base is "
+                    f"{base_sha[:12]}; add the base it was trained with as well, or retrain "
+                    "the adapter on this base")
+            filename = f"{_slug(task)}.safetensors"
+            target = _install(source, folder, filename,
+                              {"task": task, "display_name": name, "file": filename})
+            installed.append(InstalledModel("adapter", task, name, target))
+        except (WeightsError, OSError) as exc:
+            failed.append((str(source), str(exc)))
+    return InstallReport(tuple(installed), tuple(failed))

@@ -1,0 +1,130 @@
+"""Persistent app settings: a JSON file in the platformdirs config folder.
+
+`DTPM_SETTINGS_DIR` overrides the folder (tests, portable installs). The file is written
+atomically; a missing, damaged or partly wrong file falls back to defaults field by field, so a
+bad value never stops the app from starting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from platformdirs import user_config_dir
+
+from dtpm_core.models import APP_NAME
+
+log = logging.getLogger(__name__)
+
+SETTINGS_FILE = "settings.json"
+MAX_STEPS = 50
+"""Largest K offered; mirrors dtpm_core.schedule.MAX_SAMPLING_STEPS (importing that module
+would load torch on the start-up path; a test checks that both agree)."""
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+"""Mirrors dtpm_core.device.DEVICE_CHOICES, for the same reason."""
+DEFAULT_TILE = 512
+"""Mirrors dtpm_core.restore.DEFAULT_TILE."""
+MAX_RECENT = 10
+
+
+def settings_dir() -> Path:
+    """Where settings.json lives (DTPM_SETTINGS_DIR overrides the platformdirs location)."""
+    override = os.environ.get("DTPM_SETTINGS_DIR")
+    if override:
+        return Path(override)
+    return Path(user_config_dir(APP_NAME, appauthor=False))
+
+
+@dataclass
+class AppSettings:
+    """Everything the app remembers between runs."""
+
+    device: str = "auto"
+    tile: int = DEFAULT_TILE  # pixels, 0 = whole image at once
+    default_k: int = 4
+    seed: int = 0
+    task: str = ""
+    output_dir: str = ""
+    output_format: str = "png8"  # a key of dtpm_app.formats.OUTPUT_CHOICES
+    quality: int = 92  # JPEG / WebP quality
+    reference_dir: str = ""  # batch: references matched by file name
+    recent_files: list[str] = field(default_factory=list)
+    last_dir: str = ""
+    left_side: str = "input"
+    right_side: str = "result"
+    geometry: str = ""  # QMainWindow.saveGeometry(), base64
+    window_state: str = ""  # QMainWindow.saveState(), base64
+
+    def add_recent(self, path: str | Path) -> None:
+        """Put `path` first in the recent files, without duplicates."""
+        text = str(Path(path))
+        self.recent_files = [text] + [p for p in self.recent_files if p != text]
+        del self.recent_files[MAX_RECENT:]
+
+    def validated(self) -> AppSettings:
+        """A copy with out-of-range values replaced by defaults."""
+        fixed = dataclasses.replace(self, recent_files=list(self.recent_files))
+        defaults = AppSettings()
+        if fixed.device not in DEVICE_CHOICES:
+            fixed.device = defaults.device
+        if not 1 <= fixed.default_k <= MAX_STEPS:
+            fixed.default_k = defaults.default_k
+        if fixed.tile != 0 and not 64 <= fixed.tile <= 8192:
+            fixed.tile = defaults.tile
+        if not 0 <= fixed.seed <= 2**31 - 1:
+            fixed.seed = defaults.seed
+        if not 1 <= fixed.quality <= 100:
+            fixed.quality = defaults.quality
+        return fixed
+
+
+def load_settings(folder: Path | None = None) -> AppSettings:
+    """Read the settings file; defaults for anything missing or of the wrong type."""
+    path = (folder or settings_dir()) / SETTINGS_FILE
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return AppSettings()
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable settings file %s: %s", path, exc)
+        return AppSettings()
+    if not isinstance(raw, dict):
+        log.warning("ignoring settings file %s: not a JSON object", path)
+        return AppSettings()
+    settings = AppSettings()
+    for f in dataclasses.fields(AppSettings):
+        if f.name not in raw:
+            continue
+        value, default = raw[f.name], getattr(settings, f.name)
+        if isinstance(default, list):
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        else:
+            ok = type(value) is type(default)
+        if ok:
+            setattr(settings, f.name, value)
+        else:
+            log.warning("settings %s: ignoring %s=%r (expected %s)", path, f.name, value,
+                        type(default).__name__)
+    return settings.validated()
+
+
+def save_settings(settings: AppSettings, folder: Path | None = None) -> Path:
+    """Write the settings atomically (temporary file, then rename); returns the file path."""
+    folder = folder or settings_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / SETTINGS_FILE
+    text = json.dumps(dataclasses.asdict(settings), indent=2, sort_keys=True)
+    fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

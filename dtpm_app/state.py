@@ -1,0 +1,90 @@
+"""Plain state objects the controller sends to the window, and its result cache."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dtpm_core.imageio import LoadedImage
+from dtpm_core.models import ModelEntry
+
+CACHE_BYTES = 1 << 30
+"""Memory kept for restored images; the least recently used go first."""
+
+
+class ArrayCache:
+    """Least-recently-used arrays under a byte budget."""
+
+    def __init__(self, budget: int = CACHE_BYTES) -> None:
+        self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._budget, self._bytes = budget, 0
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: tuple, value: np.ndarray) -> None:
+        if key in self._items:
+            self._bytes -= self._items.pop(key).nbytes
+        self._items[key] = value
+        self._bytes += value.nbytes
+        while self._bytes > self._budget and len(self._items) > 1:
+            self._bytes -= self._items.popitem(last=False)[1].nbytes
+
+    def keys(self) -> list[tuple]:
+        return list(self._items)
+
+
+@dataclass(frozen=True)
+class ImageState:
+    id: int
+    path: Path
+    loaded: LoadedImage
+
+
+@dataclass(frozen=True)
+class ModelsState:
+    state: str  # "none" (nothing installed), "loading", "ready", "error"
+    entries: tuple[ModelEntry, ...]
+    task: str | None
+    has_base: bool
+    folder: Path
+    device: str = ""  # the device in use once loaded, e.g. "cpu"
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Display:
+    """What the split view can show; `result_k` is the K of `result` (None: no result yet)."""
+
+    input: np.ndarray | None = None
+    initial: np.ndarray | None = None
+    result: np.ndarray | None = None
+    reference: np.ndarray | None = None
+    result_k: int | None = None
+    wanted_k: int = 1
+    pending: bool = False  # the result for wanted_k is still being computed
+
+
+@dataclass(frozen=True)
+class CurveState:
+    psnr: dict[int, float] = field(default_factory=dict)
+    lpips: dict[int, float] = field(default_factory=dict)
+    against: str = "initial prediction"  # or "reference"
+    backbone: str = ""
+    computing_k: int | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Progress:
+    what: str  # "Loading model", "Restoring"
+    done: int = 0
+    total: int = 0  # 0: indeterminate
+    stage: str = ""
+    eta_s: float | None = None

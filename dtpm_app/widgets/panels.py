@@ -1,0 +1,212 @@
+"""Small parts of the main window: the message banner, the empty state and the step/seed/
+device controls."""
+
+from __future__ import annotations
+
+import html
+import random
+from pathlib import Path
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..settings import DEVICE_CHOICES, MAX_STEPS
+
+BANNER_STYLES = {
+    "error": "background:#fde8e8; border:1px solid #f5b5b5; color:#7f1d1d;",
+    "warning": "background:#fff6db; border:1px solid #f0d58a; color:#713f12;",
+    "info": "background:#e7f0fe; border:1px solid #b3cdf7; color:#1e3a8a;",
+}
+
+
+class MessageBanner(QFrame):
+    """A dismissable one-message strip above the image: errors never block the window."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("banner")
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QToolButton(text="✕")
+        close.setAutoRaise(True)
+        close.setToolTip("Dismiss")
+        close.clicked.connect(self.hide)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 6, 6, 6)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        self.level, self.title = "", ""
+        self.hide()
+
+    def show_message(self, level: str, title: str, text: str) -> None:
+        self.level, self.title = level, title
+        self.setStyleSheet(f"#banner {{{BANNER_STYLES.get(level, BANNER_STYLES['info'])}"
+                           " border-radius:4px;} #banner QLabel {border:none;}")
+        self.label.setText(f"<b>{html.escape(title)}</b> &nbsp;{html.escape(text)}")
+        self.show()
+
+    def text(self) -> str:
+        return self.label.text()
+
+
+class EmptyState(QWidget):
+    """Shown instead of the image while no model is installed: says how to get one."""
+
+    addModelRequested = Signal()
+    openFolderRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.title = QLabel("No restoration model installed")
+        font = self.title.font()
+        font.setPointSizeF(font.pointSizeF() * 1.6)
+        font.setBold(True)
+        self.title.setFont(font)
+        self.body = QLabel()
+        self.body.setWordWrap(True)
+        self.body.setTextFormat(Qt.TextFormat.RichText)
+        self.body.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.body.setMaximumWidth(560)
+        add = QPushButton("Add model…")
+        add.setDefault(True)
+        add.setMinimumHeight(32)
+        add.clicked.connect(self.addModelRequested)
+        folder = QPushButton("Open model folder")
+        folder.setMinimumHeight(32)
+        folder.clicked.connect(self.openFolderRequested)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(add)
+        buttons.addWidget(folder)
+        buttons.addStretch(1)
+        column = QVBoxLayout()
+        column.addStretch(2)
+        column.addWidget(self.title, 0, Qt.AlignmentFlag.AlignHCenter)
+        column.addSpacing(10)
+        body_row = QHBoxLayout()  # stretches, not an alignment: the label then gets the
+        body_row.addStretch(1)  # height its wrapped text needs at its real width
+        body_row.addWidget(self.body, 8)
+        body_row.addStretch(1)
+        column.addLayout(body_row)
+        column.addSpacing(16)
+        column.addLayout(buttons)
+        column.addStretch(3)
+        self.setLayout(column)
+        self.set_folder(Path("."), has_base=False)
+
+    def set_folder(self, folder: Path, has_base: bool, error: str = "") -> None:
+        missing = ("a task adapter" if has_base else "a base model and a task adapter")
+        error_html = (f"<p style='color:#b91c1c'>{html.escape(error)}</p>" if error else "")
+        self.body.setText(
+            f"<p>DTPM Studio needs {missing} (<code>.safetensors</code> files) to restore "
+            "photos. You can:</p><ul>"
+            "<li>click <b>Add model…</b> and choose the files (a base and one adapter per "
+            "task, e.g. motion deblurring);</li>"
+            "<li>or train and export your own with <code>dtpm-train export</code>, which "
+            "writes them to your model folder:</li></ul>"
+            f"<p align='center'><code>{html.escape(str(folder))}</code></p>"
+            "<p>Models appear in the task list as soon as they are added. Until then you can "
+            "still open images and fill the batch queue.</p>" + error_html)
+
+
+class RestoreControls(QWidget):
+    """Steps (slider + spin box), seed, device and tile size."""
+
+    stepsChanged = Signal(int)  # throttled (SignalProxy); the marker follows instantly
+    stepsMoved = Signal(int)  # every slider position, for cheap feedback
+    seedChanged = Signal(int)
+    deviceChanged = Signal(str)
+    tileChanged = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(1, MAX_STEPS)
+        self.slider.setPageStep(5)
+        self.slider.setTickPosition(QSlider.TickPosition.TicksBelow)
+        self.slider.setTickInterval(5)
+        self.slider.setToolTip("Sampling steps K: few steps favour fidelity (PSNR), more "
+                               "steps add realistic texture (LPIPS)")
+        self.steps = QSpinBox(minimum=1, maximum=MAX_STEPS)
+        self.steps.setToolTip(self.slider.toolTip())
+        self.seed = QSpinBox(minimum=0, maximum=2**31 - 1)
+        self.seed.setToolTip("Seed of the starting noise: same image, task, K and seed give "
+                             "the same result")
+        dice = QToolButton(text="Random")
+        dice.setToolTip("New random seed")
+        dice.clicked.connect(lambda: self.seed.setValue(random.randrange(0, 100_000)))
+        self.device = QComboBox()
+        for name in DEVICE_CHOICES:
+            self.device.addItem({"auto": "Auto (GPU if available)", "cpu": "CPU",
+                                 "cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}[name], name)
+        self.tile = QSpinBox(minimum=0, maximum=8192, singleStep=64)
+        self.tile.setSpecialValueText("off (whole image)")
+        self.tile.setSuffix(" px")
+        self.tile.setToolTip("Tile size for large images (smaller uses less memory)")
+
+        steps_row = QHBoxLayout()
+        steps_row.addWidget(self.slider, 1)
+        steps_row.addWidget(self.steps)
+        hint = QLabel("<small>← fidelity &nbsp;·&nbsp; texture →</small>")
+        hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        hint.setStyleSheet("color:#6b7280")
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed, 1)
+        seed_row.addWidget(dice)
+        form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.addRow("Steps K", steps_row)
+        form.addRow("", hint)
+        form.addRow("Seed", seed_row)
+        form.addRow("Device", self.device)
+        form.addRow("Tile size", self.tile)
+
+        self.slider.valueChanged.connect(self._on_slider)
+        self.steps.valueChanged.connect(self.slider.setValue)
+        self._proxy = pg.SignalProxy(self.slider.valueChanged, delay=0.08, rateLimit=12,
+                                     slot=self._emit_steps)
+        self.seed.valueChanged.connect(self.seedChanged)
+        self.device.currentIndexChanged.connect(
+            lambda: self.deviceChanged.emit(self.device.currentData()))
+        self.tile.valueChanged.connect(self.tileChanged)
+        for spin in (self.steps, self.seed, self.tile):
+            spin.setKeyboardTracking(False)  # typing "123" is one change, not three
+
+    def set_values(self, k: int, seed: int, device: str, tile: int) -> None:
+        for widget in (self.slider, self.steps, self.seed, self.device, self.tile):
+            widget.blockSignals(True)
+        self.slider.setValue(k)
+        self.steps.setValue(k)
+        self.seed.setValue(seed)
+        self.device.setCurrentIndex(max(0, self.device.findData(device)))
+        self.tile.setValue(tile)
+        for widget in (self.slider, self.steps, self.seed, self.device, self.tile):
+            widget.blockSignals(False)
+
+    def _on_slider(self, k: int) -> None:
+        self.steps.blockSignals(True)
+        self.steps.setValue(k)
+        self.steps.blockSignals(False)
+        self.stepsMoved.emit(k)
+
+    def _emit_steps(self, args: tuple) -> None:
+        self.stepsChanged.emit(int(args[0]))
+
+    def flush(self) -> None:
+        """Deliver a throttled steps change now (tests, shortcuts)."""
+        self._proxy.flush()

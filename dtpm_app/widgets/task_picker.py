@@ -1,0 +1,56 @@
+"""Task picker: the installed task adapters in a combo box, and "Add model..."."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QSizePolicy, QWidget
+
+from ..state import ModelsState
+
+
+class TaskPicker(QWidget):
+    taskChosen = Signal(str)  # the task name (e.g. "motion-deblur")
+    addModelRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.combo = QComboBox()
+        self.combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.combo.setMinimumContentsLength(14)
+        self.combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.combo.setToolTip("The restoration task (one adapter per task, one shared base)")
+        self.add_button = QPushButton("Add model…")
+        self.add_button.setToolTip("Import a base or task adapter file (.safetensors) into "
+                                   "your model folder")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.combo, 1)
+        layout.addWidget(self.add_button)
+        self.combo.activated.connect(self._on_activated)
+        self.add_button.clicked.connect(self.addModelRequested)
+
+    def set_models(self, state: ModelsState) -> None:
+        """Fill the combo from the installed models and select the current task."""
+        self.combo.blockSignals(True)
+        self.combo.clear()
+        entries = sorted(state.entries, key=lambda e: e.display_name.lower())
+        for entry in entries:
+            self.combo.addItem(entry.display_name, entry.task)
+            self.combo.setItemData(self.combo.count() - 1,
+                                   f"{entry.display_name}\ntask: {entry.task}\n{entry.path}",
+                                   Qt.ItemDataRole.ToolTipRole)
+        if not entries:
+            self.combo.addItem("No task model installed", "")
+        index = self.combo.findData(state.task or "")
+        self.combo.setCurrentIndex(max(0, index))
+        self.combo.setEnabled(bool(entries))
+        self.combo.blockSignals(False)
+
+    def current_task(self) -> str:
+        return self.combo.currentData() or ""
+
+    def _on_activated(self, index: int) -> None:
+        task = self.combo.itemData(index)
+        if task:
+            self.taskChosen.emit(task)

@@ -1,0 +1,167 @@
+"""PSNR and LPIPS against the number of sampling steps K, with a marker at the current K.
+
+Two stacked plots share a logarithmic K axis (1, 2, 4, 10, 20, 50 evenly apart). Items are
+created once and updated with `setData` (pyqtgraph habit). Dragging the marker asks for
+another K. The LPIPS backbone (ImageNet or random weights) is named in the tooltip and, when
+random, in the plot title, so numbers from a random trunk are never mistaken for LPIPS.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+
+import pyqtgraph as pg
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from ..state import CurveState
+
+TICK_KS = (1, 2, 4, 10, 20, 50)
+PSNR_COLOUR = "#3b82f6"
+LPIPS_COLOUR = "#f97316"
+MARKER_COLOUR = "#e11d48"
+AXIS_TEXT = "#374151"
+MIN_HEIGHT = 400  # each plot tall enough for its vertical axis label
+AXIS_LINE = "#9ca3af"
+
+
+def _x(k: float) -> float:
+    return math.log10(k)
+
+
+class TradeoffPlot(QWidget):
+    stepsRequested = Signal(int)  # the marker was dragged to another K
+
+    def __init__(self, max_k: int = 50, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._max_k = max_k
+        self._k = 1
+        self._state = CurveState()
+        pg.setConfigOptions(antialias=True)
+        self.canvas = pg.GraphicsLayoutWidget()
+        self.canvas.setBackground("w")
+        self.canvas.setAcceptDrops(False)
+        self.canvas.ci.setContentsMargins(2, 2, 6, 2)
+        self.canvas.ci.setSpacing(4)
+        self.psnr_plot = self.canvas.addPlot(row=0, col=0)
+        self.lpips_plot = self.canvas.addPlot(row=1, col=0)
+        self.lpips_plot.setXLink(self.psnr_plot)
+        self.canvas.ci.layout.setRowStretchFactor(0, 5)  # the lower plot also holds the K axis
+        self.canvas.ci.layout.setRowStretchFactor(1, 6)
+        ticks = [[(_x(k), str(k)) for k in TICK_KS]]
+        self.markers: list[pg.InfiniteLine] = []
+        self.curves: list[pg.PlotDataItem] = []
+        for plot, colour in ((self.psnr_plot, PSNR_COLOUR), (self.lpips_plot, LPIPS_COLOUR)):
+            plot.setMenuEnabled(False)
+            plot.setMouseEnabled(x=False, y=False)
+            plot.hideButtons()
+            plot.showGrid(x=True, y=True, alpha=0.25)
+            plot.getAxis("bottom").setTicks(ticks)
+            plot.getAxis("left").setWidth(78)  # same for both: the K axes line up
+            plot.getAxis("left").enableAutoSIPrefix(False)
+            for side in ("left", "bottom"):
+                plot.getAxis(side).setTextPen(AXIS_TEXT)
+                plot.getAxis(side).setPen(AXIS_LINE)
+            plot.setXRange(_x(1) - 0.06, _x(max_k) + 0.06, padding=0)
+            curve = plot.plot([], [], pen=pg.mkPen(colour, width=2), symbol="o",
+                              symbolSize=7, symbolBrush=colour, symbolPen="w")
+            marker = pg.InfiniteLine(angle=90, movable=True,
+                                     pen=pg.mkPen(MARKER_COLOUR, width=2),
+                                     hoverPen=pg.mkPen(MARKER_COLOUR, width=4),
+                                     bounds=(_x(1), _x(max_k)))
+            plot.addItem(marker)
+            marker.sigDragged.connect(self._on_marker_dragged)
+            marker.sigPositionChangeFinished.connect(self._on_marker_released)
+            self.curves.append(curve)
+            self.markers.append(marker)
+        self.psnr_plot.getAxis("bottom").setStyle(showValues=False)
+        self.lpips_plot.setLabel("bottom", "Sampling steps K", color=AXIS_TEXT)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.status.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.status.setMinimumHeight(self.status.fontMetrics().lineSpacing() * 3)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        layout.addWidget(self.canvas, 1)
+        layout.addWidget(self.status)
+        self.setMinimumHeight(MIN_HEIGHT)
+        self.set_state(CurveState())
+        self.set_marker(1)
+
+    def sizeHint(self) -> QSize:
+        # modest, so that the side panel fits its scroll area; the plot stretches anyway
+        return QSize(340, MIN_HEIGHT + 40)
+
+    def hasHeightForWidth(self) -> bool:
+        return False  # else the wrapped status text makes the scroll area use the canvas hint
+
+    # ------------------------------------------------------------------ updates
+
+    def set_state(self, state: CurveState) -> None:
+        """New curve points / labels (the items are reused)."""
+        self._state = state
+        for curve, values in zip(self.curves, (state.psnr, state.lpips), strict=True):
+            ks = sorted(k for k, v in values.items() if math.isfinite(v))
+            curve.setData([_x(k) for k in ks], [values[k] for k in ks])
+        against = state.against
+        self.psnr_plot.setLabel("left", f"PSNR vs {against} (dB)", color=AXIS_TEXT)
+        self.lpips_plot.setLabel("left", f"LPIPS vs {against}", color=AXIS_TEXT)
+        for plot in (self.psnr_plot, self.lpips_plot):
+            plot.getAxis("left").label.setToolTip(plot.getAxis("left").labelText)
+        self.canvas.setToolTip(
+            f"PSNR and LPIPS of the result at each K against the {against}, on a preview"
+            f" (longest side 256 px).\nLPIPS backbone: {state.backbone or 'not loaded yet'}")
+        self._update_status()
+
+    def set_marker(self, k: int) -> None:
+        self._k = int(k)
+        for marker in self.markers:
+            marker.blockSignals(True)
+            marker.setValue(_x(self._k))
+            marker.blockSignals(False)
+        self._update_status()
+
+    def marker_k(self) -> float:
+        """K at the marker (for tests and tooltips)."""
+        return 10 ** self.markers[0].value()
+
+    def _update_status(self) -> None:
+        state, k = self._state, self._k
+        done = len(state.psnr)
+        parts = []
+        if k in state.psnr:
+            parts.append(f"<b>K = {k}</b>: PSNR {state.psnr[k]:.2f} dB, "
+                         f"LPIPS {state.lpips[k]:.3f}")
+        else:
+            parts.append(f"<b>K = {k}</b>")
+        if "random" in state.backbone:
+            parts.append("<span style='color:#b45309'>LPIPS uses a random backbone (ImageNet "
+                         "weights not in the torch hub cache): not comparable to published "
+                         "LPIPS</span>")
+        if state.error:
+            parts.append(f"<span style='color:#b91c1c'>curve stopped: "
+                         f"{html.escape(state.error)}</span>")
+        elif state.computing_k is not None:
+            parts.append(f"computing the curve: K = {state.computing_k} "
+                         f"({done}/{len(TICK_KS)} done)")
+        elif 0 < done < len(TICK_KS):
+            parts.append(f"curve paused ({done}/{len(TICK_KS)} points)")
+        self.status.setText("<br>".join(parts))
+
+    # ------------------------------------------------------------------ marker drag
+
+    def _on_marker_dragged(self, marker: pg.InfiniteLine) -> None:
+        for other in self.markers:
+            if other is not marker:
+                other.blockSignals(True)
+                other.setValue(marker.value())
+                other.blockSignals(False)
+
+    def _on_marker_released(self, marker: pg.InfiniteLine) -> None:
+        k = int(round(10 ** marker.value()))
+        k = min(self._max_k, max(1, k))
+        self.set_marker(k)
+        self.stepsRequested.emit(k)

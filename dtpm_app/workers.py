@@ -1,0 +1,491 @@
+"""Workers: QObjects moved to QThreads that run the model and file work off the GUI thread.
+
+They emit arrays and dataclasses and never touch widgets (STYLE habit 7). Every job carries a
+run number and a cancel flag (`threading.Event`); `Restorer.restore` polls the flag after each
+network pass, so a cancelled or superseded job stops within one step. The controller drops
+whatever comes back tagged with a run number it no longer waits for.
+
+- `InferenceWorker` lives for the whole session in one thread and owns the `Restorer`; the
+  controller hands it one job at a time.
+- `BatchWorker` runs one batch in its own thread with its own `Restorer`, so the interactive
+  session (task switches included) never changes a running batch.
+- `CallWorker` runs one plain function (read or write a file, install a model).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from dtpm_core.errors import (
+    BaseMismatchError,
+    Cancelled,
+    ConfigError,
+    DTPMError,
+    ImageReadError,
+    ImageWriteError,
+    OutOfMemory,
+    WeightsError,
+)
+
+log = logging.getLogger(__name__)
+
+PREVIEW_SIDE = 256
+"""Longest side of the preview on which the PSNR/LPIPS trade-off curve is computed."""
+_IMPORT_LOCK = threading.Lock()  # the first torch import may come from two threads at once
+
+
+def _restorer_class() -> Any:
+    """`dtpm_core.restore.Restorer`, imported on first use (it imports torch)."""
+    with _IMPORT_LOCK:
+        from dtpm_core.restore import Restorer
+    return Restorer
+
+
+# ----------------------------------------------------------------------------- jobs
+
+
+@dataclass(frozen=True)
+class LoadBase:
+    """Load the base model on a device (drops any adapter)."""
+
+    path: Path
+    device: str
+
+
+@dataclass(frozen=True)
+class SwitchAdapter:
+    """Load a task adapter for the loaded base (the base stays)."""
+
+    path: Path
+
+
+@dataclass(frozen=True)
+class RestoreImage:
+    """Restore the full image at one K."""
+
+    key: tuple
+    image: np.ndarray
+    k: int
+    seed: int
+    tile: int
+
+
+@dataclass(frozen=True)
+class CurvePointJob:
+    """Restore a preview at one K and measure PSNR and LPIPS against `target`
+    (the reference, at full size) or, when there is none, against the initial prediction."""
+
+    key: tuple
+    image: np.ndarray
+    target: np.ndarray | None
+    k: int
+    seed: int
+
+
+JobRequest = LoadBase | SwitchAdapter | RestoreImage | CurvePointJob
+
+
+@dataclass
+class Job:
+    run_id: int
+    request: JobRequest
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def cancellable(self) -> bool:
+        return isinstance(self.request, RestoreImage | CurvePointJob)
+
+
+@dataclass(frozen=True)
+class BaseLoaded:
+    device: str
+    sha256: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class AdapterLoaded:
+    task: str
+    display_name: str
+    sha256: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class Restored:
+    key: tuple
+    k: int
+    initial: np.ndarray
+    result: np.ndarray
+    seconds: float
+    tile: int
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    key: tuple
+    k: int
+    psnr: float
+    lpips: float
+    backbone: str
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """A failure worded for a person: a short title and the core's message."""
+
+    kind: str  # "image", "memory", "model", "setting", "write", "internal"
+    title: str
+    message: str
+
+
+def describe_error(exc: BaseException) -> ErrorInfo:
+    """Map an exception onto what the window shows (the core's messages name the file)."""
+    if isinstance(exc, ImageReadError):
+        return ErrorInfo("image", "Cannot read the image", str(exc))
+    if isinstance(exc, ImageWriteError):
+        return ErrorInfo("write", "Cannot write the image", str(exc))
+    if isinstance(exc, OutOfMemory):
+        return ErrorInfo("memory", "Out of memory", str(exc))
+    if isinstance(exc, BaseMismatchError):
+        return ErrorInfo("model", "The model does not fit the base model", str(exc))
+    if isinstance(exc, WeightsError):
+        return ErrorInfo("model", "Bad model file", str(exc))
+    if isinstance(exc, ConfigError):
+        return ErrorInfo("setting", "Invalid setting", str(exc))
+    if isinstance(exc, DTPMError | OSError):
+        return ErrorInfo("internal", "Operation failed", str(exc))
+    return ErrorInfo("internal", "Unexpected error",
+                     f"{type(exc).__name__}: {exc} (details in the log)")
+
+
+def preview(image: np.ndarray, side: int = PREVIEW_SIDE) -> np.ndarray:
+    """Downscale (area average) so that the longest side is at most `side` pixels."""
+    height, width = image.shape[:2]
+    scale = side / max(height, width)
+    if scale >= 1.0:
+        return np.ascontiguousarray(image, dtype=np.float32)
+    import cv2
+
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.ascontiguousarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA),
+                                dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------- inference
+
+
+class InferenceWorker(QObject):
+    """Owns the `Restorer`; runs the jobs the controller hands it, one at a time."""
+
+    progress = Signal(int, int, int, str)  # run id, passes done, passes in all, stage
+    done = Signal(int, object)  # run id, BaseLoaded | AdapterLoaded | Restored | CurvePoint
+    failed = Signal(int, object)  # run id, ErrorInfo
+    cancelled = Signal(int)  # run id
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._restorer: Any = None
+        self._lpips: Any = None
+
+    @Slot(object)
+    def run(self, job: Job) -> None:
+        """Run one job; exactly one of done / failed / cancelled is emitted for it."""
+        if job.cancel.is_set():
+            self.cancelled.emit(job.run_id)
+            return
+        try:
+            outcome = self._dispatch(job)
+        except Cancelled:
+            self.cancelled.emit(job.run_id)
+        # The thread's top level: anything escaping would leave the window waiting forever.
+        except Exception as exc:  # noqa: BLE001
+            if not isinstance(exc, DTPMError):
+                log.exception("job %d (%s) failed", job.run_id, type(job.request).__name__)
+            self.failed.emit(job.run_id, describe_error(exc))
+        else:
+            self.done.emit(job.run_id, outcome)
+
+    def _dispatch(self, job: Job) -> object:
+        request = job.request
+        if isinstance(request, LoadBase):
+            self._restorer = None
+            restorer = _restorer_class()(request.path, device=request.device)
+            self._restorer = restorer
+            return BaseLoaded(str(restorer.device), restorer.info.sha256, request.path)
+        if self._restorer is None:
+            raise ConfigError("no base model is loaded")
+        if isinstance(request, SwitchAdapter):
+            info = self._restorer.load_adapter(request.path)
+            return AdapterLoaded(info.task, info.display_name or info.task, info.sha256,
+                                 request.path)
+
+        def on_progress(p: Any) -> None:
+            self.progress.emit(job.run_id, p.done, p.total, p.stage)
+
+        if isinstance(request, RestoreImage):
+            res = self._restorer.restore(request.image, request.k, seed=request.seed,
+                                         tile=request.tile, progress=on_progress,
+                                         should_stop=job.cancel.is_set)
+            return Restored(request.key, request.k, res.initial, res.result, res.seconds,
+                            res.tile, tuple(res.notes))
+        if isinstance(request, CurvePointJob):
+            return self._curve_point(request, job.cancel)
+        raise ConfigError(f"unknown job {request!r}")
+
+    def _curve_point(self, request: CurvePointJob, cancel: threading.Event) -> CurvePoint:
+        with _IMPORT_LOCK:
+            from dtpm_core.metrics import LPIPSMetric, psnr
+
+        small = preview(request.image)
+        res = self._restorer.restore(small, request.k, seed=request.seed, tile=0,
+                                     should_stop=cancel.is_set)
+        target = res.initial
+        if request.target is not None:
+            target = preview(request.target)
+            if target.shape != small.shape:
+                raise ConfigError(f"the reference is {request.target.shape[1]}x"
+                                  f"{request.target.shape[0]}, the image "
+                                  f"{request.image.shape[1]}x{request.image.shape[0]}")
+        if cancel.is_set():
+            raise Cancelled("trade-off point cancelled")
+        if self._lpips is None:
+            # Never download here: a 200+ MB fetch would hold up every restoration queued
+            # behind it. Cached ImageNet weights are used; otherwise the plot says "random".
+            self._lpips = LPIPSMetric(device="cpu", allow_download=False)
+        return CurvePoint(request.key, request.k, psnr(res.result, target),
+                          self._lpips(res.result, target), self._lpips.backbone)
+
+
+# ----------------------------------------------------------------------------- batch
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    base: Path
+    adapter: Path
+    device: str
+    k: int
+    seed: int
+    tile: int
+    format_key: str  # a key of dtpm_app.formats.OUTPUT_CHOICES
+    quality: int
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    source: Path
+    target: Path
+    reference: Path | None = None
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    done: int
+    skipped: int
+    failed: int
+    remaining: int  # not processed because the batch was cancelled
+    failures: tuple[tuple[str, str], ...]  # (file, reason)
+    error: str = ""  # the whole batch could not run (e.g. the model failed to load)
+
+
+class BatchWorker(QObject):
+    """Restores a list of files to their targets; pause, resume and cancel are thread-safe."""
+
+    item_started = Signal(int)
+    item_progress = Signal(int, int, int)  # index, passes done, passes in all
+    item_finished = Signal(int, str, str)  # index, "done" | "failed" | "skipped", message
+    finished = Signal(object)  # BatchSummary
+
+    def __init__(self, entries: list[BatchEntry], settings: BatchSettings) -> None:
+        super().__init__()
+        self._entries = list(entries)
+        self._settings = settings
+        self._cancel = threading.Event()
+        self._resume = threading.Event()
+        self._resume.set()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        self._resume.set()
+
+    def pause(self) -> None:
+        self._resume.clear()
+
+    def resume(self) -> None:
+        self._resume.set()
+
+    def _wait_if_paused(self) -> None:
+        while not self._resume.wait(0.05):
+            pass
+        if self._cancel.is_set():
+            raise Cancelled("batch cancelled")
+
+    @Slot()
+    def run(self) -> None:
+        counts = {"done": 0, "skipped": 0, "failed": 0}
+        failures: list[tuple[str, str]] = []
+        index = 0
+        error = ""
+        try:
+            s = self._settings
+            restorer = _restorer_class()(s.base, s.adapter, device=s.device)
+            for index, entry in enumerate(self._entries):
+                self._wait_if_paused()
+                self.item_started.emit(index)
+                status, message = self._one(restorer, index, entry)
+                counts[status] += 1
+                if status == "failed":
+                    failures.append((str(entry.source), message))
+                self.item_finished.emit(index, status, message)
+            index = len(self._entries)
+        except Cancelled:
+            pass
+        # The thread's top level: report instead of dying silently.
+        except Exception as exc:  # noqa: BLE001
+            if not isinstance(exc, DTPMError):
+                log.exception("batch failed")
+            error = describe_error(exc).message
+        self.finished.emit(BatchSummary(counts["done"], counts["skipped"], counts["failed"],
+                                        len(self._entries) - index, tuple(failures), error))
+
+    def _one(self, restorer: Any, index: int, entry: BatchEntry) -> tuple[str, str]:
+        """Restore one file; returns (status, message). Cancelled propagates."""
+        from dtpm_core.imageio import read_image, write_image
+        from dtpm_core.metrics import psnr
+
+        from .formats import OUTPUT_CHOICES, write_options
+
+        if entry.target.exists():
+            return "skipped", f"output exists: {entry.target.name}"
+        s = self._settings
+
+        def on_progress(p: Any) -> None:
+            self.item_progress.emit(index, p.done, p.total)
+            self._wait_if_paused()
+
+        try:
+            loaded = read_image(entry.source)
+            res = restorer.restore(loaded.rgb, s.k, seed=s.seed, tile=s.tile,
+                                   progress=on_progress, should_stop=self._cancel.is_set)
+            options = write_options(OUTPUT_CHOICES[s.format_key], s.quality, loaded.bit_depth,
+                                    entry.target)
+            write_image(entry.target, res.result, like=loaded, **options)
+        except (ImageReadError, ImageWriteError, OutOfMemory, ConfigError) as exc:
+            return "failed", str(exc)
+        message = f"{res.seconds:.1f} s"
+        if entry.reference is not None:
+            try:
+                ref = read_image(entry.reference).rgb
+                if ref.shape == res.result.shape:
+                    message += f", PSNR {psnr(res.result, ref):.2f} dB vs reference"
+            except ImageReadError as exc:
+                message += f" (reference unreadable: {exc})"
+        return "done", message
+
+
+# ----------------------------------------------------------------------------- plain calls
+
+
+class CallWorker(QObject):
+    """Runs one function in a thread; emits its return value or an ErrorInfo."""
+
+    done = Signal(object)
+    failed = Signal(object)
+    finished = Signal()
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        super().__init__()
+        self._fn = fn
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            value = self._fn()
+        # The thread's top level: report instead of dying silently.
+        except Exception as exc:  # noqa: BLE001
+            if not isinstance(exc, DTPMError | OSError):
+                log.exception("background call failed")
+            self.failed.emit(describe_error(exc))
+        else:
+            self.done.emit(value)
+        finally:
+            self.finished.emit()
+
+
+class _Relay(QObject):
+    """Lives in the GUI thread so that the callbacks run there (queued connections)."""
+
+    def __init__(self, on_done: Callable[[object], None],
+                 on_failed: Callable[[ErrorInfo], None]) -> None:
+        super().__init__()
+        self._on_done, self._on_failed = on_done, on_failed
+        self.delivered = False
+
+    @Slot(object)
+    def deliver(self, value: object) -> None:
+        self.delivered = True
+        self._on_done(value)
+
+    @Slot(object)
+    def fail(self, error: object) -> None:
+        self.delivered = True
+        self._on_failed(error)  # type: ignore[arg-type]
+
+
+class ThreadPool:
+    """Starts one-shot workers in their own QThread and keeps them alive until they end.
+
+    start -> run, finished -> quit -> deleteLater (STYLE habit 7). Finished threads are
+    forgotten at the next start, once their result has been delivered.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[QThread, tuple[QObject, _Relay | None]] = {}
+
+    def _prune(self) -> None:
+        for thread, (_, relay) in list(self._running.items()):
+            if thread.isFinished() and (relay is None or relay.delivered):
+                del self._running[thread]
+
+    def start(self, worker: QObject, finished: Signal, relay: _Relay | None = None) -> QThread:
+        self._prune()
+        thread = QThread()
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        finished.connect(thread.quit)
+        thread.finished.connect(worker.deleteLater)
+        self._running[thread] = (worker, relay)
+        thread.start()
+        return thread
+
+    def call(self, fn: Callable[[], object], on_done: Callable[[object], None],
+             on_failed: Callable[[ErrorInfo], None]) -> QThread:
+        """Run `fn()` in a thread; `on_done(value)` or `on_failed(ErrorInfo)` in this one."""
+        relay = _Relay(on_done, on_failed)
+        worker = CallWorker(fn)
+        worker.done.connect(relay.deliver)
+        worker.failed.connect(relay.fail)
+        return self.start(worker, worker.finished, relay)
+
+    @property
+    def busy(self) -> bool:
+        return any(not t.isFinished() for t in self._running)
+
+    def wait_all(self, timeout_s: float = 30.0) -> None:
+        """Wait for the running threads (on shutdown)."""
+        deadline = time.monotonic() + timeout_s
+        for thread in list(self._running):
+            thread.quit()
+            thread.wait(max(0, int((deadline - time.monotonic()) * 1000)))
+        self._running.clear()
