@@ -7,6 +7,7 @@ restoration: train real models with `dtpm-train` or use the bundled ones.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -25,7 +26,12 @@ def main(outdir: str) -> None:
     sha = save_base(folder / "base.safetensors", model, training=note)
     save_adapter(folder / "motion-deblur.safetensors", model, "motion-deblur", sha,
                  display_name="Motion deblurring (untrained)", training=note)
-    print(f"wrote UNTRAINED models to {folder}/ (base.safetensors, motion-deblur.safetensors)")
+    manifest = {"base": "base.safetensors",
+                "adapters": [{"task": "motion-deblur", "file": "motion-deblur.safetensors",
+                              "display_name": "Motion deblurring (untrained)"}]}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"wrote UNTRAINED models to {folder}/ (base.safetensors, motion-deblur.safetensors, "
+          "manifest.json)")
 
 
 if __name__ == "__main__":
