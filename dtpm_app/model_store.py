@@ -8,14 +8,13 @@ leaves a half-written model or manifest behind. No Qt here: the app runs it in a
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dtpm_core.atomic import atomic_writer, write_text_atomic
 from dtpm_core.errors import WeightsError
 from dtpm_core.models import MANIFEST_NAME, user_models_dir
 
@@ -38,27 +37,12 @@ def _slug(text: str) -> str:
 
 
 def _atomic_copy(source: Path, target: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
-            shutil.copyfileobj(src, out, length=1 << 20)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(target) as out, source.open("rb") as src:
+        shutil.copyfileobj(src, out, length=1 << 20)
 
 
 def _write_manifest(folder: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-        os.replace(tmp, folder / MANIFEST_NAME)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(folder / MANIFEST_NAME, json.dumps(data, indent=2))
 
 
 def _read_manifest(folder: Path) -> dict:

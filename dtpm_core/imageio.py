@@ -14,7 +14,6 @@ import contextlib
 import io
 import os
 import struct
-import uuid
 import warnings
 import zlib
 from collections.abc import Callable, Iterable
@@ -27,6 +26,7 @@ import numpy as np
 import tifffile
 from PIL import Image, UnidentifiedImageError
 
+from .atomic import atomic_writer
 from .errors import ImageReadError, ImageWriteError
 
 _FORMAT_BY_SUFFIX = {
@@ -465,26 +465,8 @@ def _encoder(fmt: str) -> Callable[..., None]:
 
 def _atomic_write(target: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write through a hidden temporary file in the target's folder, then rename over it."""
-    tmp = target.with_name(f".{target.name[:80]}.{uuid.uuid4().hex[:8]}.partial")
-    done = False
-    try:
-        with open(tmp, "xb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-        done = True
-    finally:
-        if not done:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-    if os.name == "posix":  # make the rename itself durable
-        with contextlib.suppress(OSError):
-            dir_fd = os.open(target.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+    with atomic_writer(target) as fh:
+        write(fh)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load_bytes
 from safetensors.torch import save as st_save_bytes
 
+from .atomic import write_bytes_atomic
 from .config import ModelConfig
 from .errors import BaseMismatchError, ConfigError, WeightsError
 from .model import DTPM, Stage2Options, build_task_modules, denoiser_parameter_names_trained
@@ -66,20 +65,6 @@ def content_sha256(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _save(path: Path | str, tensors: dict[str, torch.Tensor], kind: str,
           config: ModelConfig, extra: dict[str, Any]) -> str:
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
@@ -88,7 +73,7 @@ def _save(path: Path | str, tensors: dict[str, torch.Tensor], kind: str,
                 "config": config.to_json(), "content_sha256": sha}
     for key, value in extra.items():
         metadata[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    _write_atomic(Path(path), st_save_bytes(tensors, metadata=metadata))
+    write_bytes_atomic(path, st_save_bytes(tensors, metadata=metadata))
     return sha
 
 

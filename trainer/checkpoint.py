@@ -8,13 +8,12 @@ arbitrary pickled objects.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from dtpm_core.atomic import atomic_writer
 from dtpm_core.errors import DTPMError
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -31,18 +30,8 @@ def checkpoint_path(run_dir: str | Path) -> Path:
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over the old one, so
     a kill at any moment leaves either the previous or the new checkpoint, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as handle:
+        torch.save(state, handle)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

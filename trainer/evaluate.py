@@ -16,12 +16,10 @@ LPIPS.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,6 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from dtpm_core.atomic import write_bytes_atomic
 from dtpm_core.errors import ConfigError, DTPMError
 from dtpm_core.imageio import read_image, write_image
 from dtpm_core.metrics import FIDMetric, LPIPSMetric, MetricInputError, mae, psnr, ssim
@@ -293,23 +292,10 @@ def _save_strip(folder: Path, label: str, degraded: np.ndarray, initial: np.ndar
 
 def _write_atomic(path: Path, data: bytes) -> Path:
     """Write through a temporary file in the target's folder, then rename over the target."""
-    path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        return write_bytes_atomic(path, data)
     except OSError as exc:
         raise DTPMError(f"cannot write {path}: {exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise DTPMError(f"cannot write {path}: {exc}") from exc
-    return path
 
 
 def write_csv(report: EvalReport, path: Path) -> Path:

@@ -16,13 +16,10 @@ bottom borders is dropped.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
-import os
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +30,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from dtpm_core.atomic import write_text_atomic
 from dtpm_core.errors import ConfigError, ImageReadError
 from dtpm_core.imageio import list_images, read_image, write_image
 from dtpm_core.smoothing import RTVConfig, rtv_smooth
@@ -98,16 +96,7 @@ def _header_size(path: Path) -> tuple[int, int]:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON through a temporary file and rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    write_text_atomic(path, json.dumps(data, indent=1))
 
 
 def _previous_index(out_dir: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:

@@ -6,12 +6,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-FAST = ["model.preset=\"tiny\"", "model.semantic=\"none\"", "data.crop=32",
-        "data.batch_size=2", "data.workers=0", "loop.log_every=1", "loop.checkpoint_every=2",
-        "loop.validate_every=1000", "loop.val_images=1", "loop.val_size=32",
-        "optim.warmup=0", "data.held_out_fraction=0.34"]
-"""Overrides that make a training run take seconds on a CPU."""
-
 
 @pytest.fixture(scope="session")
 def clean_folder(tmp_path_factory):

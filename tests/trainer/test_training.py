@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST
+from fast_settings import FAST
 
 from dtpm_core.cli import main as restore_main
 from dtpm_core.weights import load_adapter, load_base, read_adapter_info

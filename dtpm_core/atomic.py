@@ -1,0 +1,64 @@
+"""Atomic file writes: every file the project writes appears whole or not at all.
+
+The data goes to a hidden temporary file in the target's folder, is flushed to disk, and is
+then renamed over the target (an atomic step on POSIX and Windows). If anything fails before
+the rename, the temporary file is removed and an existing target keeps its old bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+TEMP_SUFFIX = ".partial"
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | Path, mode: str = "wb",
+                  encoding: str | None = None) -> Iterator[IO]:
+    """Open a temporary file for `path`; on a normal exit it replaces `path`, on an exception
+    it is deleted. Parent folders are created."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:80]}.", suffix=TEMP_SUFFIX,
+                               dir=target.parent)
+    os.close(fd)  # reopened by name: some writers (tifffile) need a file object with a path
+    try:
+        with open(tmp, mode, encoding=encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_folder(target.parent)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    with atomic_writer(path, "wb") as handle:
+        handle.write(data)
+    return Path(path)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    with atomic_writer(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return Path(path)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX; a no-op elsewhere)."""
+    if os.name != "posix":
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,30 @@
+"""Atomic writes: whole file or nothing, old content kept on failure."""
+
+import pytest
+
+from dtpm_core.atomic import atomic_writer, write_bytes_atomic, write_text_atomic
+
+
+def test_write_replaces_the_target_and_creates_folders(tmp_path):
+    target = tmp_path / "a" / "b" / "file.bin"
+    write_bytes_atomic(target, b"one")
+    write_bytes_atomic(target, b"two")
+    assert target.read_bytes() == b"two"
+    write_text_atomic(tmp_path / "t.json", "{}")
+    assert (tmp_path / "t.json").read_text() == "{}"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["file.bin"]
+
+
+def test_failure_keeps_the_old_content_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_writer(target, "w", encoding="utf-8") as handle:
+        handle.write("half of the new")
+        raise RuntimeError("disk full")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
+
+
+def test_writer_exposes_a_named_file(tmp_path):
+    with atomic_writer(tmp_path / "x.tif") as handle:
+        assert isinstance(handle.name, str) and handle.name.endswith(".partial")
