@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -18,7 +17,7 @@ from .checkpoint import checkpoint_path, load_checkpoint
 from .config import TrainConfig
 from .export import export_stage1
 from .loop import TrainJob
-from .validation import validate_restorer
+from .validation import as_array_pair, periodic_validator
 
 BASE_FILE = "base.safetensors"
 
@@ -69,20 +68,12 @@ def build_stage1(config: TrainConfig, run_dir: Path) -> TrainJob:
     val_set = PreparedPatches(config.data.prepared, crop=config.loop.val_size,
                               seed=config.loop.seed, split="held-out",
                               held_out_fraction=config.data.held_out_fraction, augment=False)
-    val_pairs = [_as_pair(val_set[i], ("smooth", "clean"))
+    val_pairs = [as_array_pair(val_set[i], ("smooth", "clean"))
                  for i in range(min(config.loop.val_images, len(val_set)))]
-    samples = run_dir / "samples"
 
     def make_restorer(tmp: Path, trained: DTPM, step: int) -> Restorer:
         export_stage1(trained, tmp / BASE_FILE, config, step, extra)
-        return Restorer(tmp / BASE_FILE, device="cpu")
-
-    def validate(trained: nn.Module, step: int) -> dict[str, float]:
-        if not val_pairs:
-            return {}
-        return validate_restorer(lambda tmp: make_restorer(tmp, trained, step), val_pairs,
-                                 config.loop.val_steps, config.loop.seed,
-                                 samples / f"step_{step:07d}.png")
+        return Restorer(tmp / BASE_FILE, device="auto")
 
     def finish(trained: nn.Module) -> None:
         path = run_dir / BASE_FILE
@@ -90,9 +81,6 @@ def build_stage1(config: TrainConfig, run_dir: Path) -> TrainJob:
         print(f"exported the base model to {path}")
 
     return TrainJob("stage1", run_dir, config, model, Stage1Loss(model), trainable, train_set,
-                    validate=validate, finish=finish, extra_state=extra)
+                    validate=periodic_validator(val_pairs, config.loop, run_dir / "samples",
+                                                make_restorer), finish=finish, extra_state=extra)
 
-
-def _as_pair(item: dict[str, torch.Tensor], keys: tuple[str, str]
-             ) -> tuple[np.ndarray, np.ndarray]:
-    return tuple(item[k].permute(1, 2, 0).numpy().astype(np.float32) for k in keys)

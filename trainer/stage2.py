@@ -17,8 +17,8 @@ from dtpm_core.weights import load_base, save_base
 from .config import TrainConfig
 from .export import export_stage2
 from .loop import TrainJob
-from .stage1 import _as_pair, resumed_config
-from .validation import validate_restorer
+from .stage1 import resumed_config
+from .validation import as_array_pair, periodic_validator
 
 
 class Stage2Loss(nn.Module):
@@ -63,7 +63,7 @@ def build_datasets(config: TrainConfig):
         train_set = PairedCrops(train, data.crop, loop.seed)
         val_set = PairedCrops(held, loop.val_size, loop.seed + 1, augment=False)
     count = min(loop.val_images, len(val_set)) if len(held) else 0
-    val_pairs = [_as_pair(val_set[i], ("degraded", "clean")) for i in range(count)]
+    val_pairs = [as_array_pair(val_set[i], ("degraded", "clean")) for i in range(count)]
     return train_set, val_pairs
 
 
@@ -97,24 +97,15 @@ def build_stage2(config: TrainConfig, run_dir: Path, base_path: Path | None) -> 
     torch.manual_seed(config.loop.seed)
     model = DTPM(base.config, options)
     model.denoiser.load_state_dict(base.denoiser.state_dict())
-    params = configure_stage2_trainable(model)
+    configure_stage2_trainable(model)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    assert len(trainable) == len(params)
     train_set, val_pairs = build_datasets(config)
-    samples = run_dir / "samples"
     adapter_file = f"{config.stage2.task}.safetensors"
 
     def make_restorer(tmp: Path, trained: DTPM, step: int) -> Restorer:
         adapter_path = tmp / adapter_file
         export_stage2(trained, adapter_path, config, step, extra)
-        return Restorer(base_path, adapter_path, device="cpu")
-
-    def validate(trained: nn.Module, step: int) -> dict[str, float]:
-        if not val_pairs:
-            return {}
-        return validate_restorer(lambda tmp: make_restorer(tmp, trained, step), val_pairs,
-                                 config.loop.val_steps, config.loop.seed,
-                                 samples / f"step_{step:07d}.png")
+        return Restorer(base_path, adapter_path, device="auto")
 
     def finish(trained: nn.Module) -> None:
         path = run_dir / adapter_file
@@ -123,4 +114,5 @@ def build_stage2(config: TrainConfig, run_dir: Path, base_path: Path | None) -> 
 
     return TrainJob("stage2", run_dir, config, model,
                     Stage2Loss(model, config.stage2.predictor_l1_weight), trainable, train_set,
-                    validate=validate, finish=finish, extra_state=extra)
+                    validate=periodic_validator(val_pairs, config.loop, run_dir / "samples",
+                                                make_restorer), finish=finish, extra_state=extra)

@@ -8,10 +8,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from torch import nn
 
 from dtpm_core.imageio import write_image
 from dtpm_core.metrics import psnr, ssim
 from dtpm_core.restore import Restorer
+
+from .config import LoopConfig
+
+RestorerFactory = Callable[[Path, nn.Module, int], Restorer]
+"""(temporary folder, model with EMA weights, step) -> a Restorer loaded from files that the
+factory exported into the folder: validation goes through the real inference path."""
 
 
 def validate_restorer(make_restorer: Callable[[Path], Restorer],
@@ -31,3 +38,20 @@ def validate_restorer(make_restorer: Callable[[Path], Restorer],
     if grid_path is not None and rows:
         write_image(grid_path, np.concatenate(rows, axis=0))
     return {k: float(np.mean(v)) for k, v in scores.items() if v}
+
+
+def periodic_validator(pairs: list[tuple[np.ndarray, np.ndarray]], loop: LoopConfig,
+                       samples: Path, make_restorer: RestorerFactory
+                       ) -> Callable[[nn.Module, int], dict[str, float]]:
+    """The `validate(model, step)` hook of a TrainJob: metrics plus a sample grid per step."""
+    def validate(trained: nn.Module, step: int) -> dict[str, float]:
+        if not pairs:
+            return {}
+        return validate_restorer(lambda tmp: make_restorer(tmp, trained, step), pairs,
+                                 loop.val_steps, loop.seed, samples / f"step_{step:07d}.png")
+    return validate
+
+
+def as_array_pair(item: dict, keys: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """Two (3, H, W) tensors of a dataset item -> two (H, W, 3) float32 arrays."""
+    return tuple(item[k].permute(1, 2, 0).numpy().astype(np.float32) for k in keys)
