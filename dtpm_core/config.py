@@ -117,7 +117,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Rebuild from `to_dict` output; unknown keys are errors, missing keys take defaults."""
-        return _dataclass_from_dict(cls, data, "model")
+        return dataclass_from_dict(cls, data, "model")
 
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
@@ -143,22 +143,40 @@ class ModelConfig:
         return ModelConfig.from_dict(data)
 
 
-def _dataclass_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+def dataclass_from_dict(cls: type, data: Any, where: str) -> Any:
+    """Build a (nested) frozen dataclass from plain data (JSON/TOML): unknown keys and values of
+    the wrong type are ConfigErrors naming the key; missing keys keep their defaults; lists
+    become tuples where the default is a tuple; ints are accepted for floats."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a table, got {type(data).__name__}")
+        raise ConfigError(f"{where}: expected a table, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(fields)}")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
-        default = fields[name].default
-        if default is dataclasses.MISSING and fields[name].default_factory is not dataclasses.MISSING:
-            default = fields[name].default_factory()
+        f = fields[name]
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        key = f"{where}.{name}"
         if dataclasses.is_dataclass(default):
-            kwargs[name] = _dataclass_from_dict(type(default), value, f"{where}.{name}")
+            kwargs[name] = dataclass_from_dict(type(default), value, key)
         elif isinstance(default, tuple):
-            kwargs[name] = tuple(value)
+            kwargs[name] = tuple(value) if isinstance(value, list | tuple) else (value,)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{key} must be true or false, got {value!r}")
+            kwargs[name] = value
+        elif isinstance(default, float) and isinstance(value, int) and \
+                not isinstance(value, bool):
+            kwargs[name] = float(value)
+        elif default is not None and not isinstance(default, dict) and \
+                not isinstance(value, type(default)):
+            raise ConfigError(f"{key} must be a {type(default).__name__}, got {value!r}")
         else:
             kwargs[name] = value
     return cls(**kwargs)

@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from dtpm_core.config import ModelConfig, preset
+from dtpm_core.config import ModelConfig, dataclass_from_dict, preset
 from dtpm_core.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -113,38 +113,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        return _build(cls, data, "config")
-
-
-def _build(cls: type, data: Any, where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a table, got {data!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
-    kwargs = {}
-    for name, value in data.items():
-        f = fields[name]
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), value, f"{where}.{name}")
-        elif isinstance(default, tuple):
-            kwargs[name] = tuple(value) if isinstance(value, list | tuple) else (value,)
-        elif isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ConfigError(f"{where}.{name} must be true or false, got {value!r}")
-            kwargs[name] = value
-        elif isinstance(default, float) and isinstance(value, int):
-            kwargs[name] = float(value)
-        elif default is not None and not isinstance(default, dict) and \
-                not isinstance(value, type(default)):
-            raise ConfigError(f"{where}.{name} must be a {type(default).__name__}, "
-                              f"got {value!r}")
-        else:
-            kwargs[name] = value
-    return cls(**kwargs)
+        return dataclass_from_dict(cls, data, "config")
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
