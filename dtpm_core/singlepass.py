@@ -1,0 +1,289 @@
+"""The single-pass engine (DESIGN 6): an ordinary NAFNet restoration network trained with
+diffusion objectives (EEDTP, Lu, Fu et al. 2025) that restores in one forward pass.
+
+Value ranges: images are in [0, 1] at the API edge (`restore`, every loss function here, the
+schedule's sigma_bar); the network itself (`SinglePassNet.forward`) works in [-1, 1].
+
+| code             | paper                                                     |
+|------------------|-----------------------------------------------------------|
+| `net(x, t)`      | y = x - f(x, t)                                           |
+| `t`              | time step; t_mat for a degradation                        |
+| `MoEAdaptor`     | MTUL task adaptor: x + s * sum_i w_i E_i(x)               |
+| `tmddp_loss`     | || (x_t - f(x_t, t)) - x0 ||_1                            |
+| `restoration_loss` | L1(y, gt) + 0.1 L1(FFT(y), FFT(gt))                     |
+| `parameter_importance` | Omega = mean |grad L_TMDDP|                         |
+| `regulariser`    | sum_k 0.2 Omega_k |dtheta_k| + 0.5 Omega_k^2 dtheta_k^2    |
+| `orthogonality_loss` | 1 - cos(g_gen, g_res)                                 |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .config import dataclass_from_dict
+from .errors import ConfigError
+from .layers import NAFBlock, downsample, pad_to_multiple, sinusoidal_embedding, upsample
+from .singlepass_schedule import NUM_STEPS, noisy_input, sample_time_steps
+
+FFT_WEIGHT = 0.1  # weight of the frequency term of the restoration loss
+REG_L1 = 0.2  # regulariser: weight of Omega_k |dtheta_k|
+REG_L2 = 0.5  # regulariser: weight of Omega_k^2 dtheta_k^2
+
+
+@dataclass(frozen=True)
+class SinglePassConfig:
+    """Architecture of the single-pass network; defaults are the reference code's NAFNet."""
+
+    width: int = 48  # C
+    enc_blocks: tuple[int, ...] = (2, 2, 4, 28)
+    middle_blocks: int = 6
+    dec_blocks: tuple[int, ...] = (2, 2, 2, 2)
+    cond_dim: int = 192  # size of the time embedding (4 C in the reference)
+    num_steps: int = NUM_STEPS  # T of the schedule the network is conditioned on
+    experts: int = 10  # experts per MoE adaptor
+    adaptor_tasks: tuple[str, ...] = ()  # tasks the adaptors serve; () = no adaptors
+
+    def __post_init__(self) -> None:
+        if len(self.enc_blocks) != len(self.dec_blocks):
+            raise ConfigError(
+                f"singlepass.enc_blocks {self.enc_blocks} and dec_blocks {self.dec_blocks} "
+                "must have the same number of levels"
+            )
+        if self.width < 4 or self.cond_dim < 4:
+            raise ConfigError("singlepass.width and cond_dim must be >= 4")
+        if self.num_steps < 1 or self.experts < 1:
+            raise ConfigError("singlepass.num_steps and experts must be >= 1")
+
+    @property
+    def levels(self) -> int:
+        return len(self.enc_blocks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SinglePassConfig:
+        """Rebuild from `to_dict` output; unknown keys are errors."""
+        return dataclass_from_dict(cls, data, "singlepass")
+
+
+SINGLEPASS_PRESETS: dict[str, SinglePassConfig] = {
+    "tiny": SinglePassConfig(16, (1, 1, 1, 1), 1, (1, 1, 1, 1), 64),
+    "small": SinglePassConfig(32, (2, 2, 4, 8), 12, (2, 2, 2, 2), 128),
+    "paper": SinglePassConfig(64, (2, 2, 4, 8), 12, (2, 2, 2, 2), 256),
+    "reference": SinglePassConfig(48, (2, 2, 4, 28), 6, (2, 2, 2, 2), 192),
+}
+"""Named presets: tiny/small/paper as DESIGN 1.3, "reference" as xin1u/EEDTP."""
+
+
+def singlepass_preset(name: str, **overrides: Any) -> SinglePassConfig:
+    """The named preset with optional field overrides, e.g. ``singlepass_preset("tiny", width=8)``."""
+    if name not in SINGLEPASS_PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(SINGLEPASS_PRESETS)}")
+    data = SINGLEPASS_PRESETS[name].to_dict()
+    unknown = sorted(set(overrides) - set(data))
+    if unknown:
+        raise ConfigError(f"unknown singlepass config key(s) {unknown}")
+    data.update(overrides)
+    return SinglePassConfig.from_dict(data)
+
+
+def to_net_range(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] -> [-1, 1]."""
+    return x * 2.0 - 1.0
+
+
+def from_net_range(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1] (not clamped)."""
+    return (x + 1.0) * 0.5
+
+
+class MoEAdaptor(nn.Module):
+    """MTUL task adaptor after a decoder level: x + s * sum_i w_i E_i(x), with
+    w = softmax(MLP([GAP(x), embed(t_mat)])) and s = 0 at creation (a fresh adaptor is exact
+    identity)."""
+
+    def __init__(self, channels: int, embed_dim: int, experts: int) -> None:
+        super().__init__()
+        c, q = channels, max(1, channels // 4)
+        self.experts = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c, q, 3, padding=1), nn.GELU(),
+                          nn.Conv2d(q, q, 3, padding=1), nn.GELU(), nn.Conv2d(q, c, 1))
+            for _ in range(experts)
+        )
+        self.router = nn.Sequential(nn.Linear(c + embed_dim, c), nn.GELU(),
+                                    nn.Linear(c, experts))
+        self.scale = nn.Parameter(torch.zeros(()))  # s
+
+    def route(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """Router weights w: (B, E), each row sums to 1. x: (B, C, H, W); emb: (B, D)."""
+        pooled = x.mean(dim=(2, 3))  # (B, C)
+        return torch.softmax(self.router(torch.cat([pooled, emb.to(x.dtype)], dim=1)), dim=1)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        w = self.route(x, emb)  # (B, E)
+        mixed = sum(w[:, i, None, None, None] * expert(x)
+                    for i, expert in enumerate(self.experts))  # (B, C, H, W)
+        return x + self.scale * mixed
+
+
+class SinglePassNet(nn.Module):
+    """y = x - f(x, t): NAFNet U-Net with AdaLN conditioning on the time step t (DESIGN 6),
+    with optional MoE adaptors after each decoder level."""
+
+    def __init__(self, config: SinglePassConfig) -> None:
+        super().__init__()
+        self.config = config
+        c, d = config.width, config.cond_dim
+        self.time_mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.SiLU(), nn.Linear(2 * d, d))
+        self.intro = nn.Conv2d(3, c, 3, padding=1)
+        self.encoders = nn.ModuleList()
+        self.downs = nn.ModuleList()
+        for n in config.enc_blocks:
+            self.encoders.append(nn.ModuleList(NAFBlock(c, d) for _ in range(n)))
+            self.downs.append(downsample(c))
+            c *= 2
+        self.middle = nn.ModuleList(NAFBlock(c, d) for _ in range(config.middle_blocks))
+        self.ups = nn.ModuleList()
+        self.decoders = nn.ModuleList()
+        self.adaptors: nn.ModuleList | None = nn.ModuleList() if config.adaptor_tasks else None
+        for n in config.dec_blocks:
+            self.ups.append(upsample(c))
+            c //= 2
+            self.decoders.append(nn.ModuleList(NAFBlock(c, d) for _ in range(n)))
+            if self.adaptors is not None:
+                self.adaptors.append(MoEAdaptor(c, d, config.experts))
+        self.ending = nn.Conv2d(c, 3, 3, padding=1)
+
+    @property
+    def size_multiple(self) -> int:
+        return 2 ** self.config.levels
+
+    def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
+        """embed(t) = MLP(sinusoidal(t)): (B,) integer steps -> (B, cond_dim)."""
+        return self.time_mlp(sinusoidal_embedding(t, self.config.cond_dim, scale=1.0))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x: (B, 3, H, W) degraded (or noisy) image in [-1, 1]; t: (B,) long time steps.
+        Returns y = x - f(x, t), (B, 3, H, W) in [-1, 1]."""
+        emb = self.time_embedding(t.to(x.device))  # (B, D)
+        padded, (h, w) = pad_to_multiple(x, self.size_multiple)
+        f = self.intro(padded)  # (B, C, H', W')
+        skips = []
+        for blocks, down in zip(self.encoders, self.downs, strict=True):
+            for block in blocks:
+                f = block(f, emb)
+            skips.append(f)
+            f = down(f)
+        for block in self.middle:
+            f = block(f, emb)
+        for i, (up, blocks) in enumerate(zip(self.ups, self.decoders, strict=True)):
+            f = up(f) + skips[-1 - i]  # skip added, as in NAFNet
+            for block in blocks:
+                f = block(f, emb)
+            if self.adaptors is not None:
+                f = self.adaptors[i](f, emb)
+        residual = self.ending(f)[..., :h, :w]  # f(x, t)
+        return x - residual
+
+    @torch.no_grad()
+    def restore(self, image: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
+        """One-pass restoration at the API edge: (B, 3, H, W) in [0, 1] -> same, clamped.
+        t is the matched time step t_mat of the task (an int, or a (B,) tensor)."""
+        if isinstance(t, int):
+            t = torch.full((image.shape[0],), t, dtype=torch.long, device=image.device)
+        return from_net_range(self(to_net_range(image), t)).clamp(0.0, 1.0)
+
+    def adaptor_parameter_names(self) -> list[str]:
+        """Names of the MoE adaptor parameters (empty without adaptors)."""
+        return [n for n, _ in self.named_parameters() if n.startswith("adaptors.")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses (DESIGN 6). All images in [0, 1]; losses are measured in [0, 1] units.
+
+
+def tmddp_loss(net: SinglePassNet, clean: torch.Tensor, generator: torch.Generator,
+               table: torch.Tensor) -> torch.Tensor:
+    """Time-step matched diffusion pre-training loss on clean images (B, 3, H, W) in [0, 1]:
+    t ~ U{1..T}, x_t = x0 + sigma_bar_t eps, loss = || (x_t - f(x_t, t)) - x0 ||_1.
+    `generator` draws t and eps (it may live on the CPU while the images are elsewhere)."""
+    b = clean.shape[0]
+    t = sample_time_steps(b, generator, len(table) - 1)  # (B,)
+    eps = torch.randn(clean.shape, generator=generator, device=generator.device,
+                      dtype=clean.dtype).to(clean.device)  # (B, 3, H, W)
+    x_t = noisy_input(clean, t, eps, table)  # [0, 1] units; noise 2 sigma_bar in [-1, 1]
+    y = net(to_net_range(x_t), t.to(clean.device))  # x_t - f(x_t, t), in [-1, 1]
+    return F.l1_loss(from_net_range(y), clean)
+
+
+def restoration_loss(y: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """L1(y, gt) + 0.1 * L1(FFT(y), FFT(gt)); the FFT term is the mean absolute difference of
+    the real and imaginary parts of rfft2. y, gt: (B, 3, H, W) in [0, 1]."""
+    diff = torch.fft.rfft2(y.float()) - torch.fft.rfft2(gt.float())  # (B, 3, H, W//2+1) complex
+    return F.l1_loss(y, gt) + FFT_WEIGHT * torch.view_as_real(diff).abs().mean()
+
+
+def trainable_parameters(net: nn.Module) -> dict[str, nn.Parameter]:
+    """Named parameters that require gradients, in a stable order."""
+    return {n: p for n, p in net.named_parameters() if p.requires_grad}
+
+
+def parameter_importance(net: SinglePassNet, clean_batches: Iterable[torch.Tensor],
+                         table: torch.Tensor, generator: torch.Generator
+                         ) -> dict[str, torch.Tensor]:
+    """Omega_k = mean over the batches of |dL_TMDDP / dtheta_k|, per parameter element.
+    Computed once at the start of a fine-tuning step (the paper uses 50 batches)."""
+    params = trainable_parameters(net)
+    omega = {n: torch.zeros_like(p) for n, p in params.items()}
+    count = 0
+    for batch in clean_batches:
+        loss = tmddp_loss(net, batch, generator, table)
+        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        for name, g in zip(params, grads, strict=True):
+            if g is not None:
+                omega[name] += g.detach().abs()
+        count += 1
+    if count == 0:
+        raise ValueError("parameter_importance needs at least one batch of clean images")
+    return {n: o / count for n, o in omega.items()}
+
+
+def snapshot(net: nn.Module) -> dict[str, torch.Tensor]:
+    """theta_0: detached copies of the trainable parameters."""
+    return {n: p.detach().clone() for n, p in trainable_parameters(net).items()}
+
+
+def regulariser(net: nn.Module, theta0: dict[str, torch.Tensor],
+                omega: dict[str, torch.Tensor]) -> torch.Tensor:
+    """sum_k 0.2 Omega_k |dtheta_k| + 0.5 Omega_k^2 dtheta_k^2, dtheta = theta - theta_0,
+    summed over every element of every parameter named in omega."""
+    params = dict(net.named_parameters())
+    total = torch.zeros((), device=next(net.parameters()).device)
+    for name, om in omega.items():
+        d = params[name] - theta0[name]  # dtheta_k
+        total = total + (REG_L1 * om * d.abs() + REG_L2 * om.square() * d.square()).sum()
+    return total
+
+
+def loss_gradients(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """dloss/dparams with create_graph=True, so that a function of the gradients (the
+    orthogonality loss) can itself be back-propagated (double backward). Unused -> zeros."""
+    grads = torch.autograd.grad(loss, list(params), create_graph=True, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params, strict=True)]
+
+
+def orthogonality_loss(g_gen: Sequence[torch.Tensor],
+                       g_res: Sequence[torch.Tensor]) -> torch.Tensor:
+    """1 - cos(g_gen, g_res) over the flattened, concatenated gradients (from
+    `loss_gradients`, so the term back-propagates into the parameters)."""
+    a = torch.cat([g.reshape(-1) for g in g_gen])
+    b = torch.cat([g.reshape(-1) for g in g_res])
+    return 1.0 - F.cosine_similarity(a, b, dim=0, eps=1e-12)
