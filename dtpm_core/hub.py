@@ -80,7 +80,8 @@ def fetch_weights(
     ``.partial`` file in the cache directory and renamed into place only when complete (and,
     for torch-hub style names ``name-<sha256 prefix>.ext``, only when the hash matches).
     ``progress(bytes_done, bytes_total)`` is called after each chunk (``bytes_total`` is 0 when
-    the server does not say). Returns None if downloads are not allowed or the download fails.
+    the server does not say); without it, a progress bar is drawn on stderr. Returns None if
+    downloads are not allowed or the download fails.
     """
     name = filename or _filename_from_url(url)
     cached = find_cached_weights(name)
@@ -93,6 +94,10 @@ def fetch_weights(
 
     target_dir = torch_hub_checkpoint_dir()
     partial: Path | None = None
+    bar = None
+    if progress is None:
+        bar = _ConsoleProgress(f"downloading {name}")
+        progress = bar
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
         resp = requests.get(url, stream=True, timeout=_TIMEOUT_S)
@@ -138,3 +143,24 @@ def fetch_weights(
     finally:
         if partial is not None:
             partial.unlink(missing_ok=True)
+        if bar is not None:
+            bar.close()
+
+
+class _ConsoleProgress:
+    """A tqdm bar on stderr fed with (bytes_done, bytes_total), created at the first chunk."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total or None, unit="B", unit_scale=True,
+                            desc=self.description, leave=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

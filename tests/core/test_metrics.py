@@ -509,3 +509,11 @@ def test_fetch_weights_failures_leave_nothing(empty_hub, monkeypatch) -> None:
     monkeypatch.setattr(requests, "get", lambda *a, **k: _FakeResponse(payload))
     assert hub.fetch_weights("https://example.invalid/b-deadbeef.pth", allow_download=True) is None
     assert sorted(p.name for p in empty_hub.iterdir()) == []
+
+
+def test_fetch_weights_shows_a_progress_bar_by_default(empty_hub, monkeypatch, capsys) -> None:
+    payload = b"x" * 3000
+    monkeypatch.setattr(requests, "get", lambda *a, **k: _FakeResponse(payload))
+    path = hub.fetch_weights("https://example.invalid/w.pth", allow_download=True)
+    assert path is not None and path.read_bytes() == payload
+    assert "downloading w.pth" in capsys.readouterr().err
