@@ -1,0 +1,156 @@
+"""`SinglePassRestorer`: inference of the single-pass ("Fast") engine (DESIGN 6).
+
+    result = clip(x - f(x, t_mat(task)), 0, 1)      one forward pass, no sampling
+
+Large images run in the same overlapping, Gaussian-blended tiles as DTPM (DESIGN 1.5), here
+with one pass per tile; an out-of-memory error retries with smaller tiles. The optional
+ensemble averages the 8 flip/rotate variants of every tile, each mapped back first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .device import is_out_of_memory, release_cached_memory, resolve_device
+from .errors import Cancelled, ConfigError, OutOfMemory
+from .restore import (
+    DEFAULT_TILE,
+    ProgressCallback,
+    RestoreProgress,
+    StopCheck,
+    _check_image,
+    _smaller_tile,
+    _to_image,
+)
+from .singlepass_weights import SinglePassInfo, load_singlepass
+from .tiling import TileBlender, Window
+
+ENSEMBLE_SIZE = 8
+"""Flip/rotate variants of the self-ensemble: 4 rotations x (no flip, flip)."""
+
+
+@dataclass
+class SinglePassResult:
+    """`result` is an (H, W, 3) float32 array in [0, 1]."""
+
+    result: np.ndarray
+    task: str
+    t_mat: int
+    tile: int
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+def dihedral_transforms(count: int = ENSEMBLE_SIZE) -> list[tuple[Transform, Transform]]:
+    """(forward, inverse) pairs on (B, C, H, W) tensors: rot90^k after an optional
+    left-right flip, and its inverse flip(rot90^-k). The first pair is the identity."""
+    pairs: list[tuple[Transform, Transform]] = []
+    for flip in (False, True):
+        for k in range(4):
+            def forward(x: torch.Tensor, k: int = k, flip: bool = flip) -> torch.Tensor:
+                x = x.flip(-1) if flip else x
+                return torch.rot90(x, k, dims=(-2, -1))
+
+            def inverse(y: torch.Tensor, k: int = k, flip: bool = flip) -> torch.Tensor:
+                y = torch.rot90(y, -k, dims=(-2, -1))
+                return y.flip(-1) if flip else y
+            pairs.append((forward, inverse))
+    return pairs[:count]
+
+
+class SinglePassRestorer:
+    """Holds one single-pass network and restores any of the tasks its file lists."""
+
+    def __init__(self, path: str | Path, device: str = "auto") -> None:
+        self.device = resolve_device(device)
+        net, info = load_singlepass(path)
+        self.info: SinglePassInfo = info
+        self.net = net.to(self.device).requires_grad_(False)
+
+    @property
+    def tasks(self) -> dict[str, int]:
+        """Task -> matched time step t_mat, as stored in the file."""
+        return dict(self.info.tasks)
+
+    def t_mat(self, task: str) -> int:
+        if task not in self.info.tasks:
+            raise ConfigError(f"task {task!r} is not in {self.info.path}; it restores "
+                              f"{sorted(self.info.tasks)}")
+        return self.info.tasks[task]
+
+    def restore(self, image: np.ndarray, task: str, *, tile: int = DEFAULT_TILE,
+                ensemble: bool = False, progress: ProgressCallback | None = None,
+                should_stop: StopCheck | None = None) -> SinglePassResult:
+        """Restore one image in one network pass per tile (8 with the ensemble).
+
+        Args:
+            image: (H, W, 3) float array in [0, 1] (the degraded photo).
+            task: one of `self.tasks`; selects t_mat.
+            tile: tile size in pixels (0 = whole image); halved on out-of-memory.
+            ensemble: average the 8 flip/rotate variants (8x the passes).
+            progress: called after every network pass.
+            should_stop: polled after every pass; True raises `Cancelled`.
+        """
+        t_mat = self.t_mat(task)
+        image = _check_image(image)
+        notes: list[str] = []
+        tile = max(int(tile), 0)
+        while True:
+            try:
+                started = time.perf_counter()
+                result = self._run(image, t_mat, tile, ensemble, progress, should_stop)
+                return SinglePassResult(result, task, t_mat, tile,
+                                        time.perf_counter() - started, notes)
+            except (RuntimeError, MemoryError) as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                release_cached_memory(self.device)
+                smaller = _smaller_tile(tile, image.shape[:2])
+                if smaller is None:
+                    raise OutOfMemory(
+                        f"out of memory on {self.device} even with {tile or 'no'}-pixel tiles; "
+                        "close other programs, use the CPU, or a smaller image") from exc
+                notes.append(f"out of memory with tile {tile or 'off'}: retried with {smaller}")
+                tile = smaller
+
+    @torch.no_grad()
+    def _run(self, image: np.ndarray, t_mat: int, tile: int, ensemble: bool,
+             progress: ProgressCallback | None, should_stop: StopCheck | None) -> np.ndarray:
+        net, device = self.net, self.device
+        height, width = image.shape[:2]
+        blender = TileBlender(height, width, tile, device)
+        transforms = dihedral_transforms(ENSEMBLE_SIZE if ensemble else 1)
+        total = len(blender) * len(transforms)
+        stage = f"single pass, t={t_mat}" + (" (8-way ensemble)" if ensemble else "")
+        done = 0
+
+        def tick() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(RestoreProgress(done, total, stage))
+            if should_stop is not None and should_stop():
+                raise Cancelled(f"restoration cancelled after {done}/{total} passes")
+
+        source = torch.from_numpy(image).to(device)  # (H, W, 3) in [0, 1]
+        t = torch.full((1,), t_mat, dtype=torch.long, device=device)  # (1,)
+
+        def one_window(w: Window) -> torch.Tensor:
+            x = source[w.slices].permute(2, 0, 1)[None].mul(2.0).sub_(1.0)  # (1, 3, h, w)
+            acc = None
+            for forward, inverse in transforms:
+                y = inverse(net(forward(x), t)).float()  # y = x - f(x, t_mat), [-1, 1]
+                acc = y if acc is None else acc.add_(y)
+                tick()
+            return acc if len(transforms) == 1 else acc.div_(len(transforms))
+
+        return _to_image(blender.blend(one_window, channels=3))  # clipped to [0, 1]
