@@ -20,7 +20,7 @@ import torch
 
 from .ddim import sample_ddim
 from .device import autocast_context, is_out_of_memory, release_cached_memory, resolve_device
-from .errors import ConfigError, OutOfMemory
+from .errors import Cancelled, ConfigError, OutOfMemory
 from .schedule import MAX_SAMPLING_STEPS, alpha_bars, sampling_timesteps
 from .tiling import TileBlender, Window
 from .weights import AdapterInfo, BaseInfo, TaskParts, load_adapter, load_base
@@ -157,7 +157,6 @@ class Restorer:
             if progress is not None:
                 progress(RestoreProgress(done, total, stage))
             if should_stop is not None and should_stop():
-                from .errors import Cancelled
                 raise Cancelled(f"restoration cancelled ({stage})")
 
         # the degraded image y_d stays in its (H, W, 3) [0, 1] array (no copy on the CPU);
@@ -175,7 +174,7 @@ class Restorer:
                     return predictor(y_d(w))
             y_eps = blender.blend(predict, channels=3, on_window=tick)
         else:
-            y_eps = source.permute(2, 0, 1)[None].mul(2.0).sub_(1.0)
+            y_eps = y_d(Window(0, height, 0, width))  # no predictor: y_eps = y_d
             done += len(blender)
         semantic = None
         if model.semantic is not None:  # the encoder sees the whole image, downscaled

@@ -151,3 +151,13 @@ def test_bad_arguments_are_clear_errors(restorer):
         restorer.restore(np.zeros((8, 8), np.float32), 1)
     with pytest.raises(ConfigError, match="NaN"):
         restorer.restore(np.full((8, 8, 3), np.nan, np.float32), 1)
+
+
+def test_without_a_predictor_the_initial_prediction_is_the_input(tmp_path, photo):
+    model = tiny_model(Stage2Options(use_predictor=False), seed=6)
+    sha = save_base(tmp_path / "b.safetensors", model)
+    save_adapter(tmp_path / "a.safetensors", model, "desnow", sha)
+    restorer = Restorer(tmp_path / "b.safetensors", tmp_path / "a.safetensors", device="cpu")
+    out = restorer.restore(photo[:48, :64], 2, tile=32)
+    assert np.abs(out.initial - photo[:48, :64]).max() < 1e-6
+    assert np.abs(out.result - out.initial).mean() > 1e-3
