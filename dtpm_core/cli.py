@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from .batch import OUTPUT_FORMATS, plan_batch
 from .device import DEVICE_CHOICES, PRECISION_CHOICES
@@ -28,6 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR",
                         help="folder for the results (created if needed); files inside input "
                              "folders keep their relative paths")
+    parser.add_argument("--engine", choices=["dtpm", "single-pass"], default="dtpm",
+                        help="dtpm: the diffusion texture prior (K steps); single-pass: one "
+                             "forward pass of the diffusion-trained network (needs --model and "
+                             "--task) (default: dtpm)")
+    parser.add_argument("--model", metavar="PATH",
+                        help="single-pass engine: the .safetensors model file")
+    parser.add_argument("--task", help="single-pass engine: the task to restore, one of those "
+                                       "in the model file (default: its first)")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="single-pass engine: average the 8 flips/rotations (8x slower)")
     parser.add_argument("--adapter", metavar="NAME|PATH",
                         help="task adapter: an installed task name such as motion-deblur, or "
                              "a .safetensors file (default: the installed motion-deblur, if "
@@ -74,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         items = plan_batch([p for p in args.inputs if Path(p).exists()], args.output,
                            args.format, recursive=not args.no_recursive)
-        restorer = _load_restorer(args)
+        run_one = _load_engine(args)
     except (DTPMError, ValueError) as exc:
         print(f"dtpm-restore: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -101,11 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             loaded = read_image(item.source)
-            result = restorer.restore(loaded.rgb, args.steps, seed=args.seed, eta=args.eta,
-                                      tile=args.tile, progress=on_progress)
-            write_image(item.target, result.result, like=loaded, quality=args.quality)
+            restored, notes = run_one(loaded.rgb, on_progress)
+            write_image(item.target, restored, like=loaded, quality=args.quality)
             done += 1
-            for note in result.notes:
+            for note in notes:
                 tqdm.write(f"{item.source}: {note}")
         except Cancelled:
             raise
@@ -127,6 +138,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {path}: {reason}", file=sys.stderr)
         return EXIT_SOME_FAILED
     return EXIT_OK
+
+
+RunOne = Callable[[np.ndarray, Callable], tuple[np.ndarray, list[str]]]
+
+
+def _load_engine(args: argparse.Namespace) -> RunOne:
+    """Load the chosen engine once; returns image, progress -> (result, notes)."""
+    if args.engine == "single-pass":
+        from .singlepass_restore import SinglePassRestorer
+        if not args.model:
+            raise DTPMError("--engine single-pass needs --model PATH (a single-pass .safetensors)")
+        fast = SinglePassRestorer(args.model, device=args.device)
+        if not fast.tasks:
+            raise DTPMError(f"{args.model} names no task (a pre-trained network); fine-tune it "
+                            "for a task first")
+        task = args.task or next(iter(fast.tasks))
+        fast.t_mat(task)  # an unknown task fails now, not on the first image
+
+        def run_fast(image: np.ndarray, progress: Callable) -> tuple[np.ndarray, list[str]]:
+            out = fast.restore(image, task, tile=args.tile, ensemble=args.ensemble,
+                               progress=progress)
+            return out.result, out.notes
+        return run_fast
+    restorer = _load_restorer(args)
+
+    def run_dtpm(image: np.ndarray, progress: Callable) -> tuple[np.ndarray, list[str]]:
+        out = restorer.restore(image, args.steps, seed=args.seed, eta=args.eta, tile=args.tile,
+                               progress=progress)
+        return out.result, out.notes
+    return run_dtpm
 
 
 def _load_restorer(args: argparse.Namespace):

@@ -103,3 +103,26 @@ def test_help_explains_the_options(capsys):
     text = capsys.readouterr().out
     for option in ("--adapter", "--base", "--steps", "--seed", "--tile", "--device", "-o"):
         assert option in text
+
+
+def test_single_pass_engine(tmp_path, capsys):
+    import torch
+
+    from dtpm_core.singlepass import SinglePassNet, singlepass_preset
+    from dtpm_core.singlepass_weights import save_singlepass
+    torch.manual_seed(0)
+    net = SinglePassNet(singlepass_preset("tiny", width=8))
+    model = tmp_path / "fast.safetensors"
+    save_singlepass(model, net, tasks={"desnow": 15, "raindrop": 22})
+    source = _photo(tmp_path / "x.png")
+    digest = _digest(source)
+    args = ["--engine", "single-pass", "--model", str(model), "-q", "--tile", "32"]
+    assert main([str(source), "-o", str(tmp_path / "o"), *args, "--task", "raindrop"]) == 0
+    assert (tmp_path / "o" / "x.png").is_file() and _digest(source) == digest
+    assert main([str(source), "-o", str(tmp_path / "o2"), *args, "--task", "raindrop"]) == 0
+    assert _digest(tmp_path / "o" / "x.png") == _digest(tmp_path / "o2" / "x.png")
+    assert main([str(source), "-o", str(tmp_path / "o3"), *args, "--task", "motion"]) == \
+        EXIT_USAGE
+    assert "raindrop" in capsys.readouterr().err  # the error lists the tasks it has
+    assert main([str(source), "-o", str(tmp_path / "o4"), "--engine", "single-pass"]) == \
+        EXIT_USAGE
