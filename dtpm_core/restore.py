@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -120,25 +121,11 @@ class Restorer:
             if not 1 <= k <= MAX_SAMPLING_STEPS:
                 raise ConfigError(f"steps must be between 1 and {MAX_SAMPLING_STEPS}, got {k}")
         image = _check_image(image)
-        notes: list[str] = []
-        tile = max(int(tile), 0)
-        while True:
-            try:
-                started = time.perf_counter()
-                initial, results = self._run(image, ks, seed, eta, tile, progress, should_stop)
-                return RestoreResult(initial, results, seed, tile,
-                                     time.perf_counter() - started, notes)
-            except (RuntimeError, MemoryError) as exc:
-                if not is_out_of_memory(exc):
-                    raise
-                release_cached_memory(self.device)
-                smaller = _smaller_tile(tile, image.shape[:2])
-                if smaller is None:
-                    raise OutOfMemory(
-                        f"out of memory on {self.device} even with {tile or 'no'}-pixel tiles; "
-                        "close other programs, use the CPU, or a smaller image") from exc
-                notes.append(f"out of memory with tile {tile or 'off'}: retried with {smaller}")
-                tile = smaller
+        started = time.perf_counter()
+        (initial, results), tile, notes = run_with_tile_backoff(
+            lambda t: self._run(image, ks, seed, eta, t, progress, should_stop),
+            tile, image.shape[:2], self.device)
+        return RestoreResult(initial, results, seed, tile, time.perf_counter() - started, notes)
 
     @torch.no_grad()
     def _run(self, image: np.ndarray, ks: list[int], seed: int, eta: float, tile: int,
@@ -215,6 +202,31 @@ class Restorer:
             results[k] = _to_image(x0.add_(y_eps))
             del x0
         return _to_image(y_eps), results
+
+
+T = TypeVar("T")
+
+
+def run_with_tile_backoff(run: Callable[[int], T], tile: int, shape: tuple[int, int],
+                          device: torch.device) -> tuple[T, int, list[str]]:
+    """Call run(tile); on out-of-memory halve the tile (down to MIN_TILE) and call it again.
+    Returns (result, tile used, notes about each retry); raises OutOfMemory at the end."""
+    notes: list[str] = []
+    tile = max(int(tile), 0)
+    while True:
+        try:
+            return run(tile), tile, notes
+        except (RuntimeError, MemoryError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            release_cached_memory(device)
+            smaller = _smaller_tile(tile, shape)
+            if smaller is None:
+                raise OutOfMemory(
+                    f"out of memory on {device} even with {tile or 'no'}-pixel tiles; "
+                    "close other programs, use the CPU, or a smaller image") from exc
+            notes.append(f"out of memory with tile {tile or 'off'}: retried with {smaller}")
+            tile = smaller
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:

@@ -17,16 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .device import is_out_of_memory, release_cached_memory, resolve_device
-from .errors import Cancelled, ConfigError, OutOfMemory
+from .device import resolve_device
+from .errors import Cancelled, ConfigError
 from .restore import (
     DEFAULT_TILE,
     ProgressCallback,
     RestoreProgress,
     StopCheck,
     _check_image,
-    _smaller_tile,
     _to_image,
+    run_with_tile_backoff,
 )
 from .singlepass_weights import SinglePassInfo, load_singlepass
 from .tiling import TileBlender, Window
@@ -102,25 +102,11 @@ class SinglePassRestorer:
         """
         t_mat = self.t_mat(task)
         image = _check_image(image)
-        notes: list[str] = []
-        tile = max(int(tile), 0)
-        while True:
-            try:
-                started = time.perf_counter()
-                result = self._run(image, t_mat, tile, ensemble, progress, should_stop)
-                return SinglePassResult(result, task, t_mat, tile,
-                                        time.perf_counter() - started, notes)
-            except (RuntimeError, MemoryError) as exc:
-                if not is_out_of_memory(exc):
-                    raise
-                release_cached_memory(self.device)
-                smaller = _smaller_tile(tile, image.shape[:2])
-                if smaller is None:
-                    raise OutOfMemory(
-                        f"out of memory on {self.device} even with {tile or 'no'}-pixel tiles; "
-                        "close other programs, use the CPU, or a smaller image") from exc
-                notes.append(f"out of memory with tile {tile or 'off'}: retried with {smaller}")
-                tile = smaller
+        started = time.perf_counter()
+        result, tile, notes = run_with_tile_backoff(
+            lambda t: self._run(image, t_mat, t, ensemble, progress, should_stop),
+            tile, image.shape[:2], self.device)
+        return SinglePassResult(result, task, t_mat, tile, time.perf_counter() - started, notes)
 
     @torch.no_grad()
     def _run(self, image: np.ndarray, t_mat: int, tile: int, ensemble: bool,

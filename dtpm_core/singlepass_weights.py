@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as st_load_bytes
 from safetensors.torch import save as st_save_bytes
 
 from .atomic import write_bytes_atomic
@@ -27,19 +25,12 @@ from .errors import ConfigError, WeightsError
 from .singlepass import SinglePassConfig, SinglePassNet
 from .weights import (
     FORMAT_VERSION,
-    KIND_ADAPTER,
-    KIND_BASE,
+    KIND_SINGLEPASS,
     _json_field,
     _load_strict,
+    _read,
     content_sha256,
 )
-
-KIND_SINGLEPASS = "dtpm-singlepass"
-
-_OTHER_KINDS = {
-    KIND_BASE: "a DTPM base model (load it with the DTPM engine, e.g. --base)",
-    KIND_ADAPTER: "a DTPM task adapter (load it with the DTPM engine, e.g. --adapter)",
-}
 
 
 @dataclass(frozen=True)
@@ -98,43 +89,8 @@ def save_singlepass(path: Path | str, net: SinglePassNet, *, tasks: dict[str, in
     return sha
 
 
-def _read_singlepass(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read and verify a single-pass safetensors file (the checks of `weights._read`)."""
-    if not path.is_file():
-        raise WeightsError(f"single-pass model file not found: {path}")
-    data = path.read_bytes()
-    try:
-        tensors = st_load_bytes(data)
-        header_len = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8:8 + header_len])
-    except (SafetensorError, ValueError, UnicodeDecodeError, OverflowError) as exc:
-        raise WeightsError(f"{path} is not a readable safetensors file (damaged or of another "
-                           f"format): {exc}") from exc
-    metadata = header.get("__metadata__") or {}
-    if metadata.get("format") != "dtpm":
-        raise WeightsError(f"{path} is a safetensors file but not a DTPM model (no DTPM metadata)")
-    try:
-        version = int(metadata.get("format_version", "0"))
-    except ValueError as exc:
-        raise WeightsError(f"{path}: bad format_version {metadata.get('format_version')!r}") \
-            from exc
-    if version > FORMAT_VERSION:
-        raise WeightsError(f"{path} was written by a newer DTPM Studio (format {version}); "
-                           f"this version reads format {FORMAT_VERSION}: please update")
-    kind = metadata.get("kind")
-    if kind != KIND_SINGLEPASS:
-        what = _OTHER_KINDS.get(kind, f"a {kind!r} file")
-        raise WeightsError(f"{path} is {what}, not a single-pass model "
-                           f"({KIND_SINGLEPASS!r}); choose a single-pass model file for the "
-                           "Fast engine")
-    if content_sha256(tensors) != metadata.get("content_sha256"):
-        raise WeightsError(f"{path} is corrupted: its tensors do not match the sha256 recorded "
-                           "when it was saved; download or export it again")
-    return tensors, metadata
-
-
 def _read_with_info(path: Path) -> tuple[dict[str, torch.Tensor], SinglePassInfo]:
-    tensors, metadata = _read_singlepass(path)
+    tensors, metadata = _read(path, KIND_SINGLEPASS)
     try:
         config = SinglePassConfig.from_dict(json.loads(metadata["config"]))
         tasks = _check_tasks(json.loads(metadata["tasks"]), config)

@@ -26,6 +26,10 @@ from .model import DTPM, Stage2Options, build_task_modules, denoiser_parameter_n
 FORMAT_VERSION = 1
 KIND_BASE = "dtpm-base"
 KIND_ADAPTER = "dtpm-adapter"
+KIND_SINGLEPASS = "dtpm-singlepass"
+KIND_NAMES = {KIND_BASE: "base model", KIND_ADAPTER: "adapter",
+              KIND_SINGLEPASS: "single-pass model"}
+"""What each kind of weight file is called in messages."""
 
 
 @dataclass(frozen=True)
@@ -78,9 +82,9 @@ def _save(path: Path | str, tensors: dict[str, torch.Tensor], kind: str,
 
 
 def _read(path: Path | str, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read and verify a DTPM safetensors file of the given kind."""
+    """Read and verify a DTPM safetensors file of the given kind (one of KIND_NAMES)."""
     path = Path(path)
-    what = "base model" if kind == KIND_BASE else "adapter"
+    what = KIND_NAMES[kind]
     if not path.is_file():
         raise WeightsError(f"{what} file not found: {path}")
     data = path.read_bytes()
@@ -102,13 +106,20 @@ def _read(path: Path | str, kind: str) -> tuple[dict[str, torch.Tensor], dict[st
     if version > FORMAT_VERSION:
         raise WeightsError(f"{path} was written by a newer DTPM Studio (format {version}); "
                            f"this version reads format {FORMAT_VERSION}: please update")
-    if metadata.get("kind") != kind:
-        raise WeightsError(f"{path} is a {metadata.get('kind')!r} file, expected a {what} "
-                           f"({kind!r}); check which file goes to --base and which to --adapter")
+    found = metadata.get("kind")
+    if found != kind:
+        found_name = KIND_NAMES.get(found, "unknown kind of")
+        raise WeightsError(f"{path} is a DTPM {found_name} file ({found!r}), not {_a(what)} "
+                           f"(expected {_a(what)}); check which file goes to --base, --adapter "
+                           "or --model")
     if content_sha256(tensors) != metadata.get("content_sha256"):
         raise WeightsError(f"{path} is corrupted: its tensors do not match the sha256 recorded "
                            "when it was saved; download or export it again")
     return tensors, metadata
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
 
 
 def _config_of(path: Path | str, metadata: dict[str, str]) -> ModelConfig:
