@@ -35,6 +35,9 @@ from dtpm_core.model import DTPM, Stage2Options  # noqa: E402
 from dtpm_core.restore import Restorer  # noqa: E402
 from dtpm_core.weights import save_adapter, save_base  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_rtv import best_of  # noqa: E402
+
 
 def make_models(folder: Path, name: str) -> tuple[Path, Path]:
     torch.manual_seed(0)
@@ -48,15 +51,6 @@ def photo(height: int, width: int) -> np.ndarray:
     from skimage import data
     from skimage.transform import resize
     return resize(data.astronaut(), (height, width), anti_aliasing=True).astype(np.float32)
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 @torch.no_grad()
@@ -87,7 +81,7 @@ def speed_table(folder: Path, quick: bool) -> list[dict]:
             full, bare = float("inf"), float("inf")
             for _ in range(repeats):  # interleaved, so that load changes hit both sides
                 full = min(full, best_of(lambda k=k, r=restorer, im=image:
-                                         r.restore(im, k, tile=0), 1))
+                                         r.restore(im, k, tile=0), 1, warmup=0))
                 bare = min(bare, bare_passes(restorer, image, k))
             rows.append({"preset": name, "size": f"{size}x{size}", "K": k,
                          "s_per_mp": full / megapixels, "bare_s_per_mp": bare / megapixels,
@@ -101,8 +95,8 @@ def speed_table(folder: Path, quick: bool) -> list[dict]:
 def tiled_vs_untiled(folder: Path) -> dict:
     restorer = Restorer(*make_models(folder, "tiny"), device="cpu")
     image = photo(1024, 1024)
-    untiled = best_of(lambda: restorer.restore(image, 4, tile=0), 1)
-    tiled = best_of(lambda: restorer.restore(image, 4, tile=512), 1)
+    untiled = best_of(lambda: restorer.restore(image, 4, tile=0), 1, warmup=0)
+    tiled = best_of(lambda: restorer.restore(image, 4, tile=512), 1, warmup=0)
     return {"size": "1024x1024", "K": 4, "untiled_s": untiled, "tiled_512_s": tiled,
             "ratio": tiled / untiled}
 
@@ -111,7 +105,7 @@ def rtv_seconds() -> dict:
     from dtpm_core.smoothing import rtv_smooth
     image = torch.from_numpy(photo(512, 512)).permute(2, 0, 1)[None]
     rtv_smooth(image[..., :64, :64])
-    return {"size": "512x512x3", "seconds": best_of(lambda: rtv_smooth(image), 3)}
+    return {"size": "512x512x3", "seconds": best_of(lambda: rtv_smooth(image), 3, warmup=0)}
 
 
 def peak_memory_24mp(folder: Path) -> dict:

@@ -64,6 +64,24 @@ ProgressCallback = Callable[[RestoreProgress], None]
 StopCheck = Callable[[], bool]
 
 
+class PassCounter:
+    """Counts network passes: reports progress after each one and raises `Cancelled` there
+    when `should_stop()` says so, so a cancel takes effect within one pass."""
+
+    def __init__(self, total: int, stage: str, progress: ProgressCallback | None,
+                 should_stop: StopCheck | None) -> None:
+        self.total, self.stage, self.done = total, stage, 0
+        self._progress, self._should_stop = progress, should_stop
+
+    def tick(self) -> None:
+        self.done += 1
+        if self._progress is not None:
+            self._progress(RestoreProgress(self.done, self.total, self.stage))
+        if self._should_stop is not None and self._should_stop():
+            raise Cancelled(f"restoration cancelled ({self.stage}, after {self.done} of "
+                            f"{self.total} passes)")
+
+
 class Restorer:
     """Holds one base model and, switchable without reloading the base, one task adapter."""
 
@@ -134,17 +152,9 @@ class Restorer:
         model, task, device = self.model, self.task, self.device
         height, width = image.shape[:2]
         blender = TileBlender(height, width, tile, device)
-        total = len(blender) * (1 + sum(ks))
-        done = 0
-        stage = "initial prediction"
-
-        def tick() -> None:
-            nonlocal done
-            done += 1
-            if progress is not None:
-                progress(RestoreProgress(done, total, stage))
-            if should_stop is not None and should_stop():
-                raise Cancelled(f"restoration cancelled ({stage})")
+        passes = PassCounter(len(blender) * (1 + sum(ks)), "initial prediction", progress,
+                             should_stop)
+        tick = passes.tick
 
         # the degraded image y_d stays in its (H, W, 3) [0, 1] array (no copy on the CPU);
         # each window converts its own crop to (1, 3, h, w) in [-1, 1]
@@ -162,7 +172,7 @@ class Restorer:
             y_eps = blender.blend(predict, channels=3, on_window=tick)
         else:
             y_eps = y_d(Window(0, height, 0, width))  # no predictor: y_eps = y_d
-            done += len(blender)
+            passes.done += len(blender)
         semantic = None
         if model.semantic is not None:  # the encoder sees the whole image, downscaled
             semantic = model.semantic_code(_downscale_for_semantics(y_eps).add_(1.0).mul_(0.5))
@@ -185,11 +195,10 @@ class Restorer:
 
         results: dict[int, np.ndarray] = {}
         for k in ks:
-            stage = f"K={k}: step 1/{k}"
+            passes.stage = f"K={k}: step 1/{k}"
 
             def on_step(p, k=k) -> None:
-                nonlocal stage
-                stage = f"K={k}: step {min(p.step + 1, k)}/{k}"
+                passes.stage = f"K={k}: step {min(p.step + 1, k)}/{k}"
 
             generator = torch.Generator().manual_seed(seed)
             # the starting noise is handed over without a reference kept here, so that the

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from .device import resolve_device
-from .errors import Cancelled, ConfigError
+from .errors import ConfigError
 from .restore import (
     DEFAULT_TILE,
+    PassCounter,
     ProgressCallback,
-    RestoreProgress,
     StopCheck,
     _check_image,
     _to_image,
@@ -115,17 +115,8 @@ class SinglePassRestorer:
         height, width = image.shape[:2]
         blender = TileBlender(height, width, tile, device)
         transforms = dihedral_transforms(ENSEMBLE_SIZE if ensemble else 1)
-        total = len(blender) * len(transforms)
         stage = f"single pass, t={t_mat}" + (" (8-way ensemble)" if ensemble else "")
-        done = 0
-
-        def tick() -> None:
-            nonlocal done
-            done += 1
-            if progress is not None:
-                progress(RestoreProgress(done, total, stage))
-            if should_stop is not None and should_stop():
-                raise Cancelled(f"restoration cancelled after {done}/{total} passes")
+        tick = PassCounter(len(blender) * len(transforms), stage, progress, should_stop).tick
 
         source = torch.from_numpy(image).to(device)  # (H, W, 3) in [0, 1]
         t = torch.full((1,), t_mat, dtype=torch.long, device=device)  # (1,)
