@@ -55,7 +55,19 @@ IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(SUPPORTED_EXTENSION
 
 
 def app_icon() -> QIcon:
-    return QIcon(str(resources_dir() / "icons" / "dtpm-studio.svg"))
+    """The application icon: the PNG sizes rendered by scripts/make_icons.py (each drawn sharp
+    for its size, the same set on every platform), else the SVG source."""
+    from .desktop_entry import DESKTOP_ID, ICON_SIZES
+
+    folder = resources_dir() / "icons"
+    icon = QIcon()
+    for size in ICON_SIZES:
+        png = folder / f"{DESKTOP_ID}-{size}.png"
+        if png.is_file():
+            icon.addFile(str(png), QSize(size, size))
+    if icon.isNull():
+        icon.addFile(str(folder / f"{DESKTOP_ID}.svg"))
+    return icon
 
 
 def sample_image() -> Path | None:
