@@ -3,6 +3,9 @@
     dtpm-app [FILES...]                      open an image (several files or folders: batch)
     dtpm-app --screenshot out.png [FILES]   render the window once the restoration and the
                                              trade-off curve are done, save it, and exit
+    dtpm-app --self-test [--models DIR]      restore the sample photo offscreen, check it
+    dtpm-app --install-desktop-entry         add DTPM Studio to the Linux desktop menus
+    dtpm-app --uninstall-desktop-entry       remove it again
 """
 
 from __future__ import annotations
@@ -41,6 +44,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="read and write settings here instead of the per-user folder")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"),
                         help="compute device (saved in the settings)")
+    commands = parser.add_mutually_exclusive_group()
+    commands.add_argument("--self-test", action="store_true",
+                        help="restore the sample photo offscreen with the default model, check "
+                        "the result and exit (0 = it works)")
+    commands.add_argument("--install-desktop-entry", action="store_true",
+                        help="Linux: add DTPM Studio (menu entry, icons, 'Open with' for "
+                        "images) to the desktop for this user, then exit")
+    commands.add_argument("--uninstall-desktop-entry", action="store_true",
+                        help="Linux: remove what --install-desktop-entry added, then exit")
     return parser.parse_args(argv)
 
 
@@ -52,16 +64,20 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["DTPM_USER_MODELS"] = str(Path(args.models).resolve())
     if args.settings_dir:
         os.environ["DTPM_SETTINGS_DIR"] = str(Path(args.settings_dir).resolve())
+    if args.self_test or args.install_desktop_entry or args.uninstall_desktop_entry:
+        return _run_command(args)
 
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
+    from .desktop_entry import DESKTOP_ID
     from .main_window import MainWindow, app_icon
     from .settings import load_settings
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("DTPM Studio")
     app.setOrganizationName("DTPM Studio")
+    app.setDesktopFileName(DESKTOP_ID)  # Wayland shells match the window to its .desktop file
     app.setStyle("Fusion")
     app.setWindowIcon(app_icon())
     settings = load_settings()
@@ -79,6 +95,19 @@ def main(argv: list[str] | None = None) -> int:
         window.shutdown()
         return code
     return _screenshot(app, window, Path(args.screenshot), args.timeout)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """The flags that do one job and exit instead of opening the window."""
+    if args.self_test:
+        from .self_test import run_self_test
+
+        return run_self_test(args.device or "auto")
+    from .desktop_entry import install_desktop_entry, uninstall_desktop_entry
+
+    if args.install_desktop_entry:
+        return install_desktop_entry()
+    return uninstall_desktop_entry()
 
 
 def _screenshot(app: QApplication, window: MainWindow, path: Path, timeout_s: float) -> int:
