@@ -1,0 +1,108 @@
+"""The desktop bundle: build it with packaging/dtpm_studio.spec into a tmp folder, with a model
+folder, and run the bundle's own `dtpm-studio --self-test` and `--install-desktop-entry`.
+
+Slow (each build takes about two minutes here and writes 3.6-4.5 GB, removed afterwards);
+skipped when PyInstaller is not installed (it is in the `dev` extra)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PyInstaller", reason="PyInstaller is not installed (pip install -e .[dev])")
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = ROOT / "packaging" / "dtpm_studio.spec"
+BUILD_TIMEOUT_S = 1800
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DTPM_RESOURCES", "DTPM_BUNDLE_MODELS", "DTPM_BUNDLE_CPU_ONLY")}
+    env.update(OMP_NUM_THREADS="1", **extra)
+    return env
+
+
+def _check_lines(output: str) -> list[str]:
+    """The PASS/FAIL lines of a self-test report."""
+    return [line.strip() for line in output.splitlines() if re.match(r"\s+(PASS|FAIL) ", line)]
+
+
+@pytest.fixture(scope="module")
+def untrained_models(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("bundle_models")
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_untrained_models.py"),
+                    str(folder)], check=True, env=_env(), capture_output=True, cwd=ROOT)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def venv_report(untrained_models, tmp_path_factory) -> str:
+    """The same self-test run from the source tree, to compare the bundle's numbers with."""
+    env = _env(PYTHONPATH=str(ROOT), DTPM_USER_MODELS=str(untrained_models),
+               DTPM_RESOURCES=str(ROOT / "resources"))
+    proc = subprocess.run([sys.executable, "-m", "dtpm_app", "--self-test", "--device", "cpu"],
+                          env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert "restore:" in proc.stdout, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.parametrize("cpu_only", [False, True], ids=["default", "cpu-only"])
+def test_bundle_builds_and_runs_its_self_test(cpu_only, untrained_models, venv_report,
+                                                    tmp_path):
+    dist, work = tmp_path / "dist", tmp_path / "work"
+    env = _env(DTPM_BUNDLE_MODELS=str(untrained_models))
+    if cpu_only:
+        env["DTPM_BUNDLE_CPU_ONLY"] = "1"
+    log = tmp_path / "build.log"
+    try:
+        with log.open("w") as out:
+            build = subprocess.run(
+                [sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN",
+                 "--distpath", str(dist), "--workpath", str(work), str(SPEC)],
+                env=env, stdout=out, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S, cwd=ROOT)
+        assert build.returncode == 0, log.read_text()[-5000:]
+        bundle = dist / "DTPM Studio"
+        exe = bundle / ("dtpm-studio.exe" if sys.platform == "win32" else "dtpm-studio")
+        assert exe.is_file()
+        internal = bundle / "_internal"
+        assert (internal / "resources" / "models" / "manifest.json").is_file()
+        assert (internal / "resources" / "samples" / "chelsea.png").is_file()
+        if cpu_only:
+            assert not (internal / "triton").exists()
+            assert not list(internal.rglob("libcudnn_engines*"))
+
+        # no DTPM_RESOURCES and no user models: the bundle must find its own resources
+        run_env = _env(DTPM_USER_MODELS=str(tmp_path / "no-user-models"),
+                       HOME=str(tmp_path / "home"))
+        run_env.pop("QT_QPA_PLATFORM", None)
+        proc = subprocess.run([str(exe), "--self-test", "--device", "cpu"], env=run_env,
+                              capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        report = proc.stdout + proc.stderr
+        # The untrained model's output is noise: the self-test must run to the end and fail
+        # exactly the checks it fails from the source tree (exit status 1, no crash).
+        assert proc.returncode == 1, report
+        assert "Traceback" not in report, report
+        assert f"folder:   {internal / 'resources' / 'models'}" in proc.stdout, report
+        assert "platform offscreen" in proc.stdout and "LPIPS:" in proc.stdout, report
+        assert _check_lines(proc.stdout) == _check_lines(venv_report), report
+        assert "FAIL  luminance correlation" in proc.stdout
+
+        data_home = tmp_path / "share"
+        proc = subprocess.run([str(exe), "--install-desktop-entry"],
+                              env=run_env | {"XDG_DATA_HOME": str(data_home)},
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        entry = (data_home / "applications" / "dtpm-studio.desktop").read_text()
+        assert f'Exec="{exe}" %F' in entry
+    finally:  # a bundle is several GB: never leave it behind
+        shutil.rmtree(dist, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
