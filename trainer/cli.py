@@ -10,6 +10,8 @@ from pathlib import Path
 from dtpm_core.errors import DTPMError
 from dtpm_core.model import STAGE2_MODES
 
+from .config import ORTHOGONALITY_MODES
+
 CONFIG_HELP = ("TOML config: a file, or a bundled name (paper_stage1, paper_stage2, "
                "cpu_demo_stage1, cpu_demo_stage2, bundled_stage1, bundled_stage2); keys not "
                "in the file keep the paper's settings")
@@ -67,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--no-stage1", action="store_true",
                            help="ablation: no Stage I, train the whole model from scratch")
 
+    _add_singlepass_parser(sub)
+
     p = sub.add_parser("eval", help="PSNR/SSIM/MAE/LPIPS (FID) at several K -> CSV, Markdown, plot",
                        description="Evaluate a base + adapter on a paired set at several step "
                                    "counts, next to the degraded input and the initial "
@@ -101,6 +105,82 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw", action="store_true", help="export the raw weights, not the EMA")
     p.add_argument("--metrics", type=Path, help="eval.csv whose summary goes into the metadata")
     return parser
+
+
+def _add_common_training_args(p: argparse.ArgumentParser, default_config: str) -> None:
+    p.add_argument("--config", default=default_config, help=CONFIG_HELP +
+                   f", singlepass_cpu (default: {default_config})")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE", help=SET_HELP)
+    p.add_argument("--run-dir", type=Path, required=True,
+                   help="folder for checkpoints, TensorBoard logs, samples and the export")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="training device (default: CUDA when available)")
+    p.add_argument("--iterations", type=int, help="shortcut for --set loop.iterations=N")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--clean", type=Path, nargs="+",
+                   help="clean photo folders/files (shortcut for data.clean)")
+
+
+def _add_diffusion_switches(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--init", type=Path,
+                   help="weights to start from: theta_0 (`singlepass pretrain`'s export)")
+    p.add_argument("--no-generative", action="store_true", help="leave out the TMDDP loss")
+    p.add_argument("--no-regulariser", action="store_true",
+                   help="leave out the Omega-weighted regulariser towards theta_0")
+    p.add_argument("--orthogonality", choices=ORTHOGONALITY_MODES,
+                   help="gradient-orthogonality term: loss (1 - cos, back-propagated; "
+                        "default), projection (PCGrad of the restoration gradient), detached "
+                        "(the reference code: no gradient) or off")
+    p.add_argument("--plain-l1", action="store_true",
+                   help="every diffusion part off: plain L1 + 0.1 FFT L1 training")
+
+
+def _add_singlepass_parser(sub) -> None:
+    p = sub.add_parser("singlepass", help="the single-pass engine: pretrain, finetune, "
+                                          "multitask, calibrate",
+                       description="Train the single-pass restoration network with diffusion "
+                                   "objectives (DESIGN 6). Every training command resumes from "
+                                   "RUN_DIR after a kill and runs under torchrun.")
+    ssub = p.add_subparsers(dest="singlepass_command", required=True, metavar="STEP")
+    q = ssub.add_parser("pretrain", help="TMDDP pre-training on clean photos",
+                        description="Time-step matched diffusion pre-training: t ~ U{1..50}, "
+                                    "x_t = x0 + sigma_bar_t eps, L1 of (x_t - f(x_t, t)) - x0. "
+                                    "Writes RUN_DIR/pretrained.safetensors.")
+    _add_common_training_args(q, "singlepass_cpu")
+    q = ssub.add_parser("finetune", help="GEF fine-tuning for one task (or plain L1)",
+                        description="Generative-endowed fine-tuning: L1 + 0.1 FFT L1 of "
+                                    "x_d - f(x_d, t_mat) against the clean image; with "
+                                    "probability 0.1 the generative loss, the Omega regulariser "
+                                    "and the orthogonality term. Writes RUN_DIR/<task>"
+                                    ".safetensors.")
+    _add_common_training_args(q, "singlepass_cpu")
+    q.add_argument("--task", help="task name (synthetic data exists for motion-deblur, "
+                                  "defocus-deblur, derain-dehaze, desnow, raindrop)")
+    q.add_argument("--t-mat", type=int, help="matched time step (default: the paper's table; "
+                                             "`calibrate` finds one for a custom task)")
+    _add_diffusion_switches(q)
+    q = ssub.add_parser("multitask", help="MTUL incremental multi-task training with adaptors",
+                        description="Tasks in ascending t_mat; step k trains on tasks 1..k with "
+                                    "a fresh optimiser and schedule, theta_0 and Omega renewed. "
+                                    "Writes RUN_DIR/singlepass.safetensors.")
+    _add_common_training_args(q, "singlepass_cpu")
+    q.add_argument("--tasks", help="comma-separated tasks (default: the five)")
+    q.add_argument("--step-iterations", type=int, help="iterations per incremental step")
+    _add_diffusion_switches(q)
+    q = ssub.add_parser("calibrate", help="find t_mat of a custom task by a scan over t",
+                        description="Restore validation pairs at every t = 0..50 with a "
+                                    "(pre-trained) single-pass network and keep the t with the "
+                                    "best mean PSNR.")
+    q.add_argument("--model", type=Path, required=True, help="a single-pass weights file")
+    q.add_argument("--task", required=True, help="the task's name")
+    q.add_argument("--degraded", type=Path, help="degraded folder (paired with --clean)")
+    q.add_argument("--clean", type=Path, nargs="+", required=True,
+                   help="clean folder (with --degraded) or clean photos (synthetic task)")
+    q.add_argument("--max-images", type=int, default=8)
+    q.add_argument("--size", type=int, default=128, help="centre crop of each pair (pixels)")
+    q.add_argument("--device", default="auto")
+    q.add_argument("-o", "--out", type=Path, help="write the scan as JSON here")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -212,8 +292,109 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _singlepass(args: argparse.Namespace) -> int:
+    if args.singlepass_command == "calibrate":
+        return _calibrate(args)
+    from . import dist
+    from .config import load_config
+    from .loop import run
+    from .singlepass_train import build_finetune, build_pretrain, run_multitask
+
+    command = args.singlepass_command
+    overrides = list(args.overrides)
+    if args.iterations is not None:
+        overrides.append(f"loop.iterations={args.iterations}")
+    if args.clean:
+        overrides.append("data.clean=[" + ",".join(f'"{p}"' for p in args.clean) + "]")
+    if command != "pretrain":
+        if args.init:
+            overrides.append(f'singlepass.init="{args.init}"')
+        if args.no_generative or args.plain_l1:
+            overrides.append("singlepass.generative=false")
+        if args.no_regulariser or args.plain_l1:
+            overrides.append("singlepass.regulariser=false")
+        if args.plain_l1:
+            overrides.append('singlepass.orthogonality="off"')
+        elif args.orthogonality:
+            overrides.append(f'singlepass.orthogonality="{args.orthogonality}"')
+    if command == "finetune":
+        if args.task:
+            overrides.append(f'singlepass.task="{args.task}"')
+        if args.t_mat is not None:
+            overrides.append(f"singlepass.t_mat={args.t_mat}")
+    if command == "multitask":
+        if args.tasks:
+            names = [t.strip() for t in args.tasks.split(",") if t.strip()]
+            overrides.append("singlepass.tasks=[" + ",".join(f'"{t}"' for t in names) + "]")
+        if args.step_iterations is not None:
+            overrides.append(f"singlepass.step_iterations={args.step_iterations}")
+    config = load_config(args.config, overrides)
+    info = dist.setup(args.device)
+    try:
+        init = config.singlepass.init or None
+        if command == "pretrain":
+            run(build_pretrain(config, args.run_dir), info, progress=not args.quiet)
+        elif command == "finetune":
+            task = config.singlepass.task
+            job = build_finetune(config, args.run_dir, [task], init, f"{task}.safetensors")
+            run(job, info, progress=not args.quiet)
+        else:
+            run_multitask(config, args.run_dir, init, info, progress=not args.quiet)
+    finally:
+        dist.teardown()
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from dtpm_core.atomic import write_text_atomic
+    from dtpm_core.device import resolve_device
+    from dtpm_core.imageio import list_images, read_image
+    from dtpm_core.singlepass_weights import load_singlepass
+
+    from .data import pairs_from_folders
+    from .singlepass_calibrate import calibrate
+
+    def centre(image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        s = min(args.size, h, w)
+        top, left = (h - s) // 2, (w - s) // 2
+        return np.ascontiguousarray(image[top:top + s, left:left + s])
+
+    pairs = []
+    if args.degraded:
+        for pair in pairs_from_folders(args.degraded, args.clean[0])[: args.max_images]:
+            pairs.append((centre(read_image(pair.degraded).rgb),
+                          centre(read_image(pair.clean).rgb)))
+    else:
+        from .degradations import TASKS, degrade
+        if args.task not in TASKS:
+            raise DTPMError(f"no synthetic degradation for {args.task!r}; give paired folders "
+                            "with --degraded DIR --clean DIR")
+        for index, path in enumerate(list_images(args.clean)[: args.max_images]):
+            clean = centre(read_image(path).rgb)
+            degraded = degrade(args.task, clean, np.random.default_rng([0, index]))
+            pairs.append((np.clip(degraded, 0, 1).astype(np.float32), clean))
+    if not pairs:
+        raise DTPMError("no validation pairs found for the calibration")
+    net, _ = load_singlepass(args.model)
+    result = calibrate(net.to(resolve_device(args.device)), pairs, args.task)
+    print(result.table())
+    print(f"t_mat for {args.task}: {result.best} (use: dtpm-train singlepass finetune "
+          f"--task {args.task} --t-mat {result.best} ...)")
+    if args.out:
+        write_text_atomic(args.out, json.dumps(
+            {"task": args.task, "t_mat": result.best, "input_psnr": result.input_psnr,
+             "psnr_by_t": result.scores, "model": str(args.model), "images": len(pairs)},
+            indent=2))
+    return 0
+
+
 COMMANDS = {"prepare": _prepare, "stage1": _train, "stage2": _train, "eval": _eval,
-            "export": _export}
+            "export": _export, "singlepass": _singlepass}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -100,6 +100,49 @@ class Stage2Config:
     predictor_l1_weight: float = 0.0
 
 
+ORTHOGONALITY_MODES = ("loss", "projection", "detached", "off")
+"""How GEF uses the two gradients: a back-propagated 1 - cos loss (the paper), a PCGrad-style
+projection of the restoration gradient, the reference code's constant (no gradient), or off."""
+
+
+@dataclass(frozen=True)
+class SinglePassTrainConfig:
+    """The single-pass engine (DESIGN 6): network preset, task(s) and the GEF/MTUL switches.
+
+    Turning generative, regulariser and orthogonality off gives plain L1 (+FFT) training
+    with the same command."""
+
+    preset: str = "paper"  # tiny / small / paper / reference (dtpm_core.singlepass presets)
+    overrides: dict[str, Any] = field(default_factory=dict)  # SinglePassConfig fields
+    task: str = "motion-deblur"  # finetune / calibrate
+    t_mat: int = -1  # matched time step; -1 = the paper's table for the task
+    tasks: tuple[str, ...] = ("motion-deblur", "defocus-deblur", "derain-dehaze", "desnow",
+                              "raindrop")  # multitask (trained in ascending t_mat)
+    init: str = ""  # weights file theta_0 starts from (pretrain's export); "" = random
+    generative: bool = True  # add the TMDDP loss on the task's clean images
+    regulariser: bool = True  # Omega-weighted pull towards theta_0
+    orthogonality: str = "loss"  # one of ORTHOGONALITY_MODES
+    gen_probability: float = 0.1  # chance per iteration of the three diffusion terms
+    gen_weight: float = 1.0  # lambda_gen
+    orth_weight: float = 1.0  # weight of 1 - cos(g_gen, g_res)
+    omega_batches: int = 50  # clean batches averaged into Omega
+    step_iterations: int = 0  # multitask: iterations per incremental step (0 = loop.iterations)
+
+    def __post_init__(self) -> None:
+        if self.orthogonality not in ORTHOGONALITY_MODES:
+            raise ConfigError(f"singlepass.orthogonality must be one of {ORTHOGONALITY_MODES},"
+                              f" got {self.orthogonality!r}")
+        if not 0.0 <= self.gen_probability <= 1.0:
+            raise ConfigError("singlepass.gen_probability must be in [0, 1]")
+        if self.omega_batches < 1:
+            raise ConfigError("singlepass.omega_batches must be >= 1")
+
+    @property
+    def diffusion_terms(self) -> bool:
+        """False for plain L1 training (every diffusion part switched off)."""
+        return self.generative or self.regulariser or self.orthogonality != "off"
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     model: ModelChoice = field(default_factory=ModelChoice)
@@ -107,6 +150,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     stage2: Stage2Config = field(default_factory=Stage2Config)
+    singlepass: SinglePassTrainConfig = field(default_factory=SinglePassTrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -163,9 +207,9 @@ def load_config(path_or_name: str | Path | None = None,
             raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
     for text in overrides:
         keys, value = parse_override(text)
-        if keys[:2] == ["model", "overrides"] and len(keys) > 2:
-            data["model"]["overrides"] = {**data["model"]["overrides"],
-                                          ".".join(keys[2:]): value}
+        if keys[0] in ("model", "singlepass") and keys[1:2] == ["overrides"] and len(keys) > 2:
+            section = data[keys[0]]
+            section["overrides"] = {**section["overrides"], ".".join(keys[2:]): value}
             continue
         node = data
         for key in keys[:-1]:
@@ -177,4 +221,17 @@ def load_config(path_or_name: str | Path | None = None,
         node[keys[-1]] = value
     config = TrainConfig.from_dict(data)
     config.model.build()  # validates preset and model overrides now, not hours later
+    singlepass_net_config(config)
     return config
+
+
+def singlepass_net_config(config: TrainConfig, adaptor_tasks: tuple[str, ...] = ()):
+    """The SinglePassConfig of `config.singlepass` (preset + overrides), with adaptors for
+    `adaptor_tasks` (none by default)."""
+    from dtpm_core.singlepass import singlepass_preset
+    section = config.singlepass
+    overrides = dict(section.overrides)
+    for key in ("enc_blocks", "dec_blocks"):
+        if key in overrides:
+            overrides[key] = tuple(overrides[key])
+    return singlepass_preset(section.preset, **overrides, adaptor_tasks=tuple(adaptor_tasks))

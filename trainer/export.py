@@ -68,7 +68,11 @@ def model_from_checkpoint(run_dir: str | Path, use_ema: bool = True
 
 def export_run(run_dir: str | Path, out: str | Path, use_ema: bool = True,
                metrics: dict[str, Any] | None = None) -> Path:
-    """Write the weight file of a Stage I or Stage II run to `out`."""
+    """Write the weight file of a Stage I, Stage II or single-pass run to `out`."""
+    kind = load_checkpoint(checkpoint_path(run_dir)).get("kind", "")
+    if str(kind).startswith("singlepass"):
+        from .singlepass_train import export_singlepass_run
+        return export_singlepass_run(Path(run_dir), Path(out), use_ema, metrics)
     model, config, extra, step, kind = model_from_checkpoint(run_dir, use_ema)
     if kind == "stage1":
         export_stage1(model, out, config, step, extra, metrics)

@@ -37,22 +37,24 @@ def stage2_options(config: TrainConfig) -> Stage2Options:
     return Stage2Options(mode=s.mode, use_predictor=s.use_predictor, from_scratch=s.from_scratch)
 
 
-def build_datasets(config: TrainConfig):
-    """(train dataset, held-out (degraded, clean) array pairs) for the configured data."""
+def build_datasets(config: TrainConfig, task: str | None = None):
+    """(train dataset, held-out (degraded, clean) array pairs) for the configured data;
+    synthetic data is made for `task` (default: stage2.task)."""
     from .data import PairedCrops, SyntheticPairs, find_pairs, pairs_from_folders, split_held_out
     from .degradations import TASKS
 
     data, loop = config.data, config.loop
+    task = task or config.stage2.task
     if data.layout == "synthetic":
-        if config.stage2.task not in TASKS:
+        if task not in TASKS:
             raise ConfigError(f"synthetic data exists for {TASKS}; task "
-                              f"{config.stage2.task!r} needs a paired dataset (data.layout)")
+                              f"{task!r} needs a paired dataset (data.layout)")
         from dtpm_core.imageio import list_images
         images = list_images([Path(p) for p in data.clean])
         train, held = split_held_out(images, data.held_out_fraction, loop.seed)
-        train_set = SyntheticPairs(train, config.stage2.task, data.crop, loop.seed,
+        train_set = SyntheticPairs(train, task, data.crop, loop.seed,
                                    length=data.synthetic_length)
-        val_set = SyntheticPairs(held, config.stage2.task, loop.val_size, loop.seed + 1,
+        val_set = SyntheticPairs(held, task, loop.val_size, loop.seed + 1,
                                  length=max(len(held), 1), augment=False)
     else:
         if data.layout == "folders":

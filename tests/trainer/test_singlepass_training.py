@@ -1,0 +1,251 @@
+"""`dtpm-train singlepass`: MTUL plan and cumulative data, the GEF objective's switches,
+anchors across a resume, calibration, and pretrain -> finetune -> export -> restore."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from fast_settings import FAST
+
+from dtpm_core.cli import main as restore_main
+from dtpm_core.errors import ConfigError
+from dtpm_core.imageio import read_image
+from dtpm_core.singlepass import SinglePassNet, restoration_loss, singlepass_preset
+from dtpm_core.singlepass_weights import load_singlepass, read_singlepass_info, save_singlepass
+from dtpm_core.weights import WeightsError
+from trainer.cli import main as train_main
+from trainer.config import SinglePassTrainConfig, load_config
+from trainer.singlepass_calibrate import Calibration, calibrate
+from trainer.singlepass_objective import ANCHOR_NAME, GEFLoss, compute_anchor
+from trainer.singlepass_train import build_finetune, multitask_plan, new_net
+
+FIVE = ("motion-deblur", "defocus-deblur", "derain-dehaze", "desnow", "raindrop")
+SP_FAST = [*FAST, "singlepass.preset=\"tiny\"", "singlepass.overrides.width=8",
+           "singlepass.omega_batches=2", "data.synthetic_length=8"]
+
+
+def _sets(*extra):
+    args = []
+    for item in (*SP_FAST, *extra):
+        args += ["--set", item]
+    return args
+
+
+def _config(clean_folder, *extra):
+    return load_config("singlepass_cpu", [*SP_FAST, f'data.clean=["{clean_folder}"]', *extra])
+
+
+def test_multitask_plan_is_ascending_t_mat_and_cumulative():
+    plan = multitask_plan(FIVE)
+    assert plan == [["desnow"], ["desnow", "raindrop"],
+                    ["desnow", "raindrop", "derain-dehaze"],
+                    ["desnow", "raindrop", "derain-dehaze", "motion-deblur"],
+                    ["desnow", "raindrop", "derain-dehaze", "motion-deblur", "defocus-deblur"]]
+    with pytest.raises(ConfigError, match="twice"):
+        multitask_plan(["desnow", "desnow"])
+    with pytest.raises(ConfigError):
+        multitask_plan([])
+
+
+def test_each_step_trains_on_the_union_with_its_own_time_steps(clean_folder, tmp_path):
+    config = _config(clean_folder, "singlepass.regulariser=false")
+    job = build_finetune(config, tmp_path / "run", ["desnow", "raindrop"], None, "x.safetensors",
+                         adaptor_tasks=FIVE)
+    parts = job.dataset.datasets
+    assert [(p.dataset.task, p.t_mat) for p in parts] == [("desnow", 15), ("raindrop", 22)]
+    assert len(job.dataset) == 2 * 8
+    steps = {int(job.dataset[i]["t"]) for i in range(len(job.dataset))}
+    assert steps == {15, 22}
+    assert job.model.config.adaptor_tasks == FIVE
+
+
+def _batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.rand(2, 3, 16, 16, generator=g)
+    degraded = (clean + 0.1 * torch.randn(2, 3, 16, 16, generator=g)).clamp(0, 1)
+    return {"degraded": degraded, "clean": clean, "t": torch.tensor([15, 22])}
+
+
+def _grads(net, settings, anchor=None):
+    net.zero_grad(set_to_none=True)
+    loss = GEFLoss(net, settings, anchor)(_batch(), torch.Generator().manual_seed(3))
+    loss.backward()
+    return loss.detach(), torch.cat([p.grad.reshape(-1) for p in net.parameters()
+                                     if p.grad is not None])
+
+
+@pytest.fixture()
+def net():
+    torch.manual_seed(0)
+    model = SinglePassNet(singlepass_preset("tiny", width=8))
+    with torch.no_grad():  # move away from the zero-initialised ending so gradients are rich
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    return model
+
+
+def test_orthogonality_loss_changes_gradients_and_the_reference_constant_does_not(net):
+    base = SinglePassTrainConfig(gen_probability=1.0, regulariser=False, generative=True)
+    _, off = _grads(net, dataclasses.replace(base, orthogonality="off"))
+    _, with_loss = _grads(net, dataclasses.replace(base, orthogonality="loss"))
+    loss_detached, detached = _grads(net, dataclasses.replace(base, orthogonality="detached"))
+    assert not torch.allclose(off, with_loss)  # the term really back-propagates
+    torch.testing.assert_close(detached, off)  # the reference code's term: no gradient
+    loss_off, _ = _grads(net, dataclasses.replace(base, orthogonality="off"))
+    assert loss_detached > loss_off  # ... but it is in the loss value
+
+
+def test_projection_removes_the_conflicting_component(net):
+    settings = SinglePassTrainConfig(gen_probability=1.0, regulariser=False, generative=False,
+                                     orthogonality="projection")
+    loss, projected = _grads(net, settings)
+    l1_only = dataclasses.replace(settings, orthogonality="off")
+    loss_plain, plain = _grads(net, l1_only)
+    torch.testing.assert_close(loss, loss_plain)  # same value, only the gradient differs
+    # the generative gradient at the same point
+    from dtpm_core.singlepass import tmddp_loss
+    from dtpm_core.singlepass_schedule import sigma_bars
+    gen = torch.Generator().manual_seed(3)
+    torch.rand((), generator=gen)  # the coin GEFLoss draws first
+    net.zero_grad(set_to_none=True)
+    tmddp_loss(net, _batch()["clean"], gen, sigma_bars().float()).backward()
+    g_gen = torch.cat([p.grad.reshape(-1) for p in net.parameters() if p.grad is not None])
+    if torch.dot(plain, g_gen) < 0:
+        assert torch.dot(projected, g_gen).abs() < 1e-4 * plain.norm() * g_gen.norm()
+    else:
+        torch.testing.assert_close(projected, plain)
+
+
+def test_plain_l1_is_exactly_the_restoration_loss(net):
+    settings = SinglePassTrainConfig(gen_probability=1.0, generative=False, regulariser=False,
+                                     orthogonality="off")
+    assert not settings.diffusion_terms
+    batch = _batch()
+    loss = GEFLoss(net, settings, None)(batch, torch.Generator().manual_seed(0))
+    y = net(batch["degraded"] * 2 - 1, batch["t"])
+    torch.testing.assert_close(loss, restoration_loss((y + 1) / 2, batch["clean"]))
+
+
+def test_regulariser_needs_and_uses_the_anchor(net):
+    settings = SinglePassTrainConfig(gen_probability=1.0, orthogonality="off")
+    with pytest.raises(ValueError, match="anchor"):
+        GEFLoss(net, settings, None)
+    batches = iter([_batch(i)["clean"] for i in range(2)])
+    anchor = compute_anchor(net, batches, 2, seed=0)
+    assert all((o >= 0).all() for o in anchor.omega.values())
+    assert any(o.sum() > 0 for o in anchor.omega.values())
+    at_anchor = GEFLoss(net, settings, anchor)
+    no_reg = GEFLoss(net, dataclasses.replace(settings, regulariser=False), None)
+    gen = torch.Generator().manual_seed
+    torch.testing.assert_close(at_anchor(_batch(), gen(1)), no_reg(_batch(), gen(1)))
+    assert at_anchor.last_terms["regulariser"] == 0.0
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05)
+    at_anchor(_batch(), gen(1))
+    assert at_anchor.last_terms["regulariser"] > 0.0
+
+
+def test_calibration_scans_every_step_and_keeps_the_best():
+    torch.manual_seed(0)
+    net = SinglePassNet(singlepass_preset("tiny", width=8))
+    rng = np.random.default_rng(0)
+    clean = rng.random((24, 24, 3), dtype=np.float32)
+    pairs = [(np.clip(clean + 0.05, 0, 1).astype(np.float32), clean)]
+    result = calibrate(net, pairs, "custom", steps=range(0, 51, 10))
+    assert sorted(result.scores) == [0, 10, 20, 30, 40, 50]
+    assert result.scores[result.best] == max(result.scores.values())
+    assert Calibration("x", {3: 1.0, 1: 1.0, 2: 0.5}, 0.0).best == 1  # ties: smaller t
+
+
+def test_a_pretrained_file_seeds_a_network_with_adaptors_but_nothing_else(tmp_path,
+                                                                         clean_folder):
+    config = _config(clean_folder)
+    plain = new_net(config)
+    path = tmp_path / "p.safetensors"
+    save_singlepass(path, plain, tasks={"noise": 4})
+    with_adaptors = new_net(config, FIVE, path)
+    for name, value in plain.state_dict().items():
+        torch.testing.assert_close(with_adaptors.state_dict()[name], value)
+    wider = load_config("singlepass_cpu", [*SP_FAST, "singlepass.overrides.width=12",
+                                           f'data.clean=["{clean_folder}"]'])
+    with pytest.raises(WeightsError, match="does not fit"):
+        new_net(wider, (), path)
+
+
+@pytest.mark.slow
+def test_pretrain_finetune_export_restore_and_resume(tmp_path, clean_folder):
+    pre = tmp_path / "pre"
+    assert train_main(["singlepass", "pretrain", "--run-dir", str(pre), "--iterations", "3",
+                       "--quiet", "--clean", str(clean_folder), *_sets()]) == 0
+    pretrained = pre / "pretrained.safetensors"
+    assert read_singlepass_info(pretrained).training["objective"] == "tmddp"
+    ft = tmp_path / "ft"
+    args = ["singlepass", "finetune", "--task", "desnow", "--run-dir", str(ft), "--init",
+            str(pretrained), "--quiet", "--clean", str(clean_folder),
+            *_sets("singlepass.gen_probability=1.0", "loop.validate_every=4")]
+    assert train_main([*args, "--iterations", "2"]) == 0
+    anchor_bytes = (ft / ANCHOR_NAME).read_bytes()
+    assert train_main([*args, "--iterations", "4"]) == 0  # resumed, trained further
+    assert (ft / ANCHOR_NAME).read_bytes() == anchor_bytes  # same theta_0 and Omega
+    info = read_singlepass_info(ft / "desnow.safetensors")
+    assert info.tasks == {"desnow": 15} and info.training["steps"] == 4
+    assert "GEF" in info.training["objective"]
+    assert (ft / "samples" / "step_0000004.png").is_file()
+    exported = tmp_path / "exported.safetensors"
+    assert train_main(["export", "--run-dir", str(ft), "-o", str(exported)]) == 0
+    out = tmp_path / "out"
+    assert restore_main([str(clean_folder / "coffee.png"), "-o", str(out), "--engine",
+                         "single-pass", "--model", str(exported), "--task", "desnow",
+                         "-q"]) == 0
+    restored = read_image(out / "coffee.png").rgb
+    assert restored.shape == read_image(clean_folder / "coffee.png").rgb.shape
+    assert np.isfinite(restored).all()
+
+
+@pytest.mark.slow
+def test_multitask_then_reload_is_bit_identical_and_reruns_skip_done_steps(tmp_path,
+                                                                          clean_folder,
+                                                                          capsys):
+    run_dir = tmp_path / "mt"
+    args = ["singlepass", "multitask", "--run-dir", str(run_dir), "--tasks",
+            "motion-deblur,desnow", "--step-iterations", "2", "--quiet", "--plain-l1",
+            "--clean", str(clean_folder), *_sets()]
+    assert train_main(args) == 0
+    assert (run_dir / "step1-desnow" / "step.safetensors").is_file()
+    assert (run_dir / "step2-motion-deblur" / "step.safetensors").is_file()
+    final = run_dir / "singlepass.safetensors"
+    net, info = load_singlepass(final)
+    assert info.tasks == {"desnow": 15, "motion-deblur": 50}
+    assert net.adaptors is not None and float(net.adaptors[0].scale.detach()) != 0.0  # adaptors trained
+    x = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    again = tmp_path / "again.safetensors"
+    save_singlepass(again, net, tasks=info.tasks)
+    reloaded, _ = load_singlepass(again)
+    assert torch.equal(net.restore(x, 15), reloaded.restore(x, 15))
+    capsys.readouterr()
+    assert train_main(args) == 0
+    assert capsys.readouterr().out.count("already done") == 2
+
+
+def test_calibrate_command_writes_its_scan(tmp_path, clean_folder):
+    torch.manual_seed(0)
+    model = tmp_path / "m.safetensors"
+    save_singlepass(model, SinglePassNet(singlepass_preset("tiny", width=8)),
+                    tasks={"noise": 4})
+    out = tmp_path / "cal.json"
+    assert train_main(["singlepass", "calibrate", "--model", str(model), "--task", "desnow",
+                       "--clean", str(clean_folder), "--size", "32", "--max-images", "2",
+                       "-o", str(out)]) == 0
+    scan = json.loads(out.read_text())
+    assert len(scan["psnr_by_t"]) == 51 and 0 <= scan["t_mat"] <= 50
+    assert train_main(["singlepass", "calibrate", "--model", str(model), "--task", "my-task",
+                       "--clean", str(clean_folder)]) == 2  # no synthetic data, no folders
+
+
+def test_unknown_orthogonality_mode_is_a_config_error(clean_folder):
+    with pytest.raises(ConfigError, match="orthogonality"):
+        _config(clean_folder, 'singlepass.orthogonality="sometimes"')
+
