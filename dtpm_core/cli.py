@@ -32,10 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "folders keep their relative paths")
     parser.add_argument("--engine", choices=["dtpm", "single-pass"], default="dtpm",
                         help="dtpm: the diffusion texture prior (K steps); single-pass: one "
-                             "forward pass of the diffusion-trained network (needs --model and "
-                             "--task) (default: dtpm)")
+                             "forward pass of the diffusion-trained network (the installed one, or "
+                             "--model) (default: dtpm)")
     parser.add_argument("--model", metavar="PATH",
-                        help="single-pass engine: the .safetensors model file")
+                        help="single-pass engine: the .safetensors model file (default: the "
+                             "installed single-pass model)")
     parser.add_argument("--task", help="single-pass engine: the task to restore, one of those "
                                        "in the model file (default: its first)")
     parser.add_argument("--ensemble", action="store_true",
@@ -147,11 +148,11 @@ def _load_engine(args: argparse.Namespace) -> RunOne:
     """Load the chosen engine once; returns image, progress -> (result, notes)."""
     if args.engine == "single-pass":
         from .singlepass_restore import SinglePassRestorer
-        if not args.model:
-            raise DTPMError("--engine single-pass needs --model PATH (a single-pass .safetensors)")
-        fast = SinglePassRestorer(args.model, device=args.device)
+        from .models import resolve_singlepass
+        model = resolve_singlepass(args.model)
+        fast = SinglePassRestorer(model, device=args.device)
         if not fast.tasks:
-            raise DTPMError(f"{args.model} names no task (a pre-trained network); fine-tune it "
+            raise DTPMError(f"{model} names no task (a pre-trained network); fine-tune it "
                             "for a task first")
         task = args.task or next(iter(fast.tasks))
         fast.t_mat(task)  # an unknown task fails now, not on the first image

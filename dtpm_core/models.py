@@ -55,15 +55,18 @@ class Catalog:
 
     base: Path | None
     adapters: dict[str, ModelEntry]
+    singlepass: Path | None = None  # the Fast engine's multi-task network (DESIGN 6)
 
 
-def _read_manifest(folder: Path) -> tuple[Path | None, dict[str, ModelEntry]]:
+def _read_manifest(folder: Path) -> tuple[Path | None, dict[str, ModelEntry], Path | None]:
+    """(base, adapters by task, single-pass network) named by the folder's manifest."""
     manifest = folder / MANIFEST_NAME
     if not manifest.is_file():
-        return None, {}
+        return None, {}, None
     try:
         data = json.loads(manifest.read_text(encoding="utf-8"))
         base = folder / data["base"] if data.get("base") else None
+        singlepass = folder / data["singlepass"] if data.get("singlepass") else None
         adapters = {}
         for item in data.get("adapters", []):
             adapters[item["task"]] = ModelEntry(item["task"], item.get("display_name",
@@ -71,15 +74,28 @@ def _read_manifest(folder: Path) -> tuple[Path | None, dict[str, ModelEntry]]:
                                                 folder / item["file"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise WeightsError(f"the model manifest {manifest} is damaged: {exc}") from exc
-    return base, adapters
+    return base, adapters, singlepass
 
 
 def load_catalog() -> Catalog:
     """Bundled models, then the user's folder on top."""
-    base, adapters = _read_manifest(bundled_models_dir())
-    user_base, user_adapters = _read_manifest(user_models_dir())
+    base, adapters, singlepass = _read_manifest(bundled_models_dir())
+    user_base, user_adapters, user_singlepass = _read_manifest(user_models_dir())
     adapters.update(user_adapters)
-    return Catalog(base=user_base or base, adapters=adapters)
+    return Catalog(base=user_base or base, adapters=adapters,
+                   singlepass=user_singlepass or singlepass)
+
+
+def resolve_singlepass(path: str | Path | None, catalog: Catalog | None = None) -> Path:
+    """The single-pass network to load: the given path, else the installed one."""
+    if path is not None:
+        return Path(path)
+    catalog = catalog or load_catalog()
+    if catalog.singlepass is None:
+        raise WeightsError(
+            "no single-pass model is installed: pass --model PATH to a single-pass "
+            "`.safetensors` (made with `dtpm-train singlepass ...`)")
+    return catalog.singlepass
 
 
 def resolve_base(path: str | Path | None, catalog: Catalog | None = None) -> Path:

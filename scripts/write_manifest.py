@@ -6,7 +6,10 @@ import json
 import sys
 from pathlib import Path
 
+from dtpm_core.singlepass_weights import read_singlepass_info
 from dtpm_core.weights import load_base, read_adapter_info
+
+SINGLEPASS_FILE = "singlepass.safetensors"
 
 ORDER = ["motion-deblur", "defocus-deblur", "derain-dehaze", "desnow", "raindrop"]
 
@@ -16,7 +19,7 @@ def main(folder: str) -> None:
     _, base_info = load_base(root / "base.safetensors")
     adapters = []
     for path in sorted(root.glob("*.safetensors")):
-        if path.name == "base.safetensors":
+        if path.name in ("base.safetensors", SINGLEPASS_FILE):
             continue
         info = read_adapter_info(path)
         if info.base_sha256 != base_info.sha256:
@@ -26,6 +29,10 @@ def main(folder: str) -> None:
     adapters.sort(key=lambda a: ORDER.index(a["task"]) if a["task"] in ORDER else 99)
     manifest = {"base": "base.safetensors", "default_task": "motion-deblur",
                 "adapters": adapters}
+    if (root / SINGLEPASS_FILE).is_file():
+        info = read_singlepass_info(root / SINGLEPASS_FILE)  # verified
+        manifest["singlepass"] = SINGLEPASS_FILE
+        print(f"single-pass model for {', '.join(info.tasks)}")
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"wrote {root / 'manifest.json'} with {len(adapters)} adapter(s)")
 
