@@ -1,0 +1,90 @@
+"""Milliseconds per megapixel of the two engines, measured side by side in one run.
+
+    python benchmarks/bench_engines.py [--size 512] [--presets tiny,small] [--repeats 3]
+
+For each preset, the same photo-sized input is restored by
+- the single-pass network (one forward pass; and the 8-way ensemble),
+- DTPM at K = 1, 4 and 10 (K denoiser passes + one initial-predictor pass),
+through the real inference entry points (`SinglePassRestorer`, `Restorer`), untiled and
+tiled at 512. The ratios DTPM / single-pass are printed from the same run. Models are
+untrained (random weights): speed does not depend on training. The bundled models use `tiny`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dtpm_core.config import preset  # noqa: E402
+from dtpm_core.model import DTPM, Stage2Options  # noqa: E402
+from dtpm_core.restore import Restorer  # noqa: E402
+from dtpm_core.singlepass import SinglePassNet, singlepass_preset  # noqa: E402
+from dtpm_core.singlepass_restore import SinglePassRestorer  # noqa: E402
+from dtpm_core.singlepass_weights import save_singlepass  # noqa: E402
+from dtpm_core.weights import save_adapter, save_base  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_rtv import best_of  # noqa: E402
+
+TASKS = ("motion-deblur", "defocus-deblur", "derain-dehaze", "desnow", "raindrop")
+
+
+def _models(folder: Path, name: str) -> tuple[Path, Path, Path]:
+    torch.manual_seed(0)
+    dtpm = DTPM(preset(name, denoiser__semantic="none"), Stage2Options())
+    base, adapter = folder / f"{name}_base.safetensors", folder / f"{name}_motion.safetensors"
+    sha = save_base(base, dtpm)
+    save_adapter(adapter, dtpm, "motion-deblur", sha)
+    fast = folder / f"{name}_singlepass.safetensors"
+    net = SinglePassNet(singlepass_preset(name, adaptor_tasks=TASKS))
+    save_singlepass(fast, net, tasks={t: 50 for t in TASKS})
+    return base, adapter, fast
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=512, help="square image side (pixels)")
+    parser.add_argument("--presets", default="tiny,small")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tile", type=int, default=0, help="tile size (0 = whole image)")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    image = rng.random((args.size, args.size, 3), dtype=np.float32)
+    mp = args.size * args.size / 1e6
+    print(f"# engines, {args.size}x{args.size} ({mp:.2f} MP), tile {args.tile or 'none'}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"{platform.processor() or platform.machine()}")
+    print(f"{'preset':7s} {'engine':26s} {'ms/MP':>10s} {'x single-pass':>14s}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.presets.split(","):
+            base, adapter, fast_file = _models(Path(tmp), name)
+            fast = SinglePassRestorer(fast_file, device="cpu")
+            dtpm = Restorer(base, adapter, device="cpu")
+            timings = {
+                "single-pass": best_of(lambda: fast.restore(image, "motion-deblur",
+                                                            tile=args.tile), args.repeats),
+                "single-pass, 8-way ensemble": best_of(
+                    lambda: fast.restore(image, "motion-deblur", tile=args.tile,
+                                         ensemble=True), max(1, args.repeats - 2)),
+            }
+            for k in (1, 4, 10):
+                timings[f"DTPM K={k}"] = best_of(
+                    lambda k=k: dtpm.restore(image, k, seed=0, tile=args.tile),
+                    max(1, args.repeats - (k > 1) - (k > 4)))
+            one = timings["single-pass"]
+            for engine, seconds in timings.items():
+                print(f"{name:7s} {engine:26s} {1000 * seconds / mp:10.0f} "
+                      f"{seconds / one:14.1f}")
+
+
+if __name__ == "__main__":
+    main()
