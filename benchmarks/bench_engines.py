@@ -50,6 +50,24 @@ def _models(folder: Path, name: str) -> tuple[Path, Path, Path]:
     return base, adapter, fast
 
 
+def _measure(base: Path, adapter: Path, fast_file: Path, image: np.ndarray, tile: int,
+             repeats: int) -> dict[str, float]:
+    """Best-of wall times (s) of each engine on `image`."""
+    fast = SinglePassRestorer(fast_file, device="cpu")
+    dtpm = Restorer(base, adapter, device="cpu")
+    timings = {
+        "single-pass": best_of(lambda: fast.restore(image, "motion-deblur", tile=tile),
+                               repeats),
+        "single-pass, 8-way ensemble": best_of(
+            lambda: fast.restore(image, "motion-deblur", tile=tile, ensemble=True),
+            max(1, repeats - 2)),
+    }
+    for k in (1, 4, 10):
+        timings[f"DTPM K={k}"] = best_of(lambda k=k: dtpm.restore(image, k, seed=0, tile=tile),
+                                         max(1, repeats - (k > 1) - (k > 4)))
+    return timings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512, help="square image side (pixels)")
@@ -67,19 +85,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.presets.split(","):
             base, adapter, fast_file = _models(Path(tmp), name)
-            fast = SinglePassRestorer(fast_file, device="cpu")
-            dtpm = Restorer(base, adapter, device="cpu")
-            timings = {
-                "single-pass": best_of(lambda: fast.restore(image, "motion-deblur",
-                                                            tile=args.tile), args.repeats),
-                "single-pass, 8-way ensemble": best_of(
-                    lambda: fast.restore(image, "motion-deblur", tile=args.tile,
-                                         ensemble=True), max(1, args.repeats - 2)),
-            }
-            for k in (1, 4, 10):
-                timings[f"DTPM K={k}"] = best_of(
-                    lambda k=k: dtpm.restore(image, k, seed=0, tile=args.tile),
-                    max(1, args.repeats - (k > 1) - (k > 4)))
+            timings = _measure(base, adapter, fast_file, image, args.tile, args.repeats)
             one = timings["single-pass"]
             for engine, seconds in timings.items():
                 print(f"{name:7s} {engine:26s} {1000 * seconds / mp:10.0f} "
