@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from dtpm_core.atomic import write_text_atomic
 from dtpm_core.singlepass_weights import read_singlepass_info
 from dtpm_core.weights import load_base, read_adapter_info
 
@@ -16,24 +17,25 @@ ORDER = ["motion-deblur", "defocus-deblur", "derain-dehaze", "desnow", "raindrop
 
 def main(folder: str) -> None:
     root = Path(folder)
-    _, base_info = load_base(root / "base.safetensors")
+    has_base = (root / "base.safetensors").is_file()
+    base_sha = load_base(root / "base.safetensors")[1].sha256 if has_base else None
     adapters = []
-    for path in sorted(root.glob("*.safetensors")):
+    for path in sorted(root.glob("*.safetensors")) if has_base else []:
         if path.name in ("base.safetensors", SINGLEPASS_FILE):
             continue
         info = read_adapter_info(path)
-        if info.base_sha256 != base_info.sha256:
+        if info.base_sha256 != base_sha:
             raise SystemExit(f"{path} was trained on another base")
         adapters.append({"task": info.task, "display_name": info.display_name,
                          "file": path.name})
     adapters.sort(key=lambda a: ORDER.index(a["task"]) if a["task"] in ORDER else 99)
-    manifest = {"base": "base.safetensors", "default_task": "motion-deblur",
-                "adapters": adapters}
+    manifest = {"base": "base.safetensors" if has_base else None,
+                "default_task": "motion-deblur", "adapters": adapters}
     if (root / SINGLEPASS_FILE).is_file():
         info = read_singlepass_info(root / SINGLEPASS_FILE)  # verified
         manifest["singlepass"] = SINGLEPASS_FILE
         print(f"single-pass model for {', '.join(info.tasks)}")
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_text_atomic(root / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     print(f"wrote {root / 'manifest.json'} with {len(adapters)} adapter(s)")
 
 
