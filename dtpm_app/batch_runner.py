@@ -16,8 +16,9 @@ from dtpm_core.batch import plan_batch
 from dtpm_core.errors import ImageReadError
 from dtpm_core.imageio import SUPPORTED_EXTENSIONS
 
+from .batch_worker import BatchEntry, BatchModels, BatchSettings, BatchSummary, BatchWorker
 from .formats import OUTPUT_CHOICES
-from .workers import BatchEntry, BatchSettings, BatchSummary, BatchWorker, ThreadPool
+from .workers import ThreadPool
 
 STATUSES = ("queued", "running", "done", "failed", "skipped")
 
@@ -120,14 +121,13 @@ class BatchRunner(QObject):
         self.queueChanged.emit()
         self.progressChanged.emit(0.0)
 
-    def start(self, base: Path, adapter: Path, device: str, k: int, seed: int,
-              tile: int) -> bool:
-        """Run the queue in a worker thread; False when there is nothing to run."""
+    def start(self, models: BatchModels, device: str, k: int, seed: int, tile: int) -> bool:
+        """Run the queue in a worker thread with `models` (DTPM at K and seed, or the Fast
+        engine, which ignores both); False when there is nothing to run."""
         if self.running or not self.entries or self.outdir is None:
             return False
         self.replan()
-        settings = BatchSettings(base, adapter, device, k, seed, tile, self.format_key,
-                                 self.quality)
+        settings = BatchSettings(models, device, k, seed, tile, self.format_key, self.quality)
         worker = BatchWorker(self.entries, settings)
         worker.item_started.connect(self._on_started)
         worker.item_progress.connect(self._on_progress)

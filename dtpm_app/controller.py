@@ -1,12 +1,13 @@
-"""The app's state and scheduler: image, reference, model, K, seed, caches and jobs.
+"""The app's state and scheduler: image, reference, engine, models, K, seed, caches and jobs.
 
-No widgets and no model maths here: the controller decides *what* to compute, hands one job
-at a time to the `InferenceWorker`, caches what comes back and tells the window what to show
-through signals. Priorities: load the base, switch the adapter, restore the full image at the
-current K, then fill the PSNR/LPIPS trade-off curve one K at a time. A request that makes the
-running job useless (another K, seed, image, task) sets that job's cancel flag; results are
-cached by an exact key (image, adapter, seed, tile, K), so a late result can never be shown
-for the wrong settings, and signals from runs the controller no longer waits for are dropped.
+No widgets and no model maths here: the controller decides *what* to compute (its
+`JobPlanner` half, in dtpm_app.job_planner, holds the keys and priorities), hands one job at
+a time to the `InferenceWorker`, caches what comes back and tells the window what to show
+through signals. A request that makes the running job useless (another K, seed, image, task,
+engine) sets that job's cancel flag; results are cached by an exact key (DTPM: image,
+adapter, seed, tile, K; Fast: image, network, task, tile), so a late result can never be
+shown for the wrong settings, and signals from runs the controller no longer waits for are
+dropped.
 """
 
 from __future__ import annotations
@@ -23,9 +24,22 @@ from dtpm_core.imageio import LoadedImage, read_image
 from dtpm_core.models import Catalog, load_catalog, user_models_dir
 
 from .batch_runner import match_reference
+from .batch_worker import BatchModels
+from .fast_engine import (
+    DTPM,
+    FAST,
+    FastLoaded,
+    FastModel,
+    FastPoint,
+    FastPointJob,
+    FastRestored,
+    LoadFast,
+    RestoreFast,
+)
 from .formats import OUTPUT_CHOICES, write_options
+from .job_planner import CURVE_KS, JobPlanner
 from .model_store import InstallReport, install_models
-from .settings import AppSettings
+from .settings import ENGINE_CHOICES, AppSettings
 from .state import (
     CACHE_BYTES,
     ArrayCache,
@@ -50,12 +64,11 @@ from .workers import (
     ThreadPool,
 )
 
-CURVE_KS = (1, 2, 4, 10, 20, 50)
-"""The step counts of the trade-off curve (4, 10 and 50 are the paper's reference points)."""
 DEFAULT_TASK = "motion-deblur"
+__all__ = ["CURVE_KS", "DEFAULT_TASK", "Controller"]
 
 
-class Controller(QObject):
+class Controller(JobPlanner, QObject):
     modelsChanged = Signal(object)  # ModelsState
     imageChanged = Signal(object)  # ImageState | None
     referenceChanged = Signal(object)  # Path | None
@@ -74,6 +87,10 @@ class Controller(QObject):
         self.settings = settings
         self.k, self.seed, self.tile = settings.default_k, settings.seed, settings.tile
         self.device = settings.device
+        self.engine = settings.engine  # as chosen; see `active_engine`
+        self.sides = (settings.left_side, settings.right_side)  # what the split view shows
+        self.fast = FastModel()
+        self._fast_warned: tuple | None = None
         self.catalog = Catalog(None, {})
         self.task: str | None = None
         self.image: ImageState | None = None
@@ -128,8 +145,9 @@ class Controller(QObject):
             preferred = [self.settings.task, DEFAULT_TASK, *sorted(tasks)]
             self.task = next((t for t in preferred if t in tasks), None)
         self._base_failed, self._adapter_failed = None, None
+        self.fast.set_installed(self.catalog.singlepass)
         self._emit_models()
-        self._pump()
+        self._changed()
 
     @property
     def models_ready(self) -> bool:
@@ -139,11 +157,25 @@ class Controller(QObject):
     def has_models(self) -> bool:
         return self.catalog.base is not None and bool(self.catalog.adapters)
 
-    def model_paths(self) -> tuple[Path, Path] | None:
-        """(base, adapter) files of the current task, for the batch."""
-        if self.catalog.base is None or self.task not in self.catalog.adapters:
-            return None
-        return self.catalog.base, self.catalog.adapters[self.task].path
+    @property
+    def fast_ready(self) -> bool:
+        """The single-pass network is loaded for the current device."""
+        return self.fast.ready(self.device)
+
+    def batch_models(self) -> tuple[BatchModels | None, str]:
+        """The models a batch of the current task runs with, for the engine in use; or None
+        and why not."""
+        if self.task is None or self.task not in self.catalog.adapters:
+            return None, "Add a model before running a batch."
+        if self.active_engine == FAST:
+            problem = self.fast.unavailable(self.task, self.device)
+            if problem:
+                return None, f"The Fast engine cannot run this batch: {problem}."
+            return BatchModels(FAST, self.task, singlepass=self.fast.path), ""
+        if self.catalog.base is None:
+            return None, "Add a base model before running a batch."
+        return BatchModels(DTPM, self.task, self.catalog.base,
+                           self.catalog.adapters[self.task].path), ""
 
     def open_image(self, path: str | Path, reference: str | Path | None = None) -> None:
         """Read an image in the background; it replaces the current one. Its reference is
@@ -183,7 +215,9 @@ class Controller(QObject):
         if device != self.device:
             self.device = device
             self._base_failed = None
+            self.fast.retry()
             self._user_stopped = False
+            self._emit_models()
             self._changed()
 
     def set_task(self, task: str) -> None:
@@ -193,12 +227,33 @@ class Controller(QObject):
             self._user_stopped = False
             self._emit_models()
             self._changed()
+            self._warn_fast_task()
+
+    def set_engine(self, engine: str) -> None:
+        """Restore with "dtpm" (K steps, seed) or "fast" (the single-pass network)."""
+        if engine in ENGINE_CHOICES and engine != self.engine:
+            self.engine = engine
+            self._user_stopped = False
+            self._fast_warned = None
+            self._emit_models()
+            self._changed()
+            self._warn_fast_task()
+
+    def set_sides(self, left: str, right: str) -> None:
+        """What the split view shows: a result it shows is computed even for the engine
+        not in use (e.g. the Fast result beside the DTPM one)."""
+        if (left, right) != self.sides:
+            self.sides = (left, right)
+            self._user_stopped = False
+            self._changed()
 
     def restore_now(self) -> None:
         """Resume after a cancel, and retry what failed."""
         self._user_stopped = False
         self._failed_keys.clear()
         self._base_failed, self._adapter_failed = None, None
+        self.fast.retry()
+        self._emit_models()
         self._changed()
 
     def cancel(self) -> None:
@@ -209,9 +264,17 @@ class Controller(QObject):
         self._update_busy()
 
     def current_result(self) -> np.ndarray | None:
-        """The restored image for the current settings (exactly the current K), if ready."""
+        """The restored image of the engine in use for the current settings (DTPM: exactly
+        the current K), if ready."""
+        if self.active_engine == FAST:
+            key = self._fast_key()
+            return self.fast.results.get(key) if key is not None else None
         key = self._display_key()
         return self._results.get(key) if key is not None else None
+
+    def result_tag(self) -> str:
+        """A file name part for the current result: "K4", or "fast"."""
+        return "fast" if self.active_engine == FAST else f"K{self.k}"
 
     def save_result(self, path: str | Path, format_key: str, quality: int) -> None:
         """Write the current result next to nothing it came from (write_image refuses)."""
@@ -333,72 +396,7 @@ class Controller(QObject):
         self._emit_curve()
         self._pump()
 
-    # ------------------------------------------------------------------ keys
-
-    def _adapter_matches(self) -> bool:
-        entry = self.catalog.adapters.get(self.task or "")
-        return (self._adapter is not None and entry is not None
-                and self._adapter.path == entry.path)
-
-    def _context(self) -> tuple[int, str] | None:
-        """(image id, adapter sha256) once both an image and the task's adapter are loaded."""
-        if self.image is None or self._adapter is None or not self._adapter_matches():
-            return None
-        return self.image.id, self._adapter.sha256
-
-    def _display_key(self, k: int | None = None) -> tuple | None:
-        context = self._context()
-        if context is None:
-            return None
-        return (*context, self.seed, self.tile, self.k if k is None else k)
-
-    def _curve_key(self) -> tuple | None:
-        context = self._context()
-        if context is None:
-            return None
-        image_id, adapter = context
-        return (image_id, self._ref_id if self.reference is not None else 0, adapter, self.seed)
-
-    def _wanted(self, job: Job) -> bool:
-        if self._user_stopped:
-            return False
-        request = job.request
-        if isinstance(request, RestoreImage):
-            return request.key == self._display_key()
-        if isinstance(request, CurvePointJob):
-            key = self._display_key()
-            display_missing = (key is not None and self._results.get(key) is None
-                               and key not in self._failed_keys)
-            return request.key == self._curve_key() and not display_missing
-        return True
-
-    # ------------------------------------------------------------------ scheduling
-
-    def _next_request(self):
-        base = self.catalog.base
-        if base is None or self.task is None:
-            return None
-        if self._base is None or self._base_for != (base, self.device):
-            if self._base_failed == (base, self.device):
-                return None
-            return LoadBase(base, self.device)
-        entry = self.catalog.adapters[self.task]
-        if not self._adapter_matches():
-            return None if self._adapter_failed == entry.path else SwitchAdapter(entry.path)
-        if self.image is None or self._user_stopped:
-            return None
-        image = self.image.loaded.rgb
-        key = self._display_key()
-        if key is not None and self._results.get(key) is None and key not in self._failed_keys:
-            return RestoreImage(key, image, self.k, self.seed, self.tile)
-        curve_key = self._curve_key()
-        if curve_key is None or curve_key in self._failed_keys:
-            return None
-        points = self._curves.get(curve_key, {})
-        for k in CURVE_KS:
-            if k not in points:
-                return CurvePointJob(curve_key, image, self.reference, k, self.seed)
-        return None
+    # ------------------------------------------------------------------ running jobs
 
     def _pump(self) -> None:
         if self._closed or self._inflight is not None:
@@ -418,8 +416,14 @@ class Controller(QObject):
             self.progressChanged.emit(Progress("Loading model"))
         elif isinstance(request, SwitchAdapter):
             self.progressChanged.emit(Progress("Loading model"))
+        elif isinstance(request, LoadFast):
+            self._emit_models()
+            self.progressChanged.emit(Progress("Loading the single-pass model"))
         elif isinstance(request, RestoreImage):
             self.progressChanged.emit(Progress(f"Restoring K={request.k}"))
+            self._emit_display()
+        elif isinstance(request, RestoreFast):
+            self.progressChanged.emit(Progress("Restoring (Fast)"))
             self._emit_display()
         else:
             self.progressChanged.emit(None)
@@ -443,13 +447,17 @@ class Controller(QObject):
     @Slot(int, int, int, str)
     def _on_progress(self, run_id: int, done: int, total: int, stage: str) -> None:
         job = self._current(run_id)
-        if job is None or job.cancel.is_set() or not isinstance(job.request, RestoreImage):
+        if job is None or job.cancel.is_set() or \
+                not isinstance(job.request, RestoreImage | RestoreFast):
             return
         elapsed = time.monotonic() - self._started_at
         eta = elapsed * (total - done) / done if done > 0 else None
-        stage = stage.split(": ", 1)[-1]  # "K=4: step 2/4" -> "step 2/4"
-        self.progressChanged.emit(Progress(f"Restoring K={job.request.k}", done, total, stage,
-                                           eta))
+        if isinstance(job.request, RestoreFast):  # stage: "single pass, t=50"
+            what, stage = "Restoring (Fast)", f"{stage}, pass {done}/{total}"
+        else:
+            what = f"Restoring K={job.request.k}"
+            stage = stage.split(": ", 1)[-1]  # "K=4: step 2/4" -> "step 2/4"
+        self.progressChanged.emit(Progress(what, done, total, stage, eta))
 
     @Slot(int, object)
     def _on_done(self, run_id: int, outcome: object) -> None:
@@ -476,6 +484,22 @@ class Controller(QObject):
         elif isinstance(outcome, CurvePoint):
             self._curves.setdefault(outcome.key, {})[outcome.k] = outcome
             self._emit_curve()
+        elif isinstance(outcome, FastLoaded):
+            assert isinstance(job.request, LoadFast)
+            self.fast.on_loaded(outcome, job.request)
+            self._emit_models()
+            self._emit_display()
+            self._warn_fast_task()
+        elif isinstance(outcome, FastRestored):
+            self.fast.results.put(outcome.key, outcome.result)
+            for note in outcome.notes:
+                self.message.emit("warning", "Restoration adjusted", note)
+            self.message.emit("info", "Restored", f"Fast (single-pass, t={outcome.t_mat}) in "
+                              f"{outcome.seconds:.1f} s")
+            self._emit_display()
+        elif isinstance(outcome, FastPoint):
+            self.fast.points[outcome.key] = outcome
+            self._emit_curve()
         self._pump()
 
     @Slot(int, object)
@@ -492,9 +516,15 @@ class Controller(QObject):
         elif isinstance(request, SwitchAdapter):
             self._adapter_failed, self._model_error = request.path, error.message
             self._emit_models("error")
-        elif isinstance(request, RestoreImage | CurvePointJob):
+        elif isinstance(request, LoadFast):
+            self.fast.on_failed(request, error.message)
+            self._emit_models()
+            self._emit_display()
+        elif isinstance(request, RestoreImage | CurvePointJob | RestoreFast | FastPointJob):
             self._failed_keys.add(request.key)
-            self._emit_curve(error.message if isinstance(request, CurvePointJob) else "")
+            self._emit_display()
+            self._emit_curve(error.message if isinstance(request, CurvePointJob | FastPointJob)
+                             else "")
         self.message.emit("error", error.title, error.message)
         self._pump()
 
@@ -518,10 +548,27 @@ class Controller(QObject):
                 state = "error"
             else:
                 state = "ready" if self.models_ready else "loading"
+        fast_tasks = self.fast.tasks(self.device)
         self.modelsChanged.emit(ModelsState(
             state, tuple(self.catalog.adapters.values()), self.task,
             self.catalog.base is not None, user_models_dir(),
-            self._base.device if self._base is not None else "", self._model_error))
+            self._base.device if self._base is not None else "", self._model_error,
+            self.active_engine, self.fast.installed,
+            tuple(sorted(fast_tasks)) if fast_tasks is not None else None,
+            self.fast.unavailable(self.task, self.device)))
+
+    def _warn_fast_task(self) -> None:
+        """Say once (per network, task and engine choice) that the Fast engine in use cannot
+        restore the current task; DTPM stays selectable and its curve is still computed."""
+        problem = self.fast.unavailable(self.task, self.device)
+        if self.active_engine != FAST or not problem or self.fast.loaded is None:
+            return
+        warned = (self.fast.loaded.sha256, self.task)
+        if warned != self._fast_warned:
+            self._fast_warned = warned
+            self.message.emit("warning", "Fast engine: task not available",
+                              f"{problem[0].upper()}{problem[1:]}. Pick one of those tasks, "
+                              "or switch the engine to DTPM.")
 
     def _emit_display(self) -> None:
         if self.image is None:
@@ -543,8 +590,15 @@ class Controller(QObject):
         else:
             pending = (result_k != self.k and key not in self._failed_keys
                        and not self._user_stopped)
-        self.displayChanged.emit(Display(self.image.loaded.rgb, initial, result,
-                                         self.reference, result_k, self.k, pending))
+        fast_key = self._fast_key()
+        fast = self.fast.results.get(fast_key) if fast_key is not None else None
+        fast_problem = self.fast.unavailable(self.task, self.device, short=True)
+        fast_pending = (fast is None and not fast_problem and not self._user_stopped
+                        and fast_key not in self._failed_keys)
+        self.displayChanged.emit(Display(
+            self.image.loaded.rgb, initial, result, self.reference, result_k, self.k,
+            pending and self._shows(DTPM), self.active_engine, fast,
+            fast_pending and self._shows(FAST), fast_problem))
 
     def _emit_curve(self, error: str = "") -> None:
         key = self._curve_key()
@@ -554,6 +608,12 @@ class Controller(QObject):
                                       and job.request.key == key) else None
         backbone = next((p.backbone for p in points.values()), "")
         against = "reference" if self.reference is not None else "initial prediction"
-        self.curveChanged.emit(CurveState({k: p.psnr for k, p in points.items()},
-                                          {k: p.lpips for k, p in points.items()},
-                                          against, backbone, computing, error))
+        fast_key = self._fast_point_key()
+        fast = self.fast.points.get(fast_key) if fast_key is not None else None
+        fast_computing = (job is not None and isinstance(job.request, FastPointJob)
+                          and job.request.key == fast_key)
+        self.curveChanged.emit(CurveState(
+            {k: p.psnr for k, p in points.items()}, {k: p.lpips for k, p in points.items()},
+            against, backbone, computing, error, self.active_engine,
+            fast.psnr if fast is not None else None, fast.lpips if fast is not None else None,
+            fast_computing))

@@ -38,7 +38,9 @@ from dtpm_core.imageio import SUPPORTED_EXTENSIONS
 from dtpm_core.models import resources_dir, user_models_dir
 
 from .batch_runner import BatchRunner
+from .batch_worker import BatchSummary
 from .controller import Controller
+from .fast_engine import FAST
 from .formats import OUTPUT_CHOICES, SAVE_CHOICES, choice_for_filter, dialog_filter, with_suffix
 from .settings import AppSettings, load_settings, save_settings
 from .state import Display, ImageState, ModelsState, Progress
@@ -47,7 +49,6 @@ from .widgets.compare import CompareArea
 from .widgets.panels import EmptyState, MessageBanner
 from .widgets.restore_panel import RestorePanel
 from .widgets.split_view import to_qimage
-from .workers import BatchSummary
 
 REFERENCE_MODIFIER = Qt.KeyboardModifier.ShiftModifier
 """Held while dropping one file: use it as the reference instead of opening it."""
@@ -180,6 +181,7 @@ class MainWindow(QMainWindow):
     def _build_docks(self) -> None:
         self.panel = RestorePanel(self.restore_action, self.cancel_action)
         self.task_picker, self.controls = self.panel.task_picker, self.panel.controls
+        self.engine_picker = self.panel.engine_picker
         self.plot, self.reference_label = self.panel.plot, self.panel.reference_label
         self.cancel_button = self.panel.cancel_button
         self.cancel_action.setEnabled(False)
@@ -261,6 +263,8 @@ class MainWindow(QMainWindow):
         c.busyChanged.connect(self._on_busy)
         c.message.connect(self.show_message)
         self.task_picker.taskChosen.connect(c.set_task)
+        self.engine_picker.engineChosen.connect(c.set_engine)
+        self.compare.sidesChanged.connect(c.set_sides)
         self.task_picker.addModelRequested.connect(self.choose_models)
         self.empty.addModelRequested.connect(self.choose_models)
         self.empty.openFolderRequested.connect(self.open_model_folder)
@@ -403,7 +407,7 @@ class MainWindow(QMainWindow):
                               "Open an image and wait for its result first.")
             return
         filters = [dialog_filter(OUTPUT_CHOICES[k]) for k in SAVE_CHOICES]
-        name = f"{image.path.stem}_restored_K{self.controller.k}.png"
+        name = f"{image.path.stem}_restored_{self.controller.result_tag()}.png"
         folder = Path(self.settings.output_dir or image.path.parent)
         path, chosen = QFileDialog.getSaveFileName(self, "Save result", str(folder / name),
                                                    ";;".join(filters), filters[0])
@@ -429,17 +433,19 @@ class MainWindow(QMainWindow):
         self.show_status("Result copied to the clipboard")
 
     def start_batch(self) -> None:
-        paths = self.controller.model_paths()
-        if paths is None:
-            self.show_message("error", "No model", "Add a model before running a batch.")
+        """Restore the queue with the engine in use and the current task."""
+        c = self.controller
+        models, problem = c.batch_models()
+        if models is None:
+            self.show_message("error", "Cannot run the batch", problem)
             return
         if self.batch.outdir is None:
             self.show_message("warning", "No output folder", "Choose an output folder first.")
             return
-        c = self.controller
         task = self.task_picker.combo.currentText()
-        self.batch_panel.running_text = f"Running: {task}, K={c.k}, seed {c.seed}…"
-        self.batch.start(*paths, c.device, c.k, c.seed, c.tile)
+        how = "Fast (single-pass)" if models.engine == FAST else f"K={c.k}, seed {c.seed}"
+        self.batch_panel.running_text = f"Running: {task}, {how}…"
+        self.batch.start(models, c.device, c.k, c.seed, c.tile)
 
     def show_message(self, level: str, title: str, text: str) -> None:
         if level == "info":  # the status bar; the banner is for what needs attention
@@ -468,6 +474,8 @@ class MainWindow(QMainWindow):
         self.task_picker.set_models(state)
         self.empty.set_folder(state.folder, state.has_base, state.error)
         self.panel.set_models_installed(state.state != "none")
+        self.engine_picker.set_models(state)
+        self.controls.set_engine(state.engine)
         has_view = state.state != "none" or self.controller.image is not None
         self.stack.setCurrentWidget(self.compare if has_view else self.empty)
         if state.task:
@@ -554,6 +562,7 @@ class MainWindow(QMainWindow):
     def store_settings(self) -> None:
         s = self.settings
         s.default_k, s.seed = self.controller.k, self.controller.seed
+        s.engine = self.controller.engine
         s.device, s.tile = self.controller.device, self.controller.tile
         s.left_side, s.right_side = self.compare.sides()
         s.geometry = base64.b64encode(bytes(self.saveGeometry())).decode("ascii")

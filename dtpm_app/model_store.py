@@ -25,7 +25,7 @@ class ModelInstallError(WeightsError):
 
 @dataclass(frozen=True)
 class InstalledModel:
-    kind: str  # "base" or "adapter"
+    kind: str  # "base", "adapter" or "singlepass" (the Fast engine's network)
     task: str  # "" for a base
     display_name: str
     path: Path  # the installed copy
@@ -67,16 +67,21 @@ class InstallReport:
 
 
 def _inspect(source: Path) -> tuple[str, Any]:
-    """("adapter", AdapterInfo) or ("base", BaseInfo); WeightsError for anything else."""
-    from dtpm_core.weights import load_base, read_adapter_info  # lazy: imports torch
+    """("adapter", AdapterInfo), ("base", BaseInfo) or ("singlepass", SinglePassInfo);
+    WeightsError for anything else."""
+    from dtpm_core.singlepass_weights import read_singlepass_info  # lazy: imports torch
+    from dtpm_core.weights import load_base, read_adapter_info
 
     try:
         return "adapter", read_adapter_info(source)
     except WeightsError as adapter_error:
-        try:
-            return "base", load_base(source)[1]
-        except WeightsError:
-            raise adapter_error from None
+        for kind, read in (("base", lambda p: load_base(p)[1]),
+                           ("singlepass", read_singlepass_info)):
+            try:
+                return kind, read(source)
+            except WeightsError:
+                continue
+        raise adapter_error from None
 
 
 def _install(source: Path, folder: Path, filename: str, update: dict) -> Path:
@@ -85,8 +90,8 @@ def _install(source: Path, folder: Path, filename: str, update: dict) -> Path:
     target = folder / filename
     if not (target.exists() and target.samefile(source)):
         _atomic_copy(source, target)
-    if "base" in update:
-        manifest["base"] = filename
+    if "base" in update or "singlepass" in update:
+        manifest.update(update)
     else:
         entries = [e for e in manifest["adapters"]
                    if not (isinstance(e, dict) and e.get("task") == update["task"])]
@@ -102,10 +107,11 @@ def install_models(sources: list[str | Path], current_base_sha256: str | None = 
 
     Base files are installed before adapters, so a base and its adapters can be added in one
     go. An adapter trained on another base than the one it would run with is refused (it
-    could never be loaded). One bad file does not stop the others.
+    could never be loaded). A single-pass file (the Fast engine) replaces the installed one.
+    One bad file does not stop the others.
 
     Args:
-        sources: adapter files (`dtpm-train export`) and/or base files.
+        sources: adapter files (`dtpm-train export`), base files and/or single-pass files.
         current_base_sha256: the sha256 of the base in use, if any.
         folder: the model folder (default: `dtpm_core.models.user_models_dir()`).
     """
@@ -119,13 +125,19 @@ def install_models(sources: list[str | Path], current_base_sha256: str | None = 
         except WeightsError as exc:
             failed.append((str(source), str(exc)))
     base_sha = current_base_sha256
-    for source, kind, info in sorted(inspected, key=lambda item: item[1] != "base"):
+    for source, kind, info in sorted(inspected, key=lambda item: item[1] == "adapter"):
         try:
             if kind == "base":
                 filename = f"base-{info.sha256[:12]}.safetensors"
                 target = _install(source, folder, filename, {"base": filename})
                 base_sha = info.sha256
                 installed.append(InstalledModel("base", "", "Base model", target))
+                continue
+            if kind == "singlepass":
+                filename = f"singlepass-{info.sha256[:12]}.safetensors"
+                target = _install(source, folder, filename, {"singlepass": filename})
+                installed.append(InstalledModel("singlepass", "",
+                                                "Single-pass model (Fast engine)", target))
                 continue
             task = info.task
             name = info.display_name or task

@@ -30,6 +30,10 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 DEFAULT_TILE = 512
 """Mirrors dtpm_core.restore.DEFAULT_TILE."""
 MAX_RECENT = 10
+ENGINE_CHOICES = ("dtpm", "fast")
+"""The restoration engines: DTPM (K diffusion steps) and Fast (the single-pass network)."""
+SIDE_CHOICES = ("input", "initial", "result", "dtpm", "fast", "reference")
+"""What one side of the split view can show (see dtpm_app.widgets.compare)."""
 
 
 def settings_dir() -> Path:
@@ -45,6 +49,7 @@ class AppSettings:
     """Everything the app remembers between runs."""
 
     device: str = "auto"
+    engine: str = "dtpm"  # one of ENGINE_CHOICES
     tile: int = DEFAULT_TILE  # pixels, 0 = whole image at once
     default_k: int = 4
     seed: int = 0
@@ -80,6 +85,12 @@ class AppSettings:
             fixed.seed = defaults.seed
         if not 1 <= fixed.quality <= 100:
             fixed.quality = defaults.quality
+        if fixed.engine not in ENGINE_CHOICES:
+            fixed.engine = defaults.engine
+        if fixed.left_side not in SIDE_CHOICES:
+            fixed.left_side = defaults.left_side
+        if fixed.right_side not in SIDE_CHOICES:
+            fixed.right_side = defaults.right_side
         return fixed
 
 

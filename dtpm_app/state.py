@@ -56,11 +56,16 @@ class ModelsState:
     folder: Path
     device: str = ""  # the device in use once loaded, e.g. "cpu"
     error: str = ""
+    engine: str = "dtpm"  # the engine in use: "dtpm", or "fast" (the single-pass network)
+    fast_installed: bool = False  # a single-pass model is installed
+    fast_tasks: tuple[str, ...] | None = None  # the tasks it restores (None: not loaded yet)
+    fast_problem: str = ""  # why Fast cannot restore the current task ("" when it can)
 
 
 @dataclass(frozen=True)
 class Display:
-    """What the split view can show; `result_k` is the K of `result` (None: no result yet)."""
+    """What the split view can show; `result` is the DTPM result and `result_k` its K
+    (None: no result yet); `fast` the Fast engine's result; `engine` the one in use."""
 
     input: np.ndarray | None = None
     initial: np.ndarray | None = None
@@ -69,6 +74,10 @@ class Display:
     result_k: int | None = None
     wanted_k: int = 1
     pending: bool = False  # the result for wanted_k is still being computed
+    engine: str = "dtpm"
+    fast: np.ndarray | None = None
+    fast_pending: bool = False  # the Fast result is still being computed
+    fast_problem: str = ""  # why there is no Fast result for this task ("" when there can be)
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,10 @@ class CurveState:
     backbone: str = ""
     computing_k: int | None = None
     error: str = ""
+    engine: str = "dtpm"  # the engine in use
+    fast_psnr: float | None = None  # the single-pass point, measured like the curve
+    fast_lpips: float | None = None
+    fast_computing: bool = False
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ run number and a cancel flag (`threading.Event`); `Restorer.restore` polls the f
 network pass, so a cancelled or superseded job stops within one step. The controller drops
 whatever comes back tagged with a run number it no longer waits for.
 
-- `InferenceWorker` lives for the whole session in one thread and owns the `Restorer`; the
-  controller hands it one job at a time.
-- `BatchWorker` runs one batch in its own thread with its own `Restorer`, so the interactive
-  session (task switches included) never changes a running batch.
+- `InferenceWorker` lives for the whole session in one thread and owns the `Restorer` and,
+  once the Fast engine is used, the `SinglePassRestorer`; the controller hands it one job at
+  a time.
+- `dtpm_app.batch_worker.BatchWorker` runs one batch in its own thread with its own model.
 - `CallWorker` runs one plain function (read or write a file, install a model).
 """
 
@@ -36,6 +36,15 @@ from dtpm_core.errors import (
     WeightsError,
 )
 
+from .fast_engine import (
+    FastLoaded,
+    FastPoint,
+    FastPointJob,
+    FastRestored,
+    LoadFast,
+    RestoreFast,
+)
+
 log = logging.getLogger(__name__)
 
 PREVIEW_SIDE = 256
@@ -48,6 +57,13 @@ def _restorer_class() -> Any:
     with _IMPORT_LOCK:
         from dtpm_core.restore import Restorer
     return Restorer
+
+
+def _singlepass_class() -> Any:
+    """`dtpm_core.singlepass_restore.SinglePassRestorer`, imported on first use."""
+    with _IMPORT_LOCK:
+        from dtpm_core.singlepass_restore import SinglePassRestorer
+    return SinglePassRestorer
 
 
 # ----------------------------------------------------------------------------- jobs
@@ -91,7 +107,8 @@ class CurvePointJob:
     seed: int
 
 
-JobRequest = LoadBase | SwitchAdapter | RestoreImage | CurvePointJob
+JobRequest = (LoadBase | SwitchAdapter | RestoreImage | CurvePointJob | LoadFast | RestoreFast
+              | FastPointJob)
 
 
 @dataclass
@@ -102,7 +119,8 @@ class Job:
 
     @property
     def cancellable(self) -> bool:
-        return isinstance(self.request, RestoreImage | CurvePointJob)
+        return isinstance(self.request, RestoreImage | CurvePointJob | RestoreFast
+                          | FastPointJob)
 
 
 @dataclass(frozen=True)
@@ -186,16 +204,19 @@ def preview(image: np.ndarray, side: int = PREVIEW_SIDE) -> np.ndarray:
 
 
 class InferenceWorker(QObject):
-    """Owns the `Restorer`; runs the jobs the controller hands it, one at a time."""
+    """Owns the `Restorer` and the `SinglePassRestorer`; runs the jobs the controller hands
+    it, one at a time."""
 
     progress = Signal(int, int, int, str)  # run id, passes done, passes in all, stage
     done = Signal(int, object)  # run id, BaseLoaded | AdapterLoaded | Restored | CurvePoint
+    # | FastLoaded | FastRestored | FastPoint
     failed = Signal(int, object)  # run id, ErrorInfo
     cancelled = Signal(int)  # run id
 
     def __init__(self) -> None:
         super().__init__()
         self._restorer: Any = None
+        self._fast: Any = None
         self._lpips: Any = None
 
     @Slot(object)
@@ -218,6 +239,12 @@ class InferenceWorker(QObject):
 
     def _dispatch(self, job: Job) -> object:
         request = job.request
+
+        def on_progress(p: Any) -> None:
+            self.progress.emit(job.run_id, p.done, p.total, p.stage)
+
+        if isinstance(request, LoadFast | RestoreFast):
+            return self._dispatch_fast(request, job.cancel, on_progress)
         if isinstance(request, LoadBase):
             self._restorer = None
             restorer = _restorer_class()(request.path, device=request.device)
@@ -229,10 +256,6 @@ class InferenceWorker(QObject):
             info = self._restorer.load_adapter(request.path)
             return AdapterLoaded(info.task, info.display_name or info.task, info.sha256,
                                  request.path)
-
-        def on_progress(p: Any) -> None:
-            self.progress.emit(job.run_id, p.done, p.total, p.stage)
-
         if isinstance(request, RestoreImage):
             res = self._restorer.restore(request.image, request.k, seed=request.seed,
                                          tile=request.tile, progress=on_progress,
@@ -241,157 +264,73 @@ class InferenceWorker(QObject):
                             res.tile, tuple(res.notes))
         if isinstance(request, CurvePointJob):
             return self._curve_point(request, job.cancel)
+        if isinstance(request, FastPointJob):
+            return self._fast_point(request, job.cancel)
         raise ConfigError(f"unknown job {request!r}")
 
-    def _curve_point(self, request: CurvePointJob, cancel: threading.Event) -> CurvePoint:
-        with _IMPORT_LOCK:
-            from dtpm_core.metrics import LPIPSMetric, psnr
+    def _dispatch_fast(self, request: LoadFast | RestoreFast, cancel: threading.Event,
+                       on_progress: Callable[[Any], None]) -> object:
+        if isinstance(request, LoadFast):
+            self._fast = None
+            fast = _singlepass_class()(request.path, device=request.device)
+            self._fast = fast
+            return FastLoaded(str(fast.device), fast.info.sha256, request.path, fast.tasks)
+        res = self._require_fast().restore(request.image, request.task, tile=request.tile,
+                                           progress=on_progress, should_stop=cancel.is_set)
+        return FastRestored(request.key, res.task, res.t_mat, res.result, res.seconds,
+                            res.tile, tuple(res.notes))
 
+    def _require_fast(self) -> Any:
+        if self._fast is None:
+            raise ConfigError("no single-pass model is loaded")
+        return self._fast
+
+    def _curve_point(self, request: CurvePointJob, cancel: threading.Event) -> CurvePoint:
         small = preview(request.image)
         res = self._restorer.restore(small, request.k, seed=request.seed, tile=0,
                                      should_stop=cancel.is_set)
-        target = res.initial
-        if request.target is not None:
-            target = preview(request.target)
-            if target.shape != small.shape:
-                raise ConfigError(f"the reference is {request.target.shape[1]}x"
-                                  f"{request.target.shape[0]}, the image "
-                                  f"{request.image.shape[1]}x{request.image.shape[0]}")
+        target = self._curve_target(request.image, request.target, res.initial, cancel)
+        return CurvePoint(request.key, request.k, *self._measure(res.result, target, cancel))
+
+    def _fast_point(self, request: FastPointJob, cancel: threading.Event) -> FastPoint:
+        """The single-pass result of the curve's preview, measured as the curve's points."""
+        small = preview(request.image)
+        res = self._require_fast().restore(small, request.task, tile=0,
+                                           should_stop=cancel.is_set)
+        target = self._curve_target(request.image, request.target, None, cancel)
+        return FastPoint(request.key, *self._measure(res.result, target, cancel))
+
+    def _curve_target(self, image: np.ndarray, reference: np.ndarray | None,
+                      initial: np.ndarray | None, cancel: threading.Event) -> np.ndarray:
+        """What the trade-off plot measures against, at preview size: the reference, or the
+        DTPM initial prediction of the preview (deterministic: K and seed do not change it)."""
+        if reference is not None:
+            target = preview(reference)
+            if target.shape[:2] != preview(image).shape[:2]:
+                raise ConfigError(f"the reference is {reference.shape[1]}x{reference.shape[0]},"
+                                  f" the image {image.shape[1]}x{image.shape[0]}")
+            return target
+        if initial is not None:
+            return initial
+        if self._restorer is None or self._restorer.adapter_info is None:
+            raise ConfigError("the DTPM model is not loaded: without a reference the "
+                              "trade-off plot measures against its initial prediction")
+        return self._restorer.restore(preview(image), 1, tile=0,
+                                      should_stop=cancel.is_set).initial
+
+    def _measure(self, result: np.ndarray, target: np.ndarray,
+                 cancel: threading.Event) -> tuple[float, float, str]:
+        """(PSNR, LPIPS, LPIPS backbone) of `result` against `target`."""
+        with _IMPORT_LOCK:
+            from dtpm_core.metrics import LPIPSMetric, psnr
+
         if cancel.is_set():
             raise Cancelled("trade-off point cancelled")
         if self._lpips is None:
             # Never download here: a 200+ MB fetch would hold up every restoration queued
             # behind it. Cached ImageNet weights are used; otherwise the plot says "random".
             self._lpips = LPIPSMetric(device="cpu", allow_download=False)
-        return CurvePoint(request.key, request.k, psnr(res.result, target),
-                          self._lpips(res.result, target), self._lpips.backbone)
-
-
-# ----------------------------------------------------------------------------- batch
-
-
-@dataclass(frozen=True)
-class BatchSettings:
-    base: Path
-    adapter: Path
-    device: str
-    k: int
-    seed: int
-    tile: int
-    format_key: str  # a key of dtpm_app.formats.OUTPUT_CHOICES
-    quality: int
-
-
-@dataclass(frozen=True)
-class BatchEntry:
-    source: Path
-    target: Path
-    reference: Path | None = None
-
-
-@dataclass(frozen=True)
-class BatchSummary:
-    done: int
-    skipped: int
-    failed: int
-    remaining: int  # not processed because the batch was cancelled
-    failures: tuple[tuple[str, str], ...]  # (file, reason)
-    error: str = ""  # the whole batch could not run (e.g. the model failed to load)
-
-
-class BatchWorker(QObject):
-    """Restores a list of files to their targets; pause, resume and cancel are thread-safe."""
-
-    item_started = Signal(int)
-    item_progress = Signal(int, int, int)  # index, passes done, passes in all
-    item_finished = Signal(int, str, str)  # index, "done" | "failed" | "skipped", message
-    finished = Signal(object)  # BatchSummary
-
-    def __init__(self, entries: list[BatchEntry], settings: BatchSettings) -> None:
-        super().__init__()
-        self._entries = list(entries)
-        self._settings = settings
-        self._cancel = threading.Event()
-        self._resume = threading.Event()
-        self._resume.set()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-        self._resume.set()
-
-    def pause(self) -> None:
-        self._resume.clear()
-
-    def resume(self) -> None:
-        self._resume.set()
-
-    def _wait_if_paused(self) -> None:
-        while not self._resume.wait(0.05):
-            pass
-        if self._cancel.is_set():
-            raise Cancelled("batch cancelled")
-
-    @Slot()
-    def run(self) -> None:
-        counts = {"done": 0, "skipped": 0, "failed": 0}
-        failures: list[tuple[str, str]] = []
-        index = 0
-        error = ""
-        try:
-            s = self._settings
-            restorer = _restorer_class()(s.base, s.adapter, device=s.device)
-            for index, entry in enumerate(self._entries):
-                self._wait_if_paused()
-                self.item_started.emit(index)
-                status, message = self._one(restorer, index, entry)
-                counts[status] += 1
-                if status == "failed":
-                    failures.append((str(entry.source), message))
-                self.item_finished.emit(index, status, message)
-            index = len(self._entries)
-        except Cancelled:
-            pass
-        # The thread's top level: report instead of dying silently.
-        except Exception as exc:  # noqa: BLE001
-            if not isinstance(exc, DTPMError):
-                log.exception("batch failed")
-            error = describe_error(exc).message
-        self.finished.emit(BatchSummary(counts["done"], counts["skipped"], counts["failed"],
-                                        len(self._entries) - index, tuple(failures), error))
-
-    def _one(self, restorer: Any, index: int, entry: BatchEntry) -> tuple[str, str]:
-        """Restore one file; returns (status, message). Cancelled propagates."""
-        from dtpm_core.imageio import read_image, write_image
-        from dtpm_core.metrics import psnr
-
-        from .formats import OUTPUT_CHOICES, write_options
-
-        if entry.target.exists():
-            return "skipped", f"output exists: {entry.target.name}"
-        s = self._settings
-
-        def on_progress(p: Any) -> None:
-            self.item_progress.emit(index, p.done, p.total)
-            self._wait_if_paused()
-
-        try:
-            loaded = read_image(entry.source)
-            res = restorer.restore(loaded.rgb, s.k, seed=s.seed, tile=s.tile,
-                                   progress=on_progress, should_stop=self._cancel.is_set)
-            options = write_options(OUTPUT_CHOICES[s.format_key], s.quality, loaded.bit_depth,
-                                    entry.target)
-            write_image(entry.target, res.result, like=loaded, **options)
-        except (ImageReadError, ImageWriteError, OutOfMemory, ConfigError) as exc:
-            return "failed", str(exc)
-        message = f"{res.seconds:.1f} s"
-        if entry.reference is not None:
-            try:
-                ref = read_image(entry.reference).rgb
-                if ref.shape == res.result.shape:
-                    message += f", PSNR {psnr(res.result, ref):.2f} dB vs reference"
-            except ImageReadError as exc:
-                message += f" (reference unreadable: {exc})"
-        return "done", message
+        return psnr(result, target), self._lpips(result, target), self._lpips.backbone
 
 
 # ----------------------------------------------------------------------------- plain calls

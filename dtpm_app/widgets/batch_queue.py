@@ -31,8 +31,8 @@ from PySide6.QtWidgets import (
 )
 
 from ..batch_runner import BatchRunner
+from ..batch_worker import BatchSummary
 from ..formats import OUTPUT_CHOICES
-from ..workers import BatchSummary
 
 STATUS_COLOURS = {"queued": "#6b7280", "running": "#2563eb", "done": "#15803d",
                   "failed": "#b91c1c", "skipped": "#a16207"}

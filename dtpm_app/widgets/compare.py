@@ -1,8 +1,13 @@
-"""The comparison area: what each side of the split view shows (two combos) and the view."""
+"""The comparison area: what each side of the split view shows (two combos) and the view.
+
+"Result" is the result of the engine in use; "DTPM result" and "Fast (single-pass)" name an
+engine, so that the two can sit side by side whichever engine is in use (the controller
+computes a result a side shows when it is not cached)."""
 
 from __future__ import annotations
 
 import numpy as np
+from PySide6.QtCore import Signal
 from PySide6.QtGui import QAction, QImage
 from PySide6.QtWidgets import (
     QComboBox,
@@ -13,15 +18,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..fast_engine import FAST
 from ..state import Display
 from .split_view import SplitView, to_qimage
 
 SIDES = {"input": "Input", "initial": "Initial prediction", "result": "Result",
-         "reference": "Reference"}
+         "dtpm": "DTPM result", "fast": "Fast (single-pass)", "reference": "Reference"}
+"""Keys: dtpm_app.settings.SIDE_CHOICES."""
 
 
 class CompareArea(QWidget):
     """Two side choosers above a `SplitView`; shows a controller `Display`."""
+
+    sidesChanged = Signal(str, str)  # what the left and right sides show (keys of SIDES)
 
     def __init__(self, swap_action: QAction, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -35,10 +44,10 @@ class CompareArea(QWidget):
             combo.setSizeAdjustPolicy(
                 QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(9)
-            combo.setToolTip("What this side of the divider shows")
+            combo.setToolTip("What this side of the divider shows (Result: the engine in use)")
             for key, label in SIDES.items():
                 combo.addItem(label, key)
-            combo.currentIndexChanged.connect(self.refresh)
+            combo.currentIndexChanged.connect(self._on_sides)
         swap = QToolButton()
         swap.setDefaultAction(swap_action)
         bar = QHBoxLayout()
@@ -68,6 +77,10 @@ class CompareArea(QWidget):
         left, right = self.left_side.currentIndex(), self.right_side.currentIndex()
         self.left_side.setCurrentIndex(right)
         self.right_side.setCurrentIndex(left)
+
+    def _on_sides(self) -> None:
+        self.refresh()
+        self.sidesChanged.emit(*self.sides())
 
     def set_display(self, display: Display) -> None:
         self.display = display
@@ -101,10 +114,11 @@ class CompareArea(QWidget):
         """What a side shows; the input stands in (and says so) while the rest is missing."""
         d = self.display
         if key == "result":
-            if d.result is None:
-                return d.input, ("Input (restoring…)" if d.pending else "Input (no result)")
-            text = f"Result · K={d.result_k}"
-            return d.result, text + (f" (computing K={d.wanted_k}…)" if d.pending else "")
+            return self._fast("Result · Fast") if d.engine == FAST else self._dtpm("Result")
+        if key == "dtpm":
+            return self._dtpm("DTPM")
+        if key == "fast":
+            return self._fast("Fast")
         if key == "initial":
             if d.initial is None:
                 return d.input, "Input (initial prediction not ready)"
@@ -114,3 +128,21 @@ class CompareArea(QWidget):
                 return d.input, "Input (no reference set)"
             return d.reference, "Reference"
         return d.input, "Input"
+
+    def _dtpm(self, title: str) -> tuple[np.ndarray | None, str]:
+        d = self.display
+        if d.result is None:
+            who = "" if title == "Result" else f"{title} "
+            return d.input, (f"Input ({who}restoring…)" if d.pending
+                             else f"Input (no {who}result)")
+        text = f"{title} · K={d.result_k}"
+        return d.result, text + (f" (computing K={d.wanted_k}…)" if d.pending else "")
+
+    def _fast(self, title: str) -> tuple[np.ndarray | None, str]:
+        d = self.display
+        if d.fast is not None:
+            return d.fast, f"{title} (single-pass)"
+        if d.fast_problem:
+            return d.input, f"Input ({d.fast_problem})"
+        return d.input, ("Input (Fast restoring…)" if d.fast_pending
+                         else "Input (no Fast result)")

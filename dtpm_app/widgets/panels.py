@@ -25,6 +25,8 @@ from PySide6.QtWidgets import (
 
 from ..settings import DEVICE_CHOICES, MAX_STEPS
 
+STEPS_HINT = "<small>← fidelity &nbsp;·&nbsp; texture →</small>"
+FAST_HINT = "<small>Fast engine: one network pass, no steps or seed</small>"
 BANNER_STYLES = {
     "error": "background:#fde8e8; border:1px solid #f5b5b5; color:#7f1d1d;",
     "warning": "background:#fff6db; border:1px solid #f0d58a; color:#713f12;",
@@ -146,7 +148,7 @@ class RestoreControls(QWidget):
         self.seed = QSpinBox(minimum=0, maximum=2**31 - 1)
         self.seed.setToolTip("Seed of the starting noise: same image, task, K and seed give "
                              "the same result")
-        dice = QToolButton(text="Random")
+        self.dice = dice = QToolButton(text="Random")
         dice.setToolTip("New random seed")
         dice.clicked.connect(lambda: self.seed.setValue(random.randrange(0, 100_000)))
         self.device = QComboBox()
@@ -161,7 +163,7 @@ class RestoreControls(QWidget):
         steps_row = QHBoxLayout()
         steps_row.addWidget(self.slider, 1)
         steps_row.addWidget(self.steps)
-        hint = QLabel("<small>← fidelity &nbsp;·&nbsp; texture →</small>")
+        self.hint = hint = QLabel(STEPS_HINT)
         hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         hint.setStyleSheet("color:#6b7280")
         seed_row = QHBoxLayout()
@@ -170,9 +172,10 @@ class RestoreControls(QWidget):
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        form.addRow("Steps K", steps_row)
+        self.steps_label, self.seed_label = QLabel("Steps K"), QLabel("Seed")
+        form.addRow(self.steps_label, steps_row)
         form.addRow("", hint)
-        form.addRow("Seed", seed_row)
+        form.addRow(self.seed_label, seed_row)
         form.addRow("Device", self.device)
         form.addRow("Tile size", self.tile)
 
@@ -197,6 +200,14 @@ class RestoreControls(QWidget):
         self.tile.setValue(tile)
         for widget in (self.slider, self.steps, self.seed, self.device, self.tile):
             widget.blockSignals(False)
+
+    def set_engine(self, engine: str) -> None:
+        """The steps and the seed belong to DTPM: the Fast engine ("fast") is one pass."""
+        dtpm = engine != "fast"
+        for widget in (self.slider, self.steps, self.seed, self.dice, self.steps_label,
+                       self.seed_label):
+            widget.setEnabled(dtpm)
+        self.hint.setText(STEPS_HINT if dtpm else FAST_HINT)
 
     def _on_slider(self, k: int) -> None:
         self.steps.blockSignals(True)

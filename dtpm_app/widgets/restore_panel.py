@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .engine_picker import EnginePicker
 from .panels import RestoreControls
 from .task_picker import TaskPicker
 from .tradeoff_plot import TradeoffPlot
@@ -26,6 +27,7 @@ class RestorePanel(QScrollArea):
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.task_picker = TaskPicker()
+        self.engine_picker = EnginePicker()
         self.controls = RestoreControls()
         self.plot = TradeoffPlot()
         self.reference_label = QLabel()
@@ -39,7 +41,9 @@ class RestorePanel(QScrollArea):
         buttons.addWidget(self.restore_button)
         buttons.addWidget(self.cancel_button)
         task_box = QGroupBox("Task")
-        QVBoxLayout(task_box).addWidget(self.task_picker)
+        task_layout = QVBoxLayout(task_box)
+        task_layout.addWidget(self.task_picker)
+        task_layout.addWidget(self.engine_picker)
         self.steps_box = QGroupBox("Sampling")
         steps_layout = QVBoxLayout(self.steps_box)
         steps_layout.addWidget(self.controls)

@@ -7,6 +7,9 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QSizePolicy, 
 
 from ..state import ModelsState
 
+DTPM_ONLY = " · DTPM only"
+"""Marks, while the Fast engine is in use, the tasks its single-pass model lacks."""
+
 
 class TaskPicker(QWidget):
     taskChosen = Signal(str)  # the task name (e.g. "motion-deblur")
@@ -35,11 +38,14 @@ class TaskPicker(QWidget):
         self.combo.blockSignals(True)
         self.combo.clear()
         entries = sorted(state.entries, key=lambda e: e.display_name.lower())
+        fast_tasks = state.fast_tasks if state.engine == "fast" else None
         for entry in entries:
-            self.combo.addItem(entry.display_name, entry.task)
-            self.combo.setItemData(self.combo.count() - 1,
-                                   f"{entry.display_name}\ntask: {entry.task}\n{entry.path}",
-                                   Qt.ItemDataRole.ToolTipRole)
+            dtpm_only = fast_tasks is not None and entry.task not in fast_tasks
+            self.combo.addItem(entry.display_name + (DTPM_ONLY if dtpm_only else ""), entry.task)
+            tip = f"{entry.display_name}\ntask: {entry.task}\n{entry.path}"
+            if dtpm_only:
+                tip += "\nThe installed single-pass (Fast) model does not restore this task"
+            self.combo.setItemData(self.combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
         if not entries:
             self.combo.addItem("No task model installed", "")
         index = self.combo.findData(state.task or "")

@@ -2,7 +2,9 @@
 
 Two stacked plots share a logarithmic K axis (1, 2, 4, 10, 20, 50 evenly apart). Items are
 created once and updated with `setData` (pyqtgraph habit). Dragging the marker asks for
-another K. The LPIPS backbone (ImageNet or random weights) is named in the tooltip and, when
+another K. The Fast engine's single-pass result, measured against the same target on the same
+preview, is a dashed horizontal line labelled "single-pass" (it has no K); while Fast is the
+engine in use the K marker is hidden. The LPIPS backbone (ImageNet or random weights) is named in the tooltip and, when
 random, in the plot title, so numbers from a random trunk are never mistaken for LPIPS.
 """
 
@@ -21,6 +23,7 @@ TICK_KS = (1, 2, 4, 10, 20, 50)
 PSNR_COLOUR = "#3b82f6"
 LPIPS_COLOUR = "#f97316"
 MARKER_COLOUR = "#e11d48"
+SINGLE_PASS_COLOUR = "#059669"
 AXIS_TEXT = "#374151"
 MIN_HEIGHT = 400  # each plot tall enough for its vertical axis label
 AXIS_LINE = "#9ca3af"
@@ -52,6 +55,8 @@ class TradeoffPlot(QWidget):
         ticks = [[(_x(k), str(k)) for k in TICK_KS]]
         self.markers: list[pg.InfiniteLine] = []
         self.curves: list[pg.PlotDataItem] = []
+        self.single_pass_lines: list[pg.PlotDataItem] = []
+        self.single_pass_labels: list[pg.TextItem] = []
         for plot, colour in ((self.psnr_plot, PSNR_COLOUR), (self.lpips_plot, LPIPS_COLOUR)):
             plot.setMenuEnabled(False)
             plot.setMouseEnabled(x=False, y=False)
@@ -73,8 +78,15 @@ class TradeoffPlot(QWidget):
             plot.addItem(marker)
             marker.sigDragged.connect(self._on_marker_dragged)
             marker.sigPositionChangeFinished.connect(self._on_marker_released)
+            line = plot.plot([], [], pen=pg.mkPen(SINGLE_PASS_COLOUR, width=2,
+                                                  style=Qt.PenStyle.DashLine))
+            label = pg.TextItem("single-pass", color=SINGLE_PASS_COLOUR, anchor=(1, 1))
+            plot.addItem(label, ignoreBounds=True)
+            label.hide()
             self.curves.append(curve)
             self.markers.append(marker)
+            self.single_pass_lines.append(line)
+            self.single_pass_labels.append(label)
         self.psnr_plot.getAxis("bottom").setStyle(showValues=False)
         self.lpips_plot.setLabel("bottom", "Sampling steps K", color=AXIS_TEXT)
         self.status = QLabel()
@@ -106,6 +118,16 @@ class TradeoffPlot(QWidget):
         for curve, values in zip(self.curves, (state.psnr, state.lpips), strict=True):
             ks = sorted(k for k, v in values.items() if math.isfinite(v))
             curve.setData([_x(k) for k in ks], [values[k] for k in ks])
+        for line, label, value in zip(self.single_pass_lines, self.single_pass_labels,
+                                      (state.fast_psnr, state.fast_lpips), strict=True):
+            shown = value is not None and math.isfinite(value)
+            line.setData([_x(1), _x(self._max_k)] if shown else [],
+                         [value, value] if shown else [])
+            if shown:
+                label.setPos(_x(self._max_k), value)
+            label.setVisible(shown)
+        for marker in self.markers:
+            marker.setVisible(state.engine != "fast")
         against = state.against
         self.psnr_plot.setLabel("left", f"PSNR vs {against} (dB)", color=AXIS_TEXT)
         self.lpips_plot.setLabel("left", f"LPIPS vs {against}", color=AXIS_TEXT)
@@ -113,7 +135,8 @@ class TradeoffPlot(QWidget):
             plot.getAxis("left").label.setToolTip(plot.getAxis("left").labelText)
         self.canvas.setToolTip(
             f"PSNR and LPIPS of the result at each K against the {against}, on a preview"
-            f" (longest side 256 px).\nLPIPS backbone: {state.backbone or 'not loaded yet'}")
+            f" (longest side 256 px); dashed: the Fast engine's single-pass result, measured "
+            f"the same way.\nLPIPS backbone: {state.backbone or 'not loaded yet'}")
         self._update_status()
 
     def set_marker(self, k: int) -> None:
@@ -131,12 +154,17 @@ class TradeoffPlot(QWidget):
     def _update_status(self) -> None:
         state, k = self._state, self._k
         done = len(state.psnr)
-        parts = []
+        dtpm = f"<b>{'DTPM ' if state.engine == 'fast' else ''}K = {k}</b>"
         if k in state.psnr:
-            parts.append(f"<b>K = {k}</b>: PSNR {state.psnr[k]:.2f} dB, "
-                         f"LPIPS {state.lpips[k]:.3f}")
-        else:
-            parts.append(f"<b>K = {k}</b>")
+            dtpm += f": PSNR {state.psnr[k]:.2f} dB, LPIPS {state.lpips[k]:.3f}"
+        fast = ""
+        if state.fast_psnr is not None and state.fast_lpips is not None:
+            fast = (f"<b style='color:{SINGLE_PASS_COLOUR}'>Single-pass</b>: PSNR "
+                    f"{state.fast_psnr:.2f} dB, LPIPS {state.fast_lpips:.3f}")
+        elif state.fast_computing:
+            fast = "computing the single-pass point"
+        lines = [fast, dtpm] if state.engine == "fast" else [dtpm, fast]  # engine in use first
+        parts = [line for line in lines if line]
         if "random" in state.backbone:
             parts.append("<span style='color:#b45309'>LPIPS uses a random backbone (ImageNet "
                          "weights not in the torch hub cache): not comparable to published "

@@ -1,0 +1,196 @@
+"""`BatchWorker`: restores a list of files in its own thread with its own engine (a DTPM
+`Restorer`, or the Fast engine's `SinglePassRestorer`), so the interactive session (task and
+engine switches included) never changes a running batch. Pause, resume and cancel are
+thread-safe; one file that fails is reported and the batch goes on."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal, Slot
+
+from dtpm_core.errors import (
+    Cancelled,
+    ConfigError,
+    DTPMError,
+    ImageReadError,
+    ImageWriteError,
+    OutOfMemory,
+)
+
+from .fast_engine import DTPM, FAST
+from .workers import _restorer_class, _singlepass_class, describe_error
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchModels:
+    """What a batch restores with: the DTPM base and task adapter, or (engine "fast") the
+    single-pass network with its t_mat for `task`."""
+
+    engine: str  # "dtpm" or "fast"
+    task: str
+    base: Path | None = None
+    adapter: Path | None = None
+    singlepass: Path | None = None
+
+
+EngineRun = Callable[[np.ndarray, Callable[[Any], None], Callable[[], bool]],
+                     tuple[np.ndarray, float, tuple[str, ...]]]
+"""image, progress, should_stop -> (result, seconds, notes): one engine, loaded once."""
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    models: BatchModels
+    device: str
+    k: int
+    seed: int
+    tile: int
+    format_key: str  # a key of dtpm_app.formats.OUTPUT_CHOICES
+    quality: int
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    source: Path
+    target: Path
+    reference: Path | None = None
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    done: int
+    skipped: int
+    failed: int
+    remaining: int  # not processed because the batch was cancelled
+    failures: tuple[tuple[str, str], ...]  # (file, reason)
+    error: str = ""  # the whole batch could not run (e.g. the model failed to load)
+
+
+class BatchWorker(QObject):
+    """Restores a list of files to their targets; pause, resume and cancel are thread-safe."""
+
+    item_started = Signal(int)
+    item_progress = Signal(int, int, int)  # index, passes done, passes in all
+    item_finished = Signal(int, str, str)  # index, "done" | "failed" | "skipped", message
+    finished = Signal(object)  # BatchSummary
+
+    def __init__(self, entries: list[BatchEntry], settings: BatchSettings) -> None:
+        super().__init__()
+        self._entries = list(entries)
+        self._settings = settings
+        self._cancel = threading.Event()
+        self._resume = threading.Event()
+        self._resume.set()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        self._resume.set()
+
+    def pause(self) -> None:
+        self._resume.clear()
+
+    def resume(self) -> None:
+        self._resume.set()
+
+    def _wait_if_paused(self) -> None:
+        while not self._resume.wait(0.05):
+            pass
+        if self._cancel.is_set():
+            raise Cancelled("batch cancelled")
+
+    @Slot()
+    def run(self) -> None:
+        counts = {"done": 0, "skipped": 0, "failed": 0}
+        failures: list[tuple[str, str]] = []
+        index = 0
+        error = ""
+        try:
+            run_engine = _load_batch_engine(self._settings)
+            for index, entry in enumerate(self._entries):
+                self._wait_if_paused()
+                self.item_started.emit(index)
+                status, message = self._one(run_engine, index, entry)
+                counts[status] += 1
+                if status == "failed":
+                    failures.append((str(entry.source), message))
+                self.item_finished.emit(index, status, message)
+            index = len(self._entries)
+        except Cancelled:
+            pass
+        # The thread's top level: report instead of dying silently.
+        except Exception as exc:  # noqa: BLE001
+            if not isinstance(exc, DTPMError):
+                log.exception("batch failed")
+            error = describe_error(exc).message
+        self.finished.emit(BatchSummary(counts["done"], counts["skipped"], counts["failed"],
+                                        len(self._entries) - index, tuple(failures), error))
+
+    def _one(self, run_engine: EngineRun, index: int, entry: BatchEntry) -> tuple[str, str]:
+        """Restore one file; returns (status, message). Cancelled propagates."""
+        from dtpm_core.imageio import read_image, write_image
+        from dtpm_core.metrics import psnr
+
+        from .formats import OUTPUT_CHOICES, write_options
+
+        if entry.target.exists():
+            return "skipped", f"output exists: {entry.target.name}"
+        s = self._settings
+
+        def on_progress(p: Any) -> None:
+            self.item_progress.emit(index, p.done, p.total)
+            self._wait_if_paused()
+
+        try:
+            loaded = read_image(entry.source)
+            result, seconds, notes = run_engine(loaded.rgb, on_progress, self._cancel.is_set)
+            options = write_options(OUTPUT_CHOICES[s.format_key], s.quality, loaded.bit_depth,
+                                    entry.target)
+            write_image(entry.target, result, like=loaded, **options)
+        except (ImageReadError, ImageWriteError, OutOfMemory, ConfigError) as exc:
+            return "failed", str(exc)
+        message = f"{seconds:.1f} s"
+        if entry.reference is not None:
+            try:
+                ref = read_image(entry.reference).rgb
+                if ref.shape == result.shape:
+                    message += f", PSNR {psnr(result, ref):.2f} dB vs reference"
+            except ImageReadError as exc:
+                message += f" (reference unreadable: {exc})"
+        return "done", "; ".join((message, *notes))
+
+
+def _load_batch_engine(s: BatchSettings) -> EngineRun:
+    """Load the batch's engine once (a task the single-pass network lacks fails here, before
+    the first file, like `dtpm-restore --engine single-pass`)."""
+    m = s.models
+    if m.engine == FAST:
+        if m.singlepass is None:
+            raise ConfigError("no single-pass model is installed for the Fast engine")
+        fast = _singlepass_class()(m.singlepass, device=s.device)
+        fast.t_mat(m.task)
+
+        def run_fast(image: np.ndarray, progress: Callable[[Any], None],
+                     should_stop: Callable[[], bool]) -> tuple[np.ndarray, float, tuple[str, ...]]:
+            out = fast.restore(image, m.task, tile=s.tile, progress=progress,
+                               should_stop=should_stop)
+            return out.result, out.seconds, tuple(out.notes)
+        return run_fast
+    if m.engine != DTPM or m.base is None or m.adapter is None:
+        raise ConfigError(f"the batch needs a DTPM base and task adapter, got {m!r}")
+    restorer = _restorer_class()(m.base, m.adapter, device=s.device)
+
+    def run_dtpm(image: np.ndarray, progress: Callable[[Any], None],
+                 should_stop: Callable[[], bool]) -> tuple[np.ndarray, float, tuple[str, ...]]:
+        out = restorer.restore(image, s.k, seed=s.seed, tile=s.tile, progress=progress,
+                               should_stop=should_stop)
+        return out.result, out.seconds, tuple(out.notes)
+    return run_dtpm

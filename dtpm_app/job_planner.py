@@ -1,0 +1,213 @@
+"""Which job the controller runs next: cache keys, priorities, and whether a running job is
+still wanted.
+
+`JobPlanner` is the planning half of `dtpm_app.controller.Controller` (a mixin that only
+reads the controller's state and never emits anything): the engine in use comes first (DTPM:
+load the base, switch the adapter, restore at the current K; Fast: load the single-pass
+network, restore in one pass), then what the split view shows of the other engine, then the
+PSNR/LPIPS trade-off curve one K at a time, and last the single-pass point on that plot.
+Every result is cached under an exact key, so nothing is computed twice and a late result is
+never shown for other settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dtpm_core.models import Catalog
+
+from .fast_engine import DTPM, FAST, FastModel, FastPointJob, LoadFast, RestoreFast
+from .state import ArrayCache, ImageState
+from .workers import (
+    AdapterLoaded,
+    BaseLoaded,
+    CurvePoint,
+    CurvePointJob,
+    Job,
+    LoadBase,
+    RestoreImage,
+    SwitchAdapter,
+)
+
+CURVE_KS = (1, 2, 4, 10, 20, 50)
+"""The step counts of the trade-off curve (4, 10 and 50 are the paper's reference points)."""
+
+
+class JobPlanner:
+    """Keys and scheduling of the `Controller` (see the module docstring)."""
+
+    # the controller's state this reads
+    catalog: Catalog
+    task: str | None
+    image: ImageState | None
+    reference: np.ndarray | None
+    k: int
+    seed: int
+    tile: int
+    device: str
+    sides: tuple[str, str]
+    engine: str
+    fast: FastModel
+    _ref_id: int
+    _base: BaseLoaded | None
+    _base_for: tuple[Path, str] | None
+    _base_failed: tuple | None
+    _adapter: AdapterLoaded | None
+    _adapter_failed: Path | None
+    _user_stopped: bool
+    _failed_keys: set[tuple]
+    _results: ArrayCache
+    _curves: dict[tuple, dict[int, CurvePoint]]
+
+    @property
+    def active_engine(self) -> str:
+        """The engine that restores: the one chosen, DTPM while no single-pass model is
+        installed (the choice itself is kept for when one is)."""
+        return FAST if self.engine == FAST and self.fast.installed else DTPM
+
+    def _adapter_matches(self) -> bool:
+        entry = self.catalog.adapters.get(self.task or "")
+        return (self._adapter is not None and entry is not None
+                and self._adapter.path == entry.path)
+
+    def _context(self) -> tuple[int, str] | None:
+        """(image id, adapter sha256) once both an image and the task's adapter are loaded."""
+        if self.image is None or self._adapter is None or not self._adapter_matches():
+            return None
+        return self.image.id, self._adapter.sha256
+
+    def _display_key(self, k: int | None = None) -> tuple | None:
+        context = self._context()
+        if context is None:
+            return None
+        return (*context, self.seed, self.tile, self.k if k is None else k)
+
+    def _curve_key(self) -> tuple | None:
+        context = self._context()
+        if context is None:
+            return None
+        image_id, adapter = context
+        return (image_id, self._ref_id if self.reference is not None else 0, adapter, self.seed)
+
+    def _fast_key(self) -> tuple | None:
+        """Cache key of the Fast result (image, network, task, tile), once it can be made."""
+        if self.image is None or self.task is None:
+            return None
+        return self.fast.key(self.image.id, self.task, self.tile, self.device)
+
+    def _fast_point_key(self) -> tuple | None:
+        """The single-pass point is measured like the curve: same image, reference (or
+        initial prediction of the task's adapter), plus the network."""
+        curve = self._curve_key()
+        if curve is None or self._fast_key() is None or self.fast.loaded is None:
+            return None
+        return (*curve[:3], self.fast.loaded.sha256)
+
+    def _shows(self, engine: str) -> bool:
+        """The full-size result of `engine` is wanted: it is the engine in use, or the split
+        view shows it (the initial prediction comes with the DTPM result)."""
+        if self.image is None:
+            return False
+        if engine == DTPM:
+            return self.active_engine == DTPM or bool({"dtpm", "initial"} & set(self.sides))
+        return self.active_engine == FAST or "fast" in self.sides
+
+    def _display_missing(self) -> bool:
+        """A result the window shows is neither computed nor failed."""
+        for engine, key, cache in ((DTPM, self._display_key(), self._results),
+                                   (FAST, self._fast_key(), self.fast.results)):
+            if (self._shows(engine) and key is not None and cache.get(key) is None
+                    and key not in self._failed_keys):
+                return True
+        return False
+
+    def _wanted(self, job: Job) -> bool:
+        if self._user_stopped:
+            return False
+        request = job.request
+        if isinstance(request, RestoreImage):
+            return self._shows(DTPM) and request.key == self._display_key()
+        if isinstance(request, RestoreFast):
+            return self._shows(FAST) and request.key == self._fast_key()
+        if isinstance(request, CurvePointJob):
+            return request.key == self._curve_key() and not self._display_missing()
+        if isinstance(request, FastPointJob):
+            return request.key == self._fast_point_key() and not self._display_missing()
+        return True
+
+    # ------------------------------------------------------------------ scheduling
+
+    def _next_request(self):
+        """The most useful job now, in the order of the module docstring."""
+        if self.active_engine == FAST:
+            steps = (self._fast_model_request, self._fast_display_request,
+                     self._dtpm_model_request, self._dtpm_display_request,
+                     self._curve_request, self._fast_point_request)
+        else:
+            steps = (self._dtpm_model_request, self._dtpm_display_request,
+                     self._fast_model_request, self._fast_display_request,
+                     self._curve_request, self._fast_point_request)
+        for step in steps:
+            request = step()
+            if request is not None:
+                return request
+        return None
+
+    def _dtpm_model_request(self) -> LoadBase | SwitchAdapter | None:
+        base = self.catalog.base
+        if base is None or self.task is None:
+            return None
+        if self._base is None or self._base_for != (base, self.device):
+            return None if self._base_failed == (base, self.device) else \
+                LoadBase(base, self.device)
+        entry = self.catalog.adapters[self.task]
+        if not self._adapter_matches():
+            return None if self._adapter_failed == entry.path else SwitchAdapter(entry.path)
+        return None
+
+    def _dtpm_display_request(self) -> RestoreImage | None:
+        key = self._display_key()
+        if (self.image is None or self._user_stopped or key is None or not self._shows(DTPM)
+                or self._results.get(key) is not None or key in self._failed_keys):
+            return None
+        return RestoreImage(key, self.image.loaded.rgb, self.k, self.seed, self.tile)
+
+    def _fast_model_request(self) -> LoadFast | None:
+        """Load the single-pass network once something needs it: the Fast engine, the split
+        view, or the trade-off plot's single-pass point (after the curve)."""
+        needed = (self.active_engine == FAST or self._shows(FAST)
+                  or (self._next_curve_k() is None and self._curve_key() is not None))
+        return self.fast.load_request(self.device) if needed and self.task else None
+
+    def _fast_display_request(self) -> RestoreFast | None:
+        key = self._fast_key()
+        if (self.image is None or self._user_stopped or key is None or not self._shows(FAST)
+                or self.fast.results.get(key) is not None or key in self._failed_keys):
+            return None
+        assert self.task is not None
+        return RestoreFast(key, self.image.loaded.rgb, self.task, self.tile)
+
+    def _next_curve_k(self) -> int | None:
+        """The next K the trade-off curve lacks (None: complete, failed or impossible)."""
+        curve_key = self._curve_key()
+        if curve_key is None or curve_key in self._failed_keys:
+            return None
+        points = self._curves.get(curve_key, {})
+        return next((k for k in CURVE_KS if k not in points), None)
+
+    def _curve_request(self) -> CurvePointJob | None:
+        k = self._next_curve_k()
+        if self.image is None or self._user_stopped or k is None:
+            return None
+        return CurvePointJob(self._curve_key(), self.image.loaded.rgb, self.reference, k,
+                             self.seed)
+
+    def _fast_point_request(self) -> FastPointJob | None:
+        key = self._fast_point_key()
+        if (self.image is None or self._user_stopped or key is None or key in self.fast.points
+                or key in self._failed_keys or self._next_curve_k() is not None):
+            return None
+        assert self.task is not None
+        return FastPointJob(key, self.image.loaded.rgb, self.reference, self.task)

@@ -1,0 +1,349 @@
+"""The Fast (single-pass) engine in the app: engine switch, one pass, the same output as
+`SinglePassRestorer`, split view DTPM vs Fast, the single-pass point on the trade-off plot,
+save / clipboard / batch, a task the network lacks, no network installed, cancel, and the
+engine choice kept across a restart."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from app_helpers import make_image, wait_result
+from PySide6.QtWidgets import QApplication
+
+from dtpm_app.fast_engine import FAST, RestoreFast
+from dtpm_app.model_store import install_models
+from dtpm_app.settings import load_settings, save_settings
+from dtpm_app.workers import RestoreImage, preview
+from dtpm_core.imageio import read_image
+from dtpm_core.metrics import LPIPSMetric, psnr
+from dtpm_core.models import load_catalog
+from dtpm_core.restore import Restorer
+from dtpm_core.singlepass import SinglePassNet, singlepass_preset
+from dtpm_core.singlepass_restore import SinglePassRestorer
+from dtpm_core.singlepass_weights import save_singlepass
+
+FAST_TASKS = {"motion-deblur": 50, "desnow": 15}
+FAST_FILE = "fast.safetensors"
+
+
+def _make_singlepass(path: Path) -> Path:
+    """A tiny single-pass network whose output differs from its input (an untrained one
+    starts close to the identity), for two tasks."""
+    torch.manual_seed(3)
+    net = SinglePassNet(singlepass_preset("tiny", width=8))
+    with torch.no_grad():
+        for param in net.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    save_singlepass(path, net, tasks=FAST_TASKS)
+    return path
+
+
+@pytest.fixture(scope="session")
+def fast_model_dir(model_dir, tmp_path_factory) -> Path:
+    """The DTPM test models plus a single-pass network, named by the manifest."""
+    folder = tmp_path_factory.mktemp("fast-models")
+    for file in model_dir.glob("*.safetensors"):
+        shutil.copy(file, folder / file.name)
+    _make_singlepass(folder / FAST_FILE)
+    manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
+    manifest["singlepass"] = FAST_FILE
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def fast_models(fast_model_dir, monkeypatch) -> Path:
+    monkeypatch.setenv("DTPM_USER_MODELS", str(fast_model_dir))
+    return fast_model_dir
+
+
+def _expected(folder: Path, image: Path, task: str = "motion-deblur", tile: int = 512):
+    """What `SinglePassRestorer` itself makes of the image."""
+    return SinglePassRestorer(folder / FAST_FILE, device="cpu").restore(
+        read_image(image).rgb, task, tile=tile).result
+
+
+def _record_jobs(window) -> list:
+    jobs: list = []
+    window.controller._submit.connect(lambda job: jobs.append(job.request))
+    return jobs
+
+
+def _wait_fast_result(qtbot, window, timeout: int = 60_000) -> np.ndarray:
+    qtbot.waitUntil(lambda: window.controller.current_result() is not None
+                    and window._display.fast is not None, timeout=timeout)
+    return window.controller.current_result()
+
+
+def test_engine_switch_restores_in_one_pass_and_disables_the_steps(fast_models, image_file,
+                                                                    make_window, qtbot):
+    window = make_window(default_k=4)
+    jobs = _record_jobs(window)
+    progress = []
+    window.controller.progressChanged.connect(
+        lambda p: p is not None and p.total and progress.append(p))
+    window.start([image_file])
+    wait_result(qtbot, window)
+    dtpm = window.controller.current_result()
+    fast_button = window.engine_picker.buttons[FAST]
+    assert fast_button.isEnabled() and window.controls.slider.isEnabled()
+
+    fast_button.click()
+    assert window.controller.active_engine == FAST
+    assert not window.controls.slider.isEnabled() and not window.controls.steps.isEnabled()
+    assert not window.controls.seed.isEnabled() and not window.controls.dice.isEnabled()
+    assert window.controls.device.isEnabled() and window.controls.tile.isEnabled()
+    result = _wait_fast_result(qtbot, window)
+    fast_jobs = [j for j in jobs if isinstance(j, RestoreFast)]
+    assert len(fast_jobs) == 1 and fast_jobs[0].task == "motion-deblur"
+    fast_progress = [p for p in progress if p.what == "Restoring (Fast)"]
+    assert fast_progress and {(p.done, p.total) for p in fast_progress} == {(1, 1)}
+    assert not np.array_equal(result, dtpm)
+    _, right = window.shown_images()
+    assert right is result and window.view._labels[1] == "Result · Fast (single-pass)"
+    assert window.controller.result_tag() == "fast"
+
+    # back to DTPM: the cached K=4 result at once, the slider usable again
+    restores = len([j for j in jobs if isinstance(j, RestoreImage)])
+    window.engine_picker.buttons["dtpm"].click()
+    assert window.controls.slider.isEnabled() and window.controls.seed.isEnabled()
+    assert np.array_equal(window.controller.current_result(), dtpm)
+    assert len([j for j in jobs if isinstance(j, RestoreImage)]) == restores
+
+
+def test_fast_result_is_the_single_pass_restorer_output(fast_models, image_file, tmp_path,
+                                                        make_window, qtbot):
+    window = make_window(engine=FAST)
+    jobs = _record_jobs(window)
+    window.start([image_file])
+    result = _wait_fast_result(qtbot, window)
+    # the engine in use goes first: no DTPM restoration before the Fast one
+    restores = [j for j in jobs if isinstance(j, RestoreImage | RestoreFast)]
+    assert isinstance(restores[0], RestoreFast)
+    expected = _expected(fast_models, image_file, tile=window.controller.tile)
+    np.testing.assert_allclose(result, expected, rtol=0, atol=1e-6)
+
+    # save and the clipboard take the Fast result
+    target = tmp_path / "saved.png"
+    with qtbot.waitSignal(window.controller.saved, timeout=30_000):
+        window.controller.save_result(target, "png16", 92)
+    saved = read_image(target)
+    assert saved.bit_depth == 16
+    np.testing.assert_allclose(saved.rgb, result, rtol=0, atol=1 / 65535 + 1e-6)
+    window.copy_result()
+    copied = QApplication.clipboard().image()
+    assert (copied.width(), copied.height()) == (result.shape[1], result.shape[0])
+
+
+def test_batch_runs_with_the_engine_in_use(fast_models, tmp_path, make_window, qtbot):
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    inputs = [make_image(folder / "a.png", seed=1), make_image(folder / "b.png", 40, 56, seed=2)]
+    outdir = tmp_path / "out"
+    window = make_window(engine=FAST, output_dir=str(outdir), output_format="png8")
+    window.controller.start()
+    qtbot.waitUntil(lambda: window.controller.fast_ready, timeout=30_000)
+    window.open_paths([folder])
+    with qtbot.waitSignal(window.batch.finished, timeout=60_000) as finished:
+        window.batch_panel.start_button.click()
+    summary = finished.args[0]
+    assert (summary.done, summary.failed, summary.error) == (2, 0, "")
+    assert "Fast (single-pass)" in window.batch_panel.running_text
+    for source in inputs:
+        written = read_image(outdir / source.name).rgb
+        np.testing.assert_allclose(written, _expected(fast_models, source), rtol=0,
+                                   atol=0.5 / 255 + 1e-6)
+
+
+def test_split_view_shows_dtpm_beside_fast(fast_models, image_file, make_window, qtbot):
+    window = make_window(default_k=2, left_side="input", right_side="result")
+    jobs = _record_jobs(window)
+    window.start([image_file])
+    wait_result(qtbot, window)
+    dtpm = window.controller.current_result()
+    assert not [j for j in jobs if isinstance(j, RestoreFast)]  # nothing asked for it yet
+
+    window.left_side.setCurrentIndex(window.left_side.findData("fast"))  # on demand
+    qtbot.waitUntil(lambda: window._display.fast is not None, timeout=30_000)
+    left, right = window.shown_images()
+    assert left is window._display.fast and right is dtpm
+    assert window.view._labels == ("Fast (single-pass)", "Result · K=2")
+    np.testing.assert_allclose(left, _expected(fast_models, image_file), rtol=0, atol=1e-6)
+    assert len([j for j in jobs if isinstance(j, RestoreFast)]) == 1
+
+    # with Fast in use, "DTPM result" keeps the DTPM side; both come from the caches
+    submitted = len(jobs)
+    window.engine_picker.buttons[FAST].click()
+    window.left_side.setCurrentIndex(window.left_side.findData("dtpm"))
+    left, right = window.shown_images()
+    assert left is dtpm and right is window._display.fast
+    assert window.view._labels == ("DTPM · K=2", "Result · Fast (single-pass)")
+    assert not [j for j in jobs[submitted:] if isinstance(j, RestoreImage | RestoreFast)]
+
+
+def test_trade_off_plot_gets_the_single_pass_point(fast_models, image_file, make_window,
+                                                   qtbot):
+    window = make_window(default_k=1)
+    window.start([image_file])
+    plot = window.plot
+    qtbot.waitUntil(lambda: plot._state.fast_psnr is not None and window.controller.idle,
+                    timeout=120_000)
+    state = plot._state
+    assert len(state.psnr) == 6  # the point comes after the whole DTPM curve
+    # known answer: the preview, restored in one pass, against the DTPM initial prediction
+    # of the preview (no reference), measured with dtpm_core.metrics
+    small = preview(read_image(image_file).rgb)
+    fast = SinglePassRestorer(fast_models / FAST_FILE, device="cpu").restore(
+        small, "motion-deblur", tile=0).result
+    target = Restorer(fast_models / "base.safetensors", fast_models / "motion-deblur.safetensors",
+                      device="cpu").restore(small, 1, tile=0).initial
+    assert state.fast_psnr == pytest.approx(psnr(fast, target), abs=1e-4)
+    lpips = LPIPSMetric(device="cpu", allow_download=False)
+    assert state.fast_lpips == pytest.approx(lpips(fast, target), abs=1e-4)
+    for line, label, value in zip(plot.single_pass_lines, plot.single_pass_labels,
+                                  (state.fast_psnr, state.fast_lpips), strict=True):
+        xs, ys = line.getData()
+        assert list(ys) == [value, value] and xs[0] < xs[-1]
+        assert label.isVisible() and label.toPlainText() == "single-pass"
+    assert "Single-pass" in plot.status.text()
+    assert all(marker.isVisible() for marker in plot.markers)
+    window.engine_picker.buttons[FAST].click()  # no K in Fast: the marker goes
+    assert not any(marker.isVisible() for marker in plot.markers)
+    assert plot.status.text().index("Single-pass") < plot.status.text().index("K = 1")
+
+
+def test_a_task_the_single_pass_model_lacks_is_said_and_dtpm_stays_usable(
+        fast_models, image_file, make_window, qtbot):
+    window = make_window(engine=FAST, task="defocus-deblur", default_k=1)
+    window.start([image_file])
+    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=30_000)
+    assert window.banner.level == "warning"
+    assert "defocus-deblur" in window.banner.text() and "desnow" in window.banner.text()
+    assert window._display.fast is None and not window._display.fast_pending
+    assert window.view._labels[1] == "Input (single-pass model has no defocus-deblur)"
+    assert window.task_picker.combo.currentText().endswith("DTPM only")
+    assert window.engine_picker.buttons["dtpm"].isEnabled()
+    assert "defocus-deblur" in window.engine_picker.buttons[FAST].toolTip()
+    models, problem = window.controller.batch_models()
+    assert models is None and "defocus-deblur" in problem
+
+    window.engine_picker.buttons["dtpm"].click()
+    wait_result(qtbot, window)
+    assert window.controller.current_result() is not None
+    assert not window.task_picker.combo.currentText().endswith("DTPM only")
+
+
+def test_fast_is_disabled_without_a_single_pass_model(models, image_file, make_window, qtbot):
+    window = make_window(engine=FAST, default_k=1)
+    window.start([image_file])
+    fast_button = window.engine_picker.buttons[FAST]
+    assert not fast_button.isEnabled()
+    assert "no single-pass model is installed" in fast_button.toolTip()
+    assert "Add Model" in fast_button.toolTip()
+    assert window.engine_picker.buttons["dtpm"].isChecked()
+    assert window.controller.active_engine == "dtpm" and window.controls.slider.isEnabled()
+    window.left_side.setCurrentIndex(window.left_side.findData("fast"))
+    wait_result(qtbot, window)  # DTPM restores as usual
+    assert window.view._labels[0] == "Input (no single-pass model)"
+    assert window.controller.engine == FAST  # the choice waits for a model
+
+
+def _hold_first_fast_pass(window, seen: threading.Event, clicked: threading.Event,
+                          passes: list) -> None:
+    """The first network pass of the single-pass restorer waits (in the worker thread) until
+    the test has clicked Cancel."""
+    restorer = window.controller.worker._fast
+    original = restorer.restore
+
+    def restore(image, task, **kwargs):
+        report = kwargs["progress"]
+
+        def progress(p):
+            report(p)
+            passes.append(p.done)
+            if not seen.is_set():
+                seen.set()
+                clicked.wait(10)
+
+        return original(image, task, **{**kwargs, "progress": progress})
+
+    restorer.restore = restore
+
+
+def test_cancel_stops_the_fast_restoration(fast_models, tmp_path, make_window, qtbot):
+    image = make_image(tmp_path / "big.png", 96, 128)
+    window = make_window(engine=FAST, tile=64)
+    controller = window.controller
+    controller.start()
+    qtbot.waitUntil(lambda: controller.fast_ready and controller.models_ready
+                    and controller.idle, timeout=30_000)
+    seen, clicked, passes = threading.Event(), threading.Event(), []
+    _hold_first_fast_pass(window, seen, clicked, passes)
+    controller.open_image(image)
+    qtbot.waitUntil(seen.is_set, timeout=30_000)
+    qtbot.waitUntil(lambda: window.progress.isVisible(), timeout=10_000)
+    assert window.progress.value() == 1 and window.progress.maximum() > 1  # tiles: passes
+    assert "Restoring (Fast)" in window.status_text.text()
+    assert window.cancel_action.isEnabled()
+    with qtbot.waitSignal(controller.jobCancelled, timeout=10_000):
+        window.cancel_action.trigger()
+        clicked.set()
+    assert passes == [1]
+    qtbot.waitUntil(lambda: controller.idle, timeout=5_000)
+    assert controller.current_result() is None and not window._display.fast_pending
+
+    window.restore_action.trigger()  # resumes
+    result = _wait_fast_result(qtbot, window)
+    np.testing.assert_allclose(result, _expected(fast_models, image, tile=64), rtol=0,
+                               atol=1e-6)
+
+
+def test_engine_choice_persists(fast_models, make_window, qtbot):
+    window = make_window()
+    window.controller.start()
+    window.engine_picker.buttons[FAST].click()
+    window.right_side.setCurrentIndex(window.right_side.findData("fast"))
+    window.close()
+    assert load_settings().engine == FAST and load_settings().right_side == "fast"
+
+    again = make_window()
+    assert again.controller.engine == FAST
+    again.controller.start()
+    assert again.engine_picker.buttons[FAST].isChecked()
+    assert not again.controls.slider.isEnabled()
+    assert again.right_side.currentData() == "fast"
+    again.engine_picker.buttons["dtpm"].click()
+    again.close()
+    assert load_settings().engine == "dtpm"
+
+
+def test_unknown_engine_or_side_in_settings_falls_back(tmp_path):
+    settings = load_settings(tmp_path)
+    settings.engine, settings.left_side = "turbo", "nowhere"
+    save_settings(settings, tmp_path)
+    loaded = load_settings(tmp_path)
+    assert (loaded.engine, loaded.left_side) == ("dtpm", "input")
+
+
+def test_add_model_installs_a_single_pass_file(tmp_path):
+    source = _make_singlepass(tmp_path / "my-fast.safetensors")
+    folder = tmp_path / "models"
+    report = install_models([source], folder=folder)
+    assert not report.failed and [m.kind for m in report.installed] == ["singlepass"]
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert (folder / manifest["singlepass"]).is_file()
+    assert manifest["adapters"] == []
+
+
+def test_installed_single_pass_file_is_in_the_catalog(tmp_path, monkeypatch):
+    folder = tmp_path / "models"
+    install_models([_make_singlepass(tmp_path / "f.safetensors")], folder=folder)
+    monkeypatch.setenv("DTPM_USER_MODELS", str(folder))
+    catalog = load_catalog()
+    assert catalog.singlepass is not None and catalog.singlepass.parent == folder
