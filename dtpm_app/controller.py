@@ -27,6 +27,7 @@ from .batch_runner import match_reference
 from .batch_worker import BatchModels
 from .fast_engine import (
     DTPM,
+    ENGINE_LABELS,
     FAST,
     FastLoaded,
     FastModel,
@@ -90,7 +91,8 @@ class Controller(JobPlanner, QObject):
         self.engine = settings.engine  # as chosen; see `active_engine`
         self.sides = (settings.left_side, settings.right_side)  # what the split view shows
         self.fast = FastModel()
-        self._fast_warned: tuple | None = None
+        self._preferred_task = settings.task  # the last task chosen, until it is installed
+        self._warned: tuple | None = None
         self.catalog = Catalog(None, {})
         self.task: str | None = None
         self.image: ImageState | None = None
@@ -140,14 +142,21 @@ class Controller(JobPlanner, QObject):
         except WeightsError as exc:
             self.catalog = Catalog(None, {})
             self.message.emit("error", "Model manifest damaged", str(exc))
-        tasks = self.catalog.adapters
-        if self.task not in tasks:
-            preferred = [self.settings.task, DEFAULT_TASK, *sorted(tasks)]
-            self.task = next((t for t in preferred if t in tasks), None)
         self._base_failed, self._adapter_failed = None, None
         self.fast.set_installed(self.catalog.singlepass)
+        self._pick_task()
         self._emit_models()
         self._changed()
+
+    def _pick_task(self) -> None:
+        """The task chosen last if it is installed (the single-pass network's tasks are known
+        once it is loaded), else keep the current one, else the default."""
+        tasks = self.tasks()
+        if self._preferred_task in tasks:
+            self.task = self._preferred_task
+        elif self.task not in tasks:
+            preferred = [DEFAULT_TASK, *sorted(tasks)]
+            self.task = next((t for t in preferred if t in tasks), None)
 
     @property
     def models_ready(self) -> bool:
@@ -155,7 +164,8 @@ class Controller(JobPlanner, QObject):
 
     @property
     def has_models(self) -> bool:
-        return self.catalog.base is not None and bool(self.catalog.adapters)
+        """Some engine can restore something."""
+        return self.has_dtpm or self.fast.installed
 
     @property
     def fast_ready(self) -> bool:
@@ -165,15 +175,16 @@ class Controller(JobPlanner, QObject):
     def batch_models(self) -> tuple[BatchModels | None, str]:
         """The models a batch of the current task runs with, for the engine in use; or None
         and why not."""
-        if self.task is None or self.task not in self.catalog.adapters:
+        if self.task is None:
             return None, "Add a model before running a batch."
         if self.active_engine == FAST:
             problem = self.fast.unavailable(self.task, self.device)
             if problem:
                 return None, f"The Fast engine cannot run this batch: {problem}."
             return BatchModels(FAST, self.task, singlepass=self.fast.path), ""
-        if self.catalog.base is None:
-            return None, "Add a base model before running a batch."
+        problem = self._dtpm_problem()
+        if problem or self.catalog.base is None:
+            return None, f"DTPM cannot run this batch: {problem}."
         return BatchModels(DTPM, self.task, self.catalog.base,
                            self.catalog.adapters[self.task].path), ""
 
@@ -221,23 +232,23 @@ class Controller(JobPlanner, QObject):
             self._changed()
 
     def set_task(self, task: str) -> None:
-        if task != self.task and task in self.catalog.adapters:
-            self.task = task
+        if task != self.task and task in self.tasks():
+            self.task = self._preferred_task = task
             self._adapter_failed = None
             self._user_stopped = False
             self._emit_models()
             self._changed()
-            self._warn_fast_task()
+            self._warn_unavailable()
 
     def set_engine(self, engine: str) -> None:
         """Restore with "dtpm" (K steps, seed) or "fast" (the single-pass network)."""
         if engine in ENGINE_CHOICES and engine != self.engine:
             self.engine = engine
             self._user_stopped = False
-            self._fast_warned = None
+            self._warned = None
             self._emit_models()
             self._changed()
-            self._warn_fast_task()
+            self._warn_unavailable()
 
     def set_sides(self, left: str, right: str) -> None:
         """What the split view shows: a result it shows is computed even for the engine
@@ -487,9 +498,14 @@ class Controller(JobPlanner, QObject):
         elif isinstance(outcome, FastLoaded):
             assert isinstance(job.request, LoadFast)
             self.fast.on_loaded(outcome, job.request)
+            task = self.task
+            self._pick_task()
             self._emit_models()
-            self._emit_display()
-            self._warn_fast_task()
+            if self.task != task:  # the task chosen last is one of the network's
+                self._changed()
+            else:
+                self._emit_display()
+            self._warn_unavailable()
         elif isinstance(outcome, FastRestored):
             self.fast.results.put(outcome.key, outcome.result)
             for note in outcome.notes:
@@ -541,34 +557,44 @@ class Controller(JobPlanner, QObject):
     # ------------------------------------------------------------------ views
 
     def _emit_models(self, state: str | None = None) -> None:
+        fast_tasks = self.fast.tasks(self.device)
         if state is None:
             if not self.has_models:
                 state = "none"
+            elif self.active_engine == FAST:
+                state = "error" if self.fast.error else \
+                    "ready" if fast_tasks is not None else "loading"
             elif self._model_error:
                 state = "error"
             else:
                 state = "ready" if self.models_ready else "loading"
-        fast_tasks = self.fast.tasks(self.device)
+        device = self._base.device if self._base is not None else \
+            self.fast.loaded.device if self.fast.loaded is not None else ""
         self.modelsChanged.emit(ModelsState(
-            state, tuple(self.catalog.adapters.values()), self.task,
-            self.catalog.base is not None, user_models_dir(),
-            self._base.device if self._base is not None else "", self._model_error,
+            state, tuple(self.tasks().values()), self.task,
+            self.catalog.base is not None, user_models_dir(), device, self._model_error,
             self.active_engine, self.fast.installed,
             tuple(sorted(fast_tasks)) if fast_tasks is not None else None,
-            self.fast.unavailable(self.task, self.device)))
+            self.fast.unavailable(self.task, self.device),
+            tuple(self.catalog.adapters) if self.has_dtpm else (), self._dtpm_problem()))
 
-    def _warn_fast_task(self) -> None:
-        """Say once (per network, task and engine choice) that the Fast engine in use cannot
-        restore the current task; DTPM stays selectable and its curve is still computed."""
-        problem = self.fast.unavailable(self.task, self.device)
-        if self.active_engine != FAST or not problem or self.fast.loaded is None:
+    def _warn_unavailable(self) -> None:
+        """Say once (per task and engine choice) that the engine in use cannot restore the
+        current task; the other engine stays selectable."""
+        if self.active_engine == FAST:
+            if self.fast.loaded is None:
+                return  # its tasks are not known yet
+            problem, other = self.fast.unavailable(self.task, self.device), "DTPM"
+        else:
+            problem, other = self._dtpm_problem(), "Fast"
+        if not problem or self.task is None:
             return
-        warned = (self.fast.loaded.sha256, self.task)
-        if warned != self._fast_warned:
-            self._fast_warned = warned
-            self.message.emit("warning", "Fast engine: task not available",
-                              f"{problem[0].upper()}{problem[1:]}. Pick one of those tasks, "
-                              "or switch the engine to DTPM.")
+        warned = (self.active_engine, self.task)
+        if warned != self._warned:
+            self._warned = warned
+            self.message.emit("warning", f"{ENGINE_LABELS[self.active_engine]}: task not "
+                              "available", f"{problem[0].upper()}{problem[1:]}. Pick another "
+                              f"task, or switch the engine to {other}.")
 
     def _emit_display(self) -> None:
         if self.image is None:
@@ -585,8 +611,9 @@ class Controller(JobPlanner, QObject):
                     best = min(near, key=lambda c: (abs(c[4] - self.k), c[4]))
                     result, result_k = self._results.get(best), best[4]
         initial = self._initials.get(key[:2] + (key[3],)) if key is not None else None
+        dtpm_problem = self._dtpm_problem(short=True)
         if key is None:  # models still loading
-            pending = self.has_models and not self._model_error and not self._user_stopped
+            pending = not dtpm_problem and not self._model_error and not self._user_stopped
         else:
             pending = (result_k != self.k and key not in self._failed_keys
                        and not self._user_stopped)
@@ -598,7 +625,7 @@ class Controller(JobPlanner, QObject):
         self.displayChanged.emit(Display(
             self.image.loaded.rgb, initial, result, self.reference, result_k, self.k,
             pending and self._shows(DTPM), self.active_engine, fast,
-            fast_pending and self._shows(FAST), fast_problem))
+            fast_pending and self._shows(FAST), fast_problem, dtpm_problem))
 
     def _emit_curve(self, error: str = "") -> None:
         key = self._curve_key()
@@ -616,4 +643,4 @@ class Controller(JobPlanner, QObject):
             {k: p.psnr for k, p in points.items()}, {k: p.lpips for k, p in points.items()},
             against, backbone, computing, error, self.active_engine,
             fast.psnr if fast is not None else None, fast.lpips if fast is not None else None,
-            fast_computing))
+            fast_computing, self._dtpm_problem()))

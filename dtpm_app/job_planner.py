@@ -1,5 +1,5 @@
-"""Which job the controller runs next: cache keys, priorities, and whether a running job is
-still wanted.
+"""Which job the controller runs next: which engine can restore which task, cache keys,
+priorities, and whether a running job is still wanted.
 
 `JobPlanner` is the planning half of `dtpm_app.controller.Controller` (a mixin that only
 reads the controller's state and never emits anything): the engine in use comes first (DTPM:
@@ -16,9 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from dtpm_core.models import Catalog
+from dtpm_core.models import Catalog, ModelEntry
 
-from .fast_engine import DTPM, FAST, FastModel, FastPointJob, LoadFast, RestoreFast
+from .fast_engine import (
+    DTPM,
+    FAST,
+    FastModel,
+    FastPointJob,
+    LoadFast,
+    RestoreFast,
+    task_display_name,
+)
 from .state import ArrayCache, ImageState
 from .workers import (
     AdapterLoaded,
@@ -62,10 +70,38 @@ class JobPlanner:
     _curves: dict[tuple, dict[int, CurvePoint]]
 
     @property
+    def has_dtpm(self) -> bool:
+        """A DTPM base and at least one task adapter are installed."""
+        return self.catalog.base is not None and bool(self.catalog.adapters)
+
+    @property
     def active_engine(self) -> str:
-        """The engine that restores: the one chosen, DTPM while no single-pass model is
-        installed (the choice itself is kept for when one is)."""
-        return FAST if self.engine == FAST and self.fast.installed else DTPM
+        """The engine that restores: the one chosen while both are installed, else the one
+        that is (the choice itself is kept for when both are)."""
+        if not self.fast.installed:
+            return DTPM
+        return FAST if self.engine == FAST or not self.has_dtpm else DTPM
+
+    def tasks(self) -> dict[str, ModelEntry]:
+        """Every task one of the engines restores: the DTPM adapters, then the tasks only the
+        single-pass network knows (once it is loaded), under their usual names."""
+        tasks = dict(self.catalog.adapters) if self.catalog.base is not None else {}
+        fast_path = self.fast.path
+        for task in sorted(self.fast.tasks(self.device) or {}):
+            if task not in tasks and fast_path is not None:
+                tasks[task] = ModelEntry(task, task_display_name(task), fast_path)
+        return tasks
+
+    def _dtpm_problem(self, short: bool = False) -> str:
+        """Why DTPM cannot restore the current task ("" when it can)."""
+        if not self.has_dtpm:
+            return "no DTPM model" if short else "no DTPM model is installed"
+        if self.task not in self.catalog.adapters:
+            if short:
+                return f"no DTPM model for {self.task}"
+            return (f"there is no DTPM adapter for the {self.task!r} task (DTPM restores "
+                    f"{', '.join(sorted(self.catalog.adapters))})")
+        return ""
 
     def _adapter_matches(self) -> bool:
         entry = self.catalog.adapters.get(self.task or "")
@@ -157,7 +193,7 @@ class JobPlanner:
 
     def _dtpm_model_request(self) -> LoadBase | SwitchAdapter | None:
         base = self.catalog.base
-        if base is None or self.task is None:
+        if base is None or self.task not in self.catalog.adapters:
             return None
         if self._base is None or self._base_for != (base, self.device):
             return None if self._base_failed == (base, self.device) else \
@@ -175,11 +211,9 @@ class JobPlanner:
         return RestoreImage(key, self.image.loaded.rgb, self.k, self.seed, self.tile)
 
     def _fast_model_request(self) -> LoadFast | None:
-        """Load the single-pass network once something needs it: the Fast engine, the split
-        view, or the trade-off plot's single-pass point (after the curve)."""
-        needed = (self.active_engine == FAST or self._shows(FAST)
-                  or (self._next_curve_k() is None and self._curve_key() is not None))
-        return self.fast.load_request(self.device) if needed and self.task else None
+        """Load the installed single-pass network: the task list shows its tasks too (in
+        DTPM mode after the DTPM result)."""
+        return self.fast.load_request(self.device)
 
     def _fast_display_request(self) -> RestoreFast | None:
         key = self._fast_key()

@@ -60,6 +60,8 @@ class ModelsState:
     fast_installed: bool = False  # a single-pass model is installed
     fast_tasks: tuple[str, ...] | None = None  # the tasks it restores (None: not loaded yet)
     fast_problem: str = ""  # why Fast cannot restore the current task ("" when it can)
+    dtpm_tasks: tuple[str, ...] = ()  # the tasks with a DTPM adapter (and a base)
+    dtpm_problem: str = ""  # why DTPM cannot restore the current task ("" when it can)
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class Display:
     fast: np.ndarray | None = None
     fast_pending: bool = False  # the Fast result is still being computed
     fast_problem: str = ""  # why there is no Fast result for this task ("" when there can be)
+    dtpm_problem: str = ""  # the same for DTPM
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class CurveState:
     fast_psnr: float | None = None  # the single-pass point, measured like the curve
     fast_lpips: float | None = None
     fast_computing: bool = False
+    unavailable: str = ""  # why there is no curve for this task (no DTPM model for it)
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,10 @@ class CompareArea(QWidget):
         for combo in (self.left_side, self.right_side):
             combo.setSizeAdjustPolicy(
                 QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(9)
+            combo.setMinimumContentsLength(9)  # narrow windows cut the names short...
+            full = combo.minimumSizeHint().width() + combo.fontMetrics().horizontalAdvance(
+                "x" * (len(max(SIDES.values(), key=len)) - 9))
+            combo.setMaximumWidth(full)  # ...wide ones show them whole
             combo.setToolTip("What this side of the divider shows (Result: the engine in use)")
             for key, label in SIDES.items():
                 combo.addItem(label, key)
@@ -53,11 +56,11 @@ class CompareArea(QWidget):
         bar = QHBoxLayout()
         bar.setContentsMargins(8, 4, 8, 4)
         bar.addWidget(QLabel("Left"))
-        bar.addWidget(self.left_side)
+        bar.addWidget(self.left_side, 1)
         bar.addWidget(swap)
         bar.addWidget(QLabel("Right"))
-        bar.addWidget(self.right_side)
-        bar.addStretch(1)
+        bar.addWidget(self.right_side, 1)
+        bar.addStretch(2)
         self.bar = QWidget()
         self.bar.setLayout(bar)
         layout = QVBoxLayout(self)
@@ -131,6 +134,8 @@ class CompareArea(QWidget):
 
     def _dtpm(self, title: str) -> tuple[np.ndarray | None, str]:
         d = self.display
+        if d.result is None and d.dtpm_problem:
+            return d.input, f"Input ({d.dtpm_problem})"
         if d.result is None:
             who = "" if title == "Result" else f"{title} "
             return d.input, (f"Input ({who}restoring…)" if d.pending

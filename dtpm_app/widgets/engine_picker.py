@@ -14,6 +14,8 @@ DTPM_TIP = ("DTPM: the diffusion texture prior, K sampling steps (the step slide
             "favour fidelity, more steps add realistic texture")
 FAST_TIP = ("Fast: one pass of the single-pass restoration network (trained with diffusion "
             "objectives): an instant result; no steps K and no seed")
+NO_DTPM_TIP = ("DTPM is unavailable: no DTPM base model and task adapter are installed. Add "
+               "them with File ▸ Add Model… (files made with `dtpm-train export`)")
 NO_FAST_TIP = ("Fast (single-pass) is unavailable: no single-pass model is installed. Add one "
                "with File ▸ Add Model… (a .safetensors file made with `dtpm-train singlepass` "
                "and `dtpm-train export`)")
@@ -28,7 +30,6 @@ class EnginePicker(QWidget):
         super().__init__(parent)
         self.buttons = {DTPM: QRadioButton(ENGINE_LABELS[DTPM]),
                         FAST: QRadioButton(ENGINE_LABELS[FAST])}
-        self.buttons[DTPM].setToolTip(DTPM_TIP)
         self.group = QButtonGroup(self)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -45,9 +46,14 @@ class EnginePicker(QWidget):
         return FAST if self.buttons[FAST].isChecked() else DTPM
 
     def set_models(self, state: ModelsState) -> None:
-        """Show the engine in use; Fast is disabled, with the reason, when no single-pass
-        model is installed."""
-        fast = self.buttons[FAST]
+        """Show the engine in use; an engine without an installed model is disabled, with
+        the reason in its tooltip."""
+        dtpm, fast = self.buttons[DTPM], self.buttons[FAST]
+        dtpm_installed = bool(state.dtpm_tasks) or not state.fast_installed
+        dtpm.setEnabled(dtpm_installed)
+        dtpm.setToolTip(DTPM_TIP if dtpm_installed else NO_DTPM_TIP)
+        if dtpm_installed and state.dtpm_problem:
+            dtpm.setToolTip(f"{DTPM_TIP}.\nNot for this task: {state.dtpm_problem}")
         fast.setEnabled(state.fast_installed)
         if not state.fast_installed:
             fast.setToolTip(NO_FAST_TIP)

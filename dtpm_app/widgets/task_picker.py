@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QSizePolicy, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QSizePolicy, QStyle, QWidget
 
 from ..state import ModelsState
 
 DTPM_ONLY = " · DTPM only"
-"""Marks, while the Fast engine is in use, the tasks its single-pass model lacks."""
+FAST_ONLY = " · Fast only"
+"""Marks of the tasks that the engine in use lacks (only the other one restores them)."""
 
 
 class TaskPicker(QWidget):
@@ -22,7 +23,8 @@ class TaskPicker(QWidget):
         self.combo.setMinimumContentsLength(14)
         self.combo.setSizeAdjustPolicy(
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.combo.setToolTip("The restoration task (one adapter per task, one shared base)")
+        self.combo.setToolTip("The restoration task (DTPM: one adapter per task on a shared "
+                              "base; Fast: one single-pass network for several tasks)")
         self.add_button = QPushButton("Add model…")
         self.add_button.setToolTip("Import a base or task adapter file (.safetensors) into "
                                    "your model folder")
@@ -38,13 +40,17 @@ class TaskPicker(QWidget):
         self.combo.blockSignals(True)
         self.combo.clear()
         entries = sorted(state.entries, key=lambda e: e.display_name.lower())
-        fast_tasks = state.fast_tasks if state.engine == "fast" else None
         for entry in entries:
-            dtpm_only = fast_tasks is not None and entry.task not in fast_tasks
-            self.combo.addItem(entry.display_name + (DTPM_ONLY if dtpm_only else ""), entry.task)
-            tip = f"{entry.display_name}\ntask: {entry.task}\n{entry.path}"
-            if dtpm_only:
-                tip += "\nThe installed single-pass (Fast) model does not restore this task"
+            mark, tip = "", f"{entry.display_name}\ntask: {entry.task}\n{entry.path}"
+            if state.engine == "fast" and state.fast_tasks is not None \
+                    and entry.task not in state.fast_tasks:
+                mark, tip = DTPM_ONLY, tip + "\nThe single-pass (Fast) model lacks this task"
+            elif state.engine != "fast" and entry.task not in state.dtpm_tasks:
+                mark, tip = FAST_ONLY, tip + "\nOnly the single-pass (Fast) model has this task"
+            self.combo.addItem(entry.display_name + mark, entry.task)
+            if mark:  # seen even where the combo cuts the name short
+                self.combo.setItemIcon(self.combo.count() - 1, self.style().standardIcon(
+                    QStyle.StandardPixmap.SP_MessageBoxWarning))
             self.combo.setItemData(self.combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
         if not entries:
             self.combo.addItem("No task model installed", "")

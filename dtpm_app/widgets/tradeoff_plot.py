@@ -25,7 +25,7 @@ LPIPS_COLOUR = "#f97316"
 MARKER_COLOUR = "#e11d48"
 SINGLE_PASS_COLOUR = "#059669"
 AXIS_TEXT = "#374151"
-MIN_HEIGHT = 400  # each plot tall enough for its vertical axis label
+MIN_HEIGHT = 420  # of the two plots: each tall enough for its vertical axis label
 AXIS_LINE = "#9ca3af"
 
 
@@ -99,13 +99,13 @@ class TradeoffPlot(QWidget):
         layout.setSpacing(4)
         layout.addWidget(self.canvas, 1)
         layout.addWidget(self.status)
-        self.setMinimumHeight(MIN_HEIGHT)
+        self.canvas.setMinimumHeight(MIN_HEIGHT)
         self.set_state(CurveState())
         self.set_marker(1)
 
     def sizeHint(self) -> QSize:
         # modest, so that the side panel fits its scroll area; the plot stretches anyway
-        return QSize(340, MIN_HEIGHT + 40)
+        return QSize(340, MIN_HEIGHT + 80)
 
     def hasHeightForWidth(self) -> bool:
         return False  # else the wrapped status text makes the scroll area use the canvas hint
@@ -118,16 +118,21 @@ class TradeoffPlot(QWidget):
         for curve, values in zip(self.curves, (state.psnr, state.lpips), strict=True):
             ks = sorted(k for k, v in values.items() if math.isfinite(v))
             curve.setData([_x(k) for k in ks], [values[k] for k in ks])
-        for line, label, value in zip(self.single_pass_lines, self.single_pass_labels,
-                                      (state.fast_psnr, state.fast_lpips), strict=True):
+        for line, label, value, curve in zip(
+                self.single_pass_lines, self.single_pass_labels,
+                (state.fast_psnr, state.fast_lpips), (state.psnr, state.lpips), strict=True):
             shown = value is not None and math.isfinite(value)
             line.setData([_x(1), _x(self._max_k)] if shown else [],
                          [value, value] if shown else [])
             if shown:
+                # the label on the side of the line that stays inside the plot
+                on_top = all(value >= v for v in curve.values() if math.isfinite(v))
+                label.setAnchor((1, 0) if on_top else (1, 1))
                 label.setPos(_x(self._max_k), value)
             label.setVisible(shown)
         for marker in self.markers:
             marker.setVisible(state.engine != "fast")
+        self.canvas.setVisible(not state.unavailable)  # empty axes would only mislead
         against = state.against
         self.psnr_plot.setLabel("left", f"PSNR vs {against} (dB)", color=AXIS_TEXT)
         self.lpips_plot.setLabel("left", f"LPIPS vs {against}", color=AXIS_TEXT)
@@ -169,7 +174,9 @@ class TradeoffPlot(QWidget):
             parts.append("<span style='color:#b45309'>LPIPS uses a random backbone (ImageNet "
                          "weights not in the torch hub cache): not comparable to published "
                          "LPIPS</span>")
-        if state.error:
+        if state.unavailable:
+            parts = [f"No trade-off curve: {html.escape(state.unavailable)}"]
+        elif state.error:
             parts.append(f"<span style='color:#b91c1c'>curve stopped: "
                          f"{html.escape(state.error)}</span>")
         elif state.computing_k is not None:

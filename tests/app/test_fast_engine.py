@@ -228,6 +228,7 @@ def test_a_task_the_single_pass_model_lacks_is_said_and_dtpm_stays_usable(
     assert window._display.fast is None and not window._display.fast_pending
     assert window.view._labels[1] == "Input (single-pass model has no defocus-deblur)"
     assert window.task_picker.combo.currentText().endswith("DTPM only")
+    assert window.plot.canvas.isVisible()  # the DTPM curve is still there
     assert window.engine_picker.buttons["dtpm"].isEnabled()
     assert "defocus-deblur" in window.engine_picker.buttons[FAST].toolTip()
     models, problem = window.controller.batch_models()
@@ -347,3 +348,56 @@ def test_installed_single_pass_file_is_in_the_catalog(tmp_path, monkeypatch):
     monkeypatch.setenv("DTPM_USER_MODELS", str(folder))
     catalog = load_catalog()
     assert catalog.singlepass is not None and catalog.singlepass.parent == folder
+
+
+@pytest.fixture
+def fast_only_models(tmp_path, monkeypatch) -> Path:
+    """Only a single-pass network installed (no DTPM base or adapter)."""
+    folder = tmp_path / "fast-only"
+    folder.mkdir()
+    _make_singlepass(folder / FAST_FILE)
+    (folder / "manifest.json").write_text(json.dumps(
+        {"base": None, "adapters": [], "singlepass": FAST_FILE}), encoding="utf-8")
+    monkeypatch.setenv("DTPM_USER_MODELS", str(folder))
+    return folder
+
+
+def test_a_single_pass_model_alone_is_enough(fast_only_models, image_file, make_window,
+                                             qtbot):
+    window = make_window(engine="dtpm", task="desnow")
+    window.start([image_file])
+    result = _wait_fast_result(qtbot, window)
+    assert window.stack.currentWidget() is window.compare  # not the "no model" page
+    assert window.controller.active_engine == FAST
+    assert window.engine_picker.buttons[FAST].isChecked()
+    dtpm_button = window.engine_picker.buttons["dtpm"]
+    assert not dtpm_button.isEnabled() and "no DTPM base model" in dtpm_button.toolTip()
+    combo = window.task_picker.combo
+    assert [combo.itemText(i) for i in range(combo.count())] == ["Motion deblurring",
+                                                                 "Snow removal"]
+    assert window.controller.task == "desnow"  # the task chosen last, once it is known
+    np.testing.assert_allclose(result, _expected(fast_only_models, image_file, "desnow"),
+                               rtol=0, atol=1e-6)
+    qtbot.waitUntil(lambda: window.controller.idle, timeout=10_000)
+    assert "No trade-off curve: no DTPM model is installed" in window.plot.status.text()
+    assert window.plot.canvas.isHidden()  # no empty axes
+    assert window.controller.batch_models()[0].engine == FAST
+
+
+def test_a_task_only_the_single_pass_model_has(fast_models, image_file, make_window, qtbot):
+    window = make_window(default_k=1, task="motion-deblur")
+    window.start([image_file])
+    wait_result(qtbot, window)
+    qtbot.waitUntil(lambda: window.controller.fast_ready, timeout=30_000)
+    combo = window.task_picker.combo
+    index = combo.findData("desnow")
+    assert combo.itemText(index) == "Snow removal · Fast only"
+    assert not combo.itemIcon(index).isNull()  # marked even where the name is cut short
+    combo.setCurrentIndex(index)
+    combo.activated.emit(index)
+    assert window.banner.level == "warning" and "desnow" in window.banner.text()
+    assert window.view._labels[1] == "Input (no DTPM model for desnow)"
+    window.engine_picker.buttons[FAST].click()
+    result = _wait_fast_result(qtbot, window)
+    np.testing.assert_allclose(result, _expected(fast_models, image_file, "desnow"), rtol=0,
+                               atol=1e-6)
