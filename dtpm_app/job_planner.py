@@ -4,8 +4,10 @@ priorities, and whether a running job is still wanted.
 `JobPlanner` is the planning half of `dtpm_app.controller.Controller` (a mixin that only
 reads the controller's state and never emits anything): the engine in use comes first (DTPM:
 load the base, switch the adapter, restore at the current K; Fast: load the single-pass
-network, restore in one pass), then what the split view shows of the other engine, then the
-PSNR/LPIPS trade-off curve one K at a time, and last the single-pass point on that plot.
+network, restore in one pass), then the other engine's model (an installed single-pass
+network is always loaded: the task list shows its tasks) and what the split view shows of that
+engine, then the PSNR/LPIPS trade-off curve one K at a time, and last the single-pass point
+on that plot.
 Every result is cached under an exact key, so nothing is computed twice and a late result is
 never shown for other settings.
 """
@@ -241,7 +243,8 @@ class JobPlanner:
     def _fast_point_request(self) -> FastPointJob | None:
         key = self._fast_point_key()
         if (self.image is None or self._user_stopped or key is None or key in self.fast.points
-                or key in self._failed_keys or self._next_curve_k() is not None):
+                or key in self._failed_keys or self._next_curve_k() is not None
+                or self._curve_key() in self._failed_keys):  # it would fail the same way
             return None
         assert self.task is not None
         return FastPointJob(key, self.image.loaded.rgb, self.reference, self.task)
