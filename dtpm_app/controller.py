@@ -24,7 +24,6 @@ from dtpm_core.imageio import LoadedImage, read_image
 from dtpm_core.models import Catalog, load_catalog, user_models_dir
 
 from .batch_runner import match_reference
-from .batch_worker import BatchModels
 from .fast_engine import (
     DTPM,
     ENGINE_LABELS,
@@ -171,22 +170,6 @@ class Controller(JobPlanner, QObject):
     def fast_ready(self) -> bool:
         """The single-pass network is loaded for the current device."""
         return self.fast.ready(self.device)
-
-    def batch_models(self) -> tuple[BatchModels | None, str]:
-        """The models a batch of the current task runs with, for the engine in use; or None
-        and why not."""
-        if self.task is None:
-            return None, "Add a model before running a batch."
-        if self.active_engine == FAST:
-            problem = self.fast.unavailable(self.task, self.device)
-            if problem:
-                return None, f"The Fast engine cannot run this batch: {problem}."
-            return BatchModels(FAST, self.task, singlepass=self.fast.path), ""
-        problem = self._dtpm_problem()
-        if problem or self.catalog.base is None:
-            return None, f"DTPM cannot run this batch: {problem}."
-        return BatchModels(DTPM, self.task, self.catalog.base,
-                           self.catalog.adapters[self.task].path), ""
 
     def open_image(self, path: str | Path, reference: str | Path | None = None) -> None:
         """Read an image in the background; it replaces the current one. Its reference is

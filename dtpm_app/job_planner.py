@@ -20,6 +20,7 @@ import numpy as np
 
 from dtpm_core.models import Catalog, ModelEntry
 
+from .batch_worker import BatchModels
 from .fast_engine import (
     DTPM,
     FAST,
@@ -104,6 +105,22 @@ class JobPlanner:
             return (f"there is no DTPM adapter for the {self.task!r} task (DTPM restores "
                     f"{', '.join(sorted(self.catalog.adapters))})")
         return ""
+
+    def batch_models(self) -> tuple[BatchModels | None, str]:
+        """The models a batch of the current task runs with, for the engine in use; or None
+        and why not."""
+        if self.task is None:
+            return None, "Add a model before running a batch."
+        if self.active_engine == FAST:
+            problem = self.fast.unavailable(self.task, self.device)
+            if problem:
+                return None, f"The Fast engine cannot run this batch: {problem}."
+            return BatchModels(FAST, self.task, singlepass=self.fast.path), ""
+        problem = self._dtpm_problem()
+        if problem or self.catalog.base is None:
+            return None, f"DTPM cannot run this batch: {problem}."
+        return BatchModels(DTPM, self.task, self.catalog.base,
+                           self.catalog.adapters[self.task].path), ""
 
     def _adapter_matches(self) -> bool:
         entry = self.catalog.adapters.get(self.task or "")

@@ -37,13 +37,14 @@ class EnginePicker(QWidget):
         for engine, button in self.buttons.items():
             self.group.addButton(button)
             layout.addWidget(button)
-            button.toggled.connect(lambda on, e=engine: on and self.engineChosen.emit(e))
+            button.toggled.connect(lambda on, e=engine: self._on_toggled(e, on))
         layout.addStretch(1)
         self.buttons[DTPM].setChecked(True)
         self.set_models(ModelsState("none", (), None, False, Path(".")))
 
-    def engine(self) -> str:
-        return FAST if self.buttons[FAST].isChecked() else DTPM
+    def _on_toggled(self, engine: str, on: bool) -> None:
+        if on:
+            self.engineChosen.emit(engine)
 
     def set_models(self, state: ModelsState) -> None:
         """Show the engine in use; an engine without an installed model is disabled, with
