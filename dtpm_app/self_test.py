@@ -2,9 +2,11 @@
 photo, without a screen.
 
 It starts Qt offscreen and imports the window's modules (a bundle missing a Qt plugin or a
-package fails here), loads the default model from the installed catalog through `Restorer`
-(the app's one inference path), restores the bundled sample photo, downscaled to a preview,
-at K = 4 with seed 0, and judges the result with `check_restoration`. No model maths here.
+package fails here), loads the default models from the installed catalog through the app's
+inference paths (`Restorer` for DTPM, `SinglePassRestorer` for the Fast engine), restores the
+bundled sample photo, downscaled to a preview, with every installed engine (DTPM at K = 4 with
+seed 0; one pass of the single-pass network) and judges each result with
+`check_restoration`. No model maths here.
 
 `check_restoration` compares the result with the photo it was made from. The sample photo is
 clean, so a working restoration model returns it with its structure intact and, at most,
@@ -22,7 +24,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,24 +139,26 @@ def _start_qt() -> str:
     return f"PySide6 {pyside_version}, platform {app.platformName()}, icon {size_text}"
 
 
-def _default_model() -> tuple[Path, Any] | str:
-    """(base file, adapter ModelEntry) the app would load first, or why there is none."""
+def _installed() -> tuple[Any, str | None]:
+    """(catalog, None) or (None, why no model can be tested)."""
     from dtpm_core.errors import WeightsError
     from dtpm_core.models import bundled_models_dir, load_catalog, user_models_dir
-
-    from .controller import DEFAULT_TASK
 
     try:
         catalog = load_catalog()
     except WeightsError as exc:
-        return str(exc)
-    if catalog.base is None or not catalog.adapters:
-        return (f"no model is installed (looked in {bundled_models_dir()} and "
-                f"{user_models_dir()}); install a base and an adapter with the app's "
-                "'Add model...', or point --models DIR (or DTPM_USER_MODELS) at a folder "
-                "with a manifest.json")
-    task = next(t for t in (DEFAULT_TASK, *sorted(catalog.adapters)) if t in catalog.adapters)
-    return catalog.base, catalog.adapters[task]
+        return None, str(exc)
+    if (catalog.base is None or not catalog.adapters) and catalog.singlepass is None:
+        return None, (f"no model is installed (looked in {bundled_models_dir()} and "
+                      f"{user_models_dir()}); install a base and an adapter, or a single-pass "
+                      "model, with the app's 'Add model...', or point --models DIR (or "
+                      "DTPM_USER_MODELS) at a folder with a manifest.json")
+    return catalog, None
+
+
+def _default_task(tasks: Any) -> str:
+    from .controller import DEFAULT_TASK
+    return next(t for t in (DEFAULT_TASK, *sorted(tasks)) if t in tasks)
 
 
 def _describe_model(name: str, info: Any) -> str:
@@ -164,8 +167,49 @@ def _describe_model(name: str, info: Any) -> str:
     return f"{name} (sha256 {info.sha256[:12]})" + (f" [{note}]" if note else "")
 
 
+def _restore_dtpm(catalog: Any, image: np.ndarray, device: str) -> tuple[np.ndarray, Any]:
+    """The DTPM engine at K = 4, seed 0, with the default task's adapter."""
+    import torch
+
+    from dtpm_core.restore import Restorer
+
+    entry = catalog.adapters[_default_task(catalog.adapters)]
+    clock = time.perf_counter()
+    restorer = Restorer(catalog.base, entry.path, device=device)
+    _say(f"  base:     {_describe_model(catalog.base.name, restorer.info)}")
+    _say(f"  adapter:  {entry.task}: "
+         f"{_describe_model(entry.path.name, restorer.adapter_info)}")
+    _say(f"  folder:   {entry.path.parent}")
+    _say(f"  device:   {restorer.device} (torch {torch.__version__}, "
+         f"{torch.get_num_threads()} threads); loaded in {time.perf_counter() - clock:.2f} s")
+    clock = time.perf_counter()
+    restored = restorer.restore(image, SELF_TEST_STEPS, seed=SELF_TEST_SEED, tile=0)
+    _say(f"  restore:  K={SELF_TEST_STEPS}, seed {SELF_TEST_SEED}: "
+         f"{time.perf_counter() - clock:.2f} s")
+    return restored.result, restorer.device
+
+
+def _restore_singlepass(catalog: Any, image: np.ndarray, device: str
+                        ) -> tuple[np.ndarray, Any]:
+    """The Fast engine: one pass of the installed single-pass network for its default task."""
+    from dtpm_core.singlepass_restore import SinglePassRestorer
+
+    clock = time.perf_counter()
+    fast = SinglePassRestorer(catalog.singlepass, device=device)
+    task = _default_task(fast.tasks)
+    _say(f"  model:    {task}: {_describe_model(catalog.singlepass.name, fast.info)}")
+    _say(f"  device:   {fast.device}; loaded in {time.perf_counter() - clock:.2f} s")
+    clock = time.perf_counter()
+    result = fast.restore(image, task, tile=0).result
+    _say(f"  restore:  one pass, t_mat {fast.t_mat(task)}: {time.perf_counter() - clock:.2f} s")
+    return result, fast.device
+
+
 def run_self_test(device: str = "auto") -> int:
-    """Run the self-test and print its report; the process exit status (0 = passed)."""
+    """Run the self-test and print its report; the process exit status (0 = passed).
+
+    Every installed engine is tested (DTPM at K = 4 with the default adapter, and the Fast
+    single-pass network when one is installed); all of them must pass."""
     os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before Qt is imported
     started = time.perf_counter()
     _say("DTPM Studio self-test")
@@ -181,54 +225,42 @@ def run_self_test(device: str = "auto") -> int:
     from .main_window import sample_image
     from .workers import preview
 
-    found = _default_model()
-    if isinstance(found, str):
-        return _fail(found)
-    base, entry = found
+    catalog, why = _installed()
+    if catalog is None:
+        return _fail(why)
     sample = sample_image()
     if sample is None:
         return _fail("the sample photo is missing from the resources (samples/chelsea.png)")
-
-    clock = time.perf_counter()
-    try:
-        import torch
-
-        from dtpm_core.restore import Restorer
-
-        restorer = Restorer(base, entry.path, device=device)
-    except DTPMError as exc:
-        return _fail(f"cannot load the model: {exc}")
-    load_s = time.perf_counter() - clock
-    _say(f"  base:     {_describe_model(base.name, restorer.info)}")
-    _say(f"  adapter:  {entry.task}: "
-         f"{_describe_model(entry.path.name, restorer.adapter_info)}")
-    _say(f"  folder:   {entry.path.parent}")
-    _say(f"  device:   {restorer.device} (torch {torch.__version__}, "
-         f"{torch.get_num_threads()} threads); loaded in {load_s:.2f} s")
-
     photo = read_image(sample).rgb
     image = preview(photo, SELF_TEST_SIDE)
-    clock = time.perf_counter()
-    try:
-        restored = restorer.restore(image, SELF_TEST_STEPS, seed=SELF_TEST_SEED, tile=0)
-    except DTPMError as exc:
-        return _fail(f"the restoration failed: {exc}")
-    restore_s = time.perf_counter() - clock
     _say(f"  sample:   {sample.name} {photo.shape[1]}x{photo.shape[0]} -> preview "
          f"{image.shape[1]}x{image.shape[0]}")
-    _say(f"  restore:  K={SELF_TEST_STEPS}, seed {SELF_TEST_SEED}: {restore_s:.2f} s")
-    _say(f"  LPIPS:    {_lpips_line(restored.result, image, restorer.device)}")
 
-    checks = check_restoration(image, restored.result)
-    for check in checks:
-        _say(f"  {'PASS' if check.passed else 'FAIL'}  {check.name}: {check.detail}")
-    failed = [c.name for c in checks if not c.passed]
+    engines = []
+    if catalog.base is not None and catalog.adapters:
+        engines.append(("DTPM", _restore_dtpm))
+    if catalog.singlepass is not None:
+        engines.append(("Fast (single-pass)", _restore_singlepass))
+    failed: list[str] = []
+    for name, restore in engines:
+        _say(f"engine {name}")
+        try:
+            result, used_device = restore(catalog, image, device)
+        except DTPMError as exc:
+            _say(f"  FAIL  {name} could not restore: {exc}")
+            failed.append(f"{name}: cannot restore")
+            continue
+        _say(f"  LPIPS:    {_lpips_line(result, image, used_device)}")
+        for check in check_restoration(image, result):
+            _say(f"  {'PASS' if check.passed else 'FAIL'}  {check.name}: {check.detail}")
+            if not check.passed:
+                failed.append(f"{name}: {check.name}")
     total_s = time.perf_counter() - started
     if failed:
-        return _fail(f"{len(failed)} of {len(checks)} checks failed ({', '.join(failed)}): "
-                     "the model's output is not a plausible restoration of the sample photo "
-                     f"(an untrained model fails here by design; {total_s:.1f} s in all)")
-    _say(f"self-test passed ({total_s:.1f} s in all)")
+        return _fail(f"{len(failed)} check(s) failed ({', '.join(failed)}): the output is not "
+                     "a plausible restoration of the sample photo (an untrained model fails "
+                     f"here by design; {total_s:.1f} s in all)")
+    _say(f"self-test passed: {', '.join(n for n, _ in engines)} ({total_s:.1f} s in all)")
     return 0
 
 

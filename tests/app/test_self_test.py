@@ -155,5 +155,41 @@ def test_cli_reports_and_exits_1_for_the_untrained_model(models):
     assert "device:   cpu" in out and "restore:  K=4, seed 0:" in out
     assert "PASS  shape: (170, 256, 3)" in out
     assert "FAIL  luminance correlation" in out and "FAIL  PSNR against the input" in out
-    assert out.rstrip().splitlines()[-1].startswith("self-test FAILED: 2 of 7 checks failed")
+    assert out.rstrip().splitlines()[-1].startswith(
+        "self-test FAILED: 2 check(s) failed (DTPM: luminance correlation, DTPM: PSNR against "
+        "the input")
     assert "Traceback" not in proc.stderr
+
+
+def _identity_singlepass(folder: Path) -> Path:
+    """A single-pass network whose residual branch ends in zeros: y = x exactly."""
+    import json
+
+    import torch
+
+    from dtpm_core.singlepass import SinglePassNet, singlepass_preset
+    from dtpm_core.singlepass_weights import save_singlepass
+
+    torch.manual_seed(0)
+    net = SinglePassNet(singlepass_preset("tiny", width=8))
+    with torch.no_grad():
+        net.ending.weight.zero_()
+        net.ending.bias.zero_()
+    folder.mkdir(parents=True, exist_ok=True)
+    save_singlepass(folder / "fast.safetensors", net, tasks={"desnow": 15})
+    (folder / "manifest.json").write_text(json.dumps({"singlepass": "fast.safetensors"}))
+    return folder
+
+
+def test_a_single_pass_model_alone_is_tested_and_can_pass(tmp_path):
+    resources = tmp_path / "resources"  # no bundled models: only the user's single-pass file
+    shutil.copytree(resources_dir() / "icons", resources / "icons")
+    shutil.copytree(resources_dir() / "samples", resources / "samples")
+    models = _identity_singlepass(tmp_path / "models")
+    proc = _self_test("--models", str(models), "--device", "cpu",
+                      env={"DTPM_RESOURCES": str(resources)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "engine Fast (single-pass)" in proc.stdout and "engine DTPM" not in proc.stdout
+    assert "restore:  one pass, t_mat 15" in proc.stdout
+    assert proc.stdout.rstrip().endswith("s in all)")
+    assert "self-test passed: Fast (single-pass)" in proc.stdout

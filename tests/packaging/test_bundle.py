@@ -47,8 +47,11 @@ def untrained_models(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def venv_report(untrained_models, tmp_path_factory) -> str:
     """The same self-test run from the source tree, to compare the bundle's numbers with."""
+    resources = tmp_path_factory.mktemp("resources")  # the bundle's resources: its models only
+    for name in ("icons", "samples"):
+        shutil.copytree(ROOT / "resources" / name, resources / name)
     env = _env(PYTHONPATH=str(ROOT), DTPM_USER_MODELS=str(untrained_models),
-               DTPM_RESOURCES=str(ROOT / "resources"))
+               DTPM_RESOURCES=str(resources))
     proc = subprocess.run([sys.executable, "-m", "dtpm_app", "--self-test", "--device", "cpu"],
                           env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert "restore:" in proc.stdout, proc.stdout + proc.stderr
