@@ -18,7 +18,24 @@ if SHARED_TORCH_HOME.is_dir():
     os.environ.setdefault("TORCH_HOME", str(SHARED_TORCH_HOME))
 
 
+REAL_RESOURCES = Path(__file__).resolve().parents[1] / "resources"
+
+
+@pytest.fixture(scope="session")
+def resources_without_models(tmp_path_factory) -> Path:
+    """A copy of resources/ (icons, samples) without the bundled models, so that tests see the
+    same installation whatever models the checkout ships (tests of the shipped models read
+    REAL_RESOURCES explicitly)."""
+    import shutil
+    folder = tmp_path_factory.mktemp("resources")
+    for name in ("icons", "samples"):
+        shutil.copytree(REAL_RESOURCES / name, folder / name)
+    return folder
+
+
 @pytest.fixture(autouse=True)
-def _isolated_user_dirs(tmp_path_factory, monkeypatch):
-    """Keep user model folders and settings of the person running the tests out of reach."""
+def _isolated_user_dirs(tmp_path_factory, monkeypatch, resources_without_models):
+    """Keep user model folders and settings of the person running the tests out of reach, and
+    the bundled models too."""
     monkeypatch.setenv("DTPM_USER_MODELS", str(tmp_path_factory.mktemp("user_models")))
+    monkeypatch.setenv("DTPM_RESOURCES", str(resources_without_models))
