@@ -8,7 +8,9 @@ the rename, the temporary file is removed and an existing target keeps its old b
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +29,10 @@ def atomic_writer(path: str | Path, mode: str = "wb",
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:80]}.", suffix=TEMP_SUFFIX,
                                dir=target.parent)
     os.close(fd)  # reopened by name: some writers (tifffile) need a file object with a path
+    # mkstemp makes the file private (0600); give it the permissions a plain open() would:
+    # an existing target's own, else the usual ones for new files under the user's umask
+    with contextlib.suppress(OSError):
+        os.chmod(tmp, _existing_mode(target) or _new_file_mode())
     try:
         with open(tmp, mode, encoding=encoding) as handle:
             yield handle
@@ -50,6 +56,21 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_writer(path, "w", encoding="utf-8") as handle:
         handle.write(text)
     return Path(path)
+
+
+def _existing_mode(target: Path) -> int | None:
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        return None
+
+
+@functools.cache
+def _new_file_mode() -> int:
+    """0o666 less the process umask (read once: os.umask can only be read by setting it)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -1,5 +1,8 @@
 """Atomic writes: whole file or nothing, old content kept on failure."""
 
+import os
+import stat
+
 import pytest
 
 from dtpm_core.atomic import atomic_writer, write_bytes_atomic, write_text_atomic
@@ -28,3 +31,21 @@ def test_failure_keeps_the_old_content_and_leaves_no_temporary(tmp_path):
 def test_writer_exposes_a_named_file(tmp_path):
     with atomic_writer(tmp_path / "x.tif") as handle:
         assert isinstance(handle.name, str) and handle.name.endswith(".partial")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_new_files_get_the_usual_permissions_not_private_ones(tmp_path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = write_bytes_atomic(tmp_path / "restored.png", b"x")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_replacing_a_file_keeps_its_permissions(tmp_path):
+    path = tmp_path / "settings.json"
+    path.write_text("{}")
+    path.chmod(0o640)
+    write_text_atomic(path, '{"k": 1}')
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert path.read_text() == '{"k": 1}'
