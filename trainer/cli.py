@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-side", type=int, default=None,
                    help="downscale larger images to this side first (CPU budgets)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--save-images", type=Path, metavar="DIR",
+                   help="also write one side-by-side strip per image into DIR: degraded, "
+                        "initial prediction, the result at every K, clean")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
 
     p = sub.add_parser("compare", help="the engines side by side on held-out degradations",
@@ -263,7 +266,8 @@ def _eval(args: argparse.Namespace) -> int:
         pairs = pairs[: args.max_images]
     steps = tuple(int(s) for s in args.steps.split(","))
     restorer = Restorer(args.base, args.adapter, device=args.device)
-    report = evaluate(restorer, pairs, steps, seed=args.seed, max_side=args.max_side)
+    report = evaluate(restorer, pairs, steps, seed=args.seed, max_side=args.max_side,
+                      save_images_to=args.save_images)
     files = write_all(report, args.out)
     print((args.out / "eval.md").read_text() if (args.out / "eval.md").exists() else report)
     print("wrote " + ", ".join(str(p) for p in files.values()))

@@ -46,12 +46,18 @@ def _one_torch_thread():
 
 
 @pytest.fixture(scope="module")
-def restorer(tmp_path_factory):
+def model_files(tmp_path_factory) -> tuple[Path, Path]:
+    """(base, adapter) of a tiny random model."""
     folder = tmp_path_factory.mktemp("models")
     model = tiny_model(Stage2Options(), semantic="none", seed=3)
     sha = save_base(folder / "base.safetensors", model)
     save_adapter(folder / "motion.safetensors", model, "motion-deblur", sha)
-    return Restorer(folder / "base.safetensors", folder / "motion.safetensors", device="cpu")
+    return folder / "base.safetensors", folder / "motion.safetensors"
+
+
+@pytest.fixture(scope="module")
+def restorer(model_files):
+    return Restorer(*model_files, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -252,3 +258,19 @@ def test_an_undefined_fid_is_left_out_and_explained(restorer, pairs, monkeypatch
     assert not any("fid" in s for s in report.summary)
     assert report.fid_note.endswith(
         "left out for input, initial, K=1: FID needs at least 2 patches per set")
+
+
+def test_cli_writes_the_report_and_before_after_strips(model_files, pairs, tmp_path, capsys):
+    from trainer.cli import main as train_main
+    folder = pairs[0].degraded.parent.parent
+    out, strips = tmp_path / "report", tmp_path / "strips"
+    assert train_main(["eval", "--base", str(model_files[0]), "--adapter",
+                       str(model_files[1]), "--layout", "folders",
+                       "--degraded", str(folder / "degraded"), "--clean", str(folder / "clean"),
+                       "--steps", "1,2", "--device", "cpu", "--save-images", str(strips),
+                       "-o", str(out)]) == 0
+    assert sorted(f.name for f in out.iterdir()) == ["eval.csv", "eval.md", "tradeoff.png"]
+    assert sorted(f.name for f in strips.iterdir()) == ["astronaut.png", "chelsea.png"]
+    strip = read_image(strips / "chelsea.png").rgb
+    assert strip.shape[1] == 5 * 64 + 4 * 4  # degraded, initial, K=1, K=2, clean
+    assert "| K=2 | 2 |" in capsys.readouterr().out
