@@ -32,7 +32,7 @@ cp "$BASE" resources/models/base.safetensors
 for task in $TASKS; do
     $BIN/dtpm-train eval --base "$BASE" --adapter "runs/bundled_$task/$task.safetensors" \
         --layout synthetic --task "$task" --clean data/eval_clean \
-        --steps 1,4,10,50 --device cpu -o "eval/$task"
+        --steps 1,4,10,50 --device cpu --save-images "eval/$task/examples" -o "eval/$task"
     $BIN/dtpm-train export --run-dir "runs/bundled_$task" -o "resources/models/$task.safetensors" \
         --metrics "eval/$task/eval.csv"
 done
