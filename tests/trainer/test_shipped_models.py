@@ -74,3 +74,40 @@ def test_shipped_single_pass_model_does_no_harm_on_the_hard_tasks(held_out_photo
     after = np.mean([psnr(restorer.restore(degraded, task).result, clean)
                      for degraded, clean in pairs])
     assert after > before - 0.1
+
+
+BASE = REAL_RESOURCES / "models" / "base.safetensors"
+needs_dtpm = pytest.mark.skipif(not BASE.is_file(), reason="no DTPM base in resources/models")
+
+
+def test_shipped_models_fit_the_size_budget():
+    total = sum(p.stat().st_size for p in (REAL_RESOURCES / "models").glob("*.safetensors"))
+    assert total <= 60 * 1024 * 1024
+
+
+@needs_dtpm
+def test_catalog_lists_the_shipped_base_and_five_adapters_made_for_it(monkeypatch):
+    from dtpm_core.weights import load_base, read_adapter_info
+    monkeypatch.setenv("DTPM_RESOURCES", str(REAL_RESOURCES))
+    catalog = load_catalog()
+    assert catalog.base is not None and catalog.base.resolve() == BASE.resolve()
+    assert set(catalog.adapters) == set(TASKS)
+    base_sha = load_base(BASE)[1].sha256
+    for entry in catalog.adapters.values():
+        assert read_adapter_info(entry.path).base_sha256 == base_sha
+
+
+@needs_dtpm
+@pytest.mark.parametrize("task", ["derain-dehaze", "desnow"])
+def test_shipped_dtpm_at_four_steps_beats_the_degraded_input(held_out_photos, task,
+                                                             monkeypatch):
+    from dtpm_core.models import resolve_adapter
+    from dtpm_core.restore import Restorer
+    monkeypatch.setenv("DTPM_RESOURCES", str(REAL_RESOURCES))
+    restorer = Restorer(BASE, resolve_adapter(task), device="cpu")
+    pairs = held_out_pairs(held_out_photos, task, seed=3)
+    before = np.mean([psnr(degraded, clean) for degraded, clean in pairs])
+    after = np.mean([psnr(restorer.restore(degraded, 4, seed=0).result, clean)
+                     for degraded, clean in pairs])
+    # measured here: desnow +4.6 dB, derain-dehaze +5.0 dB
+    assert after > before + 2.0
