@@ -37,3 +37,13 @@ for task in $TASKS; do
         --metrics "eval/$task/eval.csv"
 done
 $BIN/python scripts/write_manifest.py resources/models
+
+# the README's evidence: table, trade-off plot, before/after strips, texture diagnostics
+$BIN/python scripts/summarise_bundled_eval.py eval docs/evidence/dtpm
+for task in $TASKS; do
+    mkdir -p "docs/evidence/dtpm/$task"
+    cp "eval/$task/eval.md" "eval/$task/eval.csv" "eval/$task/tradeoff.png" "docs/evidence/dtpm/$task/"
+    $BIN/python scripts/texture_amplitude.py --base "$BASE" \
+        --adapter "resources/models/$task.safetensors" --task "$task" --clean data/eval_clean \
+        --steps 1,4,10,50 | tee "docs/evidence/dtpm/$task/texture.txt"
+done
