@@ -559,7 +559,9 @@ class Controller(JobPlanner, QObject):
             self.active_engine, self.fast.installed,
             tuple(sorted(fast_tasks)) if fast_tasks is not None else None,
             self.fast.unavailable(self.task, self.device),
-            tuple(self.catalog.adapters) if self.has_dtpm else (), self._dtpm_problem()))
+            tuple(self.catalog.adapters) if self.has_dtpm else (), self._dtpm_problem(),
+            scores=self._adapter.scores if self._adapter and self._adapter.task == self.task
+            else None))
 
     def _warn_unavailable(self) -> None:
         """Say once (per task and engine choice) that the engine in use cannot restore the

@@ -476,6 +476,7 @@ class MainWindow(QMainWindow):
         self.panel.set_models_installed(state.state != "none")
         self.engine_picker.set_models(state)
         self.controls.set_engine(state.engine)
+        self.controls.set_scores(state.scores)
         has_view = state.state != "none" or self.controller.image is not None
         self.stack.setCurrentWidget(self.compare if has_view else self.empty)
         if state.task:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from dtpm_core.imageio import LoadedImage
+from dtpm_core.model_scores import HeldOutScores
 from dtpm_core.models import ModelEntry
 
 CACHE_BYTES = 1 << 30
@@ -62,6 +63,7 @@ class ModelsState:
     fast_problem: str = ""  # why Fast cannot restore the current task ("" when it can)
     dtpm_tasks: tuple[str, ...] = ()  # the tasks with a DTPM adapter (and a base)
     dtpm_problem: str = ""  # why DTPM cannot restore the current task ("" when it can)
+    scores: HeldOutScores | None = None  # held-out scores of the loaded adapter of `task`
 
 
 @dataclass(frozen=True)

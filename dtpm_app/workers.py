@@ -35,6 +35,7 @@ from dtpm_core.errors import (
     OutOfMemory,
     WeightsError,
 )
+from dtpm_core.model_scores import HeldOutScores, held_out_scores
 
 from .fast_engine import (
     FastLoaded,
@@ -136,6 +137,7 @@ class AdapterLoaded:
     display_name: str
     sha256: str
     path: Path
+    scores: HeldOutScores | None = None  # what the file says it scored on held-out images
 
 
 @dataclass(frozen=True)
@@ -255,7 +257,7 @@ class InferenceWorker(QObject):
         if isinstance(request, SwitchAdapter):
             info = self._restorer.load_adapter(request.path)
             return AdapterLoaded(info.task, info.display_name or info.task, info.sha256,
-                                 request.path)
+                                 request.path, held_out_scores(info.metrics))
         if isinstance(request, RestoreImage):
             res = self._restorer.restore(request.image, request.k, seed=request.seed,
                                          tile=request.tile, progress=on_progress,

@@ -23,10 +23,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from dtpm_core.model_scores import HeldOutScores
+
 from ..settings import DEVICE_CHOICES, MAX_STEPS
 
 STEPS_HINT = "<small>← fidelity &nbsp;·&nbsp; texture →</small>"
 FAST_HINT = "<small>Fast engine: one network pass, no steps or seed</small>"
+HINT_STYLE = "color:#6b7280"
+WARNING_HINT_STYLE = "color:#b45309; font-weight:bold"
 BANNER_STYLES = {
     "error": "background:#fde8e8; border:1px solid #f5b5b5; color:#7f1d1d;",
     "warning": "background:#fff6db; border:1px solid #f0d58a; color:#713f12;",
@@ -165,7 +169,9 @@ class RestoreControls(QWidget):
         steps_row.addWidget(self.steps)
         self.hint = hint = QLabel(STEPS_HINT)
         hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        hint.setStyleSheet("color:#6b7280")
+        hint.setWordWrap(True)
+        hint.setStyleSheet(HINT_STYLE)
+        self._dtpm, self._scores = True, None
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed, 1)
         seed_row.addWidget(dice)
@@ -200,19 +206,36 @@ class RestoreControls(QWidget):
         self.tile.setValue(tile)
         for widget in (self.slider, self.steps, self.seed, self.device, self.tile):
             widget.blockSignals(False)
+        self._update_hint()
 
     def set_engine(self, engine: str) -> None:
         """The steps and the seed belong to DTPM: the Fast engine ("fast") is one pass."""
-        dtpm = engine != "fast"
+        self._dtpm = engine != "fast"
         for widget in (self.slider, self.steps, self.seed, self.dice, self.steps_label,
                        self.seed_label):
-            widget.setEnabled(dtpm)
-        self.hint.setText(STEPS_HINT if dtpm else FAST_HINT)
+            widget.setEnabled(self._dtpm)
+        self._update_hint()
+
+    def set_scores(self, scores: HeldOutScores | None) -> None:
+        """The loaded adapter's held-out scores: the hint under the slider then says how the
+        model did at the chosen K, and warns where it is known to give noise."""
+        self._scores = scores
+        self._update_hint()
+
+    def _update_hint(self) -> None:
+        if not self._dtpm:
+            self.hint.setText(FAST_HINT)
+            self.hint.setStyleSheet(HINT_STYLE)
+            return
+        level, note = self._scores.step_note(self.slider.value()) if self._scores else ("", "")
+        self.hint.setText(f"<small>{html.escape(note)}</small>" if note else STEPS_HINT)
+        self.hint.setStyleSheet(WARNING_HINT_STYLE if level == "warning" else HINT_STYLE)
 
     def _on_slider(self, k: int) -> None:
         self.steps.blockSignals(True)
         self.steps.setValue(k)
         self.steps.blockSignals(False)
+        self._update_hint()
         self.stepsMoved.emit(k)
 
     def _emit_steps(self, args: tuple) -> None:

@@ -14,6 +14,12 @@ from dtpm_core.model import DTPM, Stage2Options
 from dtpm_core.weights import save_adapter, save_base
 
 TASKS = {"motion-deblur": "Motion deblurring (test)", "defocus-deblur": "Defocus deblurring (test)"}
+HELD_OUT_METRICS = {"eval": [  # what `dtpm-train export --metrics` stores, for the step hint
+    {"image": image, "method": method, "steps": steps, "psnr": psnr}
+    for image in ("a.png", "b.png")
+    for method, steps, psnr in (("input", "", "25.0"), ("initial", "", "25.5"),
+                                ("K=1", "1", "11.0"), ("K=4", "4", "24.0"))]}
+"""Held-out scores of the motion-deblur test adapter: noise at K = 1, fine at K = 4."""
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +49,8 @@ def model_dir(tmp_path_factory) -> Path:
         with torch.no_grad():  # make the adapters differ from each other
             for param in model.predictor.parameters():
                 param.add_(0.05 * i * torch.randn_like(param))
-        save_adapter(folder / f"{task}.safetensors", model, task, sha, display_name=name)
+        save_adapter(folder / f"{task}.safetensors", model, task, sha, display_name=name,
+                     metrics=HELD_OUT_METRICS if task == "motion-deblur" else None)
         entries.append({"task": task, "display_name": name, "file": f"{task}.safetensors"})
     manifest = {"base": "base.safetensors", "adapters": entries}
     (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")

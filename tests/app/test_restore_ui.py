@@ -212,3 +212,28 @@ def test_errors_are_worded_for_people():
     for exc, kind in cases.items():
         info = describe_error(exc)
         assert info.kind == kind and info.title and str(exc) in info.message
+
+
+def test_step_hint_shows_held_out_scores_and_warns_where_the_model_gives_noise(
+        models, image_file, make_window, qtbot):
+    window = make_window(default_k=4, task="motion-deblur")
+    window.start([image_file])
+    qtbot.waitUntil(lambda: window._models.scores is not None, timeout=30_000)
+    hint = window.controls.hint
+    assert "K=4: 24.0 dB on held-out images (degraded input 25.0 dB)" in hint.text()
+    window.controls.slider.setValue(1)
+    assert "K=1 scored 11.0 dB" in hint.text() and "expect noise" in hint.text()
+    assert "b45309" in hint.styleSheet()  # shown as a warning
+    window.controls.slider.setValue(2)  # not evaluated: the usual hint
+    assert "fidelity" in hint.text() and "b45309" not in hint.styleSheet()
+
+    # an adapter without stored scores: the usual hint at every K
+    picker = window.task_picker
+    index = picker.combo.findData("defocus-deblur")
+    picker.combo.setCurrentIndex(index)
+    picker.combo.activated.emit(index)
+    qtbot.waitUntil(lambda: window.controller._adapter is not None
+                    and window.controller._adapter.task == "defocus-deblur", timeout=30_000)
+    window.controls.slider.setValue(1)
+    assert window._models.scores is None and "fidelity" in hint.text()
+    wait_settled(qtbot, window)

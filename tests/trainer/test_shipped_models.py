@@ -111,3 +111,14 @@ def test_shipped_dtpm_at_four_steps_beats_the_degraded_input(held_out_photos, ta
                      for degraded, clean in pairs])
     # measured here: desnow +4.6 dB, derain-dehaze +5.0 dB
     assert after > before + 2.0
+
+
+@needs_dtpm
+def test_shipped_adapters_carry_their_held_out_scores_and_warn_at_one_step():
+    from dtpm_core.model_scores import held_out_scores
+    from dtpm_core.weights import read_adapter_info
+    for task in TASKS:
+        scores = held_out_scores(read_adapter_info(BASE.parent / f"{task}.safetensors").metrics)
+        assert scores is not None and scores.images == 8 and set(scores.psnr_at) == {1, 4, 10, 50}
+        assert scores.step_note(1)[0] == "warning"  # README: K = 1 gives noise
+        assert scores.step_note(4)[0] == "info"
