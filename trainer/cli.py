@@ -275,7 +275,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _eval_pairs(args: argparse.Namespace) -> list:
-    from .data import Pair, find_pairs, pairs_from_folders
+    from .pairs import Pair, find_pairs, pairs_from_folders
     if args.layout == "folders":
         if not args.degraded or not args.clean:
             raise DTPMError("layout folders needs --degraded DIR and --clean DIR")
@@ -427,7 +427,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from dtpm_core.imageio import list_images, read_image
     from dtpm_core.singlepass_weights import load_singlepass
 
-    from .data import pairs_from_folders
+    from .pairs import pairs_from_folders
     from .singlepass_calibrate import calibrate
 
     def centre(image: np.ndarray) -> np.ndarray:

@@ -100,7 +100,7 @@ class EvalReport:
 
 
 def _as_pair(item: Any) -> tuple[Path, Path]:
-    """(degraded, clean) from a `trainer.data.Pair`-like object or a 2-tuple of paths."""
+    """(degraded, clean) from a `trainer.pairs.Pair`-like object or a 2-tuple of paths."""
     if hasattr(item, "degraded") and hasattr(item, "clean"):
         return Path(item.degraded), Path(item.clean)
     try:
@@ -170,7 +170,7 @@ def evaluate(restorer: Restorer, pairs: Iterable[Any], steps: Iterable[int] = DE
 
     Args:
         restorer: base model with the task's adapter loaded.
-        pairs: `trainer.data.Pair`s (anything with `.degraded` and `.clean` paths) or
+        pairs: `trainer.pairs.Pair`s (anything with `.degraded` and `.clean` paths) or
             (degraded, clean) path tuples.
         steps: the K to evaluate (sorted, duplicates dropped).
         seed: seeds the starting noise; the same seed gives the same numbers.

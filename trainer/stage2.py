@@ -40,8 +40,9 @@ def stage2_options(config: TrainConfig) -> Stage2Options:
 def build_datasets(config: TrainConfig, task: str | None = None):
     """(train dataset, held-out (degraded, clean) array pairs) for the configured data;
     synthetic data is made for `task` (default: stage2.task)."""
-    from .data import PairedCrops, SyntheticPairs, find_pairs, pairs_from_folders, split_held_out
+    from .data import PairedCrops, SyntheticPairs, split_held_out
     from .degradations import TASKS
+    from .pairs import find_pairs, pairs_from_folders
 
     data, loop = config.data, config.loop
     task = task or config.stage2.task

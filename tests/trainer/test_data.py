@@ -16,7 +16,8 @@ import trainer
 from dtpm_core.errors import ConfigError
 from dtpm_core.imageio import write_image
 from trainer import data as td
-from trainer.data import DataError, Pair, UnmatchedFilesWarning
+from trainer import pairs as tp
+from trainer.pairs import DataError, Pair, UnmatchedFilesWarning
 
 
 def _touch(path: Path, size: tuple[int, int] = (6, 8), value: float | None = None) -> Path:
@@ -44,13 +45,13 @@ def test_folders_match_by_stem_any_extension_and_common_suffixes(tmp_path):
         _touch(tmp_path / "deg" / name)
     for name in ("a_gt.png", "b_clean.png", "c.jpg", "d_sharp.tif"):
         _touch(tmp_path / "clean" / name)
-    pairs = td.pairs_from_folders(tmp_path / "deg", tmp_path / "clean")
+    pairs = tp.pairs_from_folders(tmp_path / "deg", tmp_path / "clean")
     assert _names(pairs, tmp_path) == [
         ("deg/D_Blur.png", "clean/d_sharp.tif"), ("deg/a.png", "clean/a_gt.png"),
         ("deg/b_rain.jpg", "clean/b_clean.png"), ("deg/c.png", "clean/c.jpg")]
     # without suffix stripping only the plain names pair up
     with pytest.warns(UnmatchedFilesWarning):
-        plain = td.pairs_from_folders(tmp_path / "deg", tmp_path / "clean", suffixes=())
+        plain = tp.pairs_from_folders(tmp_path / "deg", tmp_path / "clean", suffixes=())
     assert _names(plain, tmp_path) == [("deg/c.png", "clean/c.jpg")]
 
 
@@ -60,10 +61,10 @@ def test_unmatched_files_warn_with_examples_and_are_exposed(tmp_path):
     for name in ("a.png", "b.png", "lonely.png"):
         _touch(tmp_path / "clean" / name)
     with pytest.warns(UnmatchedFilesWarning, match="orphan.png") as record:
-        pairs = td.pairs_from_folders(tmp_path / "deg", tmp_path / "clean")
+        pairs = tp.pairs_from_folders(tmp_path / "deg", tmp_path / "clean")
     assert "lonely.png" in str(record[0].message) and "2 pairs matched" in str(record[0].message)
     assert len(pairs) == 2
-    match = td.match_folders(tmp_path / "deg", tmp_path / "clean")
+    match = tp.match_folders(tmp_path / "deg", tmp_path / "clean")
     assert [p.name for p in match.unmatched_degraded] == ["orphan.png"]
     assert [p.name for p in match.unmatched_clean] == ["lonely.png"]
 
@@ -74,7 +75,7 @@ def test_nothing_matched_is_an_error_listing_examples(tmp_path):
     for name in ("x_target7.png", "y_target7.png"):
         _touch(tmp_path / "clean" / name)
     with pytest.raises(DataError) as info:
-        td.pairs_from_folders(tmp_path / "deg", tmp_path / "clean")
+        tp.pairs_from_folders(tmp_path / "deg", tmp_path / "clean")
     text = str(info.value)
     assert "no pairs matched" in text and "'a.png'" in text
     assert "'x_target7.png'" in text and "'y_target7.png'" in text and "_gt" in text
@@ -83,14 +84,14 @@ def test_nothing_matched_is_an_error_listing_examples(tmp_path):
 def test_missing_or_empty_folders_and_ambiguous_names(tmp_path):
     _touch(tmp_path / "deg" / "a.png")
     with pytest.raises(DataError, match=r"folder .*nowhere not found"):
-        td.pairs_from_folders(tmp_path / "deg", tmp_path / "nowhere")
+        tp.pairs_from_folders(tmp_path / "deg", tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match=r"no images in .*empty"):
-        td.pairs_from_folders(tmp_path / "deg", tmp_path / "empty")
+        tp.pairs_from_folders(tmp_path / "deg", tmp_path / "empty")
     _touch(tmp_path / "clean" / "a.png")
     _touch(tmp_path / "clean" / "a_gt.jpg")
     with pytest.raises(DataError, match="both match the name 'a'"):
-        td.pairs_from_folders(tmp_path / "deg", tmp_path / "clean")
+        tp.pairs_from_folders(tmp_path / "deg", tmp_path / "clean")
 
 
 # ----------------------------------------------------------------------------- layouts
@@ -102,18 +103,18 @@ def test_gopro_pairs_frames_per_scene(tmp_path):
             for frame in ("000002.png", "000001.png"):
                 for kind in ("blur", "blur_gamma", "sharp"):
                     _touch(tmp_path / split / scene / kind / frame)
-    pairs = td.gopro(tmp_path, "train")
+    pairs = tp.gopro(tmp_path, "train")
     assert _names(pairs, tmp_path) == [
         (f"train/{s}/blur/{f}", f"train/{s}/sharp/{f}")
         for s in ("GOPR0372_07_00", "GOPR0374_11_00") for f in ("000001.png", "000002.png")]
-    gamma = td.find_pairs("gopro", tmp_path, "train", blur="blur_gamma")
+    gamma = tp.find_pairs("gopro", tmp_path, "train", blur="blur_gamma")
     assert all(p.degraded.parent.name == "blur_gamma" for p in gamma) and len(gamma) == 4
-    assert len(td.find_pairs("GoPro", tmp_path, "test")) == 2
+    assert len(tp.find_pairs("GoPro", tmp_path, "test")) == 2
     with pytest.raises(DataError) as info:
-        td.gopro(tmp_path / "missing", "train")
+        tp.gopro(tmp_path / "missing", "train")
     assert "missing/train" in str(info.value) and "GOPRO_Large" in str(info.value)
     with pytest.raises(DataError, match="unknown split 'val'"):
-        td.gopro(tmp_path, "val")
+        tp.gopro(tmp_path, "val")
 
 
 def test_dpdd_pairs_official_names_by_sorted_capture_number(tmp_path):
@@ -122,7 +123,7 @@ def test_dpdd_pairs_official_names_by_sorted_capture_number(tmp_path):
         _touch(base / "train_c" / "source" / f"{src}.png")
         _touch(base / "train_c" / "target" / f"{tgt}.png")
         _touch(base / "train_l" / "source" / f"{src}_L.png")  # dual-pixel views are ignored
-    pairs = td.find_pairs("dpdd", base, "train")
+    pairs = tp.find_pairs("dpdd", base, "train")
     assert [(p.degraded.stem, p.clean.stem) for p in pairs] == [
         ("1P0A0917", "1P0A0916"), ("1P0A0920", "1P0A0918"), ("1P0A1031", "1P0A1030")]
     assert all(p.degraded.parent == base / "train_c" / "source" for p in pairs)
@@ -130,17 +131,17 @@ def test_dpdd_pairs_official_names_by_sorted_capture_number(tmp_path):
     for name in ("b.png", "a.png"):
         _touch(base / "val_c" / "source" / name)
         _touch(base / "val_c" / "target" / name)
-    assert _names(td.dpdd(base, "val"), base) == [
+    assert _names(tp.dpdd(base, "val"), base) == [
         ("val_c/source/a.png", "val_c/target/a.png"), ("val_c/source/b.png", "val_c/target/b.png")]
     # a missing target breaks the sorted pairing: a clear error, not shifted pairs
     (base / "train_c" / "target" / "1P0A0918.png").unlink()
     with pytest.raises(DataError, match="same number"):
-        td.dpdd(base, "train")
+        tp.dpdd(base, "train")
     _touch(base / "train_c" / "target" / "1P0A0999.png")
     with pytest.raises(DataError, match="capture"):
-        td.dpdd(base, "train")
+        tp.dpdd(base, "train")
     with pytest.raises(DataError, match=r"test_c.*dd_dp_dataset_png"):
-        td.dpdd(base, "test")
+        tp.dpdd(base, "test")
 
 
 def test_snow100k_train_and_test_sizes(tmp_path):
@@ -150,21 +151,21 @@ def test_snow100k_train_and_test_sizes(tmp_path):
         _touch(tmp_path / "test" / "Snow100K-L" / "synthetic" / name)
         _touch(tmp_path / "test" / "Snow100K-L" / "gt" / name)
     _touch(tmp_path / "train" / "mask" / "beautiful_smile_00001.jpg")  # ignored
-    pairs = td.find_pairs("snow100k", tmp_path, "train")
+    pairs = tp.find_pairs("snow100k", tmp_path, "train")
     assert _names(pairs, tmp_path) == [
         (f"train/synthetic/{n}", f"train/gt/{n}")
         for n in ("beautiful_smile_00001.jpg", "beautiful_smile_00002.jpg")]
-    assert td.snow100k(tmp_path, "test") == td.snow100k(tmp_path, "test-L")
-    assert len(td.snow100k(tmp_path, "test-L")) == 2
+    assert tp.snow100k(tmp_path, "test") == tp.snow100k(tmp_path, "test-L")
+    assert len(tp.snow100k(tmp_path, "test-L")) == 2
     # the official test archive nests the sizes deep down
     deep = tmp_path / "jdway" / "GameSSD" / "overlapping" / "test" / "Snow100K-M"
     _touch(deep / "synthetic" / "x.jpg")
     _touch(deep / "gt" / "x.jpg")
-    assert _names(td.snow100k(tmp_path, "test-M"), deep) == [("synthetic/x.jpg", "gt/x.jpg")]
+    assert _names(tp.snow100k(tmp_path, "test-M"), deep) == [("synthetic/x.jpg", "gt/x.jpg")]
     with pytest.raises(DataError, match="Snow100K-S"):
-        td.snow100k(tmp_path, "test-S")
+        tp.snow100k(tmp_path, "test-S")
     with pytest.raises(DataError, match="unknown split"):
-        td.snow100k(tmp_path, "val")
+        tp.snow100k(tmp_path, "val")
 
 
 def test_outdoor_rain_shares_one_clean_image_between_rain_settings(tmp_path):
@@ -174,16 +175,16 @@ def test_outdoor_rain_shares_one_clean_image_between_rain_settings(tmp_path):
         _touch(tmp_path / "train" / "gt" / name)
     _touch(tmp_path / "test1" / "in" / "im_0601_s100_a05.png")
     _touch(tmp_path / "test1" / "gt" / "im_0601.png")
-    pairs = td.find_pairs("outdoor-rain", tmp_path, "train")
+    pairs = tp.find_pairs("outdoor-rain", tmp_path, "train")
     assert _names(pairs, tmp_path) == [
         ("train/in/im_0001_s80_a04.png", "train/gt/im_0001.png"),
         ("train/in/im_0001_s95_a06.png", "train/gt/im_0001.png"),
         ("train/in/im_0002_s80_a04.png", "train/gt/im_0002.png")]
-    assert _names(td.outdoor_rain(tmp_path, "test"), tmp_path) == [
+    assert _names(tp.outdoor_rain(tmp_path, "test"), tmp_path) == [
         ("test1/in/im_0601_s100_a05.png", "test1/gt/im_0601.png")]
     (tmp_path / "other" / "train" / "gt").mkdir(parents=True)
     with pytest.raises(DataError, match=r"train/in not found for the outdoor-rain layout"):
-        td.outdoor_rain(tmp_path / "other", "train")
+        tp.outdoor_rain(tmp_path / "other", "train")
 
 
 def test_raindrop_rain_and_clean_suffixes(tmp_path):
@@ -192,14 +193,14 @@ def test_raindrop_rain_and_clean_suffixes(tmp_path):
         _touch(tmp_path / "train" / "gt" / f"{n}_clean.png")
         _touch(tmp_path / "test_a" / "data" / f"{n}_rain.png")
         _touch(tmp_path / "test_a" / "gt" / f"{n}_clean.{ext}")
-    pairs = td.find_pairs("raindrop", tmp_path, "train")
+    pairs = tp.find_pairs("raindrop", tmp_path, "train")
     assert len(pairs) == 3 and _sorted(pairs)
     assert {(p.degraded.name, p.clean.name) for p in pairs} == {
         ("0_rain.png", "0_clean.png"), ("1_rain.png", "1_clean.png"),
         ("10_rain.jpg", "10_clean.png")}
-    assert td.raindrop(tmp_path, "test") == td.raindrop(tmp_path, "test_a")
+    assert tp.raindrop(tmp_path, "test") == tp.raindrop(tmp_path, "test_a")
     with pytest.raises(DataError) as info:
-        td.raindrop(tmp_path, "test_b")
+        tp.raindrop(tmp_path, "test_b")
     assert "test_b" in str(info.value) and "N_rain.png" in str(info.value)
 
 
@@ -207,16 +208,16 @@ def test_find_pairs_folders_and_unknown_layout(tmp_path):
     for name in ("x.png", "y.png"):
         _touch(tmp_path / "train" / "input" / name)
         _touch(tmp_path / "train" / "target" / name)
-    auto = td.find_pairs("folders", tmp_path, "train")
+    auto = tp.find_pairs("folders", tmp_path, "train")
     assert _names(auto, tmp_path) == [("train/input/x.png", "train/target/x.png"),
                                       ("train/input/y.png", "train/target/y.png")]
-    explicit = td.find_pairs("folders", tmp_path, degraded_dir="train/input",
+    explicit = tp.find_pairs("folders", tmp_path, degraded_dir="train/input",
                              clean_dir="train/target")
     assert explicit == auto
     with pytest.raises(DataError, match="unknown dataset layout 'rain13k'.*gopro"):
-        td.find_pairs("rain13k", tmp_path)
+        tp.find_pairs("rain13k", tmp_path)
     with pytest.raises(DataError, match="degraded_dir and clean_dir"):
-        td.find_pairs("folders", tmp_path / "train" / "input")
+        tp.find_pairs("folders", tmp_path / "train" / "input")
 
 
 # ----------------------------------------------------------------------------- held-out split

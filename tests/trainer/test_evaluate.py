@@ -31,7 +31,7 @@ METHODS = ["input", "initial", "K=1", "K=3"]
 
 
 @dataclass(frozen=True)
-class _Pair:  # the shape of trainer.data.Pair
+class _Pair:  # the shape of trainer.pairs.Pair
     degraded: Path
     clean: Path
 
