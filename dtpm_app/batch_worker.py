@@ -33,13 +33,15 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class BatchModels:
     """What a batch restores with: the DTPM base and task adapter, or (engine "fast") the
-    single-pass network with its t_mat for `task`."""
+    single-pass network with its t_mat for `task`, in one pass per tile or (`ensemble`) the
+    average of the 8 flip/rotate variants."""
 
     engine: str  # "dtpm" or "fast"
     task: str
     base: Path | None = None
     adapter: Path | None = None
     singlepass: Path | None = None
+    ensemble: bool = False
 
 
 EngineRun = Callable[[np.ndarray, Callable[[Any], None], Callable[[], bool]],
@@ -180,8 +182,8 @@ def _load_batch_engine(s: BatchSettings) -> EngineRun:
 
         def run_fast(image: np.ndarray, progress: Callable[[Any], None],
                      should_stop: Callable[[], bool]) -> tuple[np.ndarray, float, tuple[str, ...]]:
-            out = fast.restore(image, m.task, tile=s.tile, progress=progress,
-                               should_stop=should_stop)
+            out = fast.restore(image, m.task, tile=s.tile, ensemble=m.ensemble,
+                               progress=progress, should_stop=should_stop)
             return out.result, out.seconds, tuple(out.notes)
         return run_fast
     if m.engine != DTPM or m.base is None or m.adapter is None:

@@ -4,10 +4,10 @@ No widgets and no model maths here: the controller decides *what* to compute (it
 `JobPlanner` half, in dtpm_app.job_planner, holds the keys and priorities), hands one job at
 a time to the `InferenceWorker`, caches what comes back and tells the window what to show
 through signals. A request that makes the running job useless (another K, seed, image, task,
-engine) sets that job's cancel flag; results are cached by an exact key (DTPM: image,
-adapter, seed, tile, K; Fast: image, network, task, tile), so a late result can never be
-shown for the wrong settings, and signals from runs the controller no longer waits for are
-dropped.
+engine, ensemble) sets that job's cancel flag; results are cached by an exact key (DTPM:
+image, adapter, seed, tile, K; Fast: image, network, task, tile, ensemble), so a late result
+can never be shown for the wrong settings, and signals from runs the controller no longer
+waits for are dropped.
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ class Controller(JobPlanner, QObject):
         self.k, self.seed, self.tile = settings.default_k, settings.seed, settings.tile
         self.device = settings.device
         self.engine = settings.engine  # as chosen; see `active_engine`
+        self.fast_ensemble = settings.fast_ensemble  # Fast: average 8 flips/rotations
         self.sides = (settings.left_side, settings.right_side)  # what the split view shows
         self.fast = FastModel()
         self._preferred_task = settings.task  # the last task chosen, until it is installed
@@ -233,6 +234,14 @@ class Controller(JobPlanner, QObject):
             self._changed()
             self._warn_unavailable()
 
+    def set_fast_ensemble(self, ensemble: bool) -> None:
+        """Fast engine: one pass per tile, or the 8-way flip/rotate ensemble (8x the
+        passes); each has its own cached result."""
+        if ensemble != self.fast_ensemble:
+            self.fast_ensemble = bool(ensemble)
+            self._user_stopped = False
+            self._changed()
+
     def set_sides(self, left: str, right: str) -> None:
         """What the split view shows: a result it shows is computed even for the engine
         not in use (e.g. the Fast result beside the DTPM one)."""
@@ -267,8 +276,10 @@ class Controller(JobPlanner, QObject):
         return self._results.get(key) if key is not None else None
 
     def result_tag(self) -> str:
-        """A file name part for the current result: "K4", or "fast"."""
-        return "fast" if self.active_engine == FAST else f"K{self.k}"
+        """A file name part for the current result: "K4", "fast" or "fast-ensemble"."""
+        if self.active_engine == FAST:
+            return "fast-ensemble" if self.fast_ensemble else "fast"
+        return f"K{self.k}"
 
     def save_result(self, path: str | Path, format_key: str, quality: int) -> None:
         """Write the current result next to nothing it came from (write_image refuses)."""
@@ -493,8 +504,9 @@ class Controller(JobPlanner, QObject):
             self.fast.results.put(outcome.key, outcome.result)
             for note in outcome.notes:
                 self.message.emit("warning", "Restoration adjusted", note)
-            self.message.emit("info", "Restored", f"Fast (single-pass, t={outcome.t_mat}) in "
-                              f"{outcome.seconds:.1f} s")
+            how = ", 8-way ensemble" if outcome.ensemble else ""
+            self.message.emit("info", "Restored", f"Fast (single-pass, t={outcome.t_mat}{how})"
+                              f" in {outcome.seconds:.1f} s")
             self._emit_display()
         elif isinstance(outcome, FastPoint):
             self.fast.points[outcome.key] = outcome

@@ -4,8 +4,8 @@ them, and the controller's record of that network (DESIGN 6).
 No Qt and no model maths here. The worker runs the jobs with
 `dtpm_core.singlepass_restore.SinglePassRestorer` (one network pass per tile, cancellable
 like DTPM); the controller keeps a `FastModel`: which file is installed, which one the worker
-has loaded and for which device, the tasks it restores, its cached results (per image, task
-and tile) and its points on the trade-off plot.
+has loaded and for which device, the tasks it restores, its cached results (per image, task,
+tile and ensemble choice) and its points on the trade-off plot.
 """
 
 from __future__ import annotations
@@ -45,18 +45,21 @@ class LoadFast:
 
 @dataclass(frozen=True)
 class RestoreFast:
-    """Restore the full image in one pass per tile with the network's t_mat for `task`."""
+    """Restore the full image in one pass per tile with the network's t_mat for `task`
+    (`ensemble`: eight passes per tile, the flip/rotate variants averaged)."""
 
     key: tuple
     image: np.ndarray
     task: str
     tile: int
+    ensemble: bool
 
 
 @dataclass(frozen=True)
 class FastPointJob:
     """Restore the trade-off preview in one pass and measure it against the same target as
-    the DTPM curve: the reference, or else the DTPM initial prediction of the preview."""
+    the DTPM curve: the reference, or else the DTPM initial prediction of the preview. It
+    stays one pass whether or not the ensemble is on: the plot shows the network itself."""
 
     key: tuple
     image: np.ndarray
@@ -84,6 +87,7 @@ class FastRestored:
     seconds: float
     tile: int
     notes: tuple[str, ...]
+    ensemble: bool
 
 
 @dataclass(frozen=True)
@@ -142,12 +146,14 @@ class FastModel:
         """Task -> t_mat of the loaded network; None until it is loaded."""
         return dict(self.loaded.tasks) if self.ready(device) and self.loaded else None
 
-    def key(self, image_id: int, task: str, tile: int, device: str) -> tuple | None:
-        """Cache key of a full-size result; None while the network cannot restore `task`."""
+    def key(self, image_id: int, task: str, tile: int, ensemble: bool,
+            device: str) -> tuple | None:
+        """Cache key of a full-size result (one pass or the 8-way ensemble); None while the
+        network cannot restore `task`."""
         tasks = self.tasks(device)
         if tasks is None or task not in tasks or self.loaded is None:
             return None
-        return (FAST, image_id, self.loaded.sha256, task, tile)
+        return (FAST, image_id, self.loaded.sha256, task, tile, ensemble)
 
     def unavailable(self, task: str | None, device: str, short: bool = False) -> str:
         """Why the Fast engine cannot restore `task` (empty when it can, or may once loaded);

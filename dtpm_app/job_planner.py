@@ -4,10 +4,10 @@ priorities, and whether a running job is still wanted.
 `JobPlanner` is the planning half of `dtpm_app.controller.Controller` (a mixin that only
 reads the controller's state and never emits anything): the engine in use comes first (DTPM:
 load the base, switch the adapter, restore at the current K; Fast: load the single-pass
-network, restore in one pass), then the other engine's model (an installed single-pass
-network is always loaded: the task list shows its tasks) and what the split view shows of that
-engine, then the PSNR/LPIPS trade-off curve one K at a time, and last the single-pass point
-on that plot.
+network, restore in one pass per tile, or eight with the ensemble), then the other engine's
+model (an installed single-pass network is always loaded: the task list shows its tasks) and
+what the split view shows of that engine, then the PSNR/LPIPS trade-off curve one K at a
+time, and last the single-pass point on that plot (always one pass).
 Every result is cached under an exact key, so nothing is computed twice and a late result is
 never shown for other settings.
 """
@@ -57,6 +57,7 @@ class JobPlanner:
     k: int
     seed: int
     tile: int
+    fast_ensemble: bool
     device: str
     sides: tuple[str, str]
     engine: str
@@ -115,7 +116,8 @@ class JobPlanner:
             problem = self.fast.unavailable(self.task, self.device)
             if problem:
                 return None, f"The Fast engine cannot run this batch: {problem}."
-            return BatchModels(FAST, self.task, singlepass=self.fast.path), ""
+            return BatchModels(FAST, self.task, singlepass=self.fast.path,
+                               ensemble=self.fast_ensemble), ""
         problem = self._dtpm_problem()
         if problem or self.catalog.base is None:
             return None, f"DTPM cannot run this batch: {problem}."
@@ -147,14 +149,17 @@ class JobPlanner:
         return (image_id, self._ref_id if self.reference is not None else 0, adapter, self.seed)
 
     def _fast_key(self) -> tuple | None:
-        """Cache key of the Fast result (image, network, task, tile), once it can be made."""
+        """Cache key of the Fast result (image, network, task, tile, ensemble), once it can
+        be made."""
         if self.image is None or self.task is None:
             return None
-        return self.fast.key(self.image.id, self.task, self.tile, self.device)
+        return self.fast.key(self.image.id, self.task, self.tile, self.fast_ensemble,
+                             self.device)
 
     def _fast_point_key(self) -> tuple | None:
         """The single-pass point is measured like the curve: same image, reference (or
-        initial prediction of the task's adapter), plus the network."""
+        initial prediction of the task's adapter), plus the network (one pass: the ensemble
+        choice does not change it)."""
         curve = self._curve_key()
         if curve is None or self._fast_key() is None or self.fast.loaded is None:
             return None
@@ -240,7 +245,8 @@ class JobPlanner:
                 or self.fast.results.get(key) is not None or key in self._failed_keys):
             return None
         assert self.task is not None
-        return RestoreFast(key, self.image.loaded.rgb, self.task, self.tile)
+        return RestoreFast(key, self.image.loaded.rgb, self.task, self.tile,
+                           self.fast_ensemble)
 
     def _next_curve_k(self) -> int | None:
         """The next K the trade-off curve lacks (None: complete, failed or impossible)."""

@@ -273,6 +273,7 @@ class MainWindow(QMainWindow):
         self.controls.seedChanged.connect(c.set_seed)
         self.controls.deviceChanged.connect(c.set_device)
         self.controls.tileChanged.connect(c.set_tile)
+        self.controls.ensembleChanged.connect(c.set_fast_ensemble)
         self.plot.stepsRequested.connect(self.set_steps)
         self.view.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f}%"))
         self.batch_panel.outputChanged.connect(self._on_batch_output)
@@ -285,7 +286,7 @@ class MainWindow(QMainWindow):
 
     def _apply_settings(self) -> None:
         s = self.settings
-        self.controls.set_values(s.default_k, s.seed, s.device, s.tile)
+        self.controls.set_values(s.default_k, s.seed, s.device, s.tile, s.fast_ensemble)
         self.plot.set_marker(s.default_k)
         self.compare.set_sides(s.left_side, s.right_side)
         self.batch_panel.set_output(s.output_dir, s.output_format, s.quality)
@@ -443,7 +444,9 @@ class MainWindow(QMainWindow):
             self.show_message("warning", "No output folder", "Choose an output folder first.")
             return
         task = self.task_picker.combo.currentText()
-        how = "Fast (single-pass)" if models.engine == FAST else f"K={c.k}, seed {c.seed}"
+        how = f"K={c.k}, seed {c.seed}"
+        if models.engine == FAST:
+            how = "Fast (single-pass" + (", 8-way ensemble)" if models.ensemble else ")")
         self.batch_panel.running_text = f"Running: {task}, {how}…"
         self.batch.start(models, c.device, c.k, c.seed, c.tile)
 
@@ -563,7 +566,7 @@ class MainWindow(QMainWindow):
     def store_settings(self) -> None:
         s = self.settings
         s.default_k, s.seed = self.controller.k, self.controller.seed
-        s.engine = self.controller.engine
+        s.engine, s.fast_ensemble = self.controller.engine, self.controller.fast_ensemble
         s.device, s.tile = self.controller.device, self.controller.tile
         s.left_side, s.right_side = self.compare.sides()
         s.geometry = base64.b64encode(bytes(self.saveGeometry())).decode("ascii")

@@ -50,6 +50,7 @@ class AppSettings:
 
     device: str = "auto"
     engine: str = "dtpm"  # one of ENGINE_CHOICES
+    fast_ensemble: bool = False  # Fast engine: average the 8 flip/rotate variants
     tile: int = DEFAULT_TILE  # pixels, 0 = whole image at once
     default_k: int = 4
     seed: int = 0
@@ -87,6 +88,8 @@ class AppSettings:
             fixed.quality = defaults.quality
         if fixed.engine not in ENGINE_CHOICES:
             fixed.engine = defaults.engine
+        if not isinstance(fixed.fast_ensemble, bool):
+            fixed.fast_ensemble = defaults.fast_ensemble
         if fixed.left_side not in SIDE_CHOICES:
             fixed.left_side = defaults.left_side
         if fixed.right_side not in SIDE_CHOICES:

@@ -278,9 +278,10 @@ class InferenceWorker(QObject):
             self._fast = fast
             return FastLoaded(str(fast.device), fast.info.sha256, request.path, fast.tasks)
         res = self._require_fast().restore(request.image, request.task, tile=request.tile,
-                                           progress=on_progress, should_stop=cancel.is_set)
+                                           ensemble=request.ensemble, progress=on_progress,
+                                           should_stop=cancel.is_set)
         return FastRestored(request.key, res.task, res.t_mat, res.result, res.seconds,
-                            res.tile, tuple(res.notes))
+                            res.tile, tuple(res.notes), request.ensemble)
 
     def _require_fast(self) -> Any:
         if self._fast is None:

@@ -1,5 +1,5 @@
 """Small parts of the main window: the message banner, the empty state and the step/seed/
-device controls."""
+ensemble/device controls."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFormLayout,
     QFrame,
@@ -29,6 +30,8 @@ from ..settings import DEVICE_CHOICES, MAX_STEPS
 
 STEPS_HINT = "<small>← fidelity &nbsp;·&nbsp; texture →</small>"
 FAST_HINT = "<small>Fast engine: one network pass, no steps or seed</small>"
+FAST_ENSEMBLE_HINT = ("<small>Fast engine: 8 flipped/rotated passes averaged, no steps or "
+                      "seed</small>")
 HINT_STYLE = "color:#6b7280"
 WARNING_HINT_STYLE = "color:#b45309; font-weight:bold"
 BANNER_STYLES = {
@@ -130,13 +133,14 @@ class EmptyState(QWidget):
 
 
 class RestoreControls(QWidget):
-    """Steps (slider + spin box), seed, device and tile size."""
+    """Steps (slider + spin box), seed, the Fast engine's ensemble, device and tile size."""
 
     stepsChanged = Signal(int)  # throttled (SignalProxy); the marker follows instantly
     stepsMoved = Signal(int)  # every slider position, for cheap feedback
     seedChanged = Signal(int)
     deviceChanged = Signal(str)
     tileChanged = Signal(int)
+    ensembleChanged = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -155,6 +159,11 @@ class RestoreControls(QWidget):
         self.dice = dice = QToolButton(text="Random")
         dice.setToolTip("New random seed")
         dice.clicked.connect(lambda: self.seed.setValue(random.randrange(0, 100_000)))
+        self.ensemble = QCheckBox("8-way ensemble (8x slower)")
+        self.ensemble.setToolTip("Fast engine: restore the 8 flipped and rotated versions of "
+                                 "the image and average them (8 network passes instead of "
+                                 "one; DTPM does not use it)")
+        self.ensemble.setEnabled(False)  # until the Fast engine is in use
         self.device = QComboBox()
         for name in DEVICE_CHOICES:
             self.device.addItem({"auto": "Auto (GPU if available)", "cpu": "CPU",
@@ -182,6 +191,7 @@ class RestoreControls(QWidget):
         form.addRow(self.steps_label, steps_row)
         form.addRow("", hint)
         form.addRow(self.seed_label, seed_row)
+        form.addRow("", self.ensemble)
         form.addRow("Device", self.device)
         form.addRow("Tile size", self.tile)
 
@@ -193,27 +203,34 @@ class RestoreControls(QWidget):
         self.device.currentIndexChanged.connect(
             lambda: self.deviceChanged.emit(self.device.currentData()))
         self.tile.valueChanged.connect(self.tileChanged)
+        self.ensemble.toggled.connect(self._update_hint)
+        self.ensemble.toggled.connect(self.ensembleChanged)
         for spin in (self.steps, self.seed, self.tile):
             spin.setKeyboardTracking(False)  # typing "123" is one change, not three
 
-    def set_values(self, k: int, seed: int, device: str, tile: int) -> None:
-        for widget in (self.slider, self.steps, self.seed, self.device, self.tile):
+    def set_values(self, k: int, seed: int, device: str, tile: int,
+                   ensemble: bool = False) -> None:
+        widgets = (self.slider, self.steps, self.seed, self.device, self.tile, self.ensemble)
+        for widget in widgets:
             widget.blockSignals(True)
         self.slider.setValue(k)
         self.steps.setValue(k)
         self.seed.setValue(seed)
         self.device.setCurrentIndex(max(0, self.device.findData(device)))
         self.tile.setValue(tile)
-        for widget in (self.slider, self.steps, self.seed, self.device, self.tile):
+        self.ensemble.setChecked(ensemble)
+        for widget in widgets:
             widget.blockSignals(False)
         self._update_hint()
 
     def set_engine(self, engine: str) -> None:
-        """The steps and the seed belong to DTPM: the Fast engine ("fast") is one pass."""
+        """The steps and the seed belong to DTPM, the ensemble to the Fast engine ("fast"),
+        which is one pass (or eight with the ensemble)."""
         self._dtpm = engine != "fast"
         for widget in (self.slider, self.steps, self.seed, self.dice, self.steps_label,
                        self.seed_label):
             widget.setEnabled(self._dtpm)
+        self.ensemble.setEnabled(not self._dtpm)
         self._update_hint()
 
     def set_scores(self, scores: HeldOutScores | None) -> None:
@@ -224,7 +241,7 @@ class RestoreControls(QWidget):
 
     def _update_hint(self) -> None:
         if not self._dtpm:
-            self.hint.setText(FAST_HINT)
+            self.hint.setText(FAST_ENSEMBLE_HINT if self.ensemble.isChecked() else FAST_HINT)
             self.hint.setStyleSheet(HINT_STYLE)
             return
         level, note = self._scores.step_note(self.slider.value()) if self._scores else ("", "")

@@ -1,7 +1,7 @@
 """The Fast (single-pass) engine in the app: engine switch, one pass, the same output as
 `SinglePassRestorer`, split view DTPM vs Fast, the single-pass point on the trade-off plot,
-save / clipboard / batch, a task the network lacks, no network installed, cancel, and the
-engine choice kept across a restart."""
+save / clipboard / batch, a task the network lacks, no network installed, cancel, the
+engine choice kept across a restart, and the optional 8-way ensemble."""
 
 from __future__ import annotations
 
@@ -63,10 +63,11 @@ def fast_models(fast_model_dir, monkeypatch) -> Path:
     return fast_model_dir
 
 
-def _expected(folder: Path, image: Path, task: str = "motion-deblur", tile: int = 512):
+def _expected(folder: Path, image: Path, task: str = "motion-deblur", tile: int = 512,
+              ensemble: bool = False):
     """What `SinglePassRestorer` itself makes of the image."""
     return SinglePassRestorer(folder / FAST_FILE, device="cpu").restore(
-        read_image(image).rgb, task, tile=tile).result
+        read_image(image).rgb, task, tile=tile, ensemble=ensemble).result
 
 
 def _record_jobs(window) -> list:
@@ -403,3 +404,96 @@ def test_a_task_only_the_single_pass_model_has(fast_models, image_file, make_win
     result = _wait_fast_result(qtbot, window)
     np.testing.assert_allclose(result, _expected(fast_models, image_file, "desnow"), rtol=0,
                                atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- 8-way ensemble
+
+
+def test_ensemble_checkbox_restores_eight_passes_and_caches_both_results(
+        fast_only_models, image_file, make_window, qtbot):
+    window = make_window(task="motion-deblur")
+    jobs = _record_jobs(window)
+    progress = []
+    window.controller.progressChanged.connect(
+        lambda p: p is not None and p.total and progress.append(p))
+    window.start([image_file])
+    single = _wait_fast_result(qtbot, window)
+    qtbot.waitUntil(lambda: window.controller.idle, timeout=10_000)
+    checkbox = window.controls.ensemble
+    assert checkbox.isEnabled() and not checkbox.isChecked()
+    assert window.controller.result_tag() == "fast"
+
+    progress.clear()
+    checkbox.click()
+    assert window.controller.fast_ensemble and "8 flipped" in window.controls.hint.text()
+    ensemble = _wait_fast_result(qtbot, window)
+    fast_jobs = [j for j in jobs if isinstance(j, RestoreFast)]
+    assert [j.ensemble for j in fast_jobs] == [False, True]
+    assert {(p.done, p.total) for p in progress} == {(i, 8) for i in range(1, 9)}  # one tile
+    assert all("8-way ensemble" in p.stage for p in progress)
+    np.testing.assert_allclose(ensemble, _expected(fast_only_models, image_file,
+                                                   ensemble=True), rtol=0, atol=1e-6)
+    assert np.abs(ensemble - single).max() > 1e-3  # the average of 8 variants, not 1
+    assert window.shown_images()[1] is ensemble
+    assert window.controller.result_tag() == "fast-ensemble"  # Save As names it
+
+    # unticked: the single-pass result from the cache, and no new job; ticked again: the same
+    submitted = len(jobs)
+    checkbox.click()
+    assert not window.controller.fast_ensemble
+    assert np.array_equal(window.controller.current_result(), single)
+    assert np.array_equal(window.shown_images()[1], single)
+    checkbox.click()
+    assert np.array_equal(window.controller.current_result(), ensemble)
+    qtbot.waitUntil(lambda: window.controller.idle, timeout=10_000)
+    assert len(jobs) == submitted
+
+
+def test_ensemble_checkbox_belongs_to_the_fast_engine_and_persists(fast_models, make_window,
+                                                                  qtbot):
+    window = make_window()
+    window.controller.start()
+    checkbox = window.controls.ensemble
+    assert window.controller.active_engine == "dtpm"
+    assert not checkbox.isEnabled() and "8 network passes" in checkbox.toolTip()
+    window.engine_picker.buttons[FAST].click()
+    assert checkbox.isEnabled()
+    checkbox.click()
+    window.engine_picker.buttons["dtpm"].click()
+    assert not checkbox.isEnabled() and checkbox.isChecked()  # kept for the Fast engine
+    window.close()
+    assert load_settings().fast_ensemble is True
+
+    again = make_window()
+    assert again.controller.fast_ensemble and again.controls.ensemble.isChecked()
+    again.controller.start()
+    assert not again.controls.ensemble.isEnabled()  # DTPM was in use at the close
+    again.engine_picker.buttons[FAST].click()
+    assert again.controls.ensemble.isEnabled()
+    again.controls.ensemble.click()
+    again.close()
+    assert load_settings().fast_ensemble is False
+
+
+def test_batch_uses_the_ensemble_with_the_fast_engine(fast_only_models, tmp_path, make_window,
+                                                      qtbot):
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    inputs = [make_image(folder / "a.png", seed=1), make_image(folder / "b.png", 40, 56, seed=2)]
+    outdir = tmp_path / "out"
+    window = make_window(fast_ensemble=True, output_dir=str(outdir), output_format="png16")
+    window.controller.start()
+    qtbot.waitUntil(lambda: window.controller.fast_ready, timeout=30_000)
+    models = window.controller.batch_models()[0]
+    assert models.engine == FAST and models.ensemble
+    window.open_paths([folder])
+    with qtbot.waitSignal(window.batch.finished, timeout=60_000) as finished:
+        window.batch_panel.start_button.click()
+    summary = finished.args[0]
+    assert (summary.done, summary.failed, summary.error) == (2, 0, "")
+    assert "8-way ensemble" in window.batch_panel.running_text
+    for source in inputs:
+        written = read_image(outdir / source.name).rgb
+        expected = _expected(fast_only_models, source, ensemble=True)
+        np.testing.assert_allclose(written, expected, rtol=0, atol=0.5 / 65535 + 1e-6)
+        assert np.abs(written - _expected(fast_only_models, source)).max() > 1e-3

@@ -79,3 +79,13 @@ def test_constants_mirror_the_core():
 
     assert (MAX_STEPS, DEVICE_CHOICES, DEFAULT_TILE) == (MAX_SAMPLING_STEPS, CORE_DEVICES,
                                                           CORE_TILE)
+
+
+def test_fast_ensemble_setting_loads_from_old_and_wrong_files(tmp_path):
+    (tmp_path / "settings.json").write_text(json.dumps({"engine": "fast"}), encoding="utf-8")
+    loaded = load_settings(tmp_path)  # written before the option existed
+    assert loaded.engine == "fast" and loaded.fast_ensemble is False
+    (tmp_path / "settings.json").write_text(json.dumps({"fast_ensemble": 1}), encoding="utf-8")
+    assert load_settings(tmp_path).fast_ensemble is False
+    save_settings(AppSettings(fast_ensemble=True), tmp_path)
+    assert load_settings(tmp_path).fast_ensemble is True
