@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -41,3 +42,25 @@ def wait_result(qtbot, window, timeout: int = 60_000) -> None:
                 and not d.pending)
 
     qtbot.waitUntil(shown, timeout=timeout)
+
+
+def hold_first_pass(restorer, seen: threading.Event, clicked: threading.Event,
+                    passes: list) -> None:
+    """Wrap `restorer.restore` (the worker's DTPM `Restorer` or `SinglePassRestorer`) so that
+    the first network pass waits, in the worker thread, until the test has clicked Cancel: the
+    cancel then lands exactly after that pass. Every pass's `done` count goes to `passes`."""
+    original = restorer.restore
+
+    def restore(image, *args, **kwargs):
+        report = kwargs["progress"]
+
+        def progress(p):
+            report(p)
+            passes.append(p.done)
+            if not seen.is_set():
+                seen.set()
+                clicked.wait(10)
+
+        return original(image, *args, **{**kwargs, "progress": progress})
+
+    restorer.restore = restore

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from app_helpers import make_image, wait_result
+from app_helpers import hold_first_pass, make_image, wait_result
 from PySide6.QtWidgets import QApplication
 
 from dtpm_app.fast_engine import FAST, RestoreFast
@@ -142,19 +142,29 @@ def test_fast_result_is_the_single_pass_restorer_output(fast_models, image_file,
     assert (copied.width(), copied.height()) == (result.shape[1], result.shape[0])
 
 
-def test_batch_runs_with_the_engine_in_use(fast_models, tmp_path, make_window, qtbot):
-    folder = tmp_path / "shoot"
+def _two_photos(folder: Path) -> tuple[Path, list[Path]]:
+    """A batch folder with two small photos of different sizes."""
     folder.mkdir()
-    inputs = [make_image(folder / "a.png", seed=1), make_image(folder / "b.png", 40, 56, seed=2)]
-    outdir = tmp_path / "out"
-    window = make_window(engine=FAST, output_dir=str(outdir), output_format="png8")
-    window.controller.start()
-    qtbot.waitUntil(lambda: window.controller.fast_ready, timeout=30_000)
+    return folder, [make_image(folder / "a.png", seed=1),
+                    make_image(folder / "b.png", 40, 56, seed=2)]
+
+
+def _restore_in_batch(window, qtbot, folder: Path) -> None:
+    """Queue the folder, run the batch and require both photos restored without failures."""
     window.open_paths([folder])
     with qtbot.waitSignal(window.batch.finished, timeout=60_000) as finished:
         window.batch_panel.start_button.click()
     summary = finished.args[0]
     assert (summary.done, summary.failed, summary.error) == (2, 0, "")
+
+
+def test_batch_runs_with_the_engine_in_use(fast_models, tmp_path, make_window, qtbot):
+    folder, inputs = _two_photos(tmp_path / "shoot")
+    outdir = tmp_path / "out"
+    window = make_window(engine=FAST, output_dir=str(outdir), output_format="png8")
+    window.controller.start()
+    qtbot.waitUntil(lambda: window.controller.fast_ready, timeout=30_000)
+    _restore_in_batch(window, qtbot, folder)
     assert "Fast (single-pass)" in window.batch_panel.running_text
     for source in inputs:
         written = read_image(outdir / source.name).rgb
@@ -256,28 +266,6 @@ def test_fast_is_disabled_without_a_single_pass_model(models, image_file, make_w
     assert window.controller.engine == FAST  # the choice waits for a model
 
 
-def _hold_first_fast_pass(window, seen: threading.Event, clicked: threading.Event,
-                          passes: list) -> None:
-    """The first network pass of the single-pass restorer waits (in the worker thread) until
-    the test has clicked Cancel."""
-    restorer = window.controller.worker._fast
-    original = restorer.restore
-
-    def restore(image, task, **kwargs):
-        report = kwargs["progress"]
-
-        def progress(p):
-            report(p)
-            passes.append(p.done)
-            if not seen.is_set():
-                seen.set()
-                clicked.wait(10)
-
-        return original(image, task, **{**kwargs, "progress": progress})
-
-    restorer.restore = restore
-
-
 def test_cancel_stops_the_fast_restoration(fast_models, tmp_path, make_window, qtbot):
     image = make_image(tmp_path / "big.png", 96, 128)
     window = make_window(engine=FAST, tile=64)
@@ -286,7 +274,7 @@ def test_cancel_stops_the_fast_restoration(fast_models, tmp_path, make_window, q
     qtbot.waitUntil(lambda: controller.fast_ready and controller.models_ready
                     and controller.idle, timeout=30_000)
     seen, clicked, passes = threading.Event(), threading.Event(), []
-    _hold_first_fast_pass(window, seen, clicked, passes)
+    hold_first_pass(window.controller.worker._fast, seen, clicked, passes)
     controller.open_image(image)
     qtbot.waitUntil(seen.is_set, timeout=30_000)
     # the first pass's progress arrives after the job's start (queued signals)
@@ -477,20 +465,14 @@ def test_ensemble_checkbox_belongs_to_the_fast_engine_and_persists(fast_models, 
 
 def test_batch_uses_the_ensemble_with_the_fast_engine(fast_only_models, tmp_path, make_window,
                                                       qtbot):
-    folder = tmp_path / "shoot"
-    folder.mkdir()
-    inputs = [make_image(folder / "a.png", seed=1), make_image(folder / "b.png", 40, 56, seed=2)]
+    folder, inputs = _two_photos(tmp_path / "shoot")
     outdir = tmp_path / "out"
     window = make_window(fast_ensemble=True, output_dir=str(outdir), output_format="png16")
     window.controller.start()
     qtbot.waitUntil(lambda: window.controller.fast_ready, timeout=30_000)
     models = window.controller.batch_models()[0]
     assert models.engine == FAST and models.ensemble
-    window.open_paths([folder])
-    with qtbot.waitSignal(window.batch.finished, timeout=60_000) as finished:
-        window.batch_panel.start_button.click()
-    summary = finished.args[0]
-    assert (summary.done, summary.failed, summary.error) == (2, 0, "")
+    _restore_in_batch(window, qtbot, folder)
     assert "8-way ensemble" in window.batch_panel.running_text
     for source in inputs:
         written = read_image(outdir / source.name).rgb

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from app_helpers import make_image, wait_result, wait_settled
+from app_helpers import hold_first_pass, make_image, wait_result, wait_settled
 from PySide6.QtCore import QTimer
 
 from dtpm_app.controller import CURVE_KS
@@ -61,27 +61,6 @@ def test_reference_relabels_the_curve(models, image_file, tmp_path, make_window,
     assert np.array_equal(window.shown_images()[1], window.controller.reference)
 
 
-def _hold_first_pass(window, seen: threading.Event, clicked: threading.Event, passes: list):
-    """Wrap the worker's Restorer so that the first network pass waits (in the worker thread)
-    until the test has clicked Cancel: the cancel then lands exactly after that pass."""
-    restorer = window.controller.worker._restorer
-    original = restorer.restore
-
-    def restore(image, steps, **kwargs):
-        report = kwargs["progress"]
-
-        def progress(p):
-            report(p)
-            passes.append(p.done)
-            if not seen.is_set():
-                seen.set()
-                clicked.wait(10)
-
-        return original(image, steps, **{**kwargs, "progress": progress})
-
-    restorer.restore = restore
-
-
 def test_cancel_stops_within_a_step_and_the_app_stays_usable(models, tmp_path, make_window,
                                                              qtbot):
     image = make_image(tmp_path / "big.png", 96, 128)
@@ -90,7 +69,7 @@ def test_cancel_stops_within_a_step_and_the_app_stays_usable(models, tmp_path, m
     qtbot.waitUntil(lambda: window.controller.models_ready and window.controller.idle,
                     timeout=30_000)
     seen, clicked, passes = threading.Event(), threading.Event(), []
-    _hold_first_pass(window, seen, clicked, passes)
+    hold_first_pass(window.controller.worker._restorer, seen, clicked, passes)
     window.controller.open_image(image)
     qtbot.waitUntil(seen.is_set, timeout=30_000)
     # while it runs: a progress bar, the stage and an estimate of the time left
