@@ -45,16 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text + ". Resumes automatically from "
                            "RUN_DIR/checkpoint.pt; launch with `torchrun --nproc_per_node N "
                            f"-m trainer.cli {name} ...` for several processes.")
-        p.add_argument("--config", default=f"cpu_demo_{name}", help=CONFIG_HELP +
-                       f" (default: cpu_demo_{name})")
-        p.add_argument("--set", dest="overrides", action="append", default=[],
-                       metavar="KEY=VALUE", help=SET_HELP)
-        p.add_argument("--run-dir", type=Path, required=True,
-                       help="folder for checkpoints, TensorBoard logs, samples and the export")
-        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                       help="training device (default: CUDA when available)")
-        p.add_argument("--iterations", type=int, help="shortcut for --set loop.iterations=N")
-        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        _add_run_args(p, f"cpu_demo_{name}", CONFIG_HELP)
         p.add_argument("--no-semantic", action="store_true",
                        help="ablation: no semantic code (stage2: needs a base trained so)")
         if name == "stage2":
@@ -130,9 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_common_training_args(p: argparse.ArgumentParser, default_config: str) -> None:
-    p.add_argument("--config", default=default_config, help=CONFIG_HELP +
-                   f", singlepass_cpu (default: {default_config})")
+def _add_run_args(p: argparse.ArgumentParser, default_config: str, config_help: str) -> None:
+    """The options every training command has: config, overrides, run folder, device,
+    iterations, quiet."""
+    p.add_argument("--config", default=default_config,
+                   help=f"{config_help} (default: {default_config})")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help=SET_HELP)
     p.add_argument("--run-dir", type=Path, required=True,
@@ -141,6 +134,10 @@ def _add_common_training_args(p: argparse.ArgumentParser, default_config: str) -
                    help="training device (default: CUDA when available)")
     p.add_argument("--iterations", type=int, help="shortcut for --set loop.iterations=N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_singlepass_run_args(p: argparse.ArgumentParser, default_config: str) -> None:
+    _add_run_args(p, default_config, CONFIG_HELP + ", singlepass_cpu")
     p.add_argument("--clean", type=Path, nargs="+",
                    help="clean photo folders/files (shortcut for data.clean)")
 
@@ -170,14 +167,14 @@ def _add_singlepass_parser(sub) -> None:
                         description="Time-step matched diffusion pre-training: t ~ U{1..50}, "
                                     "x_t = x0 + sigma_bar_t eps, L1 of (x_t - f(x_t, t)) - x0. "
                                     "Writes RUN_DIR/pretrained.safetensors.")
-    _add_common_training_args(q, "singlepass_cpu")
+    _add_singlepass_run_args(q, "singlepass_cpu")
     q = ssub.add_parser("finetune", help="GEF fine-tuning for one task (or plain L1)",
                         description="Generative-endowed fine-tuning: L1 + 0.1 FFT L1 of "
                                     "x_d - f(x_d, t_mat) against the clean image; with "
                                     "probability 0.1 the generative loss, the Omega regulariser "
                                     "and the orthogonality term. Writes RUN_DIR/<task>"
                                     ".safetensors.")
-    _add_common_training_args(q, "singlepass_cpu")
+    _add_singlepass_run_args(q, "singlepass_cpu")
     q.add_argument("--task", help="task name (synthetic data exists for motion-deblur, "
                                   "defocus-deblur, derain-dehaze, desnow, raindrop)")
     q.add_argument("--t-mat", type=int, help="matched time step (default: the paper's table; "
@@ -187,7 +184,7 @@ def _add_singlepass_parser(sub) -> None:
                         description="Tasks in ascending t_mat; step k trains on tasks 1..k with "
                                     "a fresh optimiser and schedule, theta_0 and Omega renewed. "
                                     "Writes RUN_DIR/singlepass.safetensors.")
-    _add_common_training_args(q, "singlepass_cpu")
+    _add_singlepass_run_args(q, "singlepass_cpu")
     q.add_argument("--tasks", help="comma-separated tasks (default: the five)")
     q.add_argument("--step-iterations", type=int, help="iterations per incremental step")
     _add_diffusion_switches(q)
