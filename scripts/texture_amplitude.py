@@ -24,9 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dtpm_core.imageio import list_images, read_image
 from dtpm_core.restore import Restorer
-from trainer.degradations import degrade
+from trainer.data import degraded_photos
 
 
 def layer_stats(generated: np.ndarray, missing: np.ndarray) -> tuple[float, float]:
@@ -52,11 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     steps = [int(s) for s in args.steps.split(",")]
     restorer = Restorer(args.base, args.adapter, device="cpu")
     stats: dict[int, list[tuple[float, float]]] = {k: [] for k in steps}
-    for index, path in enumerate(list_images(list(args.clean))):
-        clean = read_image(path).rgb
-        rng = np.random.default_rng([args.seed, index])
-        degraded = np.clip(degrade(args.task, clean, rng, held_out=args.held_out_degradations),
-                           0, 1).astype(np.float32)
+    for _, degraded, clean in degraded_photos(args.clean, args.task, args.seed,
+                                              held_out=args.held_out_degradations):
+        degraded = np.clip(degraded, 0, 1).astype(np.float32)
         out = restorer.restore(degraded, steps, seed=args.seed)
         for k in steps:
             stats[k].append(layer_stats(out.results[k] - out.initial, clean - out.initial))

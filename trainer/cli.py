@@ -278,19 +278,15 @@ def _eval_pairs(args: argparse.Namespace) -> list:
             raise DTPMError("layout folders needs --degraded DIR and --clean DIR")
         return pairs_from_folders(args.degraded, args.clean[0])
     if args.layout == "synthetic":
-        import numpy as np
+        from dtpm_core.imageio import write_image
 
-        from dtpm_core.imageio import list_images, read_image, write_image
-
-        from .degradations import degrade
+        from .data import degraded_photos
         if not args.task or not args.clean:
             raise DTPMError("layout synthetic needs --task T and --clean IMAGES/FOLDERS")
         folder = args.out / "pairs"
         pairs = []
-        for index, path in enumerate(list_images(args.clean)):
-            clean = read_image(path).rgb
-            rng = np.random.default_rng([args.seed, index])
-            degraded = degrade(args.task, clean, rng, held_out=args.held_out_degradations)
+        for path, degraded, clean in degraded_photos(args.clean, args.task, args.seed,
+                                                     held_out=args.held_out_degradations):
             d, c = folder / "degraded" / f"{path.stem}.png", folder / "clean" / f"{path.stem}.png"
             write_image(d, degraded)
             write_image(c, clean)

@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from dtpm_core.atomic import write_bytes_atomic, write_text_atomic
-from dtpm_core.imageio import list_images, read_image
 from dtpm_core.metrics import LPIPSMetric, psnr, ssim
 
-from .degradations import degrade
+from .data import degraded_photos
 
 Method = Callable[[np.ndarray, str], np.ndarray]
 """(degraded image, task) -> restored image."""
@@ -36,13 +35,8 @@ class Score:
 def held_out_pairs(clean: Sequence[Path], task: str, seed: int = 0
                    ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(degraded, clean) pairs of the given photos with the held-out degradation settings."""
-    pairs = []
-    for index, path in enumerate(list_images(list(clean))):
-        image = read_image(path).rgb
-        rng = np.random.default_rng([seed, index])
-        degraded = np.clip(degrade(task, image, rng, held_out=True), 0, 1).astype(np.float32)
-        pairs.append((degraded, image))
-    return pairs
+    return [(np.clip(degraded, 0, 1).astype(np.float32), image)
+            for _, degraded, image in degraded_photos(clean, task, seed, held_out=True)]
 
 
 def compare(methods: dict[str, Method | None], tasks: Sequence[str], clean: Sequence[Path],

@@ -12,7 +12,7 @@ import hashlib
 import json
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dtpm_core.errors import ConfigError
-from dtpm_core.imageio import read_image
+from dtpm_core.imageio import list_images, read_image
 
 from .pairs import DataError, Pair
 
@@ -33,6 +33,24 @@ INDEX_NAME, CLEAN_DIR, SMOOTH_DIR = "index.json", "clean", "smooth"
 """The layout `trainer.prepare` writes and `PreparedPatches` reads."""
 DEFAULT_CACHE_MB = 512
 _EXAMPLES = 3
+
+
+# ----------------------------------------------------------------------------- synthetic photos
+
+
+def degraded_photos(clean: Sequence[Path | str], task: str, seed: int = 0, *,
+                    held_out: bool = False) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
+    """(photo, degraded, clean) for every image in `clean` (files or folders, sorted): photo i
+    is degraded for `task` with `np.random.default_rng([seed, i])`, from the held-out
+    degradation distribution when `held_out`. `dtpm-train eval --layout synthetic`,
+    `dtpm-train compare` and scripts/texture_amplitude.py all draw their images here, so the
+    same photos and seed give them the same degradations. `degraded` is `degrade`'s output as
+    it is (not clipped)."""
+    from trainer.degradations import degrade  # lazy: numpy-heavy, only needed here
+    for index, path in enumerate(list_images(list(clean))):
+        image = read_image(path).rgb
+        rng = np.random.default_rng([seed, index])
+        yield path, degrade(task, image, rng, held_out=held_out), image
 
 
 # ----------------------------------------------------------------------------- held-out split
