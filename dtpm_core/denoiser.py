@@ -11,8 +11,7 @@ from torch.nn import functional as F
 from .adapters import AdapterSet
 from .config import DenoiserConfig
 from .layers import NAFBlock, downsample, pad_to_multiple, sinusoidal_embedding, upsample
-
-SEMANTIC_DIM = 512  # ResNet-18 global-pooled features
+from .semantic import SEMANTIC_FEATURE_DIMS
 
 
 class Denoiser(nn.Module):
@@ -25,8 +24,8 @@ class Denoiser(nn.Module):
         self.noise_mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.SiLU(), nn.Linear(2 * d, d))
         self.semantic_mlp: nn.Module | None = None
         if config.semantic != "none":
-            self.semantic_mlp = nn.Sequential(nn.Linear(SEMANTIC_DIM, d), nn.SiLU(),
-                                              nn.Linear(d, d))
+            width = SEMANTIC_FEATURE_DIMS[config.semantic]  # 512 (ResNet-18) or 1280
+            self.semantic_mlp = nn.Sequential(nn.Linear(width, d), nn.SiLU(), nn.Linear(d, d))
         self.intro = nn.Conv2d(6, c, 3, padding=1)
         self.encoders = nn.ModuleList()
         self.downs = nn.ModuleList()
@@ -76,7 +75,8 @@ class Denoiser(nn.Module):
             x_noisy: (B, 3, H, W) noisy texture layer.
             cond_image: (B, 3, H, W) condition in [-1, 1] (y_s in Stage I, y_d in Stage II).
             sqrt_gamma: (B,) continuous noise level.
-            semantic_code: (B, 512) ResNet-18 features, or None when semantic is "none".
+            semantic_code: (B, 512) ResNet-18 or (B, 1280) EfficientNet-Lite0 features, or
+                None when semantic is "none".
             adapters: Stage II adapters, or None for the plain Stage I model.
             guidance: (B, 3, H, W) initial prediction y_eps in [-1, 1], needed with adapters.
         """
