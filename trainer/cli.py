@@ -62,11 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_singlepass_parser(sub)
 
-    p = sub.add_parser("eval", help="PSNR/SSIM/MAE/LPIPS (FID) at several K -> CSV, Markdown, plot",
+    p = sub.add_parser("eval", help="PSNR/SSIM/MAE/LPIPS, EffNet-Lite0 feature distance (FID) "
+                                    "at several K -> CSV, Markdown, plot",
                        description="Evaluate a base + adapter on a paired set at several step "
                                    "counts, next to the degraded input and the initial "
                                    "prediction alone; writes eval.csv, eval.md and "
-                                   "tradeoff.png (PSNR and LPIPS against K).")
+                                   "tradeoff.png (PSNR, LPIPS and the EffNet-Lite0 feature "
+                                   "distance against K). The feature distance uses "
+                                   "EfficientNet-Lite0 with real ImageNet weights (LPIPS's "
+                                   "formula, no learned calibration: not LPIPS), reported "
+                                   "beside LPIPS, whose AlexNet trunk has random weights where "
+                                   "its ImageNet file is not in the torch hub cache.")
     p.add_argument("--base", type=Path, required=True)
     p.add_argument("--adapter", type=Path, required=True)
     p.add_argument("--layout", default="folders",
