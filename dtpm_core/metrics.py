@@ -38,6 +38,7 @@ __all__ = [
     "feature_distance_available",
     "frechet_distance",
     "mae",
+    "perceptual_metric",
     "psnr",
     "ssim",
 ]
@@ -213,6 +214,8 @@ class LPIPSMetric:
     and :attr:`backbone` says so.
     """
 
+    name = "LPIPS"
+
     def __init__(
         self,
         net: str = "alex",
@@ -359,6 +362,19 @@ def feature_distance_available() -> bool:
     from .efficientnet_lite import weights_available
 
     return weights_available()
+
+
+def perceptual_metric(device: Any = "cpu", allow_download: bool | None = None
+                      ) -> LPIPSMetric | FeatureDistanceMetric:
+    """One perceptual distance for a display that has room for one: LPIPS where its trunk has
+    ImageNet weights, otherwise the EffNet-Lite0 feature distance (real ImageNet features
+    rather than LPIPS's formula on a random trunk); LPIPS with the random trunk only where the
+    EfficientNet package is missing too. Its ``name`` and ``backbone`` say which it is."""
+    alex = LPIPS_BACKBONE_FILES["alex"]
+    if feature_distance_available() and fetch_weights(
+            _TV_URL + alex, alex, allow_download=allow_download) is None:
+        return FeatureDistanceMetric(device=device)
+    return LPIPSMetric("alex", device=device, allow_download=allow_download)
 
 
 # --------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from dtpm_core.metrics import (
     _extract_patches,
     frechet_distance,
     mae,
+    perceptual_metric,
     psnr,
     ssim,
 )
@@ -345,6 +346,25 @@ def test_feature_distance_is_named_for_what_it_is(feature_distance) -> None:
     assert "ImageNet" in feature_distance.backbone and "LPIPS" not in feature_distance.name
     with pytest.raises(MetricInputError, match="differ in shape"):
         feature_distance(_photo("astronaut"), _photo("astronaut")[:64])
+
+
+def test_perceptual_metric_prefers_real_imagenet_features(empty_hub, monkeypatch) -> None:
+    """LPIPS with its ImageNet trunk where cached; otherwise the feature distance; LPIPS on a
+    random trunk only where neither has real weights."""
+    assert isinstance(perceptual_metric(), FeatureDistanceMetric)  # empty hub cache
+    with monkeypatch.context() as without_package:
+        without_package.setattr("dtpm_core.efficientnet_lite.weights_path", lambda: None)
+        fallback = perceptual_metric()
+    assert isinstance(fallback, LPIPSMetric) and not fallback.pretrained_backbone
+    from torchvision.models import alexnet
+
+    empty_hub.mkdir(parents=True)
+    features = {k: v for k, v in alexnet(weights=None).state_dict().items()
+                if k.startswith("features.")}
+    torch.save(features, empty_hub / LPIPS_BACKBONE_FILES["alex"])
+    cached = perceptual_metric()
+    assert isinstance(cached, LPIPSMetric) and cached.pretrained_backbone
+    assert (cached.name, fallback.name) == ("LPIPS", "LPIPS")
 
 
 # --------------------------------------------------------------------------------------------
