@@ -323,17 +323,20 @@ class InferenceWorker(QObject):
 
     def _measure(self, result: np.ndarray, target: np.ndarray,
                  cancel: threading.Event) -> tuple[float, float, str]:
-        """(PSNR, LPIPS, LPIPS backbone) of `result` against `target`."""
+        """(PSNR, perceptual distance, "<its name>: <its backbone>") of `result` against
+        `target`: LPIPS, or the EffNet-Lite0 feature distance where LPIPS would have a random
+        trunk (`perceptual_metric`)."""
         with _IMPORT_LOCK:
-            from dtpm_core.metrics import LPIPSMetric, psnr
+            from dtpm_core.metrics import perceptual_metric, psnr
 
         if cancel.is_set():
             raise Cancelled("trade-off point cancelled")
         if self._lpips is None:
             # Never download here: a 200+ MB fetch would hold up every restoration queued
-            # behind it. Cached ImageNet weights are used; otherwise the plot says "random".
-            self._lpips = LPIPSMetric(device="cpu", allow_download=False)
-        return psnr(result, target), self._lpips(result, target), self._lpips.backbone
+            # behind it. Cached ImageNet weights are used; the plot names the metric.
+            self._lpips = perceptual_metric(device="cpu", allow_download=False)
+        metric = self._lpips
+        return psnr(result, target), metric(result, target), f"{metric.name}: {metric.backbone}"
 
 
 # ----------------------------------------------------------------------------- plain calls

@@ -1,11 +1,17 @@
-"""PSNR and LPIPS against the number of sampling steps K, with a marker at the current K.
+"""PSNR and a perceptual distance against the number of sampling steps K, with a marker at
+the current K.
 
 Two stacked plots share a logarithmic K axis (1, 2, 4, 10, 20, 50 evenly apart). Items are
 created once and updated with `setData` (pyqtgraph habit). Dragging the marker asks for
 another K. The Fast engine's single-pass result, measured against the same target on the same
 preview, is a dashed horizontal line labelled "single-pass" (it has no K); while Fast is the
-engine in use the K marker is hidden. The LPIPS backbone (ImageNet or random weights) is named in the tooltip and, when
-random, in the plot title, so numbers from a random trunk are never mistaken for LPIPS.
+engine in use the K marker is hidden.
+
+The perceptual distance is LPIPS where its AlexNet has ImageNet weights; otherwise the worker
+measures the EffNet-Lite0 feature distance (real ImageNet features, installed by pip), and the
+axis, the status and the tooltip name it, so it is never mistaken for LPIPS. The curve's
+`backbone` reads "<metric>: <backbone>" (see `InferenceWorker._measure`). LPIPS on a random
+trunk (only without the EfficientNet package) is flagged in the status line.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import math
 
 import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QFontMetricsF
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ..state import CurveState
@@ -27,10 +34,23 @@ SINGLE_PASS_COLOUR = "#059669"
 AXIS_TEXT = "#374151"
 MIN_HEIGHT = 420  # of the two plots: each tall enough for its vertical axis label
 AXIS_LINE = "#9ca3af"
+MIN_X_PAD = 0.06  # log10 units either side of K = 1 and K = max_k
+FEATURE_DISTANCE = "EffNet-Lite0 feature distance"  # dtpm_core.metrics.FEATURE_DISTANCE_NAME
+FEATURE_DISTANCE_NOTE = (
+    "LPIPS's formula on EfficientNet-Lite0 features with real ImageNet weights, without "
+    "LPIPS's learned calibration: it ranks results like a perceptual distance, but its scale is "
+    "its own and it is not LPIPS. Shown because LPIPS's AlexNet ImageNet weights are not in "
+    "the torch hub cache (LPIPS on a random trunk would mean little).")
 
 
 def _x(k: float) -> float:
     return math.log10(k)
+
+
+def distance_metric(backbone: str) -> tuple[str, str]:
+    """(metric name, its backbone) from a curve's "<metric>: <backbone>" (LPIPS if unnamed)."""
+    name, sep, rest = backbone.partition(": ")
+    return (name, rest) if sep and name in ("LPIPS", FEATURE_DISTANCE) else ("LPIPS", backbone)
 
 
 class TradeoffPlot(QWidget):
@@ -68,7 +88,7 @@ class TradeoffPlot(QWidget):
             for side in ("left", "bottom"):
                 plot.getAxis(side).setTextPen(AXIS_TEXT)
                 plot.getAxis(side).setPen(AXIS_LINE)
-            plot.setXRange(_x(1) - 0.06, _x(max_k) + 0.06, padding=0)
+            plot.setXRange(_x(1) - MIN_X_PAD, _x(max_k) + MIN_X_PAD, padding=0)
             curve = plot.plot([], [], pen=pg.mkPen(colour, width=2), symbol="o",
                               symbolSize=7, symbolBrush=colour, symbolPen="w")
             marker = pg.InfiniteLine(angle=90, movable=True,
@@ -88,6 +108,7 @@ class TradeoffPlot(QWidget):
             self.single_pass_lines.append(line)
             self.single_pass_labels.append(label)
         self.psnr_plot.getAxis("bottom").setStyle(showValues=False)
+        self.lpips_plot.getViewBox().sigResized.connect(self._fit_k_range)
         self.lpips_plot.setLabel("bottom", "Sampling steps K", color=AXIS_TEXT)
         self.status = QLabel()
         self.status.setWordWrap(True)
@@ -109,6 +130,19 @@ class TradeoffPlot(QWidget):
 
     def hasHeightForWidth(self) -> bool:
         return False  # else the wrapped status text makes the scroll area use the canvas hint
+
+    def _fit_k_range(self) -> None:
+        """Pad the K range so that the end ticks' labels fit inside the axis: pyqtgraph drops a
+        tick label that would cross the axis's ends (the "50" vanished in narrow panels and
+        with larger fonts)."""
+        axis = self.lpips_plot.getAxis("bottom")
+        font = axis.style["tickFont"] or axis.font()
+        half = QFontMetricsF(font).horizontalAdvance(str(self._max_k)) / 2 + 2  # pixels
+        width = self.lpips_plot.getViewBox().width()
+        span = _x(self._max_k) - _x(1)
+        # pad * width / (span + 2 pad) >= half  <=>  pad >= half * span / (width - 2 half)
+        pad = max(MIN_X_PAD, half * span / max(width - 2 * half, 1.0))
+        self.psnr_plot.setXRange(_x(1) - pad, _x(self._max_k) + pad, padding=0)
 
     # ------------------------------------------------------------------ updates
 
@@ -134,14 +168,20 @@ class TradeoffPlot(QWidget):
             marker.setVisible(state.engine != "fast")
         self.canvas.setVisible(not state.unavailable)  # empty axes would only mislead
         against = state.against
+        metric, backbone = distance_metric(state.backbone)
         self.psnr_plot.setLabel("left", f"PSNR vs {against} (dB)", color=AXIS_TEXT)
-        self.lpips_plot.setLabel("left", f"LPIPS vs {against}", color=AXIS_TEXT)
+        # the longer name on two lines, so that it fits beside the plot
+        label = f"{metric} vs {against}" if metric == "LPIPS" else f"{metric}<br>vs {against}"
+        self.lpips_plot.setLabel("left", label, color=AXIS_TEXT)
         for plot in (self.psnr_plot, self.lpips_plot):
-            plot.getAxis("left").label.setToolTip(plot.getAxis("left").labelText)
+            plot.getAxis("left").label.setToolTip(
+                plot.getAxis("left").labelText.replace("<br>", " "))
+        about = (f"{metric}: {FEATURE_DISTANCE_NOTE}" if metric == FEATURE_DISTANCE
+                 else f"LPIPS backbone: {backbone or 'not loaded yet'}")
         self.canvas.setToolTip(
-            f"PSNR and LPIPS of the result at each K against the {against}, on a preview"
+            f"PSNR and {metric} of the result at each K against the {against}, on a preview"
             f" (longest side 256 px); dashed: the Fast engine's single-pass result, measured "
-            f"the same way.\nLPIPS backbone: {state.backbone or 'not loaded yet'}")
+            f"the same way.\n{about}")
         self._update_status()
 
     def set_marker(self, k: int) -> None:
@@ -159,18 +199,20 @@ class TradeoffPlot(QWidget):
     def _update_status(self) -> None:
         state, k = self._state, self._k
         done = len(state.psnr)
+        metric, _ = distance_metric(state.backbone)
+        metric = "EffNet-Lite0 distance" if metric == FEATURE_DISTANCE else metric  # fits a line
         dtpm = f"<b>{'DTPM ' if state.engine == 'fast' else ''}K = {k}</b>"
         if k in state.psnr:
-            dtpm += f": PSNR {state.psnr[k]:.2f} dB, LPIPS {state.lpips[k]:.3f}"
+            dtpm += f": PSNR {state.psnr[k]:.2f} dB, {metric} {state.lpips[k]:.3f}"
         fast = ""
         if state.fast_psnr is not None and state.fast_lpips is not None:
             fast = (f"<b style='color:{SINGLE_PASS_COLOUR}'>Single-pass</b>: PSNR "
-                    f"{state.fast_psnr:.2f} dB, LPIPS {state.fast_lpips:.3f}")
+                    f"{state.fast_psnr:.2f} dB, {metric} {state.fast_lpips:.3f}")
         elif state.fast_computing:
             fast = "computing the single-pass point"
         lines = [fast, dtpm] if state.engine == "fast" else [dtpm, fast]  # engine in use first
         parts = [line for line in lines if line]
-        if "random" in state.backbone:
+        if metric == "LPIPS" and "random" in state.backbone:
             parts.append("<span style='color:#b45309'>LPIPS uses a random backbone (ImageNet "
                          "weights not in the torch hub cache): not comparable to published "
                          "LPIPS</span>")
