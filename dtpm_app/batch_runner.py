@@ -1,9 +1,10 @@
 """The batch queue: which files go where, their status, and the `BatchWorker` that runs them.
 
 No widgets here; `widgets.batch_queue.BatchQueue` shows this state. Targets come from
-`dtpm_core.batch.plan_batch` (never over an input); files already inside the output folder
-are left out, so re-running a batch over a folder that contains its own outputs is safe, and
-finished items (output exists) are skipped by the worker.
+`dtpm_core.output_plan.plan_outputs`, the planner `dtpm-restore` uses: never over an input or
+another item's target, earlier results never taken as inputs, special files and unreadable
+image types listed as skipped. The output folder is proved writable before the batch starts,
+and finished items (output exists) are skipped by the worker.
 """
 
 from __future__ import annotations
@@ -12,9 +13,16 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from dtpm_core.batch import plan_batch
 from dtpm_core.errors import ImageReadError
 from dtpm_core.imageio import SUPPORTED_EXTENSIONS
+from dtpm_core.output_plan import (
+    OutputPlan,
+    OutputPlanError,
+    check_output_folder,
+    plan_outputs,
+    record_output,
+    sweep_stale_temp_files,
+)
 
 from .batch_worker import BatchEntry, BatchModels, BatchSettings, BatchSummary, BatchWorker
 from .formats import OUTPUT_CHOICES
@@ -38,12 +46,11 @@ def match_reference(source: str | Path, reference_dir: str | Path | None) -> Pat
     return None
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-    except ValueError:
-        return False
-    return True
+def _plan_notes(plan: OutputPlan) -> str:
+    """What the person should know about a plan: files left out, results renamed."""
+    lines = [f"Skipped {path.name}: {reason}" for path, reason in plan.skipped]
+    lines += [f"{path.name}: {reason}" for path, reason in plan.renamed]
+    return "\n".join(lines)
 
 
 class BatchRunner(QObject):
@@ -59,6 +66,7 @@ class BatchRunner(QObject):
         super().__init__(parent)
         self.roots: list[Path] = []
         self.entries: list[BatchEntry] = []
+        self.plan = OutputPlan([])
         self.status: list[str] = []
         self.messages: list[str] = []
         self.outdir: Path | None = None
@@ -100,20 +108,23 @@ class BatchRunner(QObject):
         if self.running:
             return
         entries: list[BatchEntry] = []
+        plan = OutputPlan([])
         if self.roots:
             outdir = self.outdir or Path("restored")
             fmt = OUTPUT_CHOICES[self.format_key].batch_format
             try:
-                planned = plan_batch(self.roots, outdir, fmt)
+                plan = plan_outputs(self.roots, outdir, fmt)
             except ImageReadError as exc:
                 self.problem.emit(str(exc))
                 self.roots = [p for p in self.roots if p.exists()]
-                planned = plan_batch(self.roots, outdir, fmt)
-            for item in planned:
-                if self.outdir is not None and _inside(item.source, self.outdir):
-                    continue  # an earlier output, not an input
-                entries.append(BatchEntry(item.source, item.target,
-                                          match_reference(item.source, self.reference_dir)))
+                plan = plan_outputs(self.roots, outdir, fmt)
+            entries = [BatchEntry(item.source, item.target,
+                                  match_reference(item.source, self.reference_dir))
+                       for item in plan.items]
+        notes = _plan_notes(plan)
+        if notes and notes != _plan_notes(self.plan):
+            self.problem.emit(notes)
+        self.plan = plan
         self.entries = entries
         self.status = ["queued"] * len(entries)
         self.messages = [""] * len(entries)
@@ -127,8 +138,16 @@ class BatchRunner(QObject):
         if self.running or not self.entries or self.outdir is None:
             return False
         self.replan()
+        plan, outdir = self.plan, self.outdir
+        try:
+            check_output_folder(plan, outdir)
+        except OutputPlanError as exc:
+            self.problem.emit(str(exc))
+            return False
+        sweep_stale_temp_files(plan, outdir)
         settings = BatchSettings(models, device, k, seed, tile, self.format_key, self.quality)
-        worker = BatchWorker(self.entries, settings)
+        worker = BatchWorker(self.entries, settings,
+                             record=lambda target: record_output(plan, outdir, target))
         worker.item_started.connect(self._on_started)
         worker.item_progress.connect(self._on_progress)
         worker.item_finished.connect(self._on_item_finished)

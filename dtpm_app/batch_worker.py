@@ -21,6 +21,7 @@ from dtpm_core.errors import (
     DTPMError,
     ImageReadError,
     ImageWriteError,
+    ModelOutputError,
     OutOfMemory,
 )
 
@@ -85,10 +86,13 @@ class BatchWorker(QObject):
     item_finished = Signal(int, str, str)  # index, "done" | "failed" | "skipped", message
     finished = Signal(object)  # BatchSummary
 
-    def __init__(self, entries: list[BatchEntry], settings: BatchSettings) -> None:
+    def __init__(self, entries: list[BatchEntry], settings: BatchSettings,
+                 record: Callable[[Path], None] | None = None) -> None:
+        """`record(target)` is called after each result is written (the output ledger)."""
         super().__init__()
         self._entries = list(entries)
         self._settings = settings
+        self._record = record
         self._cancel = threading.Event()
         self._resume = threading.Event()
         self._resume.set()
@@ -157,9 +161,15 @@ class BatchWorker(QObject):
             options = write_options(OUTPUT_CHOICES[s.format_key], s.quality, loaded.bit_depth,
                                     entry.target)
             write_image(entry.target, result, like=loaded, **options)
-        except (ImageReadError, ImageWriteError, OutOfMemory, ConfigError) as exc:
+        except (ImageReadError, ImageWriteError, OutOfMemory, ConfigError,
+                ModelOutputError) as exc:  # a NaN result is never written
             return "failed", str(exc)
         message = f"{seconds:.1f} s"
+        if self._record is not None:
+            try:
+                self._record(entry.target)
+            except OSError as exc:
+                log.warning("%s: the output ledger could not be updated: %s", entry.target, exc)
         if entry.reference is not None:
             try:
                 ref = read_image(entry.reference).rgb

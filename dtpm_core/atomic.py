@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ def atomic_writer(path: str | Path, mode: str = "wb",
     it is deleted. Parent folders are created."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:80]}.", suffix=TEMP_SUFFIX,
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=TEMP_SUFFIX,
                                dir=target.parent)
     os.close(fd)  # reopened by name: some writers (tifffile) need a file object with a path
     # mkstemp makes the file private (0600); give it the permissions a plain open() would:
@@ -44,6 +45,32 @@ def atomic_writer(path: str | Path, mode: str = "wb",
             os.unlink(tmp)
         raise
     _fsync_folder(target.parent)
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name[:80]}."
+
+
+def remove_stale_temp_files(path: str | Path) -> list[Path]:
+    """Delete the temporary files that writes of `path` left behind when their process was
+    killed before the rename (a normal failure removes its own); returns the removed paths.
+    Only names `atomic_writer` makes for this very path match, so nothing else is touched."""
+    target = Path(path)
+    pattern = re.compile(re.escape(_temp_prefix(target)) + r"[a-z0-9_]{8}"
+                         + re.escape(TEMP_SUFFIX))
+    removed: list[Path] = []
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return removed
+    for name in names:
+        if pattern.fullmatch(name):
+            stale = target.parent / name
+            with contextlib.suppress(OSError):
+                if stale.is_file() and not stale.is_symlink():
+                    stale.unlink()
+                    removed.append(stale)
+    return removed
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:

@@ -10,21 +10,35 @@ from pathlib import Path
 
 import numpy as np
 
-from .batch import OUTPUT_FORMATS, plan_batch
 from .device import DEVICE_CHOICES, PRECISION_CHOICES
 from .errors import Cancelled, DTPMError
+from .output_plan import (
+    OUTPUT_FORMATS,
+    BatchItem,
+    OutputPlan,
+    check_output_folder,
+    plan_outputs,
+    record_output,
+    sweep_stale_temp_files,
+)
 from .schedule import MAX_SAMPLING_STEPS
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130
+"""Ctrl-C: 128 + SIGINT, as shells report a process ended by the signal."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dtpm-restore",
         description="Restore photos (deblur, derain, desnow, ...) with a Diffusion Texture Prior "
-                    "Model. Folders are searched recursively; inputs are never overwritten.",
+                    "Model. Folders are searched recursively; inputs are never overwritten, "
+                    "two inputs never share an output (a taken name gets _restored), and "
+                    "results inside an input folder are never read back as inputs.",
         epilog="Exit status: 0 when every image was restored, 1 when some failed (a summary "
-               "lists them), 2 for a usage or model error.")
+               "lists them), 2 for a usage or model error or an output folder that cannot be "
+               "written (found before any image is computed), 130 when interrupted with "
+               "Ctrl-C (after the summary; finish later with --skip-existing).")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files or folders (PNG, JPEG, TIFF, WebP, BMP)")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR",
@@ -67,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quality", type=int, default=95,
                         help="JPEG/WebP quality 1-100 (default: 95)")
     parser.add_argument("--skip-existing", action="store_true",
-                        help="leave results that already exist in OUTDIR untouched")
+                        help="leave results that already exist in OUTDIR untouched: rerun "
+                             "the same command with it to finish an interrupted run")
     parser.add_argument("--no-recursive", action="store_true",
                         help="do not descend into sub-folders of input folders")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -83,62 +98,106 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 1 <= args.quality <= 100:
         print("dtpm-restore: --quality must be between 1 and 100", file=sys.stderr)
         return EXIT_USAGE
-    missing = [p for p in args.inputs if not Path(p).exists()]
+    missing = [p for p in args.inputs if not (Path(p).exists() or Path(p).is_symlink())]
     try:
-        items = plan_batch([p for p in args.inputs if Path(p).exists()], args.output,
-                           args.format, recursive=not args.no_recursive)
+        plan = plan_outputs([p for p in args.inputs if p not in missing], args.output,
+                            args.format, recursive=not args.no_recursive)
+        check_output_folder(plan, args.output)
         run_one = _load_engine(args)
     except (DTPMError, ValueError) as exc:
         print(f"dtpm-restore: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("dtpm-restore: interrupted before any image was restored", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    sweep_stale_temp_files(plan, args.output)
+    for path, reason in plan.skipped:
+        print(f"skipped: {path}: {reason}", file=sys.stderr)
+    for path, reason in plan.renamed:
+        print(f"note: {path}: {reason}", file=sys.stderr)
+    return _run_batch(args, plan, run_one, missing)
+
+
+def _run_batch(args: argparse.Namespace, plan: OutputPlan, run_one: RunOne,
+               missing: list[str]) -> int:
+    """Restore every item of `plan`; one failure is reported and the batch goes on. Ctrl-C
+    stops it and still prints the summary."""
     from tqdm import tqdm
 
-    from .imageio import read_image, write_image
-
+    items = plan.items
     failures: list[tuple[str, str]] = [(p, "no such file or folder") for p in missing]
-    done = skipped = 0
+    done = skipped = processed = 0
+    interrupted = False
     started = time.perf_counter()
     files_bar = tqdm(items, unit="image", disable=args.quiet or len(items) < 2,
                      desc="images", position=0)
-    for item in files_bar:
-        if args.skip_existing and item.target.exists():
-            skipped += 1
-            continue
-        passes = tqdm(total=0, unit="pass", desc=item.source.name, leave=False,
-                      disable=args.quiet, position=1 if len(items) > 1 else 0)
-
-        def on_progress(p, passes=passes) -> None:
-            passes.total = p.total
-            passes.set_postfix_str(p.stage, refresh=False)
-            passes.update(p.done - passes.n)
-
-        try:
-            loaded = read_image(item.source)
-            restored, notes = run_one(loaded.rgb, on_progress)
-            write_image(item.target, restored, like=loaded, quality=args.quality)
-            done += 1
-            for note in notes:
-                tqdm.write(f"{item.source}: {note}")
-        except Cancelled:
-            raise
-        except DTPMError as exc:
-            failures.append((str(item.source), str(exc)))
-            tqdm.write(f"failed: {item.source}: {exc}", file=sys.stderr)
-        finally:
-            passes.close()
-    files_bar.close()
+    try:
+        for item in files_bar:
+            if args.skip_existing and item.target.exists():
+                skipped += 1
+            else:
+                status, message = _restore_one(args, plan, item, run_one, len(items) > 1)
+                if status == "done":
+                    done += 1
+                else:
+                    failures.append((str(item.source), message))
+                    tqdm.write(f"failed: {item.source}: {message}", file=sys.stderr)
+            processed += 1
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        files_bar.close()
     seconds = time.perf_counter() - started
     summary = f"restored {done} of {len(items) + len(missing)} image(s) into {args.output} " \
               f"in {seconds:.1f} s"
     if skipped:
         summary += f" ({skipped} already there, skipped)"
     print(summary)
+    if interrupted:
+        print(f"interrupted: {len(items) - processed} image(s) not processed; run the same "
+              "command with --skip-existing to finish", file=sys.stderr)
     if failures:
         print(f"{len(failures)} failed:", file=sys.stderr)
         for path, reason in failures:
             print(f"  {path}: {reason}", file=sys.stderr)
-        return EXIT_SOME_FAILED
-    return EXIT_OK
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_SOME_FAILED if failures else EXIT_OK
+
+
+def _restore_one(args: argparse.Namespace, plan: OutputPlan, item: BatchItem, run_one: RunOne,
+                 nested: bool) -> tuple[str, str]:
+    """Read, restore, write and record one item: ("done", "") or ("failed", reason)."""
+    from tqdm import tqdm
+
+    from .imageio import read_image, write_image
+
+    passes = tqdm(total=0, unit="pass", desc=item.source.name, leave=False,
+                  disable=args.quiet, position=1 if nested else 0)
+
+    def on_progress(p, passes=passes) -> None:
+        passes.total = p.total
+        passes.set_postfix_str(p.stage, refresh=False)
+        passes.update(p.done - passes.n)
+
+    try:
+        loaded = read_image(item.source)
+        restored, notes = run_one(loaded.rgb, on_progress)
+        write_image(item.target, restored, like=loaded, quality=args.quality)
+    except Cancelled:
+        raise
+    except DTPMError as exc:  # unreadable input, broken model output, write failure, ...
+        return "failed", str(exc)
+    finally:
+        passes.close()
+    try:
+        record_output(plan, args.output, item.target)
+    except OSError as exc:
+        tqdm.write(f"{item.target}: written, but the list of results in {args.output} "
+                   f"could not be updated ({exc})", file=sys.stderr)
+    for note in notes:
+        tqdm.write(f"{item.source}: {note}")
+    return "done", ""
 
 
 RunOne = Callable[[np.ndarray, Callable], tuple[np.ndarray, list[str]]]

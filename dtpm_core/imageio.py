@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import stat
 import struct
 import warnings
 import zlib
@@ -40,6 +41,14 @@ _FORMAT_BY_SUFFIX = {
 }
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(_FORMAT_BY_SUFFIX)
 """Lower-case file extensions (with the dot) that this module reads and writes."""
+UNSUPPORTED_IMAGE_EXTENSIONS: frozenset[str] = frozenset({
+    ".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".j2k", ".psd", ".svg", ".ico", ".exr",
+    ".hdr", ".pbm", ".pgm", ".ppm", ".pnm", ".tga", ".dng", ".raw", ".cr2", ".cr3", ".nef",
+    ".nrw", ".arw", ".orf", ".rw2", ".raf", ".pef", ".srw", ".x3f"})
+"""Image types this module cannot read: listed as skipped when found in a folder (other files,
+such as sidecars, are passed over without a word)."""
+MAX_IMAGE_FILE_BYTES = 2 << 30
+"""Largest image file read (2 GiB; a 100-megapixel 16-bit RGBA TIFF is 0.8 GiB)."""
 _PIL_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
 _SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
 _ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP"})
@@ -331,6 +340,38 @@ def _tiff_exif(im: Image.Image) -> bytes | None:
     return _normalise_exif(out.tobytes())
 
 
+def special_file_kind(mode: int) -> str | None:
+    """What a file is when it is not a regular file ("a named pipe (FIFO)", ...), else None."""
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def _read_regular_file(path: Path, fail: Callable[[str], ImageReadError]) -> bytes:
+    """The bytes of `path`, refusing anything but a regular file of at most
+    MAX_IMAGE_FILE_BYTES. Opened without blocking, so a FIFO cannot hang the reader, and
+    checked on the open descriptor, so a swap after a check cannot slip through."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        kind = special_file_kind(info.st_mode)
+        if kind is not None:
+            raise fail(f"it is {kind}, not a regular file; only image files are read")
+        limit = MAX_IMAGE_FILE_BYTES
+        if info.st_size > limit:
+            raise fail(f"the file is {info.st_size / 2**20:.0f} MiB, more than the "
+                       f"{limit / 2**20:.0f} MiB an image file may have")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise fail(f"the file holds more than the {limit / 2**20:.0f} MiB an image file may "
+                   "have")
+    return data
+
+
 def read_image(path: Path | str) -> LoadedImage:
     """Read an image as upright float32 RGB in [0, 1] with its alpha and metadata.
 
@@ -344,7 +385,7 @@ def read_image(path: Path | str) -> LoadedImage:
     try:
         if path.is_dir():
             raise fail("it is a folder, not a file")
-        data = path.read_bytes()
+        data = _read_regular_file(path, fail)
     except FileNotFoundError as exc:
         raise fail("no such file") from exc
     except PermissionError as exc:
@@ -580,33 +621,59 @@ def write_image(
 # ----------------------------------------------------------------------------- listing
 
 
-def list_images(paths: Iterable[Path | str], recursive: bool = True) -> list[Path]:
+@dataclass(frozen=True)
+class ImageScan:
+    """The images found under some paths, and the files passed over with the reason."""
+
+    images: list[Path]
+    skipped: list[tuple[Path, str]]
+
+
+def scan_images(paths: Iterable[Path | str], recursive: bool = True) -> ImageScan:
     """Expand files and folders into a sorted, deduplicated list of supported image files.
 
     Folders are searched (recursively by default) skipping hidden files and folders (names
-    starting with "."); files named explicitly are kept if their extension is supported.
-    Raises ImageReadError for a path that does not exist.
+    starting with "."). Only regular files are taken (links to them included): FIFOs,
+    devices, sockets and broken links named like images are skipped with the reason, and so
+    are image types that cannot be read (UNSUPPORTED_IMAGE_EXTENSIONS) and, when named
+    explicitly, files of any other type. Raises ImageReadError for a path that does not exist.
     """
     found: dict[Path, Path] = {}
+    skipped: dict[Path, str] = {}
 
-    def add(file: Path) -> None:
-        key = file.resolve()
-        if key not in found:
-            found[key] = file
+    def consider(file: Path, named: bool) -> None:
+        suffix = file.suffix.lower()
+        if suffix not in SUPPORTED_EXTENSIONS:
+            if named or suffix in UNSUPPORTED_IMAGE_EXTENSIONS:
+                skipped[file] = (f"unsupported image type {suffix or '(no extension)'}; "
+                                 "readable types: " + ", ".join(sorted(SUPPORTED_EXTENSIONS)))
+            return
+        try:
+            kind = special_file_kind(file.stat().st_mode)
+        except OSError:
+            kind = "a broken link" if file.is_symlink() else "unreadable"
+        if kind is not None:
+            skipped[file] = f"it is {kind}, not a regular file"
+            return
+        found.setdefault(file.resolve(), file)
 
     for entry in paths:
         entry = Path(entry)
         if entry.is_dir():
             for root, dirs, files in os.walk(entry):
-                dirs[:] = [d for d in dirs if not d.startswith(".")]
-                for name in files:
-                    if not name.startswith(".") and is_supported_image(name):
-                        add(Path(root) / name)
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    if not name.startswith("."):
+                        consider(Path(root) / name, named=False)
                 if not recursive:
                     break
-        elif entry.is_file():
-            if is_supported_image(entry):
-                add(entry)
+        elif entry.exists() or entry.is_symlink():
+            consider(entry, named=True)
         else:
             raise ImageReadError(f"Cannot list images in {entry}: no such file or folder")
-    return sorted(found.values())
+    return ImageScan(sorted(found.values()), sorted(skipped.items()))
+
+
+def list_images(paths: Iterable[Path | str], recursive: bool = True) -> list[Path]:
+    """The supported regular image files of `scan_images` (the skipped ones are dropped)."""
+    return scan_images(paths, recursive).images

@@ -147,3 +147,102 @@ def test_pause_holds_the_batch_and_cancel_stops_it(models, tmp_path, make_window
         batch.pause()
         batch.resume()
     assert finished.args[0].done == 3
+
+
+# issue 16: the app's batch uses the planner of `dtpm-restore` -------------------------------
+
+def test_colliding_names_in_the_input_folder_used_as_output_folder(models, tmp_path,
+                                                                   make_window, qtbot):
+    """x.PNG + x.png, and photo.png beside the user's own photo_restored.png, with the output
+    folder set to the input folder: four inputs, four distinct results, no input touched,
+    and a re-run finds everything done without reading a result back as an input."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    inputs = [make_image(folder / name, seed=i) for i, name in
+              enumerate(("x.PNG", "x.png", "photo.png", "photo_restored.png"))]
+    before = {p: _sha(p) for p in inputs}
+    window = make_window(default_k=1, output_dir=str(folder), output_format="png8")
+    window.controller.start()
+    _drop(window, [folder])
+    batch = window.batch
+    targets = [e.target.name.casefold() for e in batch.entries]
+    assert len(targets) == 4 and len(set(targets)) == 4
+    assert not {e.target.resolve() for e in batch.entries} & {p.resolve() for p in inputs}
+    with qtbot.waitSignal(batch.finished, timeout=60_000) as finished:
+        window.start_batch()
+    assert (finished.args[0].done, finished.args[0].skipped) == (4, 0)
+    assert {p: _sha(p) for p in before} == before
+    results = {e.target: _sha(e.target) for e in batch.entries}
+    assert len(set(results.values())) == 4  # each holds its own image's result
+
+    batch.replan()
+    assert sorted(e.source.name for e in batch.entries) == sorted(p.name for p in inputs)
+    with qtbot.waitSignal(batch.finished, timeout=60_000) as again:
+        window.start_batch()
+    assert (again.args[0].done, again.args[0].skipped) == (0, 4)
+    assert {t: _sha(t) for t in results} == results
+
+
+def test_special_and_unsupported_files_are_listed_as_skipped(models, tmp_path, make_window,
+                                                            qtbot):
+    import os
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    make_image(folder / "good.png")
+    os.mkfifo(folder / "pipe.png")
+    os.symlink("/dev/zero", folder / "zero.png")
+    (folder / "anim.gif").write_bytes(b"GIF89a")
+    window = make_window(default_k=1, output_dir=str(tmp_path / "out"))
+    window.controller.start()
+    _drop(window, [folder])
+    assert [e.source.name for e in window.batch.entries] == ["good.png"]
+    text = window.banner.text()
+    assert "anim.gif" in text and "pipe.png" in text and "zero.png" in text
+    with qtbot.waitSignal(window.batch.finished, timeout=60_000) as finished:
+        window.start_batch()
+    assert finished.args[0].done == 1
+
+
+def test_unwritable_output_folder_is_reported_before_any_work(models, tmp_path, make_window):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_image(folder / "a.png")
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where the output folder should go")
+    window = make_window(default_k=1, output_dir=str(blocker / "sub"))
+    window.controller.start()
+    _drop(window, [folder])
+    window.start_batch()
+    assert not window.batch.running
+    assert "cannot write results to" in window.banner.text()
+    assert set(window.batch.status) == {"queued"}
+
+
+def test_nan_weights_fail_the_item_and_write_nothing(tmp_path, qtbot):
+    """Weights holding NaN (with a valid hash) give a failed item naming the model file, never
+    an all-black result."""
+    import torch
+
+    from dtpm_app.batch_worker import BatchEntry, BatchModels, BatchSettings, BatchWorker
+    from dtpm_core.config import preset
+    from dtpm_core.model import DTPM, Stage2Options
+    from dtpm_core.weights import save_adapter, save_base
+
+    model = DTPM(preset("tiny", denoiser__semantic="none"), Stage2Options()).eval()
+    with torch.no_grad():
+        next(model.predictor.parameters()).fill_(float("nan"))
+    sha = save_base(tmp_path / "base.safetensors", model)
+    save_adapter(tmp_path / "nan.safetensors", model, "motion-deblur", sha)
+    source = make_image(tmp_path / "a.png")
+    target = tmp_path / "out" / "a.png"
+    models = BatchModels("dtpm", "motion-deblur", tmp_path / "base.safetensors",
+                         tmp_path / "nan.safetensors")
+    worker = BatchWorker([BatchEntry(source, target)],
+                         BatchSettings(models, "cpu", 1, 0, 0, "png8", 92))
+    with qtbot.waitSignal(worker.finished, timeout=60_000) as finished:
+        worker.run()
+    summary = finished.args[0]
+    assert (summary.done, summary.failed) == (0, 1) and not summary.error
+    assert "nan.safetensors" in summary.failures[0][1] and "NaN" in summary.failures[0][1]
+    assert not target.exists()
