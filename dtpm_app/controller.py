@@ -7,7 +7,8 @@ through signals. A request that makes the running job useless (another K, seed, 
 engine, ensemble) sets that job's cancel flag; results are cached by an exact key (DTPM:
 image, adapter, seed, tile, K; Fast: image, network, task, tile, ensemble), so a late result
 can never be shown for the wrong settings, and signals from runs the controller no longer
-waits for are dropped.
+waits for are dropped. What it reports to the window is in its `ControllerViews` half
+(dtpm_app.controller_views).
 """
 
 from __future__ import annotations
@@ -24,9 +25,8 @@ from dtpm_core.imageio import LoadedImage, read_image
 from dtpm_core.models import Catalog, load_catalog, user_models_dir
 
 from .batch_runner import match_reference
+from .controller_views import ControllerViews
 from .fast_engine import (
-    DTPM,
-    ENGINE_LABELS,
     FAST,
     FastLoaded,
     FastModel,
@@ -37,18 +37,11 @@ from .fast_engine import (
     RestoreFast,
 )
 from .formats import OUTPUT_CHOICES, write_options
-from .job_planner import CURVE_KS, JobPlanner
-from .model_store import InstallReport, install_models
+from .job_planner import CURVE_KS, JobPlanner, best_task
+from .model_store import InstallReport, install_models, scores_of_fitting_adapters
+from .saving import ShownResult
 from .settings import ENGINE_CHOICES, AppSettings
-from .state import (
-    CACHE_BYTES,
-    ArrayCache,
-    CurveState,
-    Display,
-    ImageState,
-    ModelsState,
-    Progress,
-)
+from .state import CACHE_BYTES, ArrayCache, ImageState, Progress
 from .workers import (
     AdapterLoaded,
     BaseLoaded,
@@ -64,11 +57,10 @@ from .workers import (
     ThreadPool,
 )
 
-DEFAULT_TASK = "motion-deblur"
-__all__ = ["CURVE_KS", "DEFAULT_TASK", "Controller"]
+__all__ = ["CURVE_KS", "Controller"]
 
 
-class Controller(JobPlanner, QObject):
+class Controller(JobPlanner, ControllerViews, QObject):
     modelsChanged = Signal(object)  # ModelsState
     imageChanged = Signal(object)  # ImageState | None
     referenceChanged = Signal(object)  # Path | None
@@ -80,6 +72,7 @@ class Controller(JobPlanner, QObject):
     saved = Signal(object)  # Path
     settled = Signal()  # nothing left to compute for the current settings
     jobCancelled = Signal(int)  # the worker's `cancelled`, relayed in the GUI thread
+    stepsReset = Signal(int)  # K was changed by the controller (a large new photo)
     _submit = Signal(object)  # Job, to the worker thread
 
     def __init__(self, settings: AppSettings, parent: QObject | None = None) -> None:
@@ -92,6 +85,10 @@ class Controller(JobPlanner, QObject):
         self.sides = (settings.left_side, settings.right_side)  # what the split view shows
         self.fast = FastModel()
         self._preferred_task = settings.task  # the last task chosen, until it is installed
+        self._task_scores: dict = {}  # task -> HeldOutScores stored in its adapter file
+        self.batch_running = False  # a batch has the processor: no background work here
+        self._seconds: dict[tuple, float] = {}  # result key -> seconds it took
+        self._pass_rate: dict[str, float] = {}  # device -> seconds per megapixel and pass
         self._warned: tuple | None = None
         self.catalog = Catalog(None, {})
         self.task: str | None = None
@@ -144,19 +141,21 @@ class Controller(JobPlanner, QObject):
             self.message.emit("error", "Model manifest damaged", str(exc))
         self._base_failed, self._adapter_failed = None, None
         self.fast.set_installed(self.catalog.singlepass)
+        self._task_scores = scores_of_fitting_adapters(self.catalog.base, self.catalog.adapters)
         self._pick_task()
         self._emit_models()
         self._changed()
 
     def _pick_task(self) -> None:
         """The task chosen last if it is installed (the single-pass network's tasks are known
-        once it is loaded), else keep the current one, else the default."""
+        once it is loaded), else keep the current one, else the one whose model does best on
+        its held-out images (stored in the adapter files), else the first by name."""
         tasks = self.tasks()
         if self._preferred_task in tasks:
             self.task = self._preferred_task
         elif self.task not in tasks:
-            preferred = [DEFAULT_TASK, *sorted(tasks)]
-            self.task = next((t for t in preferred if t in tasks), None)
+            self.task = best_task(self._task_scores, list(tasks)) or \
+                next(iter(sorted(tasks)), None)
 
     @property
     def models_ready(self) -> bool:
@@ -175,7 +174,7 @@ class Controller(JobPlanner, QObject):
     def open_image(self, path: str | Path, reference: str | Path | None = None) -> None:
         """Read an image in the background; it replaces the current one. Its reference is
         `reference`, else a file of the same name in the reference folder, if any."""
-        path = Path(path)
+        path = Path(path).absolute()  # recent files and save folders work from anywhere
         self._call(lambda: read_image(path),
                    lambda loaded: self._set_image(path, loaded, reference),
                    lambda err: self.message.emit("error", err.title, err.message))
@@ -259,12 +258,22 @@ class Controller(JobPlanner, QObject):
         self._emit_models()
         self._changed()
 
+    def set_batch_running(self, running: bool) -> None:
+        """A batch started or ended: while it runs only the result on screen is computed
+        here (curve points and the other engine wait), so both get the processor alike."""
+        if running != self.batch_running:
+            self.batch_running = bool(running)
+            self._changed()
+
     def cancel(self) -> None:
         """Stop the running job and the queued ones until the next request."""
         self._user_stopped = True
-        if self._inflight is not None and self._inflight.cancellable:
-            self._inflight.cancel.set()
+        job = self._inflight
+        if job is not None and job.cancellable:
+            job.cancel.set()
         self._update_busy()
+        self._emit_display()
+        self.message.emit("info", "Cancelled", self.shown_text())
 
     def current_result(self) -> np.ndarray | None:
         """The restored image of the engine in use for the current settings (DTPM: exactly
@@ -276,19 +285,22 @@ class Controller(JobPlanner, QObject):
         return self._results.get(key) if key is not None else None
 
     def result_tag(self) -> str:
-        """A file name part for the current result: "K4", "fast" or "fast-ensemble"."""
-        if self.active_engine == FAST:
-            return "fast-ensemble" if self.fast_ensemble else "fast"
-        return f"K{self.k}"
+        """A file name part for the result on screen: "dtpm-K4", "fast" or "fast-ensemble"
+        (empty while there is none)."""
+        shown = self.shown_result()
+        return shown.tag if shown is not None else ""
 
-    def save_result(self, path: str | Path, format_key: str, quality: int) -> None:
-        """Write the current result next to nothing it came from (write_image refuses)."""
-        result, image = self.current_result(), self.image
-        if result is None or image is None:
+    def save_result(self, path: str | Path, format_key: str, quality: int,
+                    shown: ShownResult | None = None) -> None:
+        """Write `shown` (default: the result on screen) to `path`; the caller has made sure
+        that no file is replaced without consent, and write_image refuses to write over the
+        photo it came from."""
+        shown, image = shown or self.shown_result(), self.image
+        if shown is None or image is None:
             self.message.emit("warning", "Nothing to save",
-                              "The result for the current settings is not ready yet.")
+                              "There is no result on screen yet.")
             return
-        target = Path(path)
+        result, target = shown.image, Path(path)
         options = write_options(OUTPUT_CHOICES[format_key], quality, image.loaded.bit_depth,
                                 target)
 
@@ -297,7 +309,7 @@ class Controller(JobPlanner, QObject):
 
             return write_image(target, result, like=image.loaded, **options)
 
-        self._call(write, self._on_saved,
+        self._call(write, lambda saved: self._on_saved(saved, shown),
                    lambda err: self.message.emit("error", err.title, err.message))
 
     def add_models(self, paths: list[str | Path]) -> None:
@@ -346,6 +358,11 @@ class Controller(JobPlanner, QObject):
                    reference: str | Path | None = None) -> None:
         self.image = ImageState(next(self._ids), path, loaded)
         self.settings.add_recent(path)
+        cheap = self._cheap_k()
+        if cheap is not None:  # never an expensive K kept from the last photo on a large one
+            self.k, (title, text) = cheap[0], cheap[1:]
+            self.stepsReset.emit(self.k)
+            self.message.emit("notice", title, text)
         self._user_stopped = False
         self._failed_keys.clear()
         self.reference, self.reference_path = None, None
@@ -376,8 +393,8 @@ class Controller(JobPlanner, QObject):
         self.referenceChanged.emit(path)
         self._changed()
 
-    def _on_saved(self, path: object) -> None:
-        self.message.emit("info", "Saved", f"Saved {path}")
+    def _on_saved(self, path: object, shown: ShownResult) -> None:
+        self.message.emit("info", "Saved", f"{shown.label} to {path}")
         self.saved.emit(path)
 
     def _on_installed(self, report: object) -> None:
@@ -431,7 +448,7 @@ class Controller(JobPlanner, QObject):
             self.progressChanged.emit(Progress("Restoring (Fast)"))
             self._emit_display()
         else:
-            self.progressChanged.emit(None)
+            self.progressChanged.emit(self._curve_progress(request))
             self._emit_curve()
         self._update_busy()
         self._submit.emit(job)
@@ -458,7 +475,12 @@ class Controller(JobPlanner, QObject):
         elapsed = time.monotonic() - self._started_at
         eta = elapsed * (total - done) / done if done > 0 else None
         if isinstance(job.request, RestoreFast):  # stage: "single pass, t=50"
-            what, stage = "Restoring (Fast)", f"{stage}, pass {done}/{total}"
+            # one network pass per tile (8 with the ensemble): say which tile, not "pass 1/2"
+            per_tile = 8 if job.request.ensemble else 1
+            stage = stage.replace("single pass", "one network pass per tile" if per_tile == 1
+                                  else "8 passes per tile")
+            what = "Restoring (Fast)"
+            stage = f"{stage}, tile {(done - 1) // per_tile + 1}/{max(1, total // per_tile)}"
         else:
             what = f"Restoring K={job.request.k}"
             stage = stage.split(": ", 1)[-1]  # "K=4: step 2/4" -> "step 2/4"
@@ -482,12 +504,18 @@ class Controller(JobPlanner, QObject):
         elif isinstance(outcome, Restored):
             self._results.put(outcome.key, outcome.result)
             self._initials.put(outcome.key[:2] + (outcome.key[3],), outcome.initial)
+            self._seconds[outcome.key] = outcome.seconds
+            assert self._base is not None
+            h, w = job.request.image.shape[:2]
+            self._pass_rate[self._base.device] = outcome.seconds / (h * w / 1e6) / (outcome.k + 1)
             for note in outcome.notes:
                 self.message.emit("warning", "Restoration adjusted", note)
-            self.message.emit("info", "Restored", f"K={outcome.k} in {outcome.seconds:.1f} s")
             self._emit_display()
+            if outcome.key == self._display_key():  # else a later K is on its way
+                self.message.emit("info", "Restored", self.shown_text())
         elif isinstance(outcome, CurvePoint):
-            self._curves.setdefault(outcome.key, {})[outcome.k] = outcome
+            side = job.request.side if isinstance(job.request, CurvePointJob) else 0
+            self._curves.setdefault((*outcome.key, side), {})[outcome.k] = outcome
             self._emit_curve()
         elif isinstance(outcome, FastLoaded):
             assert isinstance(job.request, LoadFast)
@@ -502,14 +530,14 @@ class Controller(JobPlanner, QObject):
             self._warn_unavailable()
         elif isinstance(outcome, FastRestored):
             self.fast.results.put(outcome.key, outcome.result)
+            self._seconds[outcome.key] = outcome.seconds
             for note in outcome.notes:
                 self.message.emit("warning", "Restoration adjusted", note)
-            how = ", 8-way ensemble" if outcome.ensemble else ""
-            self.message.emit("info", "Restored", f"Fast (single-pass, t={outcome.t_mat}{how})"
-                              f" in {outcome.seconds:.1f} s")
             self._emit_display()
+            if self.active_engine == FAST and outcome.key == self._fast_key():
+                self.message.emit("info", "Restored", self.shown_text())
         elif isinstance(outcome, FastPoint):
-            self.fast.points[outcome.key] = outcome
+            self.fast.points[(*outcome.key, outcome.side)] = outcome
             self._emit_curve()
         self._pump()
 
@@ -548,96 +576,3 @@ class Controller(JobPlanner, QObject):
         self._emit_display()
         self._emit_curve()
         self._pump()
-
-    # ------------------------------------------------------------------ views
-
-    def _emit_models(self, state: str | None = None) -> None:
-        fast_tasks = self.fast.tasks(self.device)
-        if state is None:
-            if not self.has_models:
-                state = "none"
-            elif self.active_engine == FAST:
-                state = "error" if self.fast.error else \
-                    "ready" if fast_tasks is not None else "loading"
-            elif self._model_error:
-                state = "error"
-            else:
-                state = "ready" if self.models_ready else "loading"
-        device = self._base.device if self._base is not None else \
-            self.fast.loaded.device if self.fast.loaded is not None else ""
-        self.modelsChanged.emit(ModelsState(
-            state, tuple(self.tasks().values()), self.task,
-            self.catalog.base is not None, user_models_dir(), device, self._model_error,
-            self.active_engine, self.fast.installed,
-            tuple(sorted(fast_tasks)) if fast_tasks is not None else None,
-            self.fast.unavailable(self.task, self.device),
-            tuple(self.catalog.adapters) if self.has_dtpm else (), self._dtpm_problem(),
-            scores=self._adapter.scores if self._adapter and self._adapter.task == self.task
-            else None))
-
-    def _warn_unavailable(self) -> None:
-        """Say once (per task and engine choice) that the engine in use cannot restore the
-        current task; the other engine stays selectable."""
-        if self.active_engine == FAST:
-            if self.fast.loaded is None:
-                return  # its tasks are not known yet
-            problem, other = self.fast.unavailable(self.task, self.device), "DTPM"
-        else:
-            problem, other = self._dtpm_problem(), "Fast"
-        if not problem or self.task is None:
-            return
-        warned = (self.active_engine, self.task)
-        if warned != self._warned:
-            self._warned = warned
-            self.message.emit("warning", f"{ENGINE_LABELS[self.active_engine]}: task not "
-                              "available", f"{problem[0].upper()}{problem[1:]}. Pick another "
-                              f"task, or switch the engine to {other}.")
-
-    def _emit_display(self) -> None:
-        if self.image is None:
-            self.displayChanged.emit(Display(wanted_k=self.k))
-            return
-        key = self._display_key()
-        result, result_k = None, None
-        if key is not None:
-            result = self._results.get(key)
-            result_k = self.k if result is not None else None
-            if result is None:  # show the nearest K restored so far, labelled as such
-                near = [c for c in self._results.keys() if c[:4] == key[:4]]
-                if near:
-                    best = min(near, key=lambda c: (abs(c[4] - self.k), c[4]))
-                    result, result_k = self._results.get(best), best[4]
-        initial = self._initials.get(key[:2] + (key[3],)) if key is not None else None
-        dtpm_problem = self._dtpm_problem(short=True)
-        if key is None:  # models still loading
-            pending = not dtpm_problem and not self._model_error and not self._user_stopped
-        else:
-            pending = (result_k != self.k and key not in self._failed_keys
-                       and not self._user_stopped)
-        fast_key = self._fast_key()
-        fast = self.fast.results.get(fast_key) if fast_key is not None else None
-        fast_problem = self.fast.unavailable(self.task, self.device, short=True)
-        fast_pending = (fast is None and not fast_problem and not self._user_stopped
-                        and fast_key not in self._failed_keys)
-        self.displayChanged.emit(Display(
-            self.image.loaded.rgb, initial, result, self.reference, result_k, self.k,
-            pending and self._shows(DTPM), self.active_engine, fast,
-            fast_pending and self._shows(FAST), fast_problem, dtpm_problem))
-
-    def _emit_curve(self, error: str = "") -> None:
-        key = self._curve_key()
-        points = self._curves.get(key, {}) if key is not None else {}
-        job = self._inflight
-        computing = job.request.k if (job is not None and isinstance(job.request, CurvePointJob)
-                                      and job.request.key == key) else None
-        backbone = next((p.backbone for p in points.values()), "")
-        against = "reference" if self.reference is not None else "initial prediction"
-        fast_key = self._fast_point_key()
-        fast = self.fast.points.get(fast_key) if fast_key is not None else None
-        fast_computing = (job is not None and isinstance(job.request, FastPointJob)
-                          and job.request.key == fast_key)
-        self.curveChanged.emit(CurveState(
-            {k: p.psnr for k, p in points.items()}, {k: p.lpips for k, p in points.items()},
-            against, backbone, computing, error, self.active_engine,
-            fast.psnr if fast is not None else None, fast.lpips if fast is not None else None,
-            fast_computing, self._dtpm_problem()))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .state import CACHE_BYTES, ArrayCache
+from .state import CACHE_BYTES, PREVIEW_SIDE, ArrayCache
 
 DTPM, FAST = "dtpm", "fast"
 ENGINE_LABELS = {DTPM: "DTPM", FAST: "Fast (single-pass)"}
@@ -65,6 +65,7 @@ class FastPointJob:
     image: np.ndarray
     target: np.ndarray | None  # the reference at full size, or None
     task: str
+    side: int = PREVIEW_SIDE  # longest side of the preview
 
 
 # ----------------------------------------------------------------------------- outcomes
@@ -96,6 +97,7 @@ class FastPoint:
     psnr: float
     lpips: float
     backbone: str
+    side: int = PREVIEW_SIDE  # longest side of the preview it was measured on
 
 
 # ----------------------------------------------------------------------------- state

@@ -7,7 +7,13 @@ load the base, switch the adapter, restore at the current K; Fast: load the sing
 network, restore in one pass per tile, or eight with the ensemble), then the other engine's
 model (an installed single-pass network is always loaded: the task list shows its tasks) and
 what the split view shows of that engine, then the PSNR/LPIPS trade-off curve one K at a
-time, and last the single-pass point on that plot (always one pass).
+time with the single-pass point on that plot (always one pass): first on a small preview, so
+that it appears in seconds, then refined on a larger one.
+
+The job for what the person looks at comes first: while the engine in use still lacks its
+model or its result, a running job for anything else (the other engine's side of the split
+view, a curve point) is cancelled and runs again later; while a batch runs, nothing but that
+result is computed here, so that the two never share the processor for background work.
 Every result is cached under an exact key, so nothing is computed twice and a late result is
 never shown for other settings.
 """
@@ -30,7 +36,7 @@ from .fast_engine import (
     RestoreFast,
     task_display_name,
 )
-from .state import ArrayCache, ImageState
+from .state import PREVIEW_SIDE, ArrayCache, ImageState, Progress
 from .workers import (
     AdapterLoaded,
     BaseLoaded,
@@ -44,6 +50,22 @@ from .workers import (
 
 CURVE_KS = (1, 2, 4, 10, 20, 50)
 """The step counts of the trade-off curve (4, 10 and 50 are the paper's reference points)."""
+COARSE_SIDE = 96
+"""Longest side of the quick preview the curve is first computed on (~7x fewer pixels than
+PREVIEW_SIDE, on which it is then refined)."""
+CURVE_SIDES = (COARSE_SIDE, PREVIEW_SIDE)
+LARGE_PHOTO_PIXELS = 1_000_000
+"""A new photo this large is not restored at an expensive K carried over from the last one."""
+CHEAP_K = 4
+"""The K a large new photo starts at when the K in use was higher (a paper reference point)."""
+
+
+def best_task(scores: dict, tasks: list[str]) -> str | None:
+    """The task whose model improves its held-out images most (its best evaluated K against the
+    degraded input), among `tasks`; None when no model stores scores."""
+    gains = {t: max(scores[t].psnr_at.values()) - scores[t].input_psnr
+             for t in tasks if t in scores and scores[t].psnr_at}
+    return max(sorted(gains), key=gains.__getitem__) if gains else None
 
 
 class JobPlanner:
@@ -69,9 +91,11 @@ class JobPlanner:
     _adapter: AdapterLoaded | None
     _adapter_failed: Path | None
     _user_stopped: bool
+    batch_running: bool
     _failed_keys: set[tuple]
     _results: ArrayCache
-    _curves: dict[tuple, dict[int, CurvePoint]]
+    _curves: dict[tuple, dict[int, CurvePoint]]  # (*curve key, preview side) -> K -> point
+    _pass_rate: dict[str, float]  # device -> seconds per megapixel and network pass
 
     @property
     def has_dtpm(self) -> bool:
@@ -183,32 +207,80 @@ class JobPlanner:
                 return True
         return False
 
+    def _active_pending(self) -> bool:
+        """The engine in use still needs a job (its model or the result for the current
+        settings): that job goes before anything else."""
+        if self.active_engine == FAST:
+            return (self._fast_model_request() or self._fast_display_request()) is not None
+        return (self._dtpm_model_request() or self._dtpm_display_request()) is not None
+
+    def _background_allowed(self) -> bool:
+        """Curve points and the other engine's side may run (no batch is running and what
+        the engine in use shows is done)."""
+        return not self.batch_running and not self._active_pending()
+
     def _wanted(self, job: Job) -> bool:
         if self._user_stopped:
             return False
         request = job.request
         if isinstance(request, RestoreImage):
+            if self.active_engine != DTPM and not self._background_allowed():
+                return False
             return self._shows(DTPM) and request.key == self._display_key()
         if isinstance(request, RestoreFast):
+            if self.active_engine != FAST and not self._background_allowed():
+                return False
             return self._shows(FAST) and request.key == self._fast_key()
-        if isinstance(request, CurvePointJob):
-            return request.key == self._curve_key() and not self._display_missing()
-        if isinstance(request, FastPointJob):
-            return request.key == self._fast_point_key() and not self._display_missing()
+        if isinstance(request, CurvePointJob | FastPointJob):
+            if self._display_missing() or not self._background_allowed():
+                return False
+            if isinstance(request, CurvePointJob):
+                return request.key == self._curve_key()
+            return request.key == self._fast_point_key()
         return True
+
+    def _cheap_k(self) -> tuple[int, str, str] | None:
+        """For a new photo: (CHEAP_K, title, text) when it is large and the K in use is more
+        expensive (with the time that K would take here, once a restoration measured it);
+        None to keep K."""
+        assert self.image is not None
+        height, width = self.image.loaded.rgb.shape[:2]
+        if height * width < LARGE_PHOTO_PIXELS or self.k <= CHEAP_K \
+                or self.active_engine == FAST:
+            return None
+        megapixels, kept = height * width / 1e6, self.k
+        rate = self._pass_rate.get(self._base.device if self._base is not None else "")
+        minutes = rate * megapixels * (kept + 1) / 60 if rate is not None else 0.0
+        cost = f" (about {minutes:.0f} min here)" if minutes >= 1 else ""
+        return (CHEAP_K, f"Steps set to K={CHEAP_K}",
+                f"{self.image.path.name} has {megapixels:.1f} megapixels: it starts at "
+                f"K={CHEAP_K} instead of K={kept}{cost}. Move the step slider for more "
+                "texture.")
+
+    def _curve_progress(self, request: CurvePointJob | FastPointJob) -> Progress:
+        """Where the trade-off curve is: points done of both previews (quick, then refined)."""
+        key = self._curve_key()
+        done = sum(len(self._curves.get((*key, side), {})) for side in CURVE_SIDES) \
+            if key is not None else 0
+        side = request.side
+        what = "Trade-off curve" if side == CURVE_SIDES[0] else "Refining the trade-off curve"
+        point = f"K={request.k}" if isinstance(request, CurvePointJob) else "single-pass point"
+        return Progress(what, done, 2 * len(CURVE_KS), f"{point} on a {side} px preview")
 
     # ------------------------------------------------------------------ scheduling
 
     def _next_request(self):
         """The most useful job now, in the order of the module docstring."""
         if self.active_engine == FAST:
-            steps = (self._fast_model_request, self._fast_display_request,
-                     self._dtpm_model_request, self._dtpm_display_request,
-                     self._curve_request, self._fast_point_request)
+            active = (self._fast_model_request, self._fast_display_request)
+            other = (self._dtpm_model_request, self._dtpm_display_request)
         else:
-            steps = (self._dtpm_model_request, self._dtpm_display_request,
-                     self._fast_model_request, self._fast_display_request,
-                     self._curve_request, self._fast_point_request)
+            active = (self._dtpm_model_request, self._dtpm_display_request)
+            other = (self._fast_model_request, self._fast_display_request)
+        steps = list(active)
+        if not self.batch_running:
+            steps += [*other, *(lambda side=side: self._curve_request(side)
+                                for side in CURVE_SIDES)]
         for step in steps:
             request = step()
             if request is not None:
@@ -248,26 +320,26 @@ class JobPlanner:
         return RestoreFast(key, self.image.loaded.rgb, self.task, self.tile,
                            self.fast_ensemble)
 
-    def _next_curve_k(self) -> int | None:
-        """The next K the trade-off curve lacks (None: complete, failed or impossible)."""
+    def _next_curve_k(self, side: int) -> int | None:
+        """The next K the trade-off curve on the `side` preview lacks (None: complete, failed
+        or impossible)."""
         curve_key = self._curve_key()
         if curve_key is None or curve_key in self._failed_keys:
             return None
-        points = self._curves.get(curve_key, {})
+        points = self._curves.get((*curve_key, side), {})
         return next((k for k in CURVE_KS if k not in points), None)
 
-    def _curve_request(self) -> CurvePointJob | None:
-        k = self._next_curve_k()
-        if self.image is None or self._user_stopped or k is None:
+    def _curve_request(self, side: int) -> CurvePointJob | FastPointJob | None:
+        """The next point of the curve on the `side` preview, then its single-pass point."""
+        if self.image is None or self._user_stopped:
             return None
-        return CurvePointJob(self._curve_key(), self.image.loaded.rgb, self.reference, k,
-                             self.seed)
-
-    def _fast_point_request(self) -> FastPointJob | None:
+        k = self._next_curve_k(side)
+        if k is not None:
+            return CurvePointJob(self._curve_key(), self.image.loaded.rgb, self.reference, k,
+                                 self.seed, side)
         key = self._fast_point_key()
-        if (self.image is None or self._user_stopped or key is None or key in self.fast.points
-                or key in self._failed_keys or self._next_curve_k() is not None
+        if (key is None or (*key, side) in self.fast.points or key in self._failed_keys
                 or self._curve_key() in self._failed_keys):  # it would fail the same way
             return None
         assert self.task is not None
-        return FastPointJob(key, self.image.loaded.rgb, self.reference, self.task)
+        return FastPointJob(key, self.image.loaded.rgb, self.reference, self.task, side)

@@ -16,6 +16,7 @@ from typing import Any
 
 from dtpm_core.atomic import atomic_writer, write_text_atomic
 from dtpm_core.errors import WeightsError
+from dtpm_core.model_scores import HeldOutScores, held_out_scores
 from dtpm_core.models import MANIFEST_NAME, user_models_dir
 
 
@@ -154,3 +155,46 @@ def install_models(sources: list[str | Path], current_base_sha256: str | None = 
         except (WeightsError, OSError) as exc:
             failed.append((str(source), str(exc)))
     return InstallReport(tuple(installed), tuple(failed))
+
+
+MAX_HEADER_BYTES = 16 << 20
+"""A safetensors header larger than this is not a model of ours (guards the read below)."""
+
+
+def header_metadata(path: Path | None) -> dict[str, str]:
+    """The metadata of a safetensors file, read from its header alone (empty when unreadable):
+    cheap enough for the GUI thread at start-up. Not a verification: loading the model checks
+    the file and reports what is wrong with it."""
+    if path is None:
+        return {}
+    try:
+        with Path(path).open("rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if not 0 < size <= MAX_HEADER_BYTES:
+                return {}
+            metadata = json.loads(f.read(size)).get("__metadata__") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def stored_scores(metadata: dict[str, str]) -> HeldOutScores | None:
+    """The held-out scores an adapter's metadata stores (`dtpm-train export --metrics`)."""
+    try:
+        metrics = json.loads(metadata.get("metrics") or "{}")
+    except ValueError:
+        return None
+    return held_out_scores(metrics if isinstance(metrics, dict) else None)
+
+
+def scores_of_fitting_adapters(base: Path | None, adapters: dict) -> dict[str, HeldOutScores]:
+    """Task -> stored held-out scores, for the adapters (a Catalog's) made for `base`."""
+    base_sha = header_metadata(base).get("content_sha256")
+    scores = {}
+    for task, entry in adapters.items():
+        metadata = header_metadata(entry.path)
+        if base_sha and metadata.get("base_sha256") == base_sha:
+            score = stored_scores(metadata)
+            if score is not None:
+                scores[task] = score
+    return scores

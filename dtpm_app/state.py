@@ -14,6 +14,9 @@ from dtpm_core.models import ModelEntry
 
 CACHE_BYTES = 1 << 30
 """Memory kept for restored images; the least recently used go first."""
+PREVIEW_SIDE = 256
+"""Longest side of the preview on which the PSNR/LPIPS trade-off curve is refined (it is
+first computed on a smaller one: dtpm_app.job_planner.COARSE_SIDE)."""
 
 
 class ArrayCache:
@@ -64,6 +67,7 @@ class ModelsState:
     dtpm_tasks: tuple[str, ...] = ()  # the tasks with a DTPM adapter (and a base)
     dtpm_problem: str = ""  # why DTPM cannot restore the current task ("" when it can)
     scores: HeldOutScores | None = None  # held-out scores of the loaded adapter of `task`
+    task_scores: dict[str, HeldOutScores] = field(default_factory=dict)  # read from the files
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,7 @@ class CurveState:
     fast_lpips: float | None = None
     fast_computing: bool = False
     unavailable: str = ""  # why there is no curve for this task (no DTPM model for it)
+    preview_side: int = PREVIEW_SIDE  # longest side of the preview the points were measured on
 
 
 @dataclass(frozen=True)

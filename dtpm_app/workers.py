@@ -45,11 +45,10 @@ from .fast_engine import (
     LoadFast,
     RestoreFast,
 )
+from .state import PREVIEW_SIDE
 
 log = logging.getLogger(__name__)
 
-PREVIEW_SIDE = 256
-"""Longest side of the preview on which the PSNR/LPIPS trade-off curve is computed."""
 _IMPORT_LOCK = threading.Lock()  # the first torch import may come from two threads at once
 
 
@@ -106,6 +105,7 @@ class CurvePointJob:
     target: np.ndarray | None
     k: int
     seed: int
+    side: int = PREVIEW_SIDE  # longest side of the preview
 
 
 JobRequest = (LoadBase | SwitchAdapter | RestoreImage | CurvePointJob | LoadFast | RestoreFast
@@ -289,27 +289,29 @@ class InferenceWorker(QObject):
         return self._fast
 
     def _curve_point(self, request: CurvePointJob, cancel: threading.Event) -> CurvePoint:
-        small = preview(request.image)
+        small = preview(request.image, request.side)
         res = self._restorer.restore(small, request.k, seed=request.seed, tile=0,
                                      should_stop=cancel.is_set)
-        target = self._curve_target(request.image, request.target, res.initial, cancel)
+        target = self._curve_target(request.image, request.target, res.initial, cancel,
+                                    request.side)
         return CurvePoint(request.key, request.k, *self._measure(res.result, target, cancel))
 
     def _fast_point(self, request: FastPointJob, cancel: threading.Event) -> FastPoint:
         """The single-pass result of the curve's preview, measured as the curve's points."""
-        small = preview(request.image)
+        small = preview(request.image, request.side)
         res = self._require_fast().restore(small, request.task, tile=0,
                                            should_stop=cancel.is_set)
-        target = self._curve_target(request.image, request.target, None, cancel)
-        return FastPoint(request.key, *self._measure(res.result, target, cancel))
+        target = self._curve_target(request.image, request.target, None, cancel, request.side)
+        return FastPoint(request.key, *self._measure(res.result, target, cancel), request.side)
 
     def _curve_target(self, image: np.ndarray, reference: np.ndarray | None,
-                      initial: np.ndarray | None, cancel: threading.Event) -> np.ndarray:
+                      initial: np.ndarray | None, cancel: threading.Event,
+                      side: int = PREVIEW_SIDE) -> np.ndarray:
         """What the trade-off plot measures against, at preview size: the reference, or the
         DTPM initial prediction of the preview (deterministic: K and seed do not change it)."""
         if reference is not None:
-            target = preview(reference)
-            if target.shape[:2] != preview(image).shape[:2]:
+            target = preview(reference, side)
+            if target.shape[:2] != preview(image, side).shape[:2]:
                 raise ConfigError(f"the reference is {reference.shape[1]}x{reference.shape[0]},"
                                   f" the image {image.shape[1]}x{image.shape[0]}")
             return target
@@ -318,7 +320,7 @@ class InferenceWorker(QObject):
         if self._restorer is None or self._restorer.adapter_info is None:
             raise ConfigError("the DTPM model is not loaded: without a reference the "
                               "trade-off plot measures against its initial prediction")
-        return self._restorer.restore(preview(image), 1, tile=0,
+        return self._restorer.restore(preview(image, side), 1, tile=0,
                                       should_stop=cancel.is_set).initial
 
     def _measure(self, result: np.ndarray, target: np.ndarray,

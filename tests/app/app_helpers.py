@@ -20,16 +20,15 @@ def make_image(path: Path, height: int = 48, width: int = 64, seed: int = 0) -> 
 
 
 def wait_settled(qtbot, window, timeout: int = 60_000) -> None:
-    """Until the result for the current settings is shown and the curve is complete."""
-    from dtpm_app.controller import CURVE_KS
+    """Until the result for the current settings is shown and the curve is complete (quick
+    preview and refined)."""
+    from dtpm_app.job_planner import CURVE_SIDES
 
     c = window.controller
 
     def done() -> bool:
-        key = c._curve_key()
-        points = c._curves.get(key, {}) if key is not None else {}
         return (c.idle and c.current_result() is not None
-                and all(k in points for k in CURVE_KS))
+                and all(c._curve_complete(side) for side in CURVE_SIDES))
 
     qtbot.waitUntil(done, timeout=timeout)
 
