@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .device import resolve_device
-from .errors import ConfigError
+from .errors import ConfigError, ModelOutputError
 from .restore import (
     DEFAULT_TILE,
     PassCounter,
@@ -130,4 +130,9 @@ class SinglePassRestorer:
                 tick()
             return acc if len(transforms) == 1 else acc.div_(len(transforms))
 
-        return _to_image(blender.blend(one_window, channels=3))  # clipped to [0, 1]
+        out = blender.blend(one_window, channels=3)  # (1, 3, H, W) in [-1, 1]
+        if not torch.isfinite(out).all():  # checked before clipping, which would hide +-inf
+            raise ModelOutputError(
+                f"the single-pass result contains NaN or infinite values: the model file "
+                f"{self.info.path} holds broken weights; export or download it again")
+        return _to_image(out)  # clipped to [0, 1]

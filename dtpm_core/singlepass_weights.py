@@ -2,7 +2,8 @@
 
 A single-pass file holds the whole `SinglePassNet` (MoE adaptors included) together with its
 config and the task -> matched time step (t_mat) table it was trained for. Like the DTPM base
-and adapter files it carries a content sha256 checked on load, and loading is strict: a
+and adapter files it carries a content sha256 and a metadata sha256 (config and task table
+included) checked on load, and loading is strict: a
 missing or extra tensor is an error, never silently dropped (the reference test script drops
 the adaptors). Pickles are never read.
 
@@ -30,6 +31,7 @@ from .weights import (
     _load_strict,
     _read,
     content_sha256,
+    seal_metadata,
 )
 
 
@@ -85,7 +87,7 @@ def save_singlepass(path: Path | str, net: SinglePassNet, *, tasks: dict[str, in
         "training": json.dumps(training or {}, sort_keys=True),
         "metrics": json.dumps(metrics or {}, sort_keys=True),
     }
-    write_bytes_atomic(path, st_save_bytes(tensors, metadata=metadata))
+    write_bytes_atomic(path, st_save_bytes(tensors, metadata=seal_metadata(metadata)))
     return sha
 
 

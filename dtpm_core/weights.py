@@ -1,8 +1,11 @@
 """Weight files: safetensors with DTPM metadata, content hashes and strict loading (DESIGN 4).
 
 A *base* file holds the Stage I denoiser; an *adapter* file holds one task's Stage II weights
-and the hash of the base it was trained on. Every file carries its model config as JSON and a
-sha256 of its tensors, checked on load. Pickles are never read.
+and the hash of the base it was trained on. Every file carries its model config as JSON, a
+sha256 of its tensors (`content_sha256`, which identifies the model: adapters name their base
+by it) and a sha256 of its metadata (`metadata_sha256`: config, task, base hash, Stage II
+options, calibration, task table, ... everything that changes results), both checked on load.
+Files written before `metadata_sha256` existed load without that check. Pickles are never read.
 """
 
 from __future__ import annotations
@@ -69,6 +72,21 @@ def content_sha256(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+METADATA_HASH_KEY = "metadata_sha256"
+
+
+def metadata_sha256(metadata: dict[str, str]) -> str:
+    """sha256 over every metadata entry (content_sha256 included, so the metadata is bound to
+    its tensors) except this hash itself, in key order."""
+    covered = {k: v for k, v in metadata.items() if k != METADATA_HASH_KEY}
+    return hashlib.sha256(json.dumps(covered, sort_keys=True).encode()).hexdigest()
+
+
+def seal_metadata(metadata: dict[str, str]) -> dict[str, str]:
+    """`metadata` with its `metadata_sha256` added (every save function calls this last)."""
+    return {**metadata, METADATA_HASH_KEY: metadata_sha256(metadata)}
+
+
 def _save(path: Path | str, tensors: dict[str, torch.Tensor], kind: str,
           config: ModelConfig, extra: dict[str, Any]) -> str:
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
@@ -77,7 +95,7 @@ def _save(path: Path | str, tensors: dict[str, torch.Tensor], kind: str,
                 "config": config.to_json(), "content_sha256": sha}
     for key, value in extra.items():
         metadata[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    write_bytes_atomic(path, st_save_bytes(tensors, metadata=metadata))
+    write_bytes_atomic(path, st_save_bytes(tensors, metadata=seal_metadata(metadata)))
     return sha
 
 
@@ -115,6 +133,11 @@ def _read(path: Path | str, kind: str) -> tuple[dict[str, torch.Tensor], dict[st
     if content_sha256(tensors) != metadata.get("content_sha256"):
         raise WeightsError(f"{path} is corrupted: its tensors do not match the sha256 recorded "
                            "when it was saved; download or export it again")
+    recorded = metadata.get(METADATA_HASH_KEY)
+    if recorded is not None and recorded != metadata_sha256(metadata):
+        raise WeightsError(f"{path} is corrupted or was edited: its metadata (model config, "
+                           "task, base model hash, calibration, ...) do not match the sha256 "
+                           "recorded when it was saved; download or export it again")
     return tensors, metadata
 
 
@@ -147,8 +170,16 @@ def _load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], path: 
                            f"unexpected keys {extra[:5]}{'...' if len(extra) > 5 else ''}")
     try:
         module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:  # shape mismatch
-        raise WeightsError(f"{path} does not fit the {what}: {exc}") from exc
+    except RuntimeError as exc:  # shape mismatch: torch lists every tensor, keep a few
+        raise WeightsError(f"{path} does not fit the {what}: {_first_lines(exc)}") from exc
+
+
+def _first_lines(exc: Exception, keep: int = 3) -> str:
+    lines = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
+    if not lines:
+        return str(exc)
+    more = f" (and {len(lines) - keep} more)" if len(lines) > keep else ""
+    return f"{len(lines)} tensor(s) differ: " + " ".join(lines[:keep]) + more
 
 
 def save_base(path: Path | str, model: DTPM, training: dict[str, Any] | None = None,

@@ -17,7 +17,7 @@ from dtpm_core.singlepass_restore import SinglePassRestorer, dihedral_transforms
 from dtpm_core.singlepass_schedule import sigma_bars
 from dtpm_core.singlepass_weights import load_singlepass, save_singlepass
 from dtpm_core.tiling import tile_windows
-from dtpm_core.weights import content_sha256, load_base, save_base
+from dtpm_core.weights import content_sha256, load_base, save_base, seal_metadata
 
 CONFIG = singlepass_preset("tiny", width=8, cond_dim=16, adaptor_tasks=("desnow", "raindrop"))
 TASKS = {"desnow": 15, "raindrop": 22}
@@ -67,8 +67,10 @@ def _metadata(path) -> dict[str, str]:
 
 
 def _rewrite(path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    """Save tensors with the given metadata and a recomputed (so valid) content sha256."""
-    save_file(tensors, str(path), metadata={**metadata, "content_sha256": content_sha256(tensors)})
+    """Save tensors with the given metadata and recomputed (so valid) content and metadata
+    sha256s: what a deliberate rewrite, not an accident, produces."""
+    sealed = seal_metadata({**metadata, "content_sha256": content_sha256(tensors)})
+    save_file(tensors, str(path), metadata=sealed)
 
 
 # ---------------------------------------------------------------------------------------------

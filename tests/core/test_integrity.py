@@ -1,0 +1,173 @@
+"""Issue 16, case 4: what changes results is covered by a checksum, and a non-finite result is
+an error naming the model file. The files are edited the way a user with a script would
+(metadata rewritten, hashes left as they were), then used through `dtpm-restore`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from model_factory import tiny_config, tiny_model
+from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from dtpm_core.calibration import Calibration
+from dtpm_core.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, main
+from dtpm_core.errors import WeightsError
+from dtpm_core.model import DTPM, Stage2Options
+from dtpm_core.singlepass import SinglePassNet, singlepass_preset
+from dtpm_core.singlepass_weights import load_singlepass, save_singlepass
+from dtpm_core.weights import (
+    METADATA_HASH_KEY,
+    content_sha256,
+    load_base,
+    save_adapter,
+    save_base,
+    seal_metadata,
+)
+
+SHIPPED = Path(__file__).resolve().parents[2] / "resources" / "models"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("integrity")
+    model = tiny_model(Stage2Options(), seed=5)
+    sha = save_base(folder / "base.safetensors", model,
+                    calibration=Calibration(residual_scale=0.1, start_step=400, x0_clip=3.0))
+    save_adapter(folder / "motion.safetensors", model, "motion-deblur", sha)
+    other = tiny_model(Stage2Options(), seed=6)
+    save_base(folder / "other_base.safetensors", other)
+    torch.manual_seed(0)
+    net = SinglePassNet(singlepass_preset("tiny", width=8, cond_dim=16))
+    save_singlepass(folder / "fast.safetensors", net, tasks={"desnow": 15})
+    return folder
+
+
+def _photo(path: Path) -> Path:
+    pixels = np.random.default_rng(0).integers(0, 255, (32, 40, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def _edit(source: Path, target: Path, **changes: str) -> Path:
+    """Copy `source` with some metadata values replaced, hashes untouched."""
+    with safe_open(str(source), framework="pt") as handle:
+        metadata = dict(handle.metadata())
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+    save_file(tensors, str(target), metadata={**metadata, **changes})
+    return target
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    with safe_open(str(path), framework="pt") as handle:
+        return dict(handle.metadata())
+
+
+def _restore(files: Path, tmp_path: Path, base: Path, adapter: Path) -> int:
+    return main([str(_photo(tmp_path / "a.png")), "-o", str(tmp_path / "out"), "--base",
+                 str(base), "--adapter", str(adapter), "--steps", "1", "-q"])
+
+
+def test_edited_diffusion_schedule_is_refused(files, tmp_path, capsys):
+    config = json.loads(_metadata(files / "base.safetensors")["config"])
+    config["diffusion"]["beta_end"] = 0.03
+    edited = _edit(files / "base.safetensors", tmp_path / "base.safetensors",
+                   config=json.dumps(config))
+    assert _restore(files, tmp_path, edited, files / "motion.safetensors") == EXIT_USAGE
+    assert "metadata" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "a.png").exists()
+
+
+def test_edited_calibration_is_refused(files, tmp_path):
+    edited = _edit(files / "base.safetensors", tmp_path / "base.safetensors",
+                   calibration=Calibration(residual_scale=1.0).to_json())
+    with pytest.raises(WeightsError, match="corrupted or was edited"):
+        load_base(edited)
+
+
+def test_adapter_pointed_at_another_base_is_refused(files, tmp_path, capsys):
+    """The issue's case: an adapter's base_sha256 edited to the base at hand was accepted."""
+    other = files / "other_base.safetensors"
+    other_sha = _metadata(other)["content_sha256"]
+    edited = _edit(files / "motion.safetensors", tmp_path / "motion.safetensors",
+                   base_sha256=other_sha)
+    assert _restore(files, tmp_path, other, edited) == EXIT_USAGE
+    assert "corrupted or was edited" in capsys.readouterr().err
+
+
+def test_edited_single_pass_t_mat_is_refused(files, tmp_path, capsys):
+    edited = _edit(files / "fast.safetensors", tmp_path / "fast.safetensors",
+                   tasks=json.dumps({"desnow": 40}))
+    code = main([str(_photo(tmp_path / "a.png")), "-o", str(tmp_path / "out"), "--engine",
+                 "single-pass", "--model", str(edited), "-q"])
+    assert code == EXIT_USAGE and "corrupted or was edited" in capsys.readouterr().err
+
+
+def test_content_hash_is_unchanged_and_files_without_metadata_hash_still_load(files,
+                                                                             tmp_path):
+    metadata = _metadata(files / "base.safetensors")
+    model, info = load_base(files / "base.safetensors")
+    assert metadata["content_sha256"] == content_sha256(model.base_state_dict()) == info.sha256
+    legacy = {k: v for k, v in metadata.items() if k != METADATA_HASH_KEY}
+    with safe_open(str(files / "base.safetensors"), framework="pt") as handle:
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+    save_file(tensors, str(tmp_path / "legacy.safetensors"), metadata=legacy)
+    assert load_base(tmp_path / "legacy.safetensors")[1].calibration.start_step == 400
+
+
+@pytest.mark.skipif(not (SHIPPED / "base.safetensors").is_file(), reason="no shipped models")
+def test_shipped_models_written_before_the_metadata_hash_load():
+    assert load_base(SHIPPED / "base.safetensors")[1].sha256
+    if (SHIPPED / "singlepass.safetensors").is_file():
+        assert load_singlepass(SHIPPED / "singlepass.safetensors")[1].tasks
+
+
+def test_nan_weights_fail_the_image_and_write_nothing(tmp_path, capsys):
+    model = tiny_model(Stage2Options(), seed=5)
+    with torch.no_grad():
+        next(model.predictor.parameters()).fill_(float("nan"))
+    sha = save_base(tmp_path / "base.safetensors", model)  # a valid hash over NaN weights
+    save_adapter(tmp_path / "nan.safetensors", model, "motion-deblur", sha)
+    code = _restore(tmp_path, tmp_path, tmp_path / "base.safetensors", tmp_path / "nan.safetensors")
+    assert code == EXIT_SOME_FAILED
+    err = capsys.readouterr().err
+    assert "NaN" in err and "nan.safetensors" in err
+    assert not (tmp_path / "out" / "a.png").exists()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_single_pass_nan_or_inf_weights_fail_the_image(tmp_path, capsys, bad):
+    torch.manual_seed(0)
+    net = SinglePassNet(singlepass_preset("tiny", width=8, cond_dim=16))
+    with torch.no_grad():
+        net.ending.bias.fill_(bad)
+    save_singlepass(tmp_path / "fast.safetensors", net, tasks={"desnow": 15})
+    code = main([str(_photo(tmp_path / "a.png")), "-o", str(tmp_path / "out"), "--engine",
+                 "single-pass", "--model", str(tmp_path / "fast.safetensors"), "-q"])
+    assert code == EXIT_SOME_FAILED
+    err = capsys.readouterr().err
+    assert "NaN or infinite" in err and "fast.safetensors" in err
+    assert not (tmp_path / "out" / "a.png").exists()
+
+
+def test_shape_mismatch_is_reported_in_a_few_lines(tmp_path):
+    """Tensors of a width-16 model under a width-24 config (hashes valid: a bad export)."""
+    model = DTPM(tiny_config()).eval()
+    save_base(tmp_path / "base.safetensors", model)
+    metadata = _metadata(tmp_path / "base.safetensors")
+    config = json.loads(metadata["config"])
+    config["denoiser"]["width"] = 24
+    with safe_open(str(tmp_path / "base.safetensors"), framework="pt") as handle:
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+    save_file(tensors, str(tmp_path / "wide.safetensors"),
+              metadata=seal_metadata({**metadata, "config": json.dumps(config)}))
+    with pytest.raises(WeightsError) as err:
+        load_base(tmp_path / "wide.safetensors")
+    message = str(err.value)
+    assert "tensor(s) differ" in message and "more)" in message
+    assert message.count("\n") == 0 and len(message) < 1200
