@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, metavar="S",
                         help="seed of the sampling noise; the same seed gives identical "
                              "output (default: 0)")
+    parser.add_argument("--strength", type=float, default=1.0, metavar="A",
+                        help="DTPM texture strength: scale of the generated texture layer, "
+                             "0 = the initial prediction only, 1 = as trained, up to 2 "
+                             "(default: 1)")
     parser.add_argument("--eta", type=float, default=0.0,
                         help="DDIM stochasticity, 0 = deterministic DDIM (default: 0)")
     parser.add_argument("--tile", type=int, default=512, metavar="N",
@@ -94,6 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 1 <= args.steps <= MAX_SAMPLING_STEPS:
         print(f"dtpm-restore: --steps must be between 1 and {MAX_SAMPLING_STEPS}",
               file=sys.stderr)
+        return EXIT_USAGE
+    if not 0.0 <= args.strength <= 2.0:
+        print("dtpm-restore: --strength must be between 0 and 2", file=sys.stderr)
+        return EXIT_USAGE
+    if args.engine == "single-pass" and args.strength != 1.0:
+        print("dtpm-restore: --strength applies to the DTPM engine only (the single-pass "
+              "engine generates no texture layer)", file=sys.stderr)
         return EXIT_USAGE
     if not 1 <= args.quality <= 100:
         print("dtpm-restore: --quality must be between 1 and 100", file=sys.stderr)
@@ -225,7 +236,7 @@ def _load_engine(args: argparse.Namespace) -> RunOne:
 
     def run_dtpm(image: np.ndarray, progress: Callable) -> tuple[np.ndarray, list[str]]:
         out = restorer.restore(image, args.steps, seed=args.seed, eta=args.eta, tile=args.tile,
-                               progress=progress)
+                               strength=args.strength, progress=progress)
         return out.result, out.notes
     return run_dtpm
 

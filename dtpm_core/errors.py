@@ -37,3 +37,7 @@ class Cancelled(DTPMError):
 
 class OutOfMemory(DTPMError):
     """Restoration ran out of memory even at the smallest tile size."""
+
+
+class ModelOutputError(DTPMError):
+    """The model produced NaN or infinite values (broken weights); the message names the file."""

@@ -3,6 +3,9 @@ trainer calls. Images enter in [0, 1]; the diffusion runs on [-1, 1] residuals."
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 
 from .model import DTPM
@@ -30,36 +33,71 @@ def _draw(model: DTPM, x0: torch.Tensor, generator: torch.Generator | None
     return sqrt_gamma, eps, add_noise(x0, sqrt_gamma, eps)
 
 
-def stage1_loss(model: DTPM, clean: torch.Tensor, smooth: torch.Tensor,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    """Texture-prior loss: x0 = x_g - y_s, condition y_s, semantic code of y_s.
+@dataclass
+class DiffusionProblem:
+    """One batch's residual and the noise predictor that generates it, for one stage.
+
+    x0 is unscaled ([-1, 1] units); `eps_model(x_noisy, sqrt_gamma)` is the denoiser with the
+    condition, semantic code and (Stage II) adapter guidance bound. `y_eps` is the Stage II
+    initial prediction (None in Stage I)."""
+
+    x0: torch.Tensor  # (B, 3, H, W)
+    eps_model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    y_eps: torch.Tensor | None = None
+
+
+def stage1_problem(model: DTPM, clean: torch.Tensor, smooth: torch.Tensor) -> DiffusionProblem:
+    """Stage I: x0 = x_g - y_s, condition y_s, semantic code of y_s.
 
     Args:
         clean: (B, 3, H, W) clean patches x_g in [0, 1].
         smooth: (B, 3, H, W) their RTV-smoothed versions y_s in [0, 1].
     """
     x_g, y_s = _to_signed(clean), _to_signed(smooth)
-    x0 = x_g - y_s  # the texture layer
+    semantic = model.semantic_code(smooth)
+    return DiffusionProblem(x_g - y_s,
+                            lambda x_noisy, g: model.denoiser(x_noisy, y_s, g, semantic))
+
+
+def stage2_problem(model: DTPM, degraded: torch.Tensor, clean: torch.Tensor
+                   ) -> DiffusionProblem:
+    """Stage II: y_eps = P(y_d), x0 = y_g - y_eps, condition y_d, semantic code of y_eps."""
+    y_d, y_g = _to_signed(degraded), _to_signed(clean)
+    y_eps = model.initial_prediction(y_d)
+    semantic = model.semantic_code((y_eps.detach() + 1.0) / 2.0)
+    return DiffusionProblem(
+        y_g - y_eps,
+        lambda x_noisy, g: model.predict_noise(x_noisy, y_d, g, semantic, guidance=y_eps),
+        y_eps)
+
+
+def diffusion_loss(model: DTPM, problem: DiffusionProblem, generator: torch.Generator | None,
+                   residual_scale: float = 1.0) -> torch.Tensor:
+    """|| eps - f(sqrt(gamma) x0 / s + sqrt(1 - gamma) eps) ||_p (DESIGN 1.1); s scales the
+    residual to about unit RMS (`dtpm_core.calibration`)."""
+    x0 = problem.x0 / residual_scale
     sqrt_gamma, eps, x_noisy = _draw(model, x0, generator)
-    eps_hat = model.denoiser(x_noisy, y_s, sqrt_gamma, model.semantic_code(smooth))
-    return _noise_loss(model, eps_hat, eps)
+    return _noise_loss(model, problem.eps_model(x_noisy, sqrt_gamma), eps)
+
+
+def stage1_loss(model: DTPM, clean: torch.Tensor, smooth: torch.Tensor,
+                generator: torch.Generator | None = None,
+                residual_scale: float = 1.0) -> torch.Tensor:
+    """Texture-prior loss on (clean, smooth) patches in [0, 1]."""
+    return diffusion_loss(model, stage1_problem(model, clean, smooth), generator,
+                          residual_scale)
 
 
 def stage2_loss(model: DTPM, degraded: torch.Tensor, clean: torch.Tensor,
                 generator: torch.Generator | None = None,
-                predictor_l1_weight: float = 0.0) -> torch.Tensor:
-    """Task loss: y_eps = P(y_d), x0 = y_g - y_eps, condition y_d, semantic code of y_eps.
+                predictor_l1_weight: float = 0.0, residual_scale: float = 1.0) -> torch.Tensor:
+    """Task loss on (degraded, clean) crops in [0, 1].
 
-    P learns only through this diffusion loss (gradients reach it through x0 and the adapter
+    P learns only through the diffusion loss (gradients reach it through x0 and the adapter
     guidance), as in the paper; `predictor_l1_weight` > 0 adds an auxiliary L1 on P.
     """
-    y_d, y_g = _to_signed(degraded), _to_signed(clean)
-    y_eps = model.initial_prediction(y_d)
-    x0 = y_g - y_eps  # the residual the diffusion generates
-    sqrt_gamma, eps, x_noisy = _draw(model, x0, generator)
-    semantic = model.semantic_code((y_eps.detach() + 1.0) / 2.0)
-    eps_hat = model.predict_noise(x_noisy, y_d, sqrt_gamma, semantic, guidance=y_eps)
-    loss = _noise_loss(model, eps_hat, eps)
+    problem = stage2_problem(model, degraded, clean)
+    loss = diffusion_loss(model, problem, generator, residual_scale)
     if predictor_l1_weight > 0.0 and model.predictor is not None:
-        loss = loss + predictor_l1_weight * (y_eps - y_g).abs().mean()
+        loss = loss + predictor_l1_weight * (problem.x0).abs().mean()
     return loss

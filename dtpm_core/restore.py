@@ -1,8 +1,11 @@
 """`Restorer`: the one inference path of the app, the CLI and the benchmarks (DESIGN 1.5).
 
-    y_eps  = P(y_d)                                   the initial prediction (structure)
-    x0_hat = DDIM_K(eps_theta(. | y_d, y_eps, code))  the texture residual, K steps
-    result = y_eps + x0_hat
+    y_eps  = P(y_d)                                       the initial prediction (structure)
+    x0_hat = s * DDIM_K(eps_theta(. | y_d, y_eps, code))  the texture residual, K steps from t_s
+    result = y_eps + strength * x0_hat
+
+s (residual scale), t_s (start level) and the x0 clamp come from the model file's calibration
+(`dtpm_core.calibration`): the adapter's when one is loaded, else the base's.
 
 Large images run in overlapping tiles fused at every denoising step; an out-of-memory error
 retries with smaller tiles. The semantic code comes from the whole (downscaled) image.
@@ -19,9 +22,10 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from .calibration import Calibration
 from .ddim import sample_ddim
 from .device import autocast_context, is_out_of_memory, release_cached_memory, resolve_device
-from .errors import Cancelled, ConfigError, OutOfMemory
+from .errors import Cancelled, ConfigError, ModelOutputError, OutOfMemory
 from .schedule import MAX_SAMPLING_STEPS, alpha_bars, sampling_timesteps
 from .tiling import TileBlender, Window
 from .weights import AdapterInfo, BaseInfo, TaskParts, load_adapter, load_base
@@ -30,8 +34,8 @@ DEFAULT_TILE = 512
 """Tile size in pixels; 0 processes the whole image at once."""
 MIN_TILE = 64
 """Smallest tile the out-of-memory back-off tries before giving up."""
-RESIDUAL_BOUND = 2.0
-"""|x0| <= 2 for a residual of two images in [-1, 1]; the sampler clips x0_hat to it."""
+MAX_STRENGTH = 2.0
+"""Largest texture strength (the scale of the generated texture layer, the paper's alpha)."""
 
 
 @dataclass(frozen=True)
@@ -113,12 +117,18 @@ class Restorer:
         self.task = parts
         return parts.info
 
+    @property
+    def calibration(self) -> Calibration:
+        """The sampling calibration in use: the adapter's when one is loaded, else the base's."""
+        return self.task.info.calibration if self.task is not None else \
+            self.base_info.calibration
+
     def unload_adapter(self) -> None:
         """Back to the plain base (its output is then only meaningful for Stage I inputs)."""
         self.task = None
 
     def restore(self, image: np.ndarray, steps: int | Sequence[int] = 4, *, seed: int = 0,
-                eta: float = 0.0, tile: int = DEFAULT_TILE,
+                eta: float = 0.0, tile: int = DEFAULT_TILE, strength: float = 1.0,
                 progress: ProgressCallback | None = None,
                 should_stop: StopCheck | None = None) -> RestoreResult:
         """Restore one image.
@@ -129,6 +139,8 @@ class Restorer:
             seed: seeds the starting noise (and eta > 0 noise): same inputs, same bytes.
             eta: DDIM stochasticity, 0 = deterministic.
             tile: tile size in pixels (0 = whole image); halved on out-of-memory.
+            strength: scale of the generated texture layer (0 = the initial prediction,
+                1 = as trained, up to MAX_STRENGTH).
             progress: called after every network pass.
             should_stop: polled between passes; True raises `Cancelled`.
         """
@@ -138,16 +150,36 @@ class Restorer:
         for k in ks:
             if not 1 <= k <= MAX_SAMPLING_STEPS:
                 raise ConfigError(f"steps must be between 1 and {MAX_SAMPLING_STEPS}, got {k}")
+        start = self.calibration.start_step
+        if max(ks) > start:
+            raise ConfigError(f"this model starts sampling at t = {start}, so it takes at most "
+                              f"{start} steps; got K = {max(ks)}")
+        if not 0.0 <= strength <= MAX_STRENGTH:
+            raise ConfigError(f"texture strength must be between 0 and {MAX_STRENGTH}, "
+                              f"got {strength}")
         image = _check_image(image)
         started = time.perf_counter()
         (initial, results), tile, notes = run_with_tile_backoff(
-            lambda t: self._run(image, ks, seed, eta, t, progress, should_stop),
+            lambda t: self._run(image, ks, seed, eta, t, strength, progress, should_stop),
             tile, image.shape[:2], self.device)
+        self._check_finite(initial, results)
         return RestoreResult(initial, results, seed, tile, time.perf_counter() - started, notes)
+
+    def _check_finite(self, initial: np.ndarray, results: dict[int, np.ndarray]) -> None:
+        """A NaN or infinite output means broken weights: say which file, never save it."""
+        for name, image in (("initial prediction", initial),
+                            *((f"K={k} result", r) for k, r in results.items())):
+            if not np.isfinite(image).all():
+                files = [str(self.base_info.path)]
+                if self.task is not None:
+                    files.append(str(self.task.info.path))
+                raise ModelOutputError(
+                    f"the {name} contains NaN or infinite values: the model file(s) "
+                    f"{' / '.join(files)} hold broken weights; export or download them again")
 
     @torch.no_grad()
     def _run(self, image: np.ndarray, ks: list[int], seed: int, eta: float, tile: int,
-             progress: ProgressCallback | None, should_stop: StopCheck | None
+             strength: float, progress: ProgressCallback | None, should_stop: StopCheck | None
              ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
         model, task, device = self.model, self.task, self.device
         height, width = image.shape[:2]
@@ -193,6 +225,10 @@ class Restorer:
                     return model.denoiser(*args, **kwargs)
             return blender.blend(one_window, channels=3, on_window=tick)
 
+        calibration = self.calibration
+        start = min(calibration.start_step, model.config.diffusion.num_steps)
+        start_sigma = (1.0 - float(self._alpha_bar[start])) ** 0.5  # sqrt(1 - alpha_bar_ts)
+        texture_gain = strength * calibration.residual_scale  # x0 = s * (scaled sample)
         results: dict[int, np.ndarray] = {}
         for k in ks:
             passes.stage = f"K={k}: step 1/{k}"
@@ -201,14 +237,15 @@ class Restorer:
                 passes.stage = f"K={k}: step {min(p.step + 1, k)}/{k}"
 
             generator = torch.Generator().manual_seed(seed)
-            # the starting noise is handed over without a reference kept here, so that the
-            # sampler can free it after the first step
+            # x_ts = sqrt(1 - alpha_bar_ts) z; handed over without a reference kept here, so
+            # that the sampler can free it after the first step
             x0 = sample_ddim(denoise,
-                             torch.randn((1, 3, height, width), generator=generator).to(device),
-                             sampling_timesteps(k, model.config.diffusion),
+                             torch.randn((1, 3, height, width), generator=generator)
+                             .mul_(start_sigma).to(device),
+                             sampling_timesteps(k, model.config.diffusion, start),
                              self._alpha_bar, eta=eta, generator=generator, callback=on_step,
-                             should_stop=should_stop, clip_x0=RESIDUAL_BOUND)
-            results[k] = _to_image(x0.add_(y_eps))
+                             should_stop=should_stop, clip_x0=calibration.x0_clip)
+            results[k] = _to_image(x0.mul_(texture_gain).add_(y_eps))
             del x0
         return _to_image(y_eps), results
 

@@ -43,13 +43,18 @@ def add_noise(x0: torch.Tensor, sqrt_gamma: torch.Tensor, eps: torch.Tensor) -> 
     return g * x0 + (1.0 - g * g).clamp_min(0.0).sqrt() * eps
 
 
-def sampling_timesteps(num_steps: int, config: DiffusionConfig) -> list[int]:
-    """The K integer steps of a DDIM run, evenly spaced on 1..T and ending at T ("trailing"
-    spacing), in decreasing order: K = 1 -> [T]; K = 4, T = 1000 -> [1000, 750, 500, 250]."""
+def sampling_timesteps(num_steps: int, config: DiffusionConfig, start: int | None = None
+                       ) -> list[int]:
+    """The K integer steps of a DDIM run, evenly spaced on 1..t_s and beginning at t_s
+    ("trailing" spacing), in decreasing order. t_s = `start` (a model's calibrated start
+    level, DESIGN 1.1) or T: K = 1 -> [t_s]; K = 4, t_s = 1000 -> [1000, 750, 500, 250]."""
     total = config.num_steps
-    if not 1 <= num_steps <= total:
-        raise ConfigError(f"the number of sampling steps must be between 1 and {total}, "
+    top = total if start is None else int(start)
+    if not 1 <= top <= total:
+        raise ConfigError(f"the start step must be between 1 and {total}, got {top}")
+    if not 1 <= num_steps <= top:
+        raise ConfigError(f"the number of sampling steps must be between 1 and {top}, "
                           f"got {num_steps}")
-    stride = total / num_steps
-    steps = [round(total - i * stride) for i in range(num_steps)]
+    stride = top / num_steps
+    steps = [round(top - i * stride) for i in range(num_steps)]
     return [max(1, s) for s in steps]

@@ -22,6 +22,7 @@ from safetensors.torch import load as st_load_bytes
 from safetensors.torch import save as st_save_bytes
 
 from .atomic import write_bytes_atomic
+from .calibration import Calibration
 from .config import ModelConfig
 from .errors import BaseMismatchError, ConfigError, WeightsError
 from .model import DTPM, Stage2Options, build_task_modules, denoiser_parameter_names_trained
@@ -44,6 +45,7 @@ class BaseInfo:
     config: ModelConfig
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    calibration: Calibration = field(default_factory=Calibration)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class AdapterInfo:
     stage2: Stage2Options
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    calibration: Calibration = field(default_factory=Calibration)
 
 
 def content_sha256(tensors: dict[str, torch.Tensor]) -> str:
@@ -183,10 +186,24 @@ def _first_lines(exc: Exception, keep: int = 3) -> str:
 
 
 def save_base(path: Path | str, model: DTPM, training: dict[str, Any] | None = None,
-              metrics: dict[str, Any] | None = None) -> str:
+              metrics: dict[str, Any] | None = None,
+              calibration: Calibration | None = None) -> str:
     """Write the Stage I denoiser of `model` as a base file; returns its content sha256."""
     return _save(path, model.base_state_dict(), KIND_BASE, model.config,
-                 {"training": training or {}, "metrics": metrics or {}})
+                 {"training": training or {}, "metrics": metrics or {},
+                  **_calibration_field(calibration)})
+
+
+def _calibration_field(calibration: Calibration | None) -> dict[str, str]:
+    """Files saved without a calibration keep none, and load with the stated default."""
+    return {} if calibration is None else {"calibration": calibration.to_json()}
+
+
+def _calibration_of(path: Path | str, metadata: dict[str, str]) -> Calibration:
+    try:
+        return Calibration.from_metadata(metadata, str(path))
+    except ConfigError as exc:
+        raise WeightsError(str(exc)) from exc
 
 
 def load_base(path: Path | str) -> tuple[DTPM, BaseInfo]:
@@ -198,20 +215,23 @@ def load_base(path: Path | str) -> tuple[DTPM, BaseInfo]:
     model.eval().requires_grad_(False)
     info = BaseInfo(path=Path(path), sha256=metadata["content_sha256"], config=config,
                     training=_json_field(metadata, "training"),
-                    metrics=_json_field(metadata, "metrics"))
+                    metrics=_json_field(metadata, "metrics"),
+                    calibration=_calibration_of(path, metadata))
     return model, info
 
 
 def save_adapter(path: Path | str, model: DTPM, task: str, base_sha256: str,
                  display_name: str | None = None, training: dict[str, Any] | None = None,
-                 metrics: dict[str, Any] | None = None) -> str:
+                 metrics: dict[str, Any] | None = None,
+                 calibration: Calibration | None = None) -> str:
     """Write the Stage II weights of `model` for `task`; returns the file's content sha256."""
     if model.stage2 is None:
         raise ConfigError("save_adapter needs a model with Stage II parts")
     return _save(path, model.task_state_dict(), KIND_ADAPTER, model.config,
                  {"task": task, "display_name": display_name or task,
                   "base_sha256": base_sha256, "stage2": model.stage2.to_dict(),
-                  "training": training or {}, "metrics": metrics or {}})
+                  "training": training or {}, "metrics": metrics or {},
+                  **_calibration_field(calibration)})
 
 
 class TaskParts(torch.nn.Module):
@@ -242,7 +262,8 @@ def _read_adapter(path: Path | str) -> tuple[dict[str, torch.Tensor], AdapterInf
                        base_sha256=metadata.get("base_sha256", ""),
                        config=_config_of(path, metadata), stage2=stage2,
                        training=_json_field(metadata, "training"),
-                       metrics=_json_field(metadata, "metrics"))
+                       metrics=_json_field(metadata, "metrics"),
+                       calibration=_calibration_of(path, metadata))
     return tensors, info
 
 

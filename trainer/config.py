@@ -29,6 +29,7 @@ class ModelChoice:
     preset: str = "paper"
     semantic: str = "imagenet"  # falls back to seeded "random" when the weights are missing
     overrides: dict[str, Any] = field(default_factory=dict)
+    init: str = ""  # Stage I: a base file whose denoiser the run starts from; "" = random
 
     def build(self) -> ModelConfig:
         config = preset(self.preset).with_overrides({"denoiser.semantic": self.semantic})
@@ -100,6 +101,20 @@ class Stage2Config:
     predictor_l1_weight: float = 0.0
 
 
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """The residual scale s and how the sampling calibration is measured (DESIGN 1.1)."""
+
+    residual_scale: float = 0.0  # s; 0 = the residual's RMS measured on the first batches
+    crops: int = 12  # held-out crops (of loop.val_size) the start level t_s is measured on
+
+    def __post_init__(self) -> None:
+        if self.residual_scale < 0.0:
+            raise ConfigError("calibration.residual_scale must be >= 0 (0 = measure it)")
+        if self.crops < 1:
+            raise ConfigError("calibration.crops must be >= 1")
+
+
 ORTHOGONALITY_MODES = ("loss", "projection", "detached", "off")
 """How GEF uses the two gradients: a back-propagated 1 - cos loss (the paper), a PCGrad-style
 projection of the restoration gradient, the reference code's constant (no gradient), or off."""
@@ -150,6 +165,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     stage2: Stage2Config = field(default_factory=Stage2Config)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     singlepass: SinglePassTrainConfig = field(default_factory=SinglePassTrainConfig)
 
     def to_dict(self) -> dict[str, Any]:

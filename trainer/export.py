@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from dtpm_core.calibration import Calibration
 from dtpm_core.model import DTPM, Stage2Options
 from dtpm_core.weights import load_base, save_adapter, save_base
 
@@ -23,18 +24,35 @@ def training_summary(config: TrainConfig, step: int, extra: dict[str, Any]) -> d
 
 
 def export_stage1(model: DTPM, path: str | Path, config: TrainConfig, step: int,
-                  extra: dict[str, Any], metrics: dict[str, Any] | None = None) -> str:
+                  extra: dict[str, Any], metrics: dict[str, Any] | None = None,
+                  calibration: Calibration | None = None) -> str:
     return save_base(path, model, training=training_summary(config, step, extra),
-                     metrics=metrics)
+                     metrics=metrics, calibration=calibration)
 
 
 def export_stage2(model: DTPM, path: str | Path, config: TrainConfig, step: int,
-                  extra: dict[str, Any], metrics: dict[str, Any] | None = None) -> str:
+                  extra: dict[str, Any], metrics: dict[str, Any] | None = None,
+                  calibration: Calibration | None = None) -> str:
     from .degradations import TASK_DISPLAY_NAMES
     task = config.stage2.task
     display = config.stage2.display_name or TASK_DISPLAY_NAMES.get(task, task)
     return save_adapter(path, model, task, extra["base_sha256"], display_name=display,
-                        training=training_summary(config, step, extra), metrics=metrics)
+                        training=training_summary(config, step, extra), metrics=metrics,
+                        calibration=calibration)
+
+
+def run_calibration(run_dir: Path, extra: dict[str, Any]) -> Calibration | None:
+    """What a run measured when it finished; for a run stopped before that, its residual
+    scale with the default start level (said in the note); None for runs from before
+    calibration existed (their files load with the default)."""
+    from .sampling_calibration import load_calibration
+    measured = load_calibration(run_dir)
+    if measured is not None:
+        return measured
+    if "residual_scale" in extra:
+        return Calibration(residual_scale=float(extra["residual_scale"]),
+                           note="start level not measured (run exported before it finished)")
+    return None
 
 
 def model_from_checkpoint(run_dir: str | Path, use_ema: bool = True
@@ -74,8 +92,9 @@ def export_run(run_dir: str | Path, out: str | Path, use_ema: bool = True,
         from .singlepass_train import export_singlepass_run
         return export_singlepass_run(Path(run_dir), Path(out), use_ema, metrics)
     model, config, extra, step, kind = model_from_checkpoint(run_dir, use_ema)
+    calibration = run_calibration(Path(run_dir), extra)
     if kind == "stage1":
-        export_stage1(model, out, config, step, extra, metrics)
+        export_stage1(model, out, config, step, extra, metrics, calibration)
     else:
-        export_stage2(model, out, config, step, extra, metrics)
+        export_stage2(model, out, config, step, extra, metrics, calibration)
     return Path(out)

@@ -7,9 +7,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dtpm_core.calibration import Calibration
 from dtpm_core.config import ModelConfig
+from dtpm_core.errors import ConfigError
 from dtpm_core.model import DTPM
-from dtpm_core.objectives import stage1_loss
+from dtpm_core.objectives import stage1_loss, stage1_problem
 from dtpm_core.restore import Restorer
 from dtpm_core.semantic import resolve_semantic_mode
 
@@ -17,18 +19,52 @@ from .checkpoint import checkpoint_path, load_checkpoint
 from .config import TrainConfig
 from .export import export_stage1
 from .loop import TrainJob
-from .validation import as_array_pair, periodic_validator
+from .sampling_calibration import (
+    SCALE_BATCHES,
+    measure_calibration,
+    measure_residual_scale,
+    save_calibration,
+    validation_x0_errors,
+)
+from .validation import as_array_pair, periodic_validator, stack_items
 
 BASE_FILE = "base.safetensors"
 
 
 class Stage1Loss(nn.Module):
-    def __init__(self, model: DTPM) -> None:
+    def __init__(self, model: DTPM, residual_scale: float) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.residual_scale = model, residual_scale
 
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
-        return stage1_loss(self.model, batch["clean"], batch["smooth"], generator)
+        return stage1_loss(self.model, batch["clean"], batch["smooth"], generator,
+                           self.residual_scale)
+
+
+def stage1_batch_problem(model: DTPM, batch: dict[str, torch.Tensor]):
+    return stage1_problem(model, batch["clean"], batch["smooth"])
+
+
+def residual_scale_of(config: TrainConfig, model: DTPM, problem_fn, dataset) -> float:
+    """s from the config, or the residual's RMS over the first training batches."""
+    if config.calibration.residual_scale > 0.0:
+        return config.calibration.residual_scale
+    size = config.data.batch_size
+    count = min(SCALE_BATCHES * size, len(dataset))
+    batches = [stack_items([dataset[i] for i in range(j, min(j + size, count))])
+               for j in range(0, count, size)]
+    return measure_residual_scale(model, problem_fn, batches)
+
+
+def _warm_start(model: DTPM, path: str) -> None:
+    """Start the Stage I denoiser from an earlier base file (same network config)."""
+    from dtpm_core.weights import load_base
+    base, info = load_base(path)
+    if base.config.denoiser != model.config.denoiser:
+        raise ConfigError(f"model.init {path} is a {base.config.preset} base with another "
+                          "denoiser config than this run's; use a matching base or no init")
+    model.denoiser.load_state_dict(base.denoiser.state_dict())
+    print(f"Stage I starts from the denoiser of {path} (sha256 {info.sha256[:12]})")
 
 
 def stage1_model_config(config: TrainConfig, semantic: str) -> ModelConfig:
@@ -55,12 +91,17 @@ def build_stage1(config: TrainConfig, run_dir: Path) -> TrainJob:
     from .data import PreparedPatches
 
     config, extra = resumed_config(config, run_dir)
+    resumed = bool(extra)
+    if resumed and "residual_scale" not in extra:
+        extra["residual_scale"] = 1.0  # a run from before residual scaling keeps its objective
     if "semantic" not in extra:
         semantic, note = resolve_semantic_mode(config.model.semantic)
         extra = {"semantic": semantic, "semantic_note": note}
     print(extra["semantic_note"])
     torch.manual_seed(config.loop.seed)
     model = DTPM(stage1_model_config(config, extra["semantic"]))
+    if not resumed and config.model.init:
+        _warm_start(model, config.model.init)  # a resumed run has these weights already
     trainable = {n: p for n, p in model.named_parameters() if n.startswith("denoiser.")}
     train_set = PreparedPatches(config.data.prepared, crop=config.data.crop,
                                 seed=config.loop.seed, split="train",
@@ -70,17 +111,45 @@ def build_stage1(config: TrainConfig, run_dir: Path) -> TrainJob:
                               held_out_fraction=config.data.held_out_fraction, augment=False)
     val_pairs = [as_array_pair(val_set[i], ("smooth", "clean"))
                  for i in range(min(config.loop.val_images, len(val_set)))]
+    if "residual_scale" not in extra:
+        extra["residual_scale"] = residual_scale_of(config, model, stage1_batch_problem,
+                                                    train_set)
+    scale = float(extra["residual_scale"])
+    print(f"residual scale s = {scale:.4f} (the diffusion runs on x0 / s)")
+    crops = [val_set[i % len(val_set)] for i in range(config.calibration.crops)] \
+        if len(val_set) else []
+    what = f"{len(crops)} held-out {config.loop.val_size} px patches"
+
+    def calibrate(trained: DTPM) -> tuple[Calibration, dict]:
+        if not crops:
+            return Calibration(residual_scale=scale, note="not measured: no held-out data"), {}
+        return measure_calibration(trained, stage1_batch_problem, stack_items(crops), scale,
+                                   what)
 
     def make_restorer(tmp: Path, trained: DTPM, step: int) -> Restorer:
-        export_stage1(trained, tmp / BASE_FILE, config, step, extra)
+        export_stage1(trained, tmp / BASE_FILE, config, step, extra, calibration=calibrate(
+            trained)[0])
         return Restorer(tmp / BASE_FILE, device="auto")
+
+    validate_images = periodic_validator(val_pairs, config.loop, run_dir / "samples",
+                                         make_restorer)
+
+    def validate(trained: nn.Module, step: int) -> dict[str, float]:
+        metrics = validate_images(trained, step)
+        if crops:
+            metrics.update(validation_x0_errors(trained, stage1_batch_problem,
+                                                stack_items(crops), scale))
+        return metrics
 
     def finish(trained: nn.Module) -> None:
         path = run_dir / BASE_FILE
-        export_stage1(trained, path, config, config.loop.iterations, extra)
-        print(f"exported the base model to {path}")
+        calibration, curve = calibrate(trained)
+        if curve:
+            save_calibration(run_dir, curve)
+        export_stage1(trained, path, config, config.loop.iterations, extra,
+                      calibration=calibration)
+        print(f"exported the base model to {path}; sampling calibration: {calibration}")
 
-    return TrainJob("stage1", run_dir, config, model, Stage1Loss(model), trainable, train_set,
-                    validate=periodic_validator(val_pairs, config.loop, run_dir / "samples",
-                                                make_restorer), finish=finish, extra_state=extra)
+    return TrainJob("stage1", run_dir, config, model, Stage1Loss(model, scale), trainable,
+                    train_set, validate=validate, finish=finish, extra_state=extra)
 

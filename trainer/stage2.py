@@ -8,28 +8,34 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dtpm_core.calibration import Calibration
 from dtpm_core.errors import ConfigError
 from dtpm_core.model import DTPM, Stage2Options, configure_stage2_trainable
-from dtpm_core.objectives import stage2_loss
+from dtpm_core.objectives import stage2_loss, stage2_problem
 from dtpm_core.restore import Restorer
 from dtpm_core.weights import load_base, save_base
 
 from .config import TrainConfig
 from .export import export_stage2
 from .loop import TrainJob
-from .stage1 import resumed_config
-from .validation import as_array_pair, periodic_validator
+from .sampling_calibration import measure_calibration, save_calibration, validation_x0_errors
+from .stage1 import residual_scale_of, resumed_config
+from .validation import as_array_pair, periodic_validator, stack_items
 
 
 class Stage2Loss(nn.Module):
-    def __init__(self, model: DTPM, predictor_l1_weight: float) -> None:
+    def __init__(self, model: DTPM, predictor_l1_weight: float, residual_scale: float) -> None:
         super().__init__()
         self.model = model
-        self.predictor_l1_weight = predictor_l1_weight
+        self.predictor_l1_weight, self.residual_scale = predictor_l1_weight, residual_scale
 
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         return stage2_loss(self.model, batch["degraded"], batch["clean"], generator,
-                           self.predictor_l1_weight)
+                           self.predictor_l1_weight, self.residual_scale)
+
+
+def stage2_batch_problem(model: DTPM, batch: dict[str, torch.Tensor]):
+    return stage2_problem(model, batch["degraded"], batch["clean"])
 
 
 def stage2_options(config: TrainConfig) -> Stage2Options:
@@ -37,9 +43,10 @@ def stage2_options(config: TrainConfig) -> Stage2Options:
     return Stage2Options(mode=s.mode, use_predictor=s.use_predictor, from_scratch=s.from_scratch)
 
 
-def build_datasets(config: TrainConfig, task: str | None = None):
+def build_datasets(config: TrainConfig, task: str | None = None, with_calibration: bool = False):
     """(train dataset, held-out (degraded, clean) array pairs) for the configured data;
-    synthetic data is made for `task` (default: stage2.task)."""
+    synthetic data is made for `task` (default: stage2.task). With `with_calibration`, a
+    third item: config.calibration.crops held-out dataset items (for `measure_calibration`)."""
     from .data import PairedCrops, SyntheticPairs, split_held_out
     from .degradations import TASKS
     from .pairs import find_pairs, pairs_from_folders
@@ -57,6 +64,8 @@ def build_datasets(config: TrainConfig, task: str | None = None):
                                    length=data.synthetic_length)
         val_set = SyntheticPairs(held, task, loop.val_size, loop.seed + 1,
                                  length=max(len(held), 1), augment=False)
+        calibration_set = SyntheticPairs(held, task, loop.val_size, loop.seed + 2,
+                                         length=config.calibration.crops, augment=False)
     else:
         if data.layout == "folders":
             pairs = pairs_from_folders(data.degraded_dir, data.clean_dir)
@@ -65,9 +74,14 @@ def build_datasets(config: TrainConfig, task: str | None = None):
         train, held = split_held_out(pairs, data.held_out_fraction, loop.seed)
         train_set = PairedCrops(train, data.crop, loop.seed)
         val_set = PairedCrops(held, loop.val_size, loop.seed + 1, augment=False)
+        calibration_set = val_set
     count = min(loop.val_images, len(val_set)) if len(held) else 0
     val_pairs = [as_array_pair(val_set[i], ("degraded", "clean")) for i in range(count)]
-    return train_set, val_pairs
+    if not with_calibration:
+        return train_set, val_pairs
+    crops = [calibration_set[i % len(calibration_set)] for i in range(config.calibration.crops)]\
+        if len(held) and len(calibration_set) else []
+    return train_set, val_pairs, crops
 
 
 def build_stage2(config: TrainConfig, run_dir: Path, base_path: Path | None) -> TrainJob:
@@ -94,6 +108,7 @@ def build_stage2(config: TrainConfig, run_dir: Path, base_path: Path | None) -> 
         raise ConfigError(f"the ablation without semantic code needs a base trained without it; "
                           f"{base_path} uses {base.config.denoiser.semantic!r} (train one with "
                           "`dtpm-train stage1 --no-semantic`, or use --no-stage1)")
+    resumed_scale = extra.get("residual_scale", 1.0 if extra else None)
     extra = {"base_path": str(base_path), "base_sha256": base_info.sha256,
              "stage2": options.to_dict(), "semantic": base.config.denoiser.semantic,
              "semantic_note": f"semantic encoder: {base.config.denoiser.semantic} (from base)"}
@@ -102,20 +117,47 @@ def build_stage2(config: TrainConfig, run_dir: Path, base_path: Path | None) -> 
     model.denoiser.load_state_dict(base.denoiser.state_dict())
     configure_stage2_trainable(model)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    train_set, val_pairs = build_datasets(config)
+    train_set, val_pairs, crops = build_datasets(config, with_calibration=True)
     adapter_file = f"{config.stage2.task}.safetensors"
+    # s: kept from the checkpoint on resume (1 for runs from before residual scaling)
+    scale = float(resumed_scale) if resumed_scale is not None else \
+        residual_scale_of(config, model, stage2_batch_problem, train_set)
+    extra["residual_scale"] = scale
+    print(f"residual scale s = {scale:.4f} (the diffusion runs on x0 / s)")
+    what = f"{len(crops)} held-out {config.loop.val_size} px crops"
+
+    def calibrate(trained: DTPM) -> tuple[Calibration, dict]:
+        if not crops:
+            return Calibration(residual_scale=scale, note="not measured: no held-out data"), {}
+        return measure_calibration(trained, stage2_batch_problem, stack_items(crops), scale,
+                                   what)
 
     def make_restorer(tmp: Path, trained: DTPM, step: int) -> Restorer:
         adapter_path = tmp / adapter_file
-        export_stage2(trained, adapter_path, config, step, extra)
+        export_stage2(trained, adapter_path, config, step, extra,
+                      calibration=calibrate(trained)[0])
         return Restorer(base_path, adapter_path, device="auto")
+
+    validate_images = periodic_validator(val_pairs, config.loop, run_dir / "samples",
+                                         make_restorer)
+
+    def validate(trained: nn.Module, step: int) -> dict[str, float]:
+        metrics = validate_images(trained, step)
+        if crops:
+            metrics.update(validation_x0_errors(trained, stage2_batch_problem,
+                                                stack_items(crops), scale))
+        return metrics
 
     def finish(trained: nn.Module) -> None:
         path = run_dir / adapter_file
-        export_stage2(trained, path, config, config.loop.iterations, extra)
-        print(f"exported the {config.stage2.task} adapter to {path}")
+        calibration, curve = calibrate(trained)
+        if curve:
+            save_calibration(run_dir, curve)
+        export_stage2(trained, path, config, config.loop.iterations, extra,
+                      calibration=calibration)
+        print(f"exported the {config.stage2.task} adapter to {path}; sampling calibration: "
+              f"{calibration}")
 
     return TrainJob("stage2", run_dir, config, model,
-                    Stage2Loss(model, config.stage2.predictor_l1_weight), trainable, train_set,
-                    validate=periodic_validator(val_pairs, config.loop, run_dir / "samples",
-                                                make_restorer), finish=finish, extra_state=extra)
+                    Stage2Loss(model, config.stage2.predictor_l1_weight, scale), trainable,
+                    train_set, validate=validate, finish=finish, extra_state=extra)

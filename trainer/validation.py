@@ -52,6 +52,12 @@ def periodic_validator(pairs: list[tuple[np.ndarray, np.ndarray]], loop: LoopCon
     return validate
 
 
+def stack_items(items: list[dict]) -> dict:
+    """Dataset items (dicts of (3, H, W) tensors) -> one batch (dict of (N, 3, H, W))."""
+    import torch
+    return {k: torch.stack([item[k] for item in items]) for k in items[0]}
+
+
 def as_array_pair(item: dict, keys: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
     """Two (3, H, W) tensors of a dataset item -> two (H, W, 3) float32 arrays."""
     return tuple(item[k].permute(1, 2, 0).numpy().astype(np.float32) for k in keys)

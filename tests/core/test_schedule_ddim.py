@@ -58,6 +58,19 @@ def test_sampling_timesteps_evenly_spaced(k, expected):
     assert sampling_timesteps(k, CONFIG) == expected
 
 
+@pytest.mark.parametrize("k,expected", [(1, [250]), (4, [250, 188, 125, 62]),
+                                        (50, list(range(250, 0, -5)))])
+def test_sampling_timesteps_from_a_start_level(k, expected):
+    assert sampling_timesteps(k, CONFIG, start=250) == expected
+
+
+def test_more_steps_than_the_start_level_is_an_error():
+    with pytest.raises(ConfigError, match="between 1 and 40"):
+        sampling_timesteps(50, CONFIG, start=40)
+    with pytest.raises(ConfigError, match="start step"):
+        sampling_timesteps(4, CONFIG, start=1001)
+
+
 def test_sampling_timesteps_cover_every_k_up_to_50():
     for k in range(1, 51):
         steps = sampling_timesteps(k, CONFIG)
