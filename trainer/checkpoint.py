@@ -8,6 +8,10 @@ arbitrary pickled objects.
 
 from __future__ import annotations
 
+import pickle
+import struct
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +39,36 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    return load_training_state(path, "checkpoint",
+                               "delete it to start over or restore a backup")
+
+
+def load_training_state(path: str | Path, what: str, remedy: str) -> dict[str, Any]:
+    """torch.load(weights_only=True) of a training-state file (`what`: "checkpoint", "anchor
+    file", ...), every failure turned into a CheckpointError that names the file, says what
+    is wrong and what to do (`remedy`). torch's own text is left out where it would advise
+    weights_only=False, which would let a damaged or foreign file run code."""
     path = Path(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # protocol notes of the safe unpickler: noise here
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as exc:
-        raise CheckpointError(f"no checkpoint at {path}") from exc
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
-        raise CheckpointError(f"checkpoint {path} is damaged ({exc}); delete it to start over "
-                              "or restore a backup") from exc
+        raise CheckpointError(f"no {what} at {path}") from exc
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{what} {path} is damaged or not a DTPM Studio {what}: it holds data other than "
+            f"tensors and plain containers, which is never unpickled (that could run code); "
+            f"{remedy}") from exc
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError, TypeError, AttributeError,
+            IndexError, UnicodeDecodeError, zipfile.BadZipFile, struct.error) as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{what} {path} is damaged or truncated ({reason}); "
+                              f"{remedy}") from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{what} {path} holds a {type(state).__name__}, not a DTPM "
+                              f"Studio {what}; {remedy}")
+    return state
 
 
 def rng_state() -> dict[str, Any]:

@@ -25,7 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train Diffusion Texture Prior Models: `prepare` patches, learn the texture "
                     "prior (`stage1`), adapt it to a task (`stage2`), `eval`uate at several "
                     "step counts and `export` the files the app loads. Runs on one CPU or, "
-                    "through torchrun, on many GPUs (DistributedDataParallel).")
+                    "through torchrun, on many GPUs (DistributedDataParallel).",
+        epilog="Exit status: 0 on success, 2 for a usage, config, data or checkpoint error "
+               "(the message says which), 143 when stopped by SIGTERM (the checkpoint is "
+               "saved; the same command resumes the run).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("prepare", help="crop clean photos into patches with RTV-smoothed twins",

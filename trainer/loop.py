@@ -5,6 +5,7 @@ progress bar, TensorBoard, periodic validation, atomic checkpoints and automatic
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -164,8 +165,9 @@ def run(job: TrainJob, dist: DistInfo, progress: bool = True) -> dict[str, Any]:
             if stop_requested():
                 save(step)
                 bar.close()
-                raise SystemExit(f"stopped by SIGTERM at step {step}; checkpoint saved, run "
-                                 "the same command again to resume")
+                print(f"stopped by SIGTERM at step {step}; checkpoint saved, run the same "
+                      "command again to resume", file=sys.stderr, flush=True)
+                raise SystemExit(EXIT_SIGTERM)
             lr = get_lr(step, config.optim, loop.iterations)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -247,6 +249,11 @@ def _check_replicas(job: TrainJob, dist: DistInfo) -> str:
             print(f"{dist.world_size} processes finished with identical weights "
                   f"(sha256 {digest})")
     return digest
+
+
+EXIT_SIGTERM = 143
+"""Exit status after SIGTERM (128 + 15, as shells report it): the checkpoint is saved and the
+same command resumes the run, so a scheduler can requeue the job on this code."""
 
 
 def _install_sigterm_flag() -> Callable[[], bool]:

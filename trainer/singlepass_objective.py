@@ -31,7 +31,7 @@ from dtpm_core.singlepass import (
 )
 from dtpm_core.singlepass_schedule import sigma_bars
 
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, load_training_state
 from .config import SinglePassTrainConfig
 
 ANCHOR_NAME = "anchor.pt"
@@ -82,12 +82,13 @@ def load_anchor(run_dir: Path) -> Anchor | None:
     path = Path(run_dir) / ANCHOR_NAME
     if not path.is_file():
         return None
+    remedy = "delete the run folder to start the fine-tuning over"
+    state = load_training_state(path, "anchor file", remedy)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        return Anchor(state["theta0"], state["omega"])
-    except (RuntimeError, EOFError, KeyError, OSError) as exc:
-        raise CheckpointError(f"{path} is damaged ({exc}); delete the run folder to start "
-                              "the fine-tuning over") from exc
+        return Anchor(dict(state["theta0"]), dict(state["omega"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"anchor file {path} lacks theta0/omega ({exc}); {remedy}") \
+            from exc
 
 
 class GEFLoss(nn.Module):
