@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-images", type=Path, metavar="DIR",
                    help="also write one side-by-side strip per image into DIR: degraded, "
                         "initial prediction, the result at every K, clean")
+    p.add_argument("--singlepass", type=Path, metavar="FILE",
+                   help="also score the single-pass (Fast) engine of FILE on the same pairs, "
+                        "for the task given by --task (row \"fast\")")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
 
     p = sub.add_parser("compare", help="the engines side by side on held-out degradations",
@@ -272,8 +275,16 @@ def _eval(args: argparse.Namespace) -> int:
         pairs = pairs[: args.max_images]
     steps = tuple(int(s) for s in args.steps.split(","))
     restorer = Restorer(args.base, args.adapter, device=args.device)
+    others = {}
+    if args.singlepass is not None:
+        from dtpm_core.singlepass_restore import SinglePassRestorer
+        if not args.task:
+            raise DTPMError("--singlepass needs --task (the task the Fast engine restores)")
+        fast = SinglePassRestorer(args.singlepass, device=args.device)
+        fast.t_mat(args.task)  # a task the file lacks fails now
+        others["fast"] = lambda image: fast.restore(image, args.task).result
     report = evaluate(restorer, pairs, steps, seed=args.seed, max_side=args.max_side,
-                      save_images_to=args.save_images)
+                      save_images_to=args.save_images, other_methods=others)
     files = write_all(report, args.out)
     print((args.out / "eval.md").read_text() if (args.out / "eval.md").exists() else report)
     print("wrote " + ", ".join(str(p) for p in files.values()))

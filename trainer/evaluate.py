@@ -180,7 +180,9 @@ def evaluate(restorer: Restorer, pairs: Iterable[Any], steps: Iterable[int] = DE
              *, seed: int = 0, tile: int = DEFAULT_TILE, max_side: int | None = None,
              lpips_net: str = "alex", with_fid: bool = True,
              progress: Callable[[int, int], None] | None = None,
-             save_images_to: Path | None = None) -> EvalReport:
+             save_images_to: Path | None = None,
+             other_methods: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None
+             ) -> EvalReport:
     """Restore every degraded image once for all K and score input, initial prediction and
     each K against the clean image.
 
@@ -198,6 +200,8 @@ def evaluate(restorer: Restorer, pairs: Iterable[Any], steps: Iterable[int] = DE
         progress: called as progress(images_done, images_total) after every image.
         save_images_to: folder for one side-by-side strip per image
             (degraded | initial | K=... | clean).
+        other_methods: more methods scored on the same pairs, name -> restore(degraded)
+            (e.g. the single-pass engine, "fast"), reported after the K rows.
     """
     started = time.perf_counter()
     ks = _check_steps(steps)
@@ -207,8 +211,13 @@ def evaluate(restorer: Restorer, pairs: Iterable[Any], steps: Iterable[int] = DE
     if not pair_list:
         raise ConfigError("no image pairs to evaluate")
     labels = _labels([d for d, _ in pair_list])
-    methods = [INPUT, INITIAL, *(method_name(k) for k in ks)]
-    steps_of = {INPUT: None, INITIAL: None, **{method_name(k): k for k in ks}}
+    others = dict(other_methods or {})
+    clash = sorted(set(others) & {INPUT, INITIAL, *(method_name(k) for k in ks)})
+    if clash:
+        raise ConfigError(f"other_methods may not reuse the names {clash}")
+    methods = [INPUT, INITIAL, *(method_name(k) for k in ks), *others]
+    steps_of = {INPUT: None, INITIAL: None, **{method_name(k): k for k in ks},
+                **{name: None for name in others}}
 
     lpips = LPIPSMetric(lpips_net, device=restorer.device)
     features, features_note = _feature_distance(restorer.device)
@@ -222,7 +231,8 @@ def evaluate(restorer: Restorer, pairs: Iterable[Any], steps: Iterable[int] = DE
         restored = restorer.restore(y_d, ks, seed=seed, tile=tile)
         notes.extend(f"{label}: {note}" for note in restored.notes)
         outputs = {INPUT: y_d, INITIAL: restored.initial,
-                   **{method_name(k): restored.results[k] for k in ks}}
+                   **{method_name(k): restored.results[k] for k in ks},
+                   **{name: run(y_d) for name, run in others.items()}}
         for method in methods:
             out = outputs[method]
             rows.append(EvalRow(label, method, steps_of[method], psnr(out, y_g), ssim(out, y_g),

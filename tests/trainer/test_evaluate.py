@@ -180,6 +180,19 @@ def test_evaluation_is_deterministic(run, restorer, pairs):
     assert again.summary == report.summary
 
 
+def test_another_engine_is_scored_on_the_same_pairs(run, restorer, pairs):
+    report, _, _ = run
+    # the "identity engine" must score exactly like the degraded input
+    again = ev.evaluate(restorer, pairs, STEPS, seed=5, with_fid=False,
+                        other_methods={"fast": lambda image: image})
+    fast = [r for r in again.rows if r.method == "fast"]
+    given = [r for r in again.rows if r.method == ev.INPUT]
+    assert len(fast) == len(pairs) and [r.psnr for r in fast] == [r.psnr for r in given]
+    assert again.summary[-1]["method"] == "fast"
+    with pytest.raises(ConfigError, match="reuse"):
+        ev.evaluate(restorer, pairs[:1], (1,), other_methods={"K=1": lambda image: image})
+
+
 def test_size_mismatch_names_the_pair(restorer, pairs, tmp_path):
     small = write_image(tmp_path / "small_clean.png", read_image(pairs[0].clean).rgb[:40])
     with pytest.raises(DTPMError, match="small_clean.png") as info:
