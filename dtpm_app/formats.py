@@ -50,17 +50,6 @@ def choice_for_filter(name_filter: str) -> OutputChoice:
     return OUTPUT_CHOICES["png8"]
 
 
-def with_suffix(path: str | Path, choice: OutputChoice) -> Path:
-    """`path` with the format's extension unless it already has an equivalent one."""
-    path = Path(path)
-    same = {".jpg": {".jpg", ".jpeg"}, ".tif": {".tif", ".tiff"}}.get(choice.suffix,
-                                                                      {choice.suffix})
-    if not choice.suffix or path.suffix.lower() in same:
-        return path
-    return path.with_name(path.name + choice.suffix) if path.suffix == "" else \
-        path.with_suffix(choice.suffix)
-
-
 def write_options(choice: OutputChoice, quality: int, source_bit_depth: int,
                   target: Path) -> dict:
     """Keyword arguments for `write_image` for a file of `choice` written at `target`."""

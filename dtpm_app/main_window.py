@@ -19,10 +19,8 @@ from PySide6.QtGui import (
     QKeySequence,
 )
 from PySide6.QtWidgets import (
-    QApplication,
     QDockWidget,
     QFileDialog,
-    QInputDialog,
     QLabel,
     QMainWindow,
     QMenu,
@@ -41,17 +39,23 @@ from .batch_runner import BatchRunner
 from .batch_worker import BatchSummary
 from .controller import Controller
 from .fast_engine import FAST
-from .formats import OUTPUT_CHOICES, SAVE_CHOICES, choice_for_filter, dialog_filter, with_suffix
+from .save_flow import SaveFlow
 from .settings import AppSettings, load_settings, save_settings
 from .state import Display, ImageState, ModelsState, Progress
+from .widgets.about import AboutDialog
 from .widgets.batch_queue import BatchQueue
 from .widgets.compare import CompareArea
 from .widgets.panels import EmptyState, MessageBanner
 from .widgets.restore_panel import RestorePanel
-from .widgets.split_view import to_qimage
 
 REFERENCE_MODIFIER = Qt.KeyboardModifier.ShiftModifier
 """Held while dropping one file: use it as the reference instead of opening it."""
+SUCCESS_TITLES = {"Restored", "Saved", "Already saved", "Copied", "Models added"}
+SELF_EXPLAINING = {"Restored"}
+PROGRESS_WORDS = ("Restoring", "Loading", "Trade-off", "Refining")
+"""Status texts that are whole sentences without their title."""
+NO_MODEL_TITLE = "No model installed"
+BATCH_NOTE_MS = 15_000
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(SUPPORTED_EXTENSIONS)) + ")"
 
 
@@ -80,6 +84,13 @@ def sample_image() -> Path | None:
     return preferred if preferred in found else (found[0] if found else None)
 
 
+def default_size(available: QSize) -> QSize:
+    """First-start window size: roomy (1400x940) where the screen allows, never larger than
+    90% of it (the layout is made to fit down to 1024x700)."""
+    return QSize(min(1400, int(available.width() * 0.9)),
+                 min(940, int(available.height() * 0.9)))
+
+
 class MainWindow(QMainWindow):
     def __init__(self, settings: AppSettings | None = None) -> None:
         super().__init__()
@@ -88,7 +99,7 @@ class MainWindow(QMainWindow):
         self.batch = BatchRunner(self)
         self._display = Display()
         self._models = ModelsState("none", (), None, False, user_models_dir())
-        self._save_target: tuple[Path, str] | None = None
+        self.saver = SaveFlow(self, self.controller, self.settings, self.show_message)
         self._closed = False
         self.setWindowTitle("DTPM Studio")
         self.setWindowIcon(app_icon())
@@ -154,8 +165,9 @@ class MainWindow(QMainWindow):
                                            QKeySequence.StandardKey.ZoomIn)
         self.zoom_out_action = self._action("Zoom &Out", lambda: self.view.zoom_by(0.8),
                                             QKeySequence.StandardKey.ZoomOut)
-        self.swap_action = self._action("⇄", lambda: self.compare.swap(), "Ctrl+E",
-                                        tip="Swap left and right")
+        self.swap_action = self._action("&Swap Left and Right", lambda: self.compare.swap(),
+                                        "Ctrl+E", tip="Swap what the two sides show")
+        self.swap_action.setIconText("⇄")  # the button above the image
 
     def _build_central(self) -> None:
         self.banner = MessageBanner()
@@ -283,6 +295,8 @@ class MainWindow(QMainWindow):
             lambda i: c.open_image(self.batch.entries[i].source))
         self.batch.problem.connect(lambda text: self.show_message("warning", "Batch", text))
         self.batch.finished.connect(self._on_batch_finished)
+        self.batch.runningChanged.connect(c.set_batch_running)
+        c.stepsReset.connect(self.set_steps)
 
     def _apply_settings(self) -> None:
         s = self.settings
@@ -297,8 +311,8 @@ class MainWindow(QMainWindow):
         if s.geometry:
             restored = self.restoreGeometry(QByteArray(base64.b64decode(s.geometry)))
         if not restored:
-            self.resize(1280, 820)
-            self.resizeDocks([self.side_dock], [390], Qt.Orientation.Horizontal)
+            self.resize(default_size(self.screen().availableGeometry().size()))
+            self.resizeDocks([self.side_dock], [360], Qt.Orientation.Horizontal)
         if s.window_state:
             self.restoreState(QByteArray(base64.b64decode(s.window_state)))
 
@@ -314,6 +328,11 @@ class MainWindow(QMainWindow):
             self.controller.open_image(paths[0], reference)
         elif paths:
             self.open_paths(paths)
+            queued, outdir = len(self.batch.entries), self.batch.outdir
+            self.show_message("notice", f"{queued} image{'s' if queued != 1 else ''} queued",
+                              f"They will be restored into {outdir} with the task and engine "
+                              "chosen on the right. Check the output folder in the Batch "
+                              "panel, then press Start batch.")
 
     # ------------------------------------------------------------------ user actions
 
@@ -359,6 +378,10 @@ class MainWindow(QMainWindow):
         self.open_paths(paths, as_reference=bool(event.modifiers() & REFERENCE_MODIFIER))
 
     def _start_dir(self) -> str:
+        """Where file dialogs open: the current photo's folder, else the last one used."""
+        image = self.controller.image
+        if image is not None and image.path.parent.is_dir():
+            return str(image.path.parent)
         return self.settings.last_dir or str(Path.home())
 
     def choose_open(self) -> None:
@@ -378,6 +401,7 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getOpenFileName(self, "Reference (clean) image",
                                               self._start_dir(), IMAGE_FILTER)
         if path:
+            self.settings.last_dir = str(Path(path).parent)
             self.controller.set_reference(path)
 
     def choose_models(self) -> None:
@@ -395,43 +419,13 @@ class MainWindow(QMainWindow):
         self.controls.slider.setValue(int(k))
 
     def save(self) -> None:
-        if self._save_target is None or self.controller.image is None:
-            self.save_as()
-            return
-        path, key = self._save_target
-        self.controller.save_result(path, key, self.settings.quality)
+        self.saver.save()
 
     def save_as(self) -> None:
-        image = self.controller.image
-        if image is None or self.controller.current_result() is None:
-            self.show_message("warning", "Nothing to save",
-                              "Open an image and wait for its result first.")
-            return
-        filters = [dialog_filter(OUTPUT_CHOICES[k]) for k in SAVE_CHOICES]
-        name = f"{image.path.stem}_restored_{self.controller.result_tag()}.png"
-        folder = Path(self.settings.output_dir or image.path.parent)
-        path, chosen = QFileDialog.getSaveFileName(self, "Save result", str(folder / name),
-                                                   ";;".join(filters), filters[0])
-        if not path:
-            return
-        choice = choice_for_filter(chosen)
-        if choice.uses_quality:
-            quality, ok = QInputDialog.getInt(self, f"{choice.label} quality", "Quality (1-100)",
-                                              self.settings.quality, 1, 100)
-            if not ok:
-                return
-            self.settings.quality = quality
-        target = with_suffix(path, choice)
-        self._save_target = (target, choice.key)
-        self.controller.save_result(target, choice.key, self.settings.quality)
+        self.saver.save_as()
 
     def copy_result(self) -> None:
-        result = self.controller.current_result()
-        if result is None:
-            self.show_message("warning", "Nothing to copy", "The result is not ready yet.")
-            return
-        QApplication.clipboard().setImage(to_qimage(result))
-        self.show_status("Result copied to the clipboard")
+        self.saver.copy()
 
     def start_batch(self) -> None:
         """Restore the queue with the engine in use and the current task."""
@@ -451,16 +445,21 @@ class MainWindow(QMainWindow):
         self.batch.start(models, c.device, c.k, c.seed, c.tile)
 
     def show_message(self, level: str, title: str, text: str) -> None:
-        if level == "info":  # the status bar; the banner is for what needs attention
-            self.show_status(f"{title}: {text}")
+        """"info" goes to the status bar (a success also clears an error or warning banner
+        it makes stale); "notice" (info worth reading), "warning" and "error" to the banner."""
+        if level == "info":
+            if title in SUCCESS_TITLES and self.banner.level in ("error", "warning") \
+                    and self.banner.title != NO_MODEL_TITLE:
+                self.banner.hide()
+            self.show_status(text if title in SELF_EXPLAINING else f"{title}: {text}")
             return
-        self.banner.show_message(level, title, text)
+        self.banner.show_message("info" if level == "notice" else level, title, text)
 
     def show_status(self, text: str) -> None:
         self.status_text.setText(text)
 
     def _about(self) -> None:
-        self.show_message("info", "DTPM Studio", "diffusion texture prior photo restoration")
+        AboutDialog(self).exec()
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
@@ -485,7 +484,7 @@ class MainWindow(QMainWindow):
         if state.task:
             self.settings.task = state.task
         self.device_label.setText(f"Device: {state.device}" if state.device else "")
-        if state.state != "none" and self.banner.title == "No model installed":
+        if state.state != "none" and self.banner.title == NO_MODEL_TITLE:
             self.banner.hide()
 
     def _on_image(self, image: ImageState | None) -> None:
@@ -494,10 +493,10 @@ class MainWindow(QMainWindow):
         h, w = image.loaded.rgb.shape[:2]
         self.setWindowTitle(f"{image.path.name} — DTPM Studio")
         self.image_label.setText(f"{w}×{h}, {image.loaded.bit_depth}-bit")
-        self._save_target = None
+        self.saver.new_image()
         self._on_models(self._models)
         if self._models.state == "none":
-            self.show_message("warning", "No model installed",
+            self.show_message("warning", NO_MODEL_TITLE,
                               f"Add a model (File ▸ Add Model…) or export one with "
                               f"`dtpm-train export` into {self._models.folder}.")
 
@@ -510,6 +509,8 @@ class MainWindow(QMainWindow):
     def _on_display(self, display: Display) -> None:
         self._display = display
         self.compare.set_display(display)
+        if self.progress.isHidden() and self._models.state != "none":
+            self.show_status(self.controller.shown_text())
 
     def shown_images(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         """The arrays the split view shows now (left, right)."""
@@ -519,10 +520,11 @@ class MainWindow(QMainWindow):
         if progress is None:
             self.progress.hide()
             if self._models.state == "none":
-                self.show_status("No model installed")
-            elif self.status_text.text().startswith(("Restoring", "Loading")):
-                self.show_status("Ready")
+                self.show_status(NO_MODEL_TITLE)
+            elif self.status_text.text().startswith(PROGRESS_WORDS):
+                self.show_status(self.controller.shown_text())
             return
+        self.statusBar().clearMessage()  # a batch summary gives way to the work on screen
         self.progress.show()
         if progress.total <= 0:
             self.progress.setRange(0, 0)
@@ -558,8 +560,11 @@ class MainWindow(QMainWindow):
             self.show_message("warning", f"Batch: {summary.failed} file(s) failed",
                               f"{Path(first).name}: {reason}" +
                               (" (see the batch panel for all)" if summary.failed > 1 else ""))
-        self.show_status(f"Batch finished: {summary.done} restored, {summary.skipped} "
-                         f"skipped, {summary.failed} failed")
+        # for a while, unless a restoration on screen needs the status bar
+        text = (f"Batch finished: {summary.done} restored, {summary.skipped} skipped, "
+                f"{summary.failed} failed")
+        if self.progress.isHidden():
+            self.statusBar().showMessage(text, BATCH_NOTE_MS)
 
     # ------------------------------------------------------------------ closing
 

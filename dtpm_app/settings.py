@@ -67,14 +67,17 @@ class AppSettings:
     window_state: str = ""  # QMainWindow.saveState(), base64
 
     def add_recent(self, path: str | Path) -> None:
-        """Put `path` first in the recent files, without duplicates."""
-        text = str(Path(path))
+        """Put `path` first in the recent files (absolute: they must open from anywhere),
+        without duplicates."""
+        text = str(Path(path).absolute())
         self.recent_files = [text] + [p for p in self.recent_files if p != text]
         del self.recent_files[MAX_RECENT:]
 
     def validated(self) -> AppSettings:
         """A copy with out-of-range values replaced by defaults."""
-        fixed = dataclasses.replace(self, recent_files=list(self.recent_files))
+        # relative paths (stored by older versions) depended on the folder the app started in
+        fixed = dataclasses.replace(self, recent_files=[p for p in self.recent_files
+                                                        if Path(p).is_absolute()])
         defaults = AppSettings()
         if fixed.device not in DEVICE_CHOICES:
             fixed.device = defaults.device

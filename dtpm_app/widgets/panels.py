@@ -7,8 +7,7 @@ import html
 import random
 from pathlib import Path
 
-import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -34,11 +33,23 @@ FAST_ENSEMBLE_HINT = ("<small>Fast engine: 8 flipped/rotated passes averaged, no
                       "seed</small>")
 HINT_STYLE = "color:#6b7280"
 WARNING_HINT_STYLE = "color:#b45309; font-weight:bold"
+SETTLE_MS = 300
+"""A step change reaches the controller once the slider or spin box rested this long (or the
+slider is released): only the K the person stops at is restored."""
 BANNER_STYLES = {
     "error": "background:#fde8e8; border:1px solid #f5b5b5; color:#7f1d1d;",
     "warning": "background:#fff6db; border:1px solid #f0d58a; color:#713f12;",
     "info": "background:#e7f0fe; border:1px solid #b3cdf7; color:#1e3a8a;",
 }
+
+
+def below_input(scores: HeldOutScores | None, k: int | None = None) -> bool:
+    """The stored held-out PSNR at `k` (None: at the best K evaluated) is below the degraded
+    input's: on such photos the model is known to make things worse."""
+    if scores is None or not scores.psnr_at:
+        return False
+    value = max(scores.psnr_at.values()) if k is None else scores.psnr_at.get(k)
+    return value is not None and value < scores.input_psnr
 
 
 class MessageBanner(QFrame):
@@ -135,7 +146,7 @@ class EmptyState(QWidget):
 class RestoreControls(QWidget):
     """Steps (slider + spin box), seed, the Fast engine's ensemble, device and tile size."""
 
-    stepsChanged = Signal(int)  # throttled (SignalProxy); the marker follows instantly
+    stepsChanged = Signal(int)  # once K rests (SETTLE_MS) or the slider is released
     stepsMoved = Signal(int)  # every slider position, for cheap feedback
     seedChanged = Signal(int)
     deviceChanged = Signal(str)
@@ -166,12 +177,13 @@ class RestoreControls(QWidget):
         self.ensemble.setEnabled(False)  # until the Fast engine is in use
         self.device = QComboBox()
         for name in DEVICE_CHOICES:
-            self.device.addItem({"auto": "Auto (GPU if available)", "cpu": "CPU",
+            self.device.addItem({"auto": "Auto (GPU if any)", "cpu": "CPU",
                                  "cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}[name], name)
         self.tile = QSpinBox(minimum=0, maximum=8192, singleStep=64)
-        self.tile.setSpecialValueText("off (whole image)")
+        self.tile.setSpecialValueText("off")
         self.tile.setSuffix(" px")
-        self.tile.setToolTip("Tile size for large images (smaller uses less memory)")
+        self.tile.setToolTip("Tile size for large images (smaller uses less memory; off: the "
+                             "whole image at once)")
 
         steps_row = QHBoxLayout()
         steps_row.addWidget(self.slider, 1)
@@ -181,6 +193,7 @@ class RestoreControls(QWidget):
         hint.setWordWrap(True)
         hint.setStyleSheet(HINT_STYLE)
         self._dtpm, self._scores = True, None
+        self._pending_k: int | None = None  # K moved to but not yet sent
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed, 1)
         seed_row.addWidget(dice)
@@ -192,13 +205,23 @@ class RestoreControls(QWidget):
         form.addRow("", hint)
         form.addRow(self.seed_label, seed_row)
         form.addRow("", self.ensemble)
-        form.addRow("Device", self.device)
-        form.addRow("Tile size", self.tile)
+        device_row = QHBoxLayout()  # one row: the panel must fit a 700 px high window
+        device_row.addWidget(self.device, 1)
+        self.tile_label = QLabel("Tile")
+        self.tile_label.setToolTip(self.tile.toolTip())
+        device_row.addWidget(self.tile_label)
+        device_row.addWidget(self.tile)
+        form.addRow("Device", device_row)
+        self._form = form
+        form.setRowVisible(self.ensemble, False)  # until the Fast engine is in use
 
         self.slider.valueChanged.connect(self._on_slider)
         self.steps.valueChanged.connect(self.slider.setValue)
-        self._proxy = pg.SignalProxy(self.slider.valueChanged, delay=0.08, rateLimit=12,
-                                     slot=self._emit_steps)
+        self._settle = QTimer(self)
+        self._settle.setSingleShot(True)
+        self._settle.setInterval(SETTLE_MS)
+        self._settle.timeout.connect(self.flush)
+        self.slider.sliderReleased.connect(self.flush)
         self.seed.valueChanged.connect(self.seedChanged)
         self.device.currentIndexChanged.connect(
             lambda: self.deviceChanged.emit(self.device.currentData()))
@@ -231,6 +254,7 @@ class RestoreControls(QWidget):
                        self.seed_label):
             widget.setEnabled(self._dtpm)
         self.ensemble.setEnabled(not self._dtpm)
+        self._form.setRowVisible(self.ensemble, not self._dtpm)  # no room kept for it in DTPM
         self._update_hint()
 
     def set_scores(self, scores: HeldOutScores | None) -> None:
@@ -244,7 +268,13 @@ class RestoreControls(QWidget):
             self.hint.setText(FAST_ENSEMBLE_HINT if self.ensemble.isChecked() else FAST_HINT)
             self.hint.setStyleSheet(HINT_STYLE)
             return
-        level, note = self._scores.step_note(self.slider.value()) if self._scores else ("", "")
+        k = self.slider.value()
+        level, note = self._scores.step_note(k) if self._scores else ("", "")
+        if level == "info" and below_input(self._scores, k):  # as clear as the noise warning
+            level, note = "warning", (f"⚠ {note}: below the degraded input, this model is "
+                                      "not expected to improve such photos")
+        elif level == "warning":
+            note = f"⚠ {note}"
         self.hint.setText(f"<small>{html.escape(note)}</small>" if note else STEPS_HINT)
         self.hint.setStyleSheet(WARNING_HINT_STYLE if level == "warning" else HINT_STYLE)
 
@@ -254,10 +284,13 @@ class RestoreControls(QWidget):
         self.steps.blockSignals(False)
         self._update_hint()
         self.stepsMoved.emit(k)
-
-    def _emit_steps(self, args: tuple) -> None:
-        self.stepsChanged.emit(int(args[0]))
+        self._pending_k = k
+        if not self.slider.isSliderDown():  # a drag waits for the release
+            self._settle.start()
 
     def flush(self) -> None:
-        """Deliver a throttled steps change now (tests, shortcuts)."""
-        self._proxy.flush()
+        """Deliver the step change now (slider released, tests, shortcuts)."""
+        self._settle.stop()
+        if self._pending_k is not None:
+            k, self._pending_k = self._pending_k, None
+            self.stepsChanged.emit(k)

@@ -6,10 +6,14 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QSizePolicy, QStyle, QWidget
 
 from ..state import ModelsState
+from .panels import below_input
 
 DTPM_ONLY = " · DTPM only"
 FAST_ONLY = " · Fast only"
 """Marks of the tasks that the engine in use lacks (only the other one restores them)."""
+BELOW_INPUT = " · ⚠ below input"
+"""Mark of a DTPM task whose stored held-out score, at its best K, is below the degraded
+input's (the model is known to make such photos worse)."""
 
 
 class TaskPicker(QWidget):
@@ -47,6 +51,12 @@ class TaskPicker(QWidget):
                 mark, tip = DTPM_ONLY, tip + "\nThe single-pass (Fast) model lacks this task"
             elif state.engine != "fast" and entry.task not in state.dtpm_tasks:
                 mark, tip = FAST_ONLY, tip + "\nOnly the single-pass (Fast) model has this task"
+            elif state.engine != "fast" and below_input(state.task_scores.get(entry.task)):
+                scores = state.task_scores[entry.task]
+                mark = BELOW_INPUT
+                tip += (f"\nHeld-out score: {max(scores.psnr_at.values()):.1f} dB at its best "
+                        f"K, below the degraded input's {scores.input_psnr:.1f} dB: this "
+                        "model is not expected to improve such photos")
             self.combo.addItem(entry.display_name + mark, entry.task)
             if mark:  # seen even where the combo cuts the name short
                 self.combo.setItemIcon(self.combo.count() - 1, self.style().standardIcon(
