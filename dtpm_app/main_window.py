@@ -52,7 +52,10 @@ REFERENCE_MODIFIER = Qt.KeyboardModifier.ShiftModifier
 """Held while dropping one file: use it as the reference instead of opening it."""
 SUCCESS_TITLES = {"Restored", "Saved", "Already saved", "Copied", "Models added"}
 SELF_EXPLAINING = {"Restored"}
-PROGRESS_WORDS = ("Restoring", "Loading", "Trade-off", "Refining")
+PROGRESS_WORDS = ("Restoring", "Loading")
+BACKGROUND_WORDS = ("Trade-off", "Refining")
+"""Progress of work nobody waits for: the status bar says what is shown, then this."""
+BACKGROUND_MARK = " · "
 """Status texts that are whole sentences without their title."""
 NO_MODEL_TITLE = "No model installed"
 BATCH_NOTE_MS = 15_000
@@ -521,7 +524,8 @@ class MainWindow(QMainWindow):
             self.progress.hide()
             if self._models.state == "none":
                 self.show_status(NO_MODEL_TITLE)
-            elif self.status_text.text().startswith(PROGRESS_WORDS):
+            elif self.status_text.text().startswith(PROGRESS_WORDS) or \
+                    BACKGROUND_MARK in self.status_text.text():
                 self.show_status(self.controller.shown_text())
             return
         self.statusBar().clearMessage()  # a batch summary gives way to the work on screen
@@ -537,7 +541,10 @@ class MainWindow(QMainWindow):
         if progress.eta_s is not None:
             eta = f" · about {progress.eta_s:.0f} s left" if progress.eta_s < 90 else \
                 f" · about {progress.eta_s / 60:.0f} min left"
-        self.show_status(f"{progress.what}: {progress.stage}{eta}")
+        text = f"{progress.what}: {progress.stage}{eta}"
+        if progress.what.startswith(BACKGROUND_WORDS):  # what is shown comes first
+            text = f"{self.controller.shown_text()}{BACKGROUND_MARK}{text}"
+        self.show_status(text)
 
     def _on_busy(self, busy: bool) -> None:
         self.cancel_action.setEnabled(busy)
