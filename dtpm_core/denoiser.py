@@ -10,8 +10,15 @@ from torch.nn import functional as F
 
 from .adapters import AdapterSet
 from .config import DenoiserConfig
-from .layers import NAFBlock, downsample, pad_to_multiple, sinusoidal_embedding, upsample
+from .layers import NAFBlock, downsample, pad_with_context, sinusoidal_embedding, upsample
 from .semantic import SEMANTIC_FEATURE_DIMS
+
+CONTEXT_MARGIN = 16
+"""Mirrored pixels added on every side of the input (and cropped from the output), so that
+the outermost pixels are not predicted from the convolutions' zero padding. Measured with the
+shipped models (coffee, motion-deblur, K = 4): without it the error the diffusion residual
+adds in the 1-pixel frame was 2.4x the interior's, with it 0.5x. A multiple of 2^levels (16)
+keeps the downsampled grids aligned with the image."""
 
 
 class Denoiser(nn.Module):
@@ -84,10 +91,11 @@ class Denoiser(nn.Module):
             raise ValueError("adapters need the initial prediction as guidance")
         emb = self.conditioning(sqrt_gamma, semantic_code)
         multiple = self.size_multiple
-        x, (h, w) = pad_to_multiple(torch.cat([x_noisy, cond_image], dim=1), multiple)
+        margin = CONTEXT_MARGIN
+        x, crop = pad_with_context(torch.cat([x_noisy, cond_image], dim=1), multiple, margin)
         guides: list[torch.Tensor] = []
         if adapters is not None:
-            g, _ = pad_to_multiple(guidance, multiple)
+            g, _ = pad_with_context(guidance, multiple, margin)
             guides.append(g)
             for _ in range(self.config.levels):
                 g = F.avg_pool2d(g, 2)
@@ -114,7 +122,7 @@ class Denoiser(nn.Module):
             level = self.config.levels - 1 - i
             f = up(f) + skips[level]
             f = run_blocks(blocks, f, level)
-        return self.ending(f)[..., :h, :w]
+        return self.ending(f)[(..., *crop)]
 
     def encoder_parameter_names(self) -> list[str]:
         """Names of the encoder half (intro, encoder levels, downsampling), for ablations."""

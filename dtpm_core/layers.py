@@ -121,3 +121,19 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     if pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
     return x, (h, w)
+
+
+def pad_with_context(x: torch.Tensor, multiple: int, margin: int
+                     ) -> tuple[torch.Tensor, tuple[slice, slice]]:
+    """Reflect-pad (B, C, H, W) by `margin` on every side, then replicate-pad the bottom/right
+    to a multiple; returns the padded tensor and the (rows, cols) slices of the original.
+
+    Convolutions zero-pad their input, so without the margin the outermost pixels are
+    predicted from zeros; a mirrored margin gives them image-like context instead (a margin
+    that reflection cannot fill on a tiny input is replicated)."""
+    h, w = x.shape[-2:]
+    if margin > 0:
+        mode = "reflect" if min(h, w) > margin else "replicate"
+        x = F.pad(x, (margin, margin, margin, margin), mode=mode)
+    x, _ = pad_to_multiple(x, multiple)
+    return x, (slice(margin, margin + h), slice(margin, margin + w))
