@@ -2,7 +2,7 @@
 
     result = clip(x - f(x, t_mat(task)), 0, 1)      one forward pass, no sampling
 
-Large images run in the same overlapping, Gaussian-blended tiles as DTPM (DESIGN 1.5), here
+Large images run in the same overlapping, edge-tapered blended tiles as DTPM (DESIGN 1.5), here
 with one pass per tile; an out-of-memory error retries with smaller tiles. The optional
 ensemble averages the 8 flip/rotate variants of every tile, each mapped back first.
 """

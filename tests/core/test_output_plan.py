@@ -239,3 +239,30 @@ def test_ctrl_c_prints_the_summary_and_skip_existing_finishes(weights, tmp_path,
     assert main([str(folder), "-o", str(out), "--skip-existing", *_args(weights)]) == EXIT_OK
     assert "restored 2 of 3 image(s)" in capsys.readouterr().out
     assert _files(out) == ["0.png", "1.png", "2.png"]
+
+
+# the planner's invariants, over many random folders ------------------------------------------
+@pytest.mark.parametrize("seed", range(40))
+def test_random_batches_never_share_or_overwrite_and_plan_the_same_twice(tmp_path, seed):
+    rng = np.random.default_rng(seed)
+    stems = ["x", "X", "photo", "photo_restored", "photo_restored-2", "a_restored_restored"]
+    suffixes = [".png", ".PNG", ".jpg", ".jpeg", ".tif", ".webp", ".bmp"]
+    roots = [tmp_path / "one", tmp_path / "two"]
+    for _ in range(int(rng.integers(3, 12))):
+        folder = roots[int(rng.integers(2))] / ("sub" if rng.random() < 0.3 else "")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{rng.choice(stems)}{rng.choice(suffixes)}").write_bytes(b"")
+    outdir = [tmp_path / "out", roots[0], roots[0] / "sub", roots[1] / "restored"][seed % 4]
+    fmt = ["same", "png", "jpg", "tiff"][int(rng.integers(4))]
+    inputs = [*roots, *[p for p in roots[1].glob("*.*")][:1]]  # a file also named directly
+    plan = plan_outputs(inputs, outdir, fmt)
+    sources = {p.resolve() for root in roots for p in root.rglob("*") if p.is_file()}
+    inputs_set = sources
+    if outdir not in roots:  # a folder inside an input folder holds results, not inputs
+        sources = {p for p in sources if outdir.resolve() not in p.parents}
+    folded_sources = {str(p).casefold() for p in inputs_set}
+    targets = [str(item.target.resolve()).casefold() for item in plan.items]
+    assert len(targets) == len(set(targets))  # no two items share an output
+    assert not set(targets) & folded_sources  # no output is an input
+    assert {i.source.resolve() for i in plan.items} == sources  # every input planned once
+    assert plan == plan_outputs(inputs, outdir, fmt)  # the same disk gives the same plan
