@@ -248,6 +248,8 @@ def test_random_batches_never_share_or_overwrite_and_plan_the_same_twice(tmp_pat
     stems = ["x", "X", "photo", "photo_restored", "photo_restored-2", "a_restored_restored"]
     suffixes = [".png", ".PNG", ".jpg", ".jpeg", ".tif", ".webp", ".bmp"]
     roots = [tmp_path / "one", tmp_path / "two"]
+    for root in roots:
+        root.mkdir()
     for _ in range(int(rng.integers(3, 12))):
         folder = roots[int(rng.integers(2))] / ("sub" if rng.random() < 0.3 else "")
         folder.mkdir(parents=True, exist_ok=True)
@@ -257,10 +259,9 @@ def test_random_batches_never_share_or_overwrite_and_plan_the_same_twice(tmp_pat
     inputs = [*roots, *[p for p in roots[1].glob("*.*")][:1]]  # a file also named directly
     plan = plan_outputs(inputs, outdir, fmt)
     sources = {p.resolve() for root in roots for p in root.rglob("*") if p.is_file()}
-    inputs_set = sources
     if outdir not in roots:  # a folder inside an input folder holds results, not inputs
         sources = {p for p in sources if outdir.resolve() not in p.parents}
-    folded_sources = {str(p).casefold() for p in inputs_set}
+    folded_sources = {str(p).casefold() for p in sources}
     targets = [str(item.target.resolve()).casefold() for item in plan.items]
     assert len(targets) == len(set(targets))  # no two items share an output
     assert not set(targets) & folded_sources  # no output is an input
