@@ -27,6 +27,7 @@ from dtpm_core.models import Catalog, load_catalog, user_models_dir
 from .batch_runner import match_reference
 from .controller_views import ControllerViews
 from .fast_engine import (
+    DTPM,
     FAST,
     FastLoaded,
     FastModel,
@@ -442,16 +443,24 @@ class Controller(JobPlanner, ControllerViews, QObject):
             self._emit_models()
             self.progressChanged.emit(Progress("Loading the single-pass model"))
         elif isinstance(request, RestoreImage):
-            self.progressChanged.emit(Progress(f"Restoring K={request.k}"))
+            self.progressChanged.emit(Progress(self._restoring(request)))
             self._emit_display()
         elif isinstance(request, RestoreFast):
-            self.progressChanged.emit(Progress("Restoring (Fast)"))
+            self.progressChanged.emit(Progress(self._restoring(request)))
             self._emit_display()
         else:
             self.progressChanged.emit(self._curve_progress(request))
             self._emit_curve()
         self._update_busy()
         self._submit.emit(job)
+
+    def _restoring(self, request: RestoreImage | RestoreFast) -> str:
+        """What a restoration is, for the status bar: the other engine's split-view side is
+        named as such (window.BACKGROUND_WORDS), after what is shown."""
+        if isinstance(request, RestoreFast):
+            return "Restoring (Fast)" if self.active_engine == FAST else "Fast side"
+        return f"Restoring K={request.k}" if self.active_engine == DTPM else \
+            f"DTPM side K={request.k}"
 
     def _update_busy(self) -> None:
         busy = (self._inflight is not None and not self._inflight.cancel.is_set()) or \
@@ -479,10 +488,10 @@ class Controller(JobPlanner, ControllerViews, QObject):
             per_tile = 8 if job.request.ensemble else 1
             stage = stage.replace("single pass", "one network pass per tile" if per_tile == 1
                                   else "8 passes per tile")
-            what = "Restoring (Fast)"
+            what = self._restoring(job.request)
             stage = f"{stage}, tile {(done - 1) // per_tile + 1}/{max(1, total // per_tile)}"
         else:
-            what = f"Restoring K={job.request.k}"
+            what = self._restoring(job.request)
             stage = stage.split(": ", 1)[-1]  # "K=4: step 2/4" -> "step 2/4"
         self.progressChanged.emit(Progress(what, done, total, stage, eta))
 
@@ -511,7 +520,8 @@ class Controller(JobPlanner, ControllerViews, QObject):
             for note in outcome.notes:
                 self.message.emit("warning", "Restoration adjusted", note)
             self._emit_display()
-            if outcome.key == self._display_key():  # else a later K is on its way
+            if self.active_engine == DTPM and outcome.key == self._display_key():
+                # (else a side of the split view, or a K the person has moved on from)
                 self.message.emit("info", "Restored", self.shown_text())
         elif isinstance(outcome, CurvePoint):
             side = job.request.side if isinstance(job.request, CurvePointJob) else 0

@@ -42,6 +42,7 @@ from .fast_engine import FAST
 from .save_flow import SaveFlow
 from .settings import AppSettings, load_settings, save_settings
 from .state import Display, ImageState, ModelsState, Progress
+from .status_line import SELF_EXPLAINING, SUCCESS_TITLES, is_progress_text, progress_text
 from .widgets.about import AboutDialog
 from .widgets.batch_queue import BatchQueue
 from .widgets.compare import CompareArea
@@ -50,13 +51,6 @@ from .widgets.restore_panel import RestorePanel
 
 REFERENCE_MODIFIER = Qt.KeyboardModifier.ShiftModifier
 """Held while dropping one file: use it as the reference instead of opening it."""
-SUCCESS_TITLES = {"Restored", "Saved", "Already saved", "Copied", "Models added"}
-SELF_EXPLAINING = {"Restored"}
-PROGRESS_WORDS = ("Restoring", "Loading")
-BACKGROUND_WORDS = ("Trade-off", "Refining")
-"""Progress of work nobody waits for: the status bar says what is shown, then this."""
-BACKGROUND_MARK = " · "
-"""Status texts that are whole sentences without their title."""
 NO_MODEL_TITLE = "No model installed"
 BATCH_NOTE_MS = 15_000
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(SUPPORTED_EXTENSIONS)) + ")"
@@ -524,27 +518,16 @@ class MainWindow(QMainWindow):
             self.progress.hide()
             if self._models.state == "none":
                 self.show_status(NO_MODEL_TITLE)
-            elif self.status_text.text().startswith(PROGRESS_WORDS) or \
-                    BACKGROUND_MARK in self.status_text.text():
+            elif is_progress_text(self.status_text.text()):
                 self.show_status(self.controller.shown_text())
             return
         self.statusBar().clearMessage()  # a batch summary gives way to the work on screen
         self.progress.show()
-        if progress.total <= 0:
-            self.progress.setRange(0, 0)
-            self.show_status(f"{progress.what}…")
-            return
-        self.progress.setRange(0, progress.total)
-        self.progress.setValue(progress.done)
-        self.progress.setFormat(f"{100 * progress.done / progress.total:.0f}%")
-        eta = ""
-        if progress.eta_s is not None:
-            eta = f" · about {progress.eta_s:.0f} s left" if progress.eta_s < 90 else \
-                f" · about {progress.eta_s / 60:.0f} min left"
-        text = f"{progress.what}: {progress.stage}{eta}"
-        if progress.what.startswith(BACKGROUND_WORDS):  # what is shown comes first
-            text = f"{self.controller.shown_text()}{BACKGROUND_MARK}{text}"
-        self.show_status(text)
+        self.progress.setRange(0, max(0, progress.total))
+        if progress.total > 0:
+            self.progress.setValue(progress.done)
+            self.progress.setFormat(f"{100 * progress.done / progress.total:.0f}%")
+        self.show_status(progress_text(progress, self.controller.shown_text()))
 
     def _on_busy(self, busy: bool) -> None:
         self.cancel_action.setEnabled(busy)

@@ -11,7 +11,7 @@ from .panels import below_input
 DTPM_ONLY = " · DTPM only"
 FAST_ONLY = " · Fast only"
 """Marks of the tasks that the engine in use lacks (only the other one restores them)."""
-BELOW_INPUT = " · ⚠ below input"
+BELOW_INPUT = " · below input"
 """Mark of a DTPM task whose stored held-out score, at its best K, is below the degraded
 input's (the model is known to make such photos worse)."""
 
