@@ -57,3 +57,18 @@ def test_border_error_is_no_larger_than_the_interior(monkeypatch):
     # measured: 0.95 with the margin, 2.4 without (the artefact of issue 15)
     assert ratios[margin_used] < 1.3, ratios
     assert ratios[0] > 1.8, ratios
+
+
+def test_training_mode_skips_the_margin_and_eval_mode_uses_it():
+    torch.manual_seed(0)
+    net = Denoiser(preset("tiny", denoiser__semantic="none").denoiser)
+    x, cond, level = torch.randn(1, 3, 32, 32), torch.randn(1, 3, 32, 32), torch.tensor([0.5])
+    with torch.no_grad():
+        for p in net.parameters():  # zero-initialised parts on, so the output depends on x
+            p.add_(0.05 * torch.randn_like(p))
+        train_out = net.train()(x, cond, level)
+        eval_out = net.eval()(x, cond, level)
+    assert not torch.allclose(train_out, eval_out)  # borders see other context
+    # far from the borders the margin changes little
+    inner = (..., slice(12, 20), slice(12, 20))
+    assert (train_out - eval_out)[inner].abs().mean() < (train_out - eval_out).abs().mean()
