@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", default="1,4,10,50")
     parser.add_argument("--held-out-degradations", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--csv", type=Path, help="also write K, ratio, correlation here")
     args = parser.parse_args(argv)
 
     steps = [int(s) for s in args.steps.split(",")]
@@ -60,10 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.task}: generated vs missing texture layer, mean of {len(stats[steps[0]])} "
           "images")
     print("K   amplitude ratio  correlation  PSNR vs initial, approx. (dB)")
+    lines = ["steps,amplitude_ratio,correlation"]
     for k in steps:
         ratio, corr = np.mean(np.array(stats[k]), axis=0)
         factor = 1 - 2 * ratio * corr + ratio * ratio
         print(f"{k:<3d} {ratio:15.2f}  {corr:11.3f}  {-10 * np.log10(factor):+17.2f}")
+        lines.append(f"{k},{ratio:.4f},{corr:.4f}")
+    if args.csv is not None:
+        from dtpm_core.atomic import write_text_atomic
+        write_text_atomic(args.csv, "\n".join(lines) + "\n")
     return 0
 
 
