@@ -29,6 +29,8 @@ from .formats import OUTPUT_CHOICES
 from .workers import ThreadPool
 
 STATUSES = ("queued", "running", "done", "failed", "skipped")
+PLAN_NOTES_SHOWN = 8
+"""Skipped files and renamed results named in the banner; the rest are counted."""
 
 
 def match_reference(source: str | Path, reference_dir: str | Path | None) -> Path | None:
@@ -50,6 +52,8 @@ def _plan_notes(plan: OutputPlan) -> str:
     """What the person should know about a plan: files left out, results renamed."""
     lines = [f"Skipped {path.name}: {reason}" for path, reason in plan.skipped]
     lines += [f"{path.name}: {reason}" for path, reason in plan.renamed]
+    if len(lines) > PLAN_NOTES_SHOWN:
+        lines = [*lines[:PLAN_NOTES_SHOWN], f"… and {len(lines) - PLAN_NOTES_SHOWN} more"]
     return "\n".join(lines)
 
 
