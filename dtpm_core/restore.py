@@ -162,20 +162,18 @@ class Restorer:
         (initial, results), tile, notes = run_with_tile_backoff(
             lambda t: self._run(image, ks, seed, eta, t, strength, progress, should_stop),
             tile, image.shape[:2], self.device)
-        self._check_finite(initial, results)
         return RestoreResult(initial, results, seed, tile, time.perf_counter() - started, notes)
 
-    def _check_finite(self, initial: np.ndarray, results: dict[int, np.ndarray]) -> None:
-        """A NaN or infinite output means broken weights: say which file, never save it."""
-        for name, image in (("initial prediction", initial),
-                            *((f"K={k} result", r) for k, r in results.items())):
-            if not np.isfinite(image).all():
-                files = [str(self.base_info.path)]
-                if self.task is not None:
-                    files.append(str(self.task.info.path))
-                raise ModelOutputError(
-                    f"the {name} contains NaN or infinite values: the model file(s) "
-                    f"{' / '.join(files)} hold broken weights; export or download them again")
+    def _require_finite(self, tensor: torch.Tensor, what: str) -> None:
+        """NaN or infinite values mean broken weights: say which file, never show or save a
+        clipped image of them. Checked before any clamp (which would hide an infinity)."""
+        if not bool(torch.isfinite(tensor).all()):
+            files = [str(self.base_info.path)]
+            if self.task is not None:
+                files.append(str(self.task.info.path))
+            raise ModelOutputError(
+                f"the {what} contains NaN or infinite values: the model file(s) "
+                f"{' / '.join(files)} hold broken weights; export or download them again")
 
     @torch.no_grad()
     def _run(self, image: np.ndarray, ks: list[int], seed: int, eta: float, tile: int,
@@ -202,6 +200,7 @@ class Restorer:
                 with autocast:
                     return predictor(y_d(w))
             y_eps = blender.blend(predict, channels=3, on_window=tick)
+            self._require_finite(y_eps, "initial prediction")
         else:
             y_eps = y_d(Window(0, height, 0, width))  # no predictor: y_eps = y_d
             passes.done += len(blender)
@@ -223,7 +222,9 @@ class Restorer:
                     if overrides:
                         return torch.func.functional_call(model.denoiser, overrides, args, kwargs)
                     return model.denoiser(*args, **kwargs)
-            return blender.blend(one_window, channels=3, on_window=tick)
+            eps_hat = blender.blend(one_window, channels=3, on_window=tick)
+            self._require_finite(eps_hat, "noise prediction")
+            return eps_hat
 
         calibration = self.calibration
         start = min(calibration.start_step, model.config.diffusion.num_steps)

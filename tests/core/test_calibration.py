@@ -113,3 +113,15 @@ def test_broken_weights_giving_nan_are_reported_with_the_file(tmp_path):
     restorer = Restorer(tmp_path / "nan.safetensors", device="cpu")
     with pytest.raises(ModelOutputError, match="nan.safetensors"):
         restorer.restore(np.full((16, 16, 3), 0.5, np.float32), 2, tile=0)
+
+
+def test_an_infinite_initial_prediction_is_an_error_not_a_white_image(tmp_path):
+    import torch
+    model = tiny_model(Stage2Options(), semantic="none", seed=3)
+    sha = save_base(tmp_path / "b.safetensors", model)
+    with torch.no_grad():
+        model.predictor.ending.bias.fill_(float("inf"))
+    save_adapter(tmp_path / "inf.safetensors", model, "desnow", sha)
+    restorer = Restorer(tmp_path / "b.safetensors", tmp_path / "inf.safetensors", device="cpu")
+    with pytest.raises(ModelOutputError, match="initial prediction.*inf.safetensors"):
+        restorer.restore(np.full((16, 16, 3), 0.5, np.float32), 2, tile=0)
