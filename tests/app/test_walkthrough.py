@@ -6,6 +6,7 @@ would (their exec() blocks), never replaced by stubs."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from app_helpers import make_image, wait_result
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QFileDialog, QInputDialog, QLineEdit, QMessageBox
@@ -17,6 +18,15 @@ from dtpm_core.imageio import read_image
 
 _TIMERS: list = []  # the pollers stay alive until they answered
 _ANSWERED: set = set()
+
+
+@pytest.fixture(autouse=True)
+def _stop_pollers():
+    """No poller outlives its test (it would answer another test's dialogs)."""
+    yield
+    for timer in _TIMERS:
+        timer.stop()
+    _TIMERS.clear()
 
 
 def answer_next_dialog(kind: type, answer) -> list:
