@@ -107,6 +107,7 @@ class Controller(JobPlanner, ControllerViews, QObject):
         self._model_error = ""
         self._inflight: Job | None = None
         self._started_at = 0.0
+        self._eta_base: tuple[int, float] | None = None  # (passes, time) after the cheap ones
         self._user_stopped = False
         self._failed_keys: set[tuple] = set()
         self._results = ArrayCache()
@@ -434,6 +435,7 @@ class Controller(JobPlanner, ControllerViews, QObject):
             return
         job = Job(next(self._runs), request)
         self._inflight, self._started_at = job, time.monotonic()
+        self._eta_base = None
         if isinstance(request, LoadBase):
             self._emit_models("loading")
             self.progressChanged.emit(Progress("Loading model"))
@@ -481,8 +483,16 @@ class Controller(JobPlanner, ControllerViews, QObject):
         if job is None or job.cancel.is_set() or \
                 not isinstance(job.request, RestoreImage | RestoreFast):
             return
-        elapsed = time.monotonic() - self._started_at
-        eta = elapsed * (total - done) / done if done > 0 else None
+        now = time.monotonic()
+        eta = (now - self._started_at) * (total - done) / done if done > 0 else None
+        if isinstance(job.request, RestoreImage):
+            # The initial prediction's passes are cheaper than the denoising ones: the time
+            # left is measured on denoising passes only (none is known during the first).
+            if not stage.startswith("K="):
+                self._eta_base, eta = (done, now), None
+            elif self._eta_base is not None and done > self._eta_base[0]:
+                base_done, base_time = self._eta_base
+                eta = (now - base_time) / (done - base_done) * (total - done)
         if isinstance(job.request, RestoreFast):  # stage: "single pass, t=50"
             # one network pass per tile (8 with the ensemble): say which tile, not "pass 1/2"
             per_tile = 8 if job.request.ensemble else 1

@@ -28,6 +28,8 @@ def progress_text(progress: Progress, shown: str) -> str:
         if progress.eta_s is not None:
             eta = f" · about {progress.eta_s:.0f} s left" if progress.eta_s < 90 else \
                 f" · about {progress.eta_s / 60:.0f} min left"
+        elif progress.done < progress.total:
+            eta = " · measuring the time left"
         text = f"{progress.what}: {progress.stage}{eta}"
     if progress.what.startswith(BACKGROUND_WORDS):
         text = f"{shown}{BACKGROUND_MARK}{text}"
