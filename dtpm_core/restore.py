@@ -24,7 +24,16 @@ import torch
 
 from .calibration import Calibration
 from .ddim import sample_ddim
-from .device import autocast_context, is_out_of_memory, release_cached_memory, resolve_device
+from .device import (
+    autocast_context,
+    configure_threads,
+    is_out_of_memory,
+    prepare_for_inference,
+    release_cached_memory,
+    resolve_device,
+    resolve_precision,
+    to_network_layout,
+)
 from .errors import Cancelled, ConfigError, ModelOutputError, OutOfMemory
 from .schedule import MAX_SAMPLING_STEPS, alpha_bars, sampling_timesteps
 from .tiling import TileBlender, Window
@@ -87,15 +96,24 @@ class PassCounter:
 
 
 class Restorer:
-    """Holds one base model and, switchable without reloading the base, one task adapter."""
+    """Holds one base model and, switchable without reloading the base, one task adapter.
+
+    `precision` None or "auto" takes the fast path where the device has one (bf16 weights,
+    converted once, on a CPU with native bf16; see `dtpm_core.device`); `self.precision` is
+    what runs ("fp32", "bf16" or "fp16"). The epsilon output, the DDIM update and the image
+    conversion stay fp32 at every precision."""
 
     def __init__(self, base: str | Path, adapter: str | Path | None = None, *,
-                 device: str = "auto", precision: str = "fp32") -> None:
+                 device: str = "auto", precision: str | None = None) -> None:
         self.device = resolve_device(device)
-        autocast_context(self.device, precision)  # validates the combination early
-        self.precision = precision
+        configure_threads()
+        self.precision = resolve_precision(self.device, precision)
+        autocast_context(self.device, self.precision)  # validates the combination early
         model, self.base_info = load_base(base)
         self.model = model.to(self.device)
+        # the ending convolution stays fp32: eps_hat leaves the denoiser in fp32
+        prepare_for_inference(model.denoiser, self.device, self.precision,
+                              keep_fp32=[model.denoiser.ending])
         self.task: TaskParts | None = None
         self._alpha_bar = alpha_bars(self.base_info.config.diffusion)
         if adapter is not None:
@@ -111,9 +129,16 @@ class Restorer:
 
     def load_adapter(self, path: str | Path) -> AdapterInfo:
         """Switch task: load and verify an adapter file for the loaded base."""
-        parts = load_adapter(path, self.model, self.base_info).to(self.device)
-        parts.denoiser_overrides = {k: v.to(self.device)
-                                    for k, v in parts.denoiser_overrides.items()}
+        parts = load_adapter(path, self.model, self.base_info)
+        prepare_for_inference(parts, self.device, self.precision)
+        # ablation files replace denoiser weights: give them the loaded denoiser's dtype and
+        # layout, so that the pass runs as with the base's own weights
+        params = dict(self.model.denoiser.named_parameters())
+        parts.denoiser_overrides = {
+            k: v.to(self.device, params[k].dtype).contiguous(
+                memory_format=torch.channels_last if v.dim() == 4 and self.device.type == "cpu"
+                else torch.contiguous_format)
+            for k, v in parts.denoiser_overrides.items()}
         self.task = parts
         return parts.info
 
@@ -191,7 +216,7 @@ class Restorer:
         source = torch.from_numpy(image).to(device)
 
         def y_d(w: Window) -> torch.Tensor:
-            return source[w.slices].permute(2, 0, 1)[None].mul(2.0).sub_(1.0)
+            return to_network_layout(source[w.slices].permute(2, 0, 1)[None].mul(2.0).sub_(1.0))
 
         autocast = autocast_context(device, self.precision)
         predictor = task.predictor if task is not None else None
@@ -215,7 +240,7 @@ class Restorer:
 
             def one_window(w: Window) -> torch.Tensor:
                 index = (..., *w.slices)
-                args = (x_t[index], y_d(w), level, semantic)
+                args = (to_network_layout(x_t[index]), y_d(w), level, semantic)
                 kwargs = {"adapters": adapters,
                           "guidance": y_eps[index] if adapters is not None else None}
                 with autocast:

@@ -17,7 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .device import resolve_device
+from .device import (
+    autocast_context,
+    configure_threads,
+    prepare_for_inference,
+    resolve_device,
+    resolve_precision,
+    to_network_layout,
+)
 from .errors import ConfigError, ModelOutputError
 from .restore import (
     DEFAULT_TILE,
@@ -28,6 +35,7 @@ from .restore import (
     _to_image,
     run_with_tile_backoff,
 )
+from .singlepass import INFERENCE_TOP_K
 from .singlepass_weights import SinglePassInfo, load_singlepass
 from .tiling import TileBlender, Window
 
@@ -68,13 +76,22 @@ def dihedral_transforms(count: int = ENSEMBLE_SIZE) -> list[tuple[Transform, Tra
 
 
 class SinglePassRestorer:
-    """Holds one single-pass network and restores any of the tasks its file lists."""
+    """Holds one single-pass network and restores any of the tasks its file lists.
 
-    def __init__(self, path: str | Path, device: str = "auto") -> None:
+    `precision` None or "auto" takes the fast path where the device has one, as `Restorer`
+    does (bf16 weights converted once, channels-last, autocast; see `dtpm_core.device`); the
+    result leaves the network in fp32. `max_experts` (default `INFERENCE_TOP_K`) runs only
+    that many MoE experts per adaptor, those the router weights most; 0 runs all of them."""
+
+    def __init__(self, path: str | Path, device: str = "auto", *, precision: str | None = None,
+                 max_experts: int = INFERENCE_TOP_K) -> None:
         self.device = resolve_device(device)
+        configure_threads()
+        self.precision = resolve_precision(self.device, precision)
         net, info = load_singlepass(path)
         self.info: SinglePassInfo = info
-        self.net = net.to(self.device).requires_grad_(False)
+        net.set_inference_top_k(max_experts)
+        self.net = prepare_for_inference(net, self.device, self.precision)
 
     @property
     def tasks(self) -> dict[str, int]:
@@ -121,11 +138,15 @@ class SinglePassRestorer:
         source = torch.from_numpy(image).to(device)  # (H, W, 3) in [0, 1]
         t = torch.full((1,), t_mat, dtype=torch.long, device=device)  # (1,)
 
+        autocast = autocast_context(device, self.precision)
+
         def one_window(w: Window) -> torch.Tensor:
             x = source[w.slices].permute(2, 0, 1)[None].mul(2.0).sub_(1.0)  # (1, 3, h, w)
             acc = None
             for forward, inverse in transforms:
-                y = inverse(net(forward(x), t)).float()  # y = x - f(x, t_mat), [-1, 1]
+                with autocast:
+                    y = net(to_network_layout(forward(x)), t)
+                y = inverse(y.float())  # y = x - f(x, t_mat), [-1, 1]
                 acc = y if acc is None else acc.add_(y)
                 tick()
             return acc if len(transforms) == 1 else acc.div_(len(transforms))

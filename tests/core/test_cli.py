@@ -126,3 +126,18 @@ def test_single_pass_engine(tmp_path, capsys):
     assert "raindrop" in capsys.readouterr().err  # the error lists the tasks it has
     assert main([str(source), "-o", str(tmp_path / "o4"), "--engine", "single-pass"]) == \
         EXIT_USAGE
+
+
+def test_a_precision_the_cpu_cannot_run_is_a_usage_error(weights, tmp_path, capsys,
+                                                         monkeypatch):
+    from dtpm_core import device
+    source = _photo(tmp_path / "x.png")
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda flags=None: False)
+    for precision, message in (("bf16", "no native bf16"), ("fp16", "fp16 is not supported")):
+        code = main([str(source), "-o", str(tmp_path / "o"),
+                     *_args(weights, "--device", "cpu", "--precision", precision)])
+        assert code == EXIT_USAGE
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "o" / "x.png").exists()
+    # auto runs what the CPU has (fp32 here), for both engines' option alike
+    assert main([str(source), "-o", str(tmp_path / "o"), *_args(weights)]) == EXIT_OK

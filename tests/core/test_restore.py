@@ -23,7 +23,7 @@ def model_files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def restorer(model_files):
-    return Restorer(*model_files, device="cpu")
+    return Restorer(*model_files, device="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="module")

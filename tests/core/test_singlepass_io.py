@@ -58,7 +58,7 @@ def photo():
 
 @pytest.fixture(scope="module")
 def restorer(model_file):
-    return SinglePassRestorer(model_file[0], device="cpu")
+    return SinglePassRestorer(model_file[0], device="cpu", precision="fp32")
 
 
 def _metadata(path) -> dict[str, str]:

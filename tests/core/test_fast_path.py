@@ -1,0 +1,205 @@
+"""The fast CPU path (issue 17): precision choice, bf16 weights converted once with the
+fp32 parts kept, channels-last, top-k MoE experts at inference, one thread count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from model_factory import tiny_model
+
+from dtpm_core import device as device_module
+from dtpm_core.device import (
+    configure_threads,
+    cpu_has_native_bf16,
+    default_thread_count,
+    resolve_precision,
+)
+from dtpm_core.errors import ConfigError
+from dtpm_core.metrics import psnr
+from dtpm_core.model import Stage2Options
+from dtpm_core.restore import Restorer
+from dtpm_core.singlepass import SinglePassNet, singlepass_preset
+from dtpm_core.singlepass_restore import SinglePassRestorer
+from dtpm_core.singlepass_weights import load_singlepass, save_singlepass
+from dtpm_core.weights import save_adapter, save_base
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def native_bf16(monkeypatch):
+    """Make the detection say yes, so the bf16 path runs on any CPU (emulated where the CPU
+    lacks it: slower, same arithmetic)."""
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda flags=None: True)
+
+
+@pytest.fixture(scope="module")
+def dtpm_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fastpath")
+    model = tiny_model(Stage2Options(), semantic="random", seed=3)
+    sha = save_base(folder / "base.safetensors", model)
+    save_adapter(folder / "motion.safetensors", model, "motion-deblur", sha)
+    ablation = tiny_model(Stage2Options(mode="finetune-decoder"), semantic="random", seed=3)
+    save_adapter(folder / "decoder.safetensors", ablation, "motion-deblur", sha)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def photo():
+    from skimage import data
+    return np.ascontiguousarray(data.astronaut()[100:196, 120:248] / 255.0, dtype=np.float32)
+
+
+def test_cpu_bf16_detection_reads_the_flags():
+    assert cpu_has_native_bf16(["fpu", "avx512f", "amx_bf16"])
+    assert cpu_has_native_bf16(["avx512_bf16"])
+    assert not cpu_has_native_bf16(["fpu", "avx2", "avx512f"])
+
+
+def test_precision_auto_follows_the_cpu_and_impossible_choices_are_errors():
+    assert resolve_precision(CPU, "auto", bf16_cpu=True) == "bf16"
+    assert resolve_precision(CPU, "auto", bf16_cpu=False) == "fp32"
+    assert resolve_precision(CPU, "fp32", bf16_cpu=True) == "fp32"
+    assert resolve_precision(CPU, "bf16", bf16_cpu=True) == "bf16"
+    with pytest.raises(ConfigError, match="no native bf16"):
+        resolve_precision(CPU, "bf16", bf16_cpu=False)
+    with pytest.raises(ConfigError, match="fp16 is not supported on the CPU"):
+        resolve_precision(CPU, "fp16", bf16_cpu=True)
+    with pytest.raises(ConfigError, match="unknown precision"):
+        resolve_precision(CPU, "int8", bf16_cpu=True)
+
+
+def test_thread_count_leaves_busy_cores_alone_and_is_set_once():
+    assert default_thread_count(cores=2, load=3.7) == 1
+    assert default_thread_count(cores=2, load=0.3) == 2
+    assert default_thread_count(cores=16, load=4.2) == 12
+    first = configure_threads()
+    assert configure_threads(first + 3) == first == torch.get_num_threads()
+
+
+def test_bf16_restorer_converts_weights_once_and_keeps_epsilon_fp32(dtpm_files, photo,
+                                                                     native_bf16):
+    fast = Restorer(dtpm_files / "base.safetensors", dtpm_files / "motion.safetensors",
+                    device="cpu", precision="auto")
+    assert fast.precision == "bf16"
+    denoiser = fast.model.denoiser
+    for name, param in denoiser.named_parameters():
+        expected = torch.float32 if name.startswith("ending.") else torch.bfloat16
+        assert param.dtype == expected, name
+    assert denoiser.intro.weight.is_contiguous(memory_format=torch.channels_last)
+    assert {p.dtype for p in fast.task.parameters()} == {torch.bfloat16}
+    x = torch.zeros(1, 3, 32, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        eps = denoiser(x, x, torch.full((1,), 0.5), torch.zeros(1, 512),
+                       adapters=fast.task.adapters, guidance=x)
+    assert eps.dtype == torch.float32
+
+    exact = Restorer(dtpm_files / "base.safetensors", dtpm_files / "motion.safetensors",
+                     device="cpu", precision="fp32")
+    a = exact.restore(photo, [1, 4], seed=3, tile=0)
+    b = fast.restore(photo, [1, 4], seed=3, tile=0)
+    for k in (1, 4):
+        assert b.results[k].dtype == np.float32
+        assert psnr(b.results[k], a.results[k]) > 40.0, k
+    # converted once: a second call gives the same bytes and leaves the weights as they were
+    again = fast.restore(photo, [1, 4], seed=3, tile=0)
+    assert again.result.tobytes() == b.result.tobytes()
+    assert denoiser.intro.weight.dtype == torch.bfloat16
+
+
+def test_bf16_ablation_overrides_take_the_denoiser_dtypes(dtpm_files, photo, native_bf16):
+    restorer = Restorer(dtpm_files / "base.safetensors", dtpm_files / "decoder.safetensors",
+                        device="cpu", precision="bf16")
+    params = dict(restorer.model.denoiser.named_parameters())
+    assert restorer.task.denoiser_overrides
+    for name, tensor in restorer.task.denoiser_overrides.items():
+        assert tensor.dtype == params[name].dtype, name
+    assert restorer.task.denoiser_overrides["ending.weight"].dtype == torch.float32
+    out = restorer.restore(photo, 2, seed=0, tile=0).result
+    assert np.isfinite(out).all()
+
+
+def test_bf16_on_a_cpu_without_it_is_refused_at_load(dtpm_files, monkeypatch):
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda flags=None: False)
+    with pytest.raises(ConfigError, match="no native bf16"):
+        Restorer(dtpm_files / "base.safetensors", device="cpu", precision="bf16")
+    assert Restorer(dtpm_files / "base.safetensors", device="cpu").precision == "fp32"
+
+
+# ---------------------------------------------------------------------------------------------
+# Single-pass engine: top-k experts at inference, bf16
+
+
+TASKS = {"desnow": 15, "raindrop": 22}
+
+
+@pytest.fixture(scope="module")
+def singlepass_file(tmp_path_factory):
+    torch.manual_seed(0)
+    net = SinglePassNet(singlepass_preset("tiny", width=8, cond_dim=16,
+                                          adaptor_tasks=tuple(TASKS)))
+    with torch.no_grad():
+        for adaptor in net.adaptors:
+            adaptor.scale.fill_(0.5)
+            for param in adaptor.router.parameters():
+                param.normal_(0.0, 1.0)
+    path = tmp_path_factory.mktemp("sp") / "fast.safetensors"
+    save_singlepass(path, net.eval(), tasks=TASKS)
+    return path
+
+
+def test_top_k_runs_only_the_heaviest_experts_renormalised(singlepass_file):
+    net, _ = load_singlepass(singlepass_file)
+    net.eval()
+    adaptor = net.adaptors[-1]
+    x = torch.randn(1, adaptor.experts[0][0].in_channels, 16, 16,
+                    generator=torch.Generator().manual_seed(0))
+    emb = torch.randn(1, net.config.cond_dim, generator=torch.Generator().manual_seed(1))
+    w = adaptor.route(x, emb)[0]
+    top = w.topk(2)
+    ran = []
+    hooks = [e.register_forward_hook(lambda m, i, o, n=n: ran.append(n))
+             for n, e in enumerate(adaptor.experts)]
+    net.set_inference_top_k(2)
+    with torch.no_grad():
+        out = adaptor(x, emb)
+    assert sorted(ran) == sorted(top.indices.tolist())
+    expected = x + adaptor.scale * sum(top.values[j] / top.values.sum()
+                                       * adaptor.experts[int(i)](x)
+                                       for j, i in enumerate(top.indices))
+    torch.testing.assert_close(out, expected)
+    # all experts: top-k 0, or k >= the number of experts, or training mode
+    ran.clear()
+    net.set_inference_top_k(0)
+    with torch.no_grad():
+        full = adaptor(x, emb)
+    net.set_inference_top_k(len(adaptor.experts))
+    torch.testing.assert_close(adaptor(x, emb), full)
+    net.set_inference_top_k(1)
+    net.train()
+    torch.testing.assert_close(adaptor(x, emb), full)
+    for h in hooks:
+        h.remove()
+    with pytest.raises(ConfigError):
+        net.set_inference_top_k(-1)
+
+
+def test_top_k_changes_no_weight_and_the_file_loads_as_before(singlepass_file, tmp_path):
+    restorer = SinglePassRestorer(singlepass_file, device="cpu", precision="fp32",
+                                  max_experts=2)
+    plain, _ = load_singlepass(singlepass_file)
+    assert restorer.net.state_dict().keys() == plain.state_dict().keys()
+    for name, tensor in plain.state_dict().items():
+        assert torch.equal(restorer.net.state_dict()[name], tensor), name
+
+
+def test_single_pass_bf16_is_close_to_fp32(singlepass_file, photo, native_bf16):
+    exact = SinglePassRestorer(singlepass_file, device="cpu", precision="fp32")
+    fast = SinglePassRestorer(singlepass_file, device="cpu")
+    assert fast.precision == "bf16"
+    assert {p.dtype for p in fast.net.parameters()} == {torch.bfloat16}
+    a = exact.restore(photo, "desnow", tile=0).result
+    b = fast.restore(photo, "desnow", tile=0).result
+    assert b.dtype == np.float32
+    assert psnr(b, a) > 40.0
