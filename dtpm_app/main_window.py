@@ -39,6 +39,7 @@ from .batch_runner import BatchRunner
 from .batch_worker import BatchSummary
 from .controller import Controller
 from .fast_engine import FAST
+from .qt_workarounds import keep_singletons_alive
 from .save_flow import SaveFlow
 from .settings import AppSettings, load_settings, save_settings
 from .state import Display, ImageState, ModelsState, Progress
@@ -92,6 +93,7 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: AppSettings | None = None) -> None:
         super().__init__()
         self.settings = settings or load_settings()
+        self._refcount_guard = keep_singletons_alive(self)  # PySide6 6.12.0 on Python 3.11
         self.controller = Controller(self.settings, self)
         self.batch = BatchRunner(self)
         self._display = Display()

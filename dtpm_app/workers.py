@@ -49,6 +49,12 @@ from .state import PREVIEW_SIDE
 
 log = logging.getLogger(__name__)
 
+PROGRESS_INTERVAL_S = 0.05
+"""Least time between two progress signals of one job (the first and last pass always
+report): a progress bar needs no more, and a tiled 24 MP photo makes thousands of passes.
+Every signal PySide6 6.12.0 delivers to a Python slot also drops a reference to True (a
+bug: after about as many signals as True has references, Python aborts in bool_dealloc), so
+fewer signals also keep a long session alive longer."""
 _IMPORT_LOCK = threading.Lock()  # the first torch import may come from two threads at once
 
 
@@ -242,8 +248,13 @@ class InferenceWorker(QObject):
     def _dispatch(self, job: Job) -> object:
         request = job.request
 
+        last = [0.0]
+
         def on_progress(p: Any) -> None:
-            self.progress.emit(job.run_id, p.done, p.total, p.stage)
+            now = time.monotonic()
+            if p.done in (1, p.total) or now - last[0] >= PROGRESS_INTERVAL_S:
+                last[0] = now
+                self.progress.emit(job.run_id, p.done, p.total, p.stage)
 
         if isinstance(request, LoadFast | RestoreFast):
             return self._dispatch_fast(request, job.cancel, on_progress)

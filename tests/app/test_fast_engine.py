@@ -417,7 +417,8 @@ def test_ensemble_checkbox_restores_eight_passes_and_caches_both_results(
     ensemble = _wait_fast_result(qtbot, window)
     fast_jobs = [j for j in jobs if isinstance(j, RestoreFast)]
     assert [j.ensemble for j in fast_jobs] == [False, True]
-    assert {(p.done, p.total) for p in progress} == {(i, 8) for i in range(1, 9)}  # one tile
+    reported = {(p.done, p.total) for p in progress}  # at most every 50 ms: first, last
+    assert {(1, 8), (8, 8)} <= reported <= {(i, 8) for i in range(1, 9)}  # 8 passes, one tile
     assert all("8-way ensemble" in p.stage for p in progress)
     np.testing.assert_allclose(ensemble, _expected(fast_only_models, image_file,
                                                    ensemble=True), rtol=0, atol=1e-6)
