@@ -143,15 +143,19 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
 def prepare_for_inference(module: nn.Module, device: torch.device, precision: str,
                           keep_fp32: Iterable[nn.Module] = ()) -> nn.Module:
     """Move a network to `device` for inference at a resolved precision, once:
-    - on the CPU, channels-last weights (convolutions run 1.3-1.6x faster, same output);
+    - on the CPU, channels-last weights (convolutions run 1.3-1.6x faster, same output) and
+      LayerNorm2d as one fused op over the channels (`dtpm_core.inference_layers`);
     - bf16: weights converted to bf16 once, except the modules in `keep_fp32` (the
       denoiser's ending convolution, which runs outside autocast so that epsilon stays
       fp32). Returns the module (changed in place)."""
     import torch
 
+    from .inference_layers import use_fused_layer_norms
+
     module.to(device).eval().requires_grad_(False)
     if device.type == "cpu":
         module.to(memory_format=torch.channels_last)
+        use_fused_layer_norms(module)
     if precision == "bf16":
         kept = {id(p) for m in keep_fp32 for p in m.parameters()}
         for param in module.parameters():

@@ -203,3 +203,28 @@ def test_single_pass_bf16_is_close_to_fp32(singlepass_file, photo, native_bf16):
     b = fast.restore(photo, "desnow", tile=0).result
     assert b.dtype == np.float32
     assert psnr(b, a) > 40.0
+
+
+def test_fused_layer_norm_matches_layernorm2d_and_keeps_the_weights():
+    from dtpm_core.inference_layers import ChannelsLastLayerNorm2d, use_fused_layer_norms
+    from dtpm_core.layers import LayerNorm2d, NAFBlock
+
+    torch.manual_seed(0)
+    block = NAFBlock(8, 16)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.normal_(0.0, 0.5)
+    x = torch.randn(2, 8, 9, 11)
+    cond = torch.randn(2, 16)
+    before = {k: v.clone() for k, v in block.state_dict().items()}
+    expected = block(x, cond)
+    assert use_fused_layer_norms(block) == 2
+    assert type(block.norm1) is ChannelsLastLayerNorm2d
+    assert block.state_dict().keys() == before.keys()
+    channels_last = x.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(block(channels_last, cond), expected, atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(block(x, cond), expected)  # other layouts: the original
+    norm = LayerNorm2d(8)
+    use_fused_layer_norms(norm)
+    out = norm(channels_last)
+    assert out.is_contiguous(memory_format=torch.channels_last)
