@@ -89,3 +89,15 @@ def test_fast_ensemble_setting_loads_from_old_and_wrong_files(tmp_path):
     assert load_settings(tmp_path).fast_ensemble is False
     save_settings(AppSettings(fast_ensemble=True), tmp_path)
     assert load_settings(tmp_path).fast_ensemble is True
+
+
+def test_precision_setting_mirrors_the_core_and_falls_back_to_auto(tmp_path):
+    from dtpm_app.settings import PRECISION_CHOICES
+    from dtpm_core.device import PRECISION_CHOICES as CORE_PRECISIONS
+
+    assert PRECISION_CHOICES == CORE_PRECISIONS
+    assert AppSettings().precision == "auto"
+    (tmp_path / "settings.json").write_text(json.dumps({"precision": "int4"}), encoding="utf-8")
+    assert load_settings(tmp_path).precision == "auto"
+    save_settings(AppSettings(precision="fp32"), tmp_path)
+    assert load_settings(tmp_path).precision == "fp32"
