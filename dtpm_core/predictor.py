@@ -32,6 +32,11 @@ class InitialPredictor(nn.Module):
             c //= 2
             self.decoders.append(nn.Sequential(*(NAFBlock(c) for _ in range(n))))
         self.ending = nn.Conv2d(c, 3, 3, padding=1)
+        # a fresh P is the identity (y_eps = y_d): the Stage II residual starts as y_g - y_d,
+        # which is what the residual scale is measured on, instead of y_g - y_d plus the
+        # random output of an untrained network (RMS ~0.23, larger than most degradations)
+        nn.init.zeros_(self.ending.weight)
+        nn.init.zeros_(self.ending.bias)
 
     def forward(self, degraded: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) degraded image in [-1, 1] -> initial prediction in [-1, 1]."""

@@ -3,7 +3,8 @@
 # again after an interruption and every step continues where it stopped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # one thread per process: stage II runs two at once
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # one thread per process: stage II runs in parallel
+PARALLEL=${PARALLEL:-3}   # Stage II runs at once (3 then 2: two rounds for five tasks)
 BIN=.venv/bin
 TASKS="motion-deblur defocus-deblur derain-dehaze desnow raindrop"
 PREVIOUS_BASE_COMMIT=26df97d   # the bundled base before residual scaling (12000 iterations)
@@ -26,7 +27,7 @@ run_task() {
 pids=()
 for task in $TASKS; do
     run_task "$task" & pids+=($!)
-    if [ ${#pids[@]} -ge 2 ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+    if [ ${#pids[@]} -ge "$PARALLEL" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
 done
 wait
 

@@ -111,9 +111,10 @@ def test_a_transposed_square_image_fails(sample):
 
 def test_untrained_model_fails_as_measured(models, sample):
     """The untrained tiny model (the same weights as scripts/make_untrained_models.py) gives
-    noise: measured luminance correlation 0.02 and 5.6 dB, so the self-test rejects it. Its
-    initial prediction alone stays close to the input (0.95, 22.4 dB) and is accepted: the
-    thresholds separate the two."""
+    noise: measured luminance correlation 0.34 and 9.1 dB (sampling from the default start
+    level t_s = 250 of files without calibration), so the self-test rejects it. Its initial
+    prediction alone (an untrained predictor is the identity) is accepted: the thresholds
+    separate the two."""
     from dtpm_core.restore import Restorer
 
     restorer = Restorer(models / "base.safetensors", models / "motion-deblur.safetensors",
@@ -123,7 +124,7 @@ def test_untrained_model_fails_as_measured(models, sample):
     assert _failed(checks.values()) == {"luminance correlation", "PSNR against the input"}
     corr = float(checks["luminance correlation"].detail.split()[0])
     psnr = float(checks["PSNR against the input"].detail.split()[0])
-    assert corr < 0.2 < MIN_LUMA_CORRELATION and psnr < 8.0 < MIN_PSNR_DB
+    assert corr < 0.5 < MIN_LUMA_CORRELATION and psnr < 12.0 < MIN_PSNR_DB
     assert not _failed(check_restoration(sample, out.initial))
 
 
