@@ -156,31 +156,41 @@ def test_top_k_runs_only_the_heaviest_experts_renormalised(singlepass_file):
     x = torch.randn(1, adaptor.experts[0][0].in_channels, 16, 16,
                     generator=torch.Generator().manual_seed(0))
     emb = torch.randn(1, net.config.cond_dim, generator=torch.Generator().manual_seed(1))
-    w = adaptor.route(x, emb)[0]
-    top = w.topk(2)
-    ran = []
-    hooks = [e.register_forward_hook(lambda m, i, o, n=n: ran.append(n))
-             for n, e in enumerate(adaptor.experts)]
-    net.set_inference_top_k(2)
     with torch.no_grad():
-        out = adaptor(x, emb)
-    assert sorted(ran) == sorted(top.indices.tolist())
-    expected = x + adaptor.scale * sum(top.values[j] / top.values.sum()
-                                       * adaptor.experts[int(i)](x)
-                                       for j, i in enumerate(top.indices))
-    torch.testing.assert_close(out, expected)
-    # all experts: top-k 0, or k >= the number of experts, or training mode
-    ran.clear()
-    net.set_inference_top_k(0)
-    with torch.no_grad():
-        full = adaptor(x, emb)
-    net.set_inference_top_k(len(adaptor.experts))
-    torch.testing.assert_close(adaptor(x, emb), full)
+        w = adaptor.route(x, emb)[0]
+        top = w.topk(2)
+        expected = x + adaptor.scale * sum(top.values[j] / top.values.sum()
+                                           * adaptor.experts[int(i)](x)
+                                           for j, i in enumerate(top.indices))
+        full = x + adaptor.scale * sum(w[i] * e(x) for i, e in enumerate(adaptor.experts))
+        for fused in (True, False):  # three stacked convolutions, or expert by expert
+            adaptor.fuse_at_inference = fused
+            net.set_inference_top_k(0)
+            torch.testing.assert_close(adaptor(x, emb), full)
+            net.set_inference_top_k(len(adaptor.experts))
+            torch.testing.assert_close(adaptor(x, emb), full)
+            net.set_inference_top_k(2)
+            torch.testing.assert_close(adaptor(x, emb), expected)
+        # a batch: each image keeps its own top-k
+        pair = torch.cat([x, x.flip(-1)])
+        for k in (0, 2):
+            net.set_inference_top_k(k)
+            adaptor.fuse_at_inference = True
+            batch = adaptor(pair, emb.expand(2, -1))
+            adaptor.fuse_at_inference = False
+            torch.testing.assert_close(batch, adaptor(pair, emb.expand(2, -1)))
+        net.set_inference_top_k(2)
+        # the experts left out are not run at all: broken weights there change nothing
+        for i, expert in enumerate(adaptor.experts):
+            if i not in top.indices.tolist():
+                for param in expert.parameters():
+                    param.fill_(float("nan"))
+        for fused in (True, False):
+            adaptor.fuse_at_inference = fused
+            torch.testing.assert_close(adaptor(x, emb), expected)
     net.set_inference_top_k(1)
-    net.train()
-    torch.testing.assert_close(adaptor(x, emb), full)
-    for h in hooks:
-        h.remove()
+    net.train()  # training runs every expert, top-k or not
+    assert not torch.isfinite(adaptor(x, emb)).all()
     with pytest.raises(ConfigError):
         net.set_inference_top_k(-1)
 
@@ -206,7 +216,11 @@ def test_single_pass_bf16_is_close_to_fp32(singlepass_file, photo, native_bf16):
 
 
 def test_fused_layer_norm_matches_layernorm2d_and_keeps_the_weights():
-    from dtpm_core.inference_layers import ChannelsLastLayerNorm2d, use_fused_layer_norms
+    from dtpm_core.inference_layers import (
+        ChannelsLastLayerNorm2d,
+        FoldedAdaLNBlock,
+        use_fused_layer_norms,
+    )
     from dtpm_core.layers import LayerNorm2d, NAFBlock
 
     torch.manual_seed(0)
@@ -220,8 +234,14 @@ def test_fused_layer_norm_matches_layernorm2d_and_keeps_the_weights():
     expected = block(x, cond)
     assert use_fused_layer_norms(block) == 2
     assert type(block.norm1) is ChannelsLastLayerNorm2d
+    assert type(block) is FoldedAdaLNBlock
     assert block.state_dict().keys() == before.keys()
+    for name, tensor in block.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
     channels_last = x.contiguous(memory_format=torch.channels_last)
+    # one image: AdaLN folded into the fused norm; a batch: fused norms, AdaLN as before
+    torch.testing.assert_close(block(channels_last[:1], cond[:1]), expected[:1], atol=2e-5,
+                               rtol=1e-5)
     torch.testing.assert_close(block(channels_last, cond), expected, atol=2e-5, rtol=1e-5)
     torch.testing.assert_close(block(x, cond), expected)  # other layouts: the original
     norm = LayerNorm2d(8)
