@@ -1,0 +1,102 @@
+"""The same speed everywhere: one image through the CLI, the app's interactive worker and the
+app's batch worker, for both engines, side by side in one run.
+
+    python benchmarks/bench_app_paths.py [--preset tiny] [--size 512] [--repeats 3]
+
+Each path loads its engine the way it does in use (`dtpm_core.cli._load_engine`,
+`InferenceWorker` jobs `LoadBase` / `SwitchAdapter` / `RestoreImage` and `LoadFast` /
+`RestoreFast`, `batch_worker._load_batch_engine`) with random-weight models, and restores the
+same photo at the default tile (512); times are medians of interleaved rounds. All of them
+build their restorers without a precision or thread count of their own, so they share the
+process's (`dtpm_core.device`): the bar is every path within 20% of the CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_cpu_path import make_models, photo  # noqa: E402
+
+BAR = 1.20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--k", type=int, default=4)
+    args = parser.parse_args()
+    import torch
+
+    from dtpm_app.batch_worker import BatchModels, BatchSettings, _load_batch_engine
+    from dtpm_app.fast_engine import LoadFast, RestoreFast
+    from dtpm_app.workers import InferenceWorker, Job, LoadBase, RestoreImage, SwitchAdapter
+    from dtpm_core.cli import _load_engine, build_parser
+
+    image = photo(args.size)
+    task = "desnow"
+    with tempfile.TemporaryDirectory() as tmp:
+        base, adapter, fast = make_models(Path(tmp), args.preset)
+        worker = InferenceWorker()
+        for n, request in enumerate((LoadBase(base, "cpu"), SwitchAdapter(adapter),
+                                     LoadFast(fast, "cpu"))):
+            worker._dispatch(Job(n, request))
+
+        def cli(engine: str):
+            extra = ["--engine", "single-pass", "--model", str(fast), "--task", task] \
+                if engine == "fast" else ["--base", str(base), "--adapter", str(adapter),
+                                          "--steps", str(args.k)]
+            run = _load_engine(build_parser().parse_args(["x", "-o", tmp, *extra]))
+            return lambda: run(image, lambda p: None)
+
+        def batch(engine: str):
+            models = BatchModels("fast", task, singlepass=fast) if engine == "fast" \
+                else BatchModels("dtpm", "motion-deblur", base=base, adapter=adapter)
+            run = _load_batch_engine(BatchSettings(models, "cpu", args.k, 0, 512, "png8", 92))
+            return lambda: run(image, lambda p: None, lambda: False)
+
+        runs = {
+            ("DTPM", "CLI"): cli("dtpm"),
+            ("DTPM", "app interactive"): lambda: worker._dispatch(
+                Job(9, RestoreImage(("b",), image, args.k, 0, 512))),
+            ("DTPM", "app batch"): batch("dtpm"),
+            ("Fast", "CLI"): cli("fast"),
+            ("Fast", "app interactive"): lambda: worker._dispatch(
+                Job(9, RestoreFast(("f",), image, task, 512, False))),
+            ("Fast", "app batch"): batch("fast"),
+        }
+        times = {key: [] for key in runs}
+        for round_ in range(args.repeats + 1):  # round 0 warms up
+            for key, run in runs.items():
+                start = time.perf_counter()
+                run()
+                if round_:
+                    times[key].append(time.perf_counter() - start)
+    mp = args.size ** 2 / 1e6
+    print(f"# {args.preset}, {args.size}x{args.size}, tile 512, DTPM K={args.k}; "
+          f"{torch.get_num_threads()} thread(s); precision of the app worker's restorers: "
+          f"{worker._restorer.precision} / {worker._fast.precision}")
+    print("| engine | path | s/MP | vs CLI |")
+    print("|---|---|---|---|")
+    worst = 1.0
+    for (engine, path), values in times.items():
+        seconds = statistics.median(values)
+        cli_s = statistics.median(times[(engine, "CLI")])
+        worst = max(worst, seconds / cli_s, cli_s / seconds)
+        print(f"| {engine} | {path} | {seconds / mp:.2f} | {seconds / cli_s:.2f}x |")
+    print(f"largest spread between paths: {worst:.2f}x "
+          f"({'within' if worst <= BAR else 'OUTSIDE'} the {BAR:.2f}x bar)")
+
+
+if __name__ == "__main__":
+    main()
