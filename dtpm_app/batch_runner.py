@@ -136,9 +136,11 @@ class BatchRunner(QObject):
         self.queueChanged.emit()
         self.progressChanged.emit(0.0)
 
-    def start(self, models: BatchModels, device: str, k: int, seed: int, tile: int) -> bool:
-        """Run the queue in a worker thread with `models` (DTPM at K and seed, or the Fast
-        engine, which ignores both); False when there is nothing to run."""
+    def start(self, models: BatchModels, device: str, k: int, seed: int, tile: int,
+              strength: float = 1.0) -> bool:
+        """Run the queue in a worker thread with `models` (DTPM at K, seed and texture
+        strength, or the Fast engine, which ignores them); False when there is nothing to
+        run."""
         if self.running or not self.entries or self.outdir is None:
             return False
         self.replan()
@@ -149,7 +151,8 @@ class BatchRunner(QObject):
             self.problem.emit(str(exc))
             return False
         sweep_stale_temp_files(plan, outdir)
-        settings = BatchSettings(models, device, k, seed, tile, self.format_key, self.quality)
+        settings = BatchSettings(models, device, k, seed, tile, self.format_key, self.quality,
+                                 strength)
         worker = BatchWorker(self.entries, settings,
                              record=lambda target: record_output(plan, outdir, target))
         worker.item_started.connect(self._on_started)

@@ -59,6 +59,7 @@ class BatchSettings:
     tile: int
     format_key: str  # a key of dtpm_app.formats.OUTPUT_CHOICES
     quality: int
+    strength: float = 1.0  # DTPM texture strength (the Fast engine has none)
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,7 @@ def _load_batch_engine(s: BatchSettings) -> EngineRun:
 
     def run_dtpm(image: np.ndarray, progress: Callable[[Any], None],
                  should_stop: Callable[[], bool]) -> tuple[np.ndarray, float, tuple[str, ...]]:
-        out = restorer.restore(image, s.k, seed=s.seed, tile=s.tile, progress=progress,
-                               should_stop=should_stop)
+        out = restorer.restore(image, s.k, seed=s.seed, tile=s.tile, strength=s.strength,
+                               progress=progress, should_stop=should_stop)
         return out.result, out.seconds, tuple(out.notes)
     return run_dtpm

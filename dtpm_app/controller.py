@@ -4,11 +4,11 @@ No widgets and no model maths here: the controller decides *what* to compute (it
 `JobPlanner` half, in dtpm_app.job_planner, holds the keys and priorities), hands one job at
 a time to the `InferenceWorker`, caches what comes back and tells the window what to show
 through signals. A request that makes the running job useless (another K, seed, image, task,
-engine, ensemble) sets that job's cancel flag; results are cached by an exact key (DTPM:
-image, adapter, seed, tile, K; Fast: image, network, task, tile, ensemble), so a late result
-can never be shown for the wrong settings, and signals from runs the controller no longer
-waits for are dropped. What it reports to the window is in its `ControllerViews` half
-(dtpm_app.controller_views).
+engine, ensemble, texture strength) sets that job's cancel flag; results are cached by an
+exact key (DTPM: image, adapter, seed, tile, texture strength, K; Fast: image, network, task,
+tile, ensemble), so a late result can never be shown for the wrong settings, and signals
+from runs the controller no longer waits for are dropped. What it reports to the window is in
+its `ControllerViews` half (dtpm_app.controller_views); `set_strength` in dtpm_app.texture_strength.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from .model_store import InstallReport, install_models, scores_of_fitting_adapte
 from .saving import ShownResult
 from .settings import ENGINE_CHOICES, AppSettings
 from .state import CACHE_BYTES, ArrayCache, ImageState, Progress
+from .texture_strength import TextureStrength
 from .workers import (
     AdapterLoaded,
     BaseLoaded,
@@ -61,7 +62,7 @@ from .workers import (
 __all__ = ["CURVE_KS", "Controller"]
 
 
-class Controller(JobPlanner, ControllerViews, QObject):
+class Controller(JobPlanner, ControllerViews, TextureStrength, QObject):
     modelsChanged = Signal(object)  # ModelsState
     imageChanged = Signal(object)  # ImageState | None
     referenceChanged = Signal(object)  # Path | None
@@ -80,6 +81,7 @@ class Controller(JobPlanner, ControllerViews, QObject):
         super().__init__(parent)
         self.settings = settings
         self.k, self.seed, self.tile = settings.default_k, settings.seed, settings.tile
+        self.strength = settings.strength  # DTPM texture strength: set_strength
         self.device = settings.device
         self.engine = settings.engine  # as chosen; see `active_engine`
         self.fast_ensemble = settings.fast_ensemble  # Fast: average 8 flips/rotations

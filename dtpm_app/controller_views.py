@@ -11,6 +11,7 @@ from .fast_engine import DTPM, ENGINE_LABELS, FAST, FastPointJob
 from .job_planner import COARSE_SIDE, CURVE_KS, PREVIEW_SIDE
 from .saving import ShownResult
 from .state import CurveState, Display, ModelsState
+from .texture_strength import strength_text
 from .workers import CurvePointJob
 
 
@@ -63,18 +64,18 @@ class ControllerViews:
 
     def _dtpm_shown(self) -> tuple[tuple | None, int | None]:
         """The cache key and K of the DTPM result the view shows: the current K once it is
-        restored, else the nearest K restored so far for the same image, task, seed and tile
-        (labelled as such), else (None, None)."""
+        restored, else the nearest K restored so far for the same image, task, seed, tile and
+        texture strength (labelled as such), else (None, None)."""
         key = self._display_key()
         if key is None:
             return None, None
         if self._results.get(key) is not None:
             return key, self.k
-        near = [c for c in self._results.keys() if c[:4] == key[:4]]
+        near = [c for c in self._results.keys() if c[:-1] == key[:-1]]  # K comes last
         if not near:
             return None, None
-        best = min(near, key=lambda c: (abs(c[4] - self.k), c[4]))
-        return best, best[4]
+        best = min(near, key=lambda c: (abs(c[-1] - self.k), c[-1]))
+        return best, best[-1]
 
     def shown_result(self) -> ShownResult | None:
         """The result on screen for the engine in use (what Save and Copy take): for DTPM the
@@ -94,7 +95,7 @@ class ControllerViews:
         result = self._results.get(key) if key is not None else None
         if result is None:
             return None
-        return ShownResult(result, f"dtpm-K{k}", f"DTPM, K={k}", key)
+        return ShownResult(result, f"dtpm-K{k}", f"DTPM, K={k}{strength_text(key[-2])}", key)
 
     def shown_text(self) -> str:
         """One line for the status bar: what the result side shows now, and why it is not
@@ -136,7 +137,7 @@ class ControllerViews:
         self.displayChanged.emit(Display(
             self.image.loaded.rgb, initial, result, self.reference, result_k, self.k,
             pending and self._shows(DTPM), self.active_engine, fast,
-            fast_pending and self._shows(FAST), fast_problem, dtpm_problem))
+            fast_pending and self._shows(FAST), fast_problem, dtpm_problem, self.strength))
 
     def _emit_curve(self, error: str = "") -> None:
         """The refined curve once complete, else the quick one from the small preview."""

@@ -78,6 +78,7 @@ class JobPlanner:
     reference: np.ndarray | None
     k: int
     seed: int
+    strength: float  # DTPM texture strength (dtpm_app.texture_strength)
     tile: int
     fast_ensemble: bool
     device: str
@@ -160,12 +161,17 @@ class JobPlanner:
         return self.image.id, self._adapter.sha256
 
     def _display_key(self, k: int | None = None) -> tuple | None:
+        """Cache key of the DTPM result (image, adapter, seed, tile, texture strength, K):
+        a result for another strength is never shown as this one."""
         context = self._context()
         if context is None:
             return None
-        return (*context, self.seed, self.tile, self.k if k is None else k)
+        return (*context, self.seed, self.tile, self.strength, self.k if k is None else k)
 
     def _curve_key(self) -> tuple | None:
+        """The trade-off curve is measured at texture strength 1 (as trained), whatever the
+        strength of the result on screen: it is there to choose K, and at strength 0 against
+        the initial prediction it would have no points at all. So no strength in its key."""
         context = self._context()
         if context is None:
             return None
@@ -304,7 +310,8 @@ class JobPlanner:
         if (self.image is None or self._user_stopped or key is None or not self._shows(DTPM)
                 or self._results.get(key) is not None or key in self._failed_keys):
             return None
-        return RestoreImage(key, self.image.loaded.rgb, self.k, self.seed, self.tile)
+        return RestoreImage(key, self.image.loaded.rgb, self.k, self.seed, self.tile,
+                            self.strength)
 
     def _fast_model_request(self) -> LoadFast | None:
         """Load the installed single-pass network: the task list shows its tasks too (in

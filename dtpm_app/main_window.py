@@ -44,6 +44,7 @@ from .save_flow import SaveFlow
 from .settings import AppSettings, load_settings, save_settings
 from .state import Display, ImageState, ModelsState, Progress
 from .status_line import SELF_EXPLAINING, SUCCESS_TITLES, is_progress_text, progress_text
+from .texture_strength import strength_text
 from .widgets.about import AboutDialog
 from .widgets.batch_queue import BatchQueue
 from .widgets.compare import CompareArea
@@ -282,6 +283,7 @@ class MainWindow(QMainWindow):
         self.controls.stepsMoved.connect(self.plot.set_marker)
         self.controls.stepsChanged.connect(c.set_steps)
         self.controls.seedChanged.connect(c.set_seed)
+        self.controls.strengthChanged.connect(c.set_strength)
         self.controls.deviceChanged.connect(c.set_device)
         self.controls.tileChanged.connect(c.set_tile)
         self.controls.ensembleChanged.connect(c.set_fast_ensemble)
@@ -299,7 +301,8 @@ class MainWindow(QMainWindow):
 
     def _apply_settings(self) -> None:
         s = self.settings
-        self.controls.set_values(s.default_k, s.seed, s.device, s.tile, s.fast_ensemble)
+        self.controls.set_values(s.default_k, s.seed, s.device, s.tile, s.fast_ensemble,
+                                 s.strength)
         self.plot.set_marker(s.default_k)
         self.compare.set_sides(s.left_side, s.right_side)
         self.batch_panel.set_output(s.output_dir, s.output_format, s.quality)
@@ -437,11 +440,11 @@ class MainWindow(QMainWindow):
             self.show_message("warning", "No output folder", "Choose an output folder first.")
             return
         task = self.task_picker.combo.currentText()
-        how = f"K={c.k}, seed {c.seed}"
+        how = f"K={c.k}, seed {c.seed}{strength_text(c.strength)}"
         if models.engine == FAST:
             how = "Fast (single-pass" + (", 8-way ensemble)" if models.ensemble else ")")
         self.batch_panel.running_text = f"Running: {task}, {how}…"
-        self.batch.start(models, c.device, c.k, c.seed, c.tile)
+        self.batch.start(models, c.device, c.k, c.seed, c.tile, c.strength)
 
     def show_message(self, level: str, title: str, text: str) -> None:
         """"info" goes to the status bar (a success also clears an error or warning banner
@@ -563,6 +566,7 @@ class MainWindow(QMainWindow):
     def store_settings(self) -> None:
         s = self.settings
         s.default_k, s.seed = self.controller.k, self.controller.seed
+        s.strength = self.controller.strength
         s.engine, s.fast_ensemble = self.controller.engine, self.controller.fast_ensemble
         s.device, s.tile = self.controller.device, self.controller.tile
         s.left_side, s.right_side = self.compare.sides()

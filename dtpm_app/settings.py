@@ -30,6 +30,10 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 """Mirrors dtpm_core.device.PRECISION_CHOICES. auto: bf16 on a CPU with AMX / AVX512-BF16
 (2-3x faster), fp32 elsewhere."""
+MAX_STRENGTH = 2.0
+"""Largest texture strength; mirrors dtpm_core.restore.MAX_STRENGTH (a test checks it)."""
+STRENGTH_DECIMALS = 1
+"""The texture strength is offered and stored in steps of 0.1."""
 DEFAULT_TILE = 512
 """Mirrors dtpm_core.restore.DEFAULT_TILE."""
 MAX_RECENT = 10
@@ -58,6 +62,7 @@ class AppSettings:
     tile: int = DEFAULT_TILE  # pixels, 0 = whole image at once
     default_k: int = 4
     seed: int = 0
+    strength: float = 1.0  # DTPM texture strength: scale of the texture layer, 1 = as trained
     task: str = ""
     output_dir: str = ""
     output_format: str = "png8"  # a key of dtpm_app.formats.OUTPUT_CHOICES
@@ -93,6 +98,9 @@ class AppSettings:
             fixed.tile = defaults.tile
         if not 0 <= fixed.seed <= 2**31 - 1:
             fixed.seed = defaults.seed
+        if not 0.0 <= fixed.strength <= MAX_STRENGTH:  # NaN too
+            fixed.strength = defaults.strength
+        fixed.strength = round(fixed.strength, STRENGTH_DECIMALS)  # what the spin box shows
         if not 1 <= fixed.quality <= 100:
             fixed.quality = defaults.quality
         if fixed.engine not in ENGINE_CHOICES:
@@ -126,6 +134,8 @@ def load_settings(folder: Path | None = None) -> AppSettings:
         value, default = raw[f.name], getattr(settings, f.name)
         if isinstance(default, list):
             ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        elif type(default) is float and type(value) is int:  # "strength": 1 written by hand
+            value, ok = float(value), True
         else:
             ok = type(value) is type(default)
         if ok:

@@ -87,6 +87,7 @@ class Display:
     fast_pending: bool = False  # the Fast result is still being computed
     fast_problem: str = ""  # why there is no Fast result for this task ("" when there can be)
     dtpm_problem: str = ""  # the same for DTPM
+    strength: float = 1.0  # the DTPM texture strength of `result` and `wanted_k`
 
 
 @dataclass(frozen=True)

@@ -92,19 +92,22 @@ class SwitchAdapter:
 
 @dataclass(frozen=True)
 class RestoreImage:
-    """Restore the full image at one K."""
+    """Restore the full image at one K and texture strength (the scale of the texture
+    layer: 0 = the initial prediction, 1 = as trained)."""
 
     key: tuple
     image: np.ndarray
     k: int
     seed: int
     tile: int
+    strength: float = 1.0
 
 
 @dataclass(frozen=True)
 class CurvePointJob:
     """Restore a preview at one K and measure PSNR and LPIPS against `target`
-    (the reference, at full size) or, when there is none, against the initial prediction."""
+    (the reference, at full size) or, when there is none, against the initial prediction.
+    Always at texture strength 1 (see JobPlanner._curve_key)."""
 
     key: tuple
     image: np.ndarray
@@ -271,8 +274,8 @@ class InferenceWorker(QObject):
                                  request.path, held_out_scores(info.metrics))
         if isinstance(request, RestoreImage):
             res = self._restorer.restore(request.image, request.k, seed=request.seed,
-                                         tile=request.tile, progress=on_progress,
-                                         should_stop=job.cancel.is_set)
+                                         tile=request.tile, strength=request.strength,
+                                         progress=on_progress, should_stop=job.cancel.is_set)
             return Restored(request.key, request.k, res.initial, res.result, res.seconds,
                             res.tile, tuple(res.notes))
         if isinstance(request, CurvePointJob):

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from ..fast_engine import FAST
 from ..state import Display
+from ..texture_strength import AS_TRAINED
 from .split_view import SplitView, to_qimage
 
 SIDES = {"input": "Input", "initial": "Initial prediction", "result": "Result",
@@ -140,7 +141,8 @@ class CompareArea(QWidget):
             who = "" if title == "Result" else f"{title} "
             return d.input, (f"Input ({who}restoring…)" if d.pending
                              else f"Input (no {who}result)")
-        text = f"{title} · K={d.result_k}"
+        text = f"{title} · K={d.result_k}" + (f", strength {d.strength:g}"
+                                             if d.strength != AS_TRAINED else "")
         return d.result, text + (f" (computing K={d.wanted_k}…)" if d.pending else "")
 
     def _fast(self, title: str) -> tuple[np.ndarray | None, str]:

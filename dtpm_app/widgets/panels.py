@@ -1,5 +1,5 @@
 """Small parts of the main window: the message banner, the empty state and the step/seed/
-ensemble/device controls."""
+texture strength/ensemble/device controls."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QFormLayout,
     QFrame,
     QHBoxLayout,
@@ -25,12 +26,13 @@ from PySide6.QtWidgets import (
 
 from dtpm_core.model_scores import HeldOutScores
 
-from ..settings import DEVICE_CHOICES, MAX_STEPS
+from ..settings import DEVICE_CHOICES, MAX_STEPS, MAX_STRENGTH, STRENGTH_DECIMALS
 
 STEPS_HINT = "<small>← fidelity &nbsp;·&nbsp; texture →</small>"
-FAST_HINT = "<small>Fast engine: one network pass, no steps or seed</small>"
-FAST_ENSEMBLE_HINT = ("<small>Fast engine: 8 flipped/rotated passes averaged, no steps or "
-                      "seed</small>")
+FAST_HINT = "<small>Fast engine: one network pass, no steps, seed or texture strength</small>"
+FAST_ENSEMBLE_HINT = ("<small>Fast engine: 8 flipped/rotated passes averaged, no steps, "
+                      "seed or texture strength</small>")
+STRENGTH_HINT = "<small>0 = none · 1 = as trained</small>"
 HINT_STYLE = "color:#6b7280"
 WARNING_HINT_STYLE = "color:#b45309; font-weight:bold"
 SETTLE_MS = 300
@@ -144,11 +146,13 @@ class EmptyState(QWidget):
 
 
 class RestoreControls(QWidget):
-    """Steps (slider + spin box), seed, the Fast engine's ensemble, device and tile size."""
+    """Steps (slider + spin box), seed, texture strength, the Fast engine's ensemble, device
+    and tile size."""
 
     stepsChanged = Signal(int)  # once K rests (SETTLE_MS) or the slider is released
     stepsMoved = Signal(int)  # every slider position, for cheap feedback
     seedChanged = Signal(int)
+    strengthChanged = Signal(float)
     deviceChanged = Signal(str)
     tileChanged = Signal(int)
     ensembleChanged = Signal(bool)
@@ -170,6 +174,13 @@ class RestoreControls(QWidget):
         self.dice = dice = QToolButton(text="Random")
         dice.setToolTip("New random seed")
         dice.clicked.connect(lambda: self.seed.setValue(random.randrange(0, 100_000)))
+        self.strength = QDoubleSpinBox(minimum=0.0, maximum=MAX_STRENGTH, singleStep=0.1,
+                                       decimals=STRENGTH_DECIMALS, value=1.0)
+        self.strength.setToolTip(
+            "Texture strength: the scale of the texture layer DTPM generates on top of the "
+            "initial prediction (the paper's alpha). 0 = the initial prediction only (smooth, "
+            "no added texture), 1 = as trained, above 1 = more texture than trained for. "
+            "The trade-off plot is measured at strength 1")
         self.ensemble = QCheckBox("8-way ensemble (8x slower)")
         self.ensemble.setToolTip("Fast engine: restore the 8 flipped and rotated versions of "
                                  "the image and average them (8 network passes instead of "
@@ -201,9 +212,20 @@ class RestoreControls(QWidget):
         form.setContentsMargins(0, 0, 0, 0)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self.steps_label, self.seed_label = QLabel("Steps K"), QLabel("Seed")
+        self.strength_label = QLabel("Texture strength")
+        self.strength_label.setToolTip(self.strength.toolTip())
         form.addRow(self.steps_label, steps_row)
         form.addRow("", hint)
         form.addRow(self.seed_label, seed_row)
+        self.strength_hint = QLabel(STRENGTH_HINT)
+        self.strength_hint.setStyleSheet(HINT_STYLE)
+        self.strength_hint.setWordWrap(True)
+        self.strength_hint.setToolTip(self.strength.toolTip())
+        strength_row = QHBoxLayout()  # across both columns: as a form label, "Texture
+        strength_row.addWidget(self.strength_label)  # strength" would narrow every field
+        strength_row.addWidget(self.strength)
+        strength_row.addWidget(self.strength_hint, 1)
+        form.addRow(strength_row)
         form.addRow("", self.ensemble)
         device_row = QHBoxLayout()  # one row: the panel must fit a 700 px high window
         device_row.addWidget(self.device, 1)
@@ -223,22 +245,25 @@ class RestoreControls(QWidget):
         self._settle.timeout.connect(self.flush)
         self.slider.sliderReleased.connect(self.flush)
         self.seed.valueChanged.connect(self.seedChanged)
+        self.strength.valueChanged.connect(self.strengthChanged)
         self.device.currentIndexChanged.connect(
             lambda: self.deviceChanged.emit(self.device.currentData()))
         self.tile.valueChanged.connect(self.tileChanged)
         self.ensemble.toggled.connect(self._update_hint)
         self.ensemble.toggled.connect(self.ensembleChanged)
-        for spin in (self.steps, self.seed, self.tile):
+        for spin in (self.steps, self.seed, self.strength, self.tile):
             spin.setKeyboardTracking(False)  # typing "123" is one change, not three
 
     def set_values(self, k: int, seed: int, device: str, tile: int,
-                   ensemble: bool = False) -> None:
-        widgets = (self.slider, self.steps, self.seed, self.device, self.tile, self.ensemble)
+                   ensemble: bool = False, strength: float = 1.0) -> None:
+        widgets = (self.slider, self.steps, self.seed, self.strength, self.device, self.tile,
+                   self.ensemble)
         for widget in widgets:
             widget.blockSignals(True)
         self.slider.setValue(k)
         self.steps.setValue(k)
         self.seed.setValue(seed)
+        self.strength.setValue(strength)
         self.device.setCurrentIndex(max(0, self.device.findData(device)))
         self.tile.setValue(tile)
         self.ensemble.setChecked(ensemble)
@@ -247,11 +272,13 @@ class RestoreControls(QWidget):
         self._update_hint()
 
     def set_engine(self, engine: str) -> None:
-        """The steps and the seed belong to DTPM, the ensemble to the Fast engine ("fast"),
-        which is one pass (or eight with the ensemble)."""
+        """The steps, the seed and the texture strength belong to DTPM, the ensemble to the
+        Fast engine ("fast"), which is one pass (or eight with the ensemble): the hint under
+        the slider says so."""
         self._dtpm = engine != "fast"
-        for widget in (self.slider, self.steps, self.seed, self.dice, self.steps_label,
-                       self.seed_label):
+        for widget in (self.slider, self.steps, self.seed, self.dice, self.strength,
+                       self.steps_label, self.seed_label, self.strength_label,
+                       self.strength_hint):
             widget.setEnabled(self._dtpm)
         self.ensemble.setEnabled(not self._dtpm)
         self._form.setRowVisible(self.ensemble, not self._dtpm)  # no room kept for it in DTPM

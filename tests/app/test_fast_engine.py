@@ -99,6 +99,9 @@ def test_engine_switch_restores_in_one_pass_and_disables_the_steps(fast_models, 
     assert window.controller.active_engine == FAST
     assert not window.controls.slider.isEnabled() and not window.controls.steps.isEnabled()
     assert not window.controls.seed.isEnabled() and not window.controls.dice.isEnabled()
+    assert not window.controls.strength.isEnabled()  # DTPM's texture layer: none in one pass
+    assert not window.controls.strength_label.isEnabled()
+    assert "no steps, seed or texture strength" in window.controls.hint.text()
     assert window.controls.device.isEnabled() and window.controls.tile.isEnabled()
     result = _wait_fast_result(qtbot, window)
     fast_jobs = [j for j in jobs if isinstance(j, RestoreFast)]
@@ -114,6 +117,7 @@ def test_engine_switch_restores_in_one_pass_and_disables_the_steps(fast_models, 
     restores = len([j for j in jobs if isinstance(j, RestoreImage)])
     window.engine_picker.buttons["dtpm"].click()
     assert window.controls.slider.isEnabled() and window.controls.seed.isEnabled()
+    assert window.controls.strength.isEnabled()
     assert np.array_equal(window.controller.current_result(), dtpm)
     assert len([j for j in jobs if isinstance(j, RestoreImage)]) == restores
 

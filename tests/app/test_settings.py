@@ -10,6 +10,7 @@ from dtpm_app.settings import (
     DEFAULT_TILE,
     DEVICE_CHOICES,
     MAX_STEPS,
+    MAX_STRENGTH,
     AppSettings,
     load_settings,
     save_settings,
@@ -75,10 +76,12 @@ def test_constants_mirror_the_core():
     """The app keeps copies so that its start-up path does not import torch."""
     from dtpm_core.device import DEVICE_CHOICES as CORE_DEVICES
     from dtpm_core.restore import DEFAULT_TILE as CORE_TILE
+    from dtpm_core.restore import MAX_STRENGTH as CORE_MAX_STRENGTH
     from dtpm_core.schedule import MAX_SAMPLING_STEPS
 
     assert (MAX_STEPS, DEVICE_CHOICES, DEFAULT_TILE) == (MAX_SAMPLING_STEPS, CORE_DEVICES,
                                                           CORE_TILE)
+    assert MAX_STRENGTH == CORE_MAX_STRENGTH
 
 
 def test_fast_ensemble_setting_loads_from_old_and_wrong_files(tmp_path):
