@@ -121,7 +121,7 @@ def as_before_issue_17(*restorers: Restorer | SinglePassRestorer):
         for child in module.modules():
             if isinstance(child, LayerNorm2d):
                 child.__class__ = LayerNorm2d if before else ChannelsLastLayerNorm2d
-            elif isinstance(child, NAFBlock) and child.modulation is not None:
+            elif isinstance(child, NAFBlock):
                 child.__class__ = NAFBlock if before else FoldedAdaLNBlock
             elif isinstance(child, MoEAdaptor):
                 child.fuse_at_inference = not before

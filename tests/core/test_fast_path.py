@@ -244,6 +244,14 @@ def test_fused_layer_norm_matches_layernorm2d_and_keeps_the_weights():
                                rtol=1e-5)
     torch.testing.assert_close(block(channels_last, cond), expected, atol=2e-5, rtol=1e-5)
     torch.testing.assert_close(block(x, cond), expected)  # other layouts: the original
+    plain = NAFBlock(8)  # unconditioned (the initial predictor's)
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.normal_(0.0, 0.5)
+    expected = plain(x)
+    use_fused_layer_norms(plain)
+    assert type(plain) is FoldedAdaLNBlock
+    torch.testing.assert_close(plain(channels_last[:1]), expected[:1], atol=2e-5, rtol=1e-5)
     norm = LayerNorm2d(8)
     use_fused_layer_norms(norm)
     out = norm(channels_last)
