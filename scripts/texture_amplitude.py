@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     steps = [int(s) for s in args.steps.split(",")]
-    restorer = Restorer(args.base, args.adapter, device="cpu")
+    restorer = Restorer(args.base, args.adapter, device="cpu", precision="fp32")
     stats: dict[int, list[tuple[float, float]]] = {k: [] for k in steps}
     for _, degraded, clean in degraded_photos(args.clean, args.task, args.seed,
                                               held_out=args.held_out_degradations):

@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-images", type=Path, metavar="DIR",
                    help="also write one side-by-side strip per image into DIR: degraded, "
                         "initial prediction, the result at every K, clean")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "auto", "bf16", "fp16"],
+                   help="inference precision of both engines (default fp32: reference "
+                        "numbers that do not depend on the CPU)")
     p.add_argument("--singlepass", type=Path, metavar="FILE",
                    help="also score the single-pass (Fast) engine of FILE on the same pairs, "
                         "for the task given by --task (row \"fast\")")
@@ -274,13 +277,14 @@ def _eval(args: argparse.Namespace) -> int:
     if args.max_images:
         pairs = pairs[: args.max_images]
     steps = tuple(int(s) for s in args.steps.split(","))
-    restorer = Restorer(args.base, args.adapter, device=args.device)
+    restorer = Restorer(args.base, args.adapter, device=args.device, precision=args.precision)
     others = {}
     if args.singlepass is not None:
         from dtpm_core.singlepass_restore import SinglePassRestorer
         if not args.task:
             raise DTPMError("--singlepass needs --task (the task the Fast engine restores)")
-        fast = SinglePassRestorer(args.singlepass, device=args.device)
+        fast = SinglePassRestorer(args.singlepass, device=args.device,
+                                  precision=args.precision)
         fast.t_mat(args.task)  # a task the file lacks fails now
         others["fast"] = lambda image: fast.restore(image, args.task).result
     report = evaluate(restorer, pairs, steps, seed=args.seed, max_side=args.max_side,
