@@ -25,6 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dtpm_core.device import configure_threads  # noqa: E402
 from dtpm_core.metrics import psnr  # noqa: E402
 from dtpm_core.singlepass_restore import SinglePassRestorer  # noqa: E402
 
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--ks", default="0,1,2,3")
     parser.add_argument("--side", type=int, default=384)
     args = parser.parse_args()
+    configure_threads()  # as dtpm-restore and the app do
     from trainer.data import degraded_photos
 
     ks = [int(k) for k in args.ks.split(",")]

@@ -23,7 +23,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dtpm_core.device import cpu_has_native_bf16, describe_cpu_path  # noqa: E402
+from dtpm_core.device import (  # noqa: E402
+    configure_threads,
+    cpu_has_native_bf16,
+    describe_cpu_path,
+)
 from dtpm_core.metrics import psnr  # noqa: E402
 from dtpm_core.models import load_catalog  # noqa: E402
 from dtpm_core.restore import Restorer  # noqa: E402
@@ -52,6 +56,7 @@ def main() -> None:
     parser.add_argument("--ks", default="1,4,10,50")
     parser.add_argument("--tasks", default="all", help="comma-separated tasks, or all")
     args = parser.parse_args()
+    configure_threads()  # as dtpm-restore and the app do
     from trainer.degradations import degrade
 
     if not cpu_has_native_bf16():

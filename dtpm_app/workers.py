@@ -61,14 +61,20 @@ _IMPORT_LOCK = threading.Lock()  # the first torch import may come from two thre
 def _restorer_class() -> Any:
     """`dtpm_core.restore.Restorer`, imported on first use (it imports torch)."""
     with _IMPORT_LOCK:
+        from dtpm_core.device import configure_threads
         from dtpm_core.restore import Restorer
+
+        configure_threads()  # once per process: interactive and batch run alike
     return Restorer
 
 
 def _singlepass_class() -> Any:
     """`dtpm_core.singlepass_restore.SinglePassRestorer`, imported on first use."""
     with _IMPORT_LOCK:
+        from dtpm_core.device import configure_threads
         from dtpm_core.singlepass_restore import SinglePassRestorer
+
+        configure_threads()
     return SinglePassRestorer
 
 

@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .device import configure_threads
+
+    configure_threads()  # the same count as the app and the benchmarks
     if not 1 <= args.steps <= MAX_SAMPLING_STEPS:
         print(f"dtpm-restore: --steps must be between 1 and {MAX_SAMPLING_STEPS}",
               file=sys.stderr)
@@ -220,8 +223,8 @@ RunOne = Callable[[np.ndarray, Callable], tuple[np.ndarray, list[str]]]
 def _load_engine(args: argparse.Namespace) -> RunOne:
     """Load the chosen engine once; returns image, progress -> (result, notes)."""
     if args.engine == "single-pass":
-        from .singlepass_restore import SinglePassRestorer
         from .models import resolve_singlepass
+        from .singlepass_restore import SinglePassRestorer
         model = resolve_singlepass(args.model)
         fast = SinglePassRestorer(model, device=args.device, precision=args.precision)
         if not fast.tasks:

@@ -194,8 +194,10 @@ def default_thread_count(cores: int | None = None, load: float | None = None) ->
 
 
 def configure_threads(threads: int | None = None) -> int:
-    """Set the CPU thread count for the whole process, once: every restorer calls this, so
-    the CLI, the app (interactive and batch) and the benchmarks run with the same count.
+    """Set the CPU thread count for the whole process, once. The entry points call it before
+    their first model loads (`dtpm-restore`, the app's workers for interactive and batch
+    work, the benchmarks), so they all run with the same count; library users such as the
+    trainer keep torch's own setting unless they call it.
     The first call decides (an explicit `threads`, else $DTPM_THREADS, else
     $OMP_NUM_THREADS as torch read it, else `default_thread_count()`); later calls return it
     unchanged. Returns the count."""

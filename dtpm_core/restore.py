@@ -26,7 +26,6 @@ from .calibration import Calibration
 from .ddim import sample_ddim
 from .device import (
     autocast_context,
-    configure_threads,
     is_out_of_memory,
     prepare_for_inference,
     release_cached_memory,
@@ -106,7 +105,6 @@ class Restorer:
     def __init__(self, base: str | Path, adapter: str | Path | None = None, *,
                  device: str = "auto", precision: str | None = None) -> None:
         self.device = resolve_device(device)
-        configure_threads()
         self.precision = resolve_precision(self.device, precision)
         autocast_context(self.device, self.precision)  # validates the combination early
         model, self.base_info = load_base(base)

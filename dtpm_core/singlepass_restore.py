@@ -19,7 +19,6 @@ import torch
 
 from .device import (
     autocast_context,
-    configure_threads,
     prepare_for_inference,
     resolve_device,
     resolve_precision,
@@ -86,7 +85,6 @@ class SinglePassRestorer:
     def __init__(self, path: str | Path, device: str = "auto", *, precision: str | None = None,
                  max_experts: int = INFERENCE_TOP_K) -> None:
         self.device = resolve_device(device)
-        configure_threads()
         self.precision = resolve_precision(self.device, precision)
         net, info = load_singlepass(path)
         self.info: SinglePassInfo = info
