@@ -114,7 +114,8 @@ def _validator(pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]], samples: P
         rows = []
         with tempfile.TemporaryDirectory() as tmp:
             _export(trained, Path(tmp) / "val.safetensors", config, step, extra)
-            restorer = SinglePassRestorer(Path(tmp) / "val.safetensors", device="auto")
+            restorer = SinglePassRestorer(Path(tmp) / "val.safetensors", device="auto",
+                                          precision="fp32", max_experts=0)
             for task, task_pairs in pairs.items():
                 before, after = [], []
                 for source, clean in task_pairs:

@@ -129,7 +129,7 @@ def build_stage1(config: TrainConfig, run_dir: Path) -> TrainJob:
     def make_restorer(tmp: Path, trained: DTPM, step: int) -> Restorer:
         export_stage1(trained, tmp / BASE_FILE, config, step, extra, calibration=calibrate(
             trained)[0])
-        return Restorer(tmp / BASE_FILE, device="auto")
+        return Restorer(tmp / BASE_FILE, device="auto", precision="fp32")
 
     validate_images = periodic_validator(val_pairs, config.loop, run_dir / "samples",
                                          make_restorer)

@@ -136,7 +136,7 @@ def build_stage2(config: TrainConfig, run_dir: Path, base_path: Path | None) -> 
         adapter_path = tmp / adapter_file
         export_stage2(trained, adapter_path, config, step, extra,
                       calibration=calibrate(trained)[0])
-        return Restorer(base_path, adapter_path, device="auto")
+        return Restorer(base_path, adapter_path, device="auto", precision="fp32")
 
     validate_images = periodic_validator(val_pairs, config.loop, run_dir / "samples",
                                          make_restorer)
