@@ -99,6 +99,7 @@ class Stage2Config:
     use_predictor: bool = True
     from_scratch: bool = False  # "w/o Stage I": the base is trained too, from random weights
     predictor_l1_weight: float = 0.0
+    init: str = ""  # an adapter file (same base, task, mode) the run continues from
 
 
 @dataclass(frozen=True)

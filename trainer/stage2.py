@@ -34,6 +34,26 @@ class Stage2Loss(nn.Module):
                            self.predictor_l1_weight, self.residual_scale)
 
 
+def _warm_start(model: DTPM, path: Path, base: DTPM, base_info, config: TrainConfig) -> float:
+    """Start the adapters and predictor from an adapter file made for this base (to continue
+    a finished run, e.g. in a later session); returns its residual scale, which the
+    continued objective keeps."""
+    from dtpm_core.weights import load_adapter
+    parts = load_adapter(path, base, base_info)  # refuses an adapter of another base
+    if parts.info.task != config.stage2.task or parts.info.stage2 != model.stage2:
+        raise ConfigError(f"stage2.init {path} is a {parts.info.task!r} adapter with options "
+                          f"{parts.info.stage2.to_dict()}; this run trains {config.stage2.task!r}"
+                          f" with {model.stage2.to_dict()}")
+    if parts.denoiser_overrides:
+        raise ConfigError(f"stage2.init {path}: continuing a fine-tuning ablation is not "
+                          "supported; use an adapters-mode file")
+    for mine, theirs in ((model.adapters, parts.adapters), (model.predictor, parts.predictor)):
+        if mine is not None:
+            mine.load_state_dict(theirs.state_dict())
+    print(f"Stage II starts from the adapters and predictor of {path}")
+    return parts.info.calibration.residual_scale
+
+
 def stage2_batch_problem(model: DTPM, batch: dict[str, torch.Tensor]):
     return stage2_problem(model, batch["degraded"], batch["clean"])
 
@@ -115,6 +135,8 @@ def build_stage2(config: TrainConfig, run_dir: Path, base_path: Path | None) -> 
     torch.manual_seed(config.loop.seed)
     model = DTPM(base.config, options)
     model.denoiser.load_state_dict(base.denoiser.state_dict())
+    if resumed_scale is None and config.stage2.init:  # a resumed run has these weights already
+        resumed_scale = _warm_start(model, Path(config.stage2.init), base, base_info, config)
     configure_stage2_trainable(model)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     train_set, val_pairs, crops = build_datasets(config, with_calibration=True)

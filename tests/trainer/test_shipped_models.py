@@ -1,9 +1,9 @@
 """The models in resources/models/ that ship with the app: they load through the catalog the app
 and `dtpm-restore` read, and they restore held-out photos better than doing nothing.
 
-Held-out means photos that training never saw (data/eval_clean comes from the scikit-image
-photographs coffee and chelsea, held out by name) degraded with the held-out degradation
-distribution (`degrade(..., held_out=True)`)."""
+Held-out means photos that training never saw (scikit-image's chelsea and the hq photos whose
+number is 3 modulo 7, held out by name in scripts/collect_demo_photos.py) degraded with the
+held-out degradation distribution (`degrade(..., held_out=True)`)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from dtpm_core.singlepass_restore import SinglePassRestorer
 from trainer.compare import held_out_pairs
 
 REAL_RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+SHARED_HQ = Path(__file__).resolve().parents[3] / "shared" / "data" / "hq"
+HELD_OUT_HQ = "073_sheep_field.png"  # held out: 73 % 7 == 3
 SINGLEPASS = REAL_RESOURCES / "models" / "singlepass.safetensors"
 TASKS = ("motion-deblur", "defocus-deblur", "derain-dehaze", "desnow", "raindrop")
 
@@ -28,12 +30,16 @@ needs_singlepass = pytest.mark.skipif(not SINGLEPASS.is_file(),
 
 @pytest.fixture(scope="module")
 def held_out_photos(tmp_path_factory) -> list[Path]:
-    """Two crops of the held-out scikit-image photographs, small enough for a fast test."""
-    from dtpm_core.imageio import write_image
+    """Crops of held-out photographs (chelsea, and an hq photo where ../shared has it), small
+    enough for a fast test."""
+    from dtpm_core.imageio import read_image, write_image
     folder = tmp_path_factory.mktemp("held_out")
+    images = {"chelsea": skdata.chelsea()[:128, :192].astype(np.float32) / 255.0}
+    if (SHARED_HQ / HELD_OUT_HQ).is_file():
+        images["sheep"] = np.ascontiguousarray(read_image(SHARED_HQ / HELD_OUT_HQ).rgb[
+            150:278, 300:492])
     paths = []
-    for name in ("coffee", "chelsea"):
-        image = getattr(skdata, name)()[:128, :192].astype(np.float32) / 255.0
+    for name, image in images.items():
         path = folder / f"{name}.png"
         write_image(path, image)
         paths.append(path)

@@ -58,6 +58,24 @@ def test_prepare_stage1_stage2_export_restore(tmp_path, prepared_folder, clean_f
     assert restore_main([str(clean_folder / "coffee.png"), "-o", str(out), "--base", str(base),
                          "--adapter", str(exported), "--steps", "2", "-q"]) == 0
     assert (out / "coffee.png").is_file()
+    # both files carry a measured sampling calibration (residual scale, start level, clamp)
+    for calibration in (base_info.calibration, info.calibration):
+        assert calibration.note.startswith("measured on")
+        assert 50 <= calibration.start_step <= 1000 and calibration.x0_clip > 0
+        assert 0.0 < calibration.residual_scale < 1.0  # the residual's RMS, not the default 1
+
+    # a later session continues both stages from the exported files
+    assert _stage1(tmp_path / "s1b", prepared_folder, 2, f'model.init="{base}"') == 0
+    assert train_main(["stage2", "--run-dir", str(tmp_path / "s2b"), "--base", str(base),
+                       "--task", "motion-deblur", "--iterations", "2", "--quiet",
+                       *_sets(f'data.clean=["{clean_folder}"]', "data.synthetic_length=16",
+                              f'stage2.init="{exported}"')]) == 0
+    continued = read_adapter_info(tmp_path / "s2b" / "motion-deblur.safetensors")
+    assert continued.calibration.residual_scale == info.calibration.residual_scale
+    assert train_main(["stage2", "--run-dir", str(tmp_path / "s2c"), "--base", str(base),
+                       "--task", "desnow", "--iterations", "2", "--quiet",
+                       *_sets(f'data.clean=["{clean_folder}"]', "data.synthetic_length=16",
+                              f'stage2.init="{exported}"')]) != 0  # another task's adapter
 
 
 def _trained_state(run_dir):
