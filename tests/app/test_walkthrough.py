@@ -146,8 +146,8 @@ def test_open_restore_switch_engine_and_save_twice_without_losing_a_file(
     cancel = _message_box("Cancel")
     seen = answer_next_dialog(QMessageBox, cancel)
     window.save_action.trigger()
-    qtbot.waitUntil(lambda: len(seen) == 1, timeout=10_000)
-    qtbot.waitUntil(lambda: window.controller.idle, timeout=10_000)
+    qtbot.waitUntil(lambda: len(seen) == 1, timeout=60_000)
+    qtbot.waitUntil(lambda: window.controller.idle, timeout=60_000)
     assert _snapshot(shoot) == snapshot
 
     # and Replace replaces, only after that yes
