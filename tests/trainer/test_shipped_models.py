@@ -46,6 +46,22 @@ def held_out_photos(tmp_path_factory) -> list[Path]:
     return paths
 
 
+@pytest.fixture(scope="module")
+def singlepass_held_out_photos(tmp_path_factory) -> list[Path]:
+    """The bundled single-pass model was trained (scripts/train_singlepass_models.sh, with the
+    photo split of its time) on the scikit-image photographs with coffee and chelsea held
+    out: crops of those two."""
+    from dtpm_core.imageio import write_image
+    folder = tmp_path_factory.mktemp("singlepass_held_out")
+    paths = []
+    for name in ("coffee", "chelsea"):
+        image = getattr(skdata, name)()[:128, :192].astype(np.float32) / 255.0
+        path = folder / f"{name}.png"
+        write_image(path, image)
+        paths.append(path)
+    return paths
+
+
 def _psnr_gain(photos: list[Path], task: str, restore) -> float:
     """Mean PSNR of `restore(degraded)` minus that of the degraded photos themselves, on the
     held-out degradations of `photos` (seed 3)."""
@@ -64,9 +80,9 @@ def test_catalog_finds_the_shipped_single_pass_model(monkeypatch):
 
 
 @needs_singlepass
-def test_shipped_single_pass_model_removes_snow_and_rain_haze(held_out_photos):
+def test_shipped_single_pass_model_removes_snow_and_rain_haze(singlepass_held_out_photos):
     restorer = SinglePassRestorer(SINGLEPASS, device="cpu")
-    gains = {task: _psnr_gain(held_out_photos, task,
+    gains = {task: _psnr_gain(singlepass_held_out_photos, task,
                               lambda image, task=task: restorer.restore(image, task).result)
              for task in ("desnow", "derain-dehaze")}
     # measured on data/eval_clean: desnow +4.8 dB, derain-dehaze +3.1 dB
@@ -76,11 +92,13 @@ def test_shipped_single_pass_model_removes_snow_and_rain_haze(held_out_photos):
 
 @needs_singlepass
 @pytest.mark.parametrize("task", ["motion-deblur", "defocus-deblur", "raindrop"])
-def test_shipped_single_pass_model_does_no_harm_on_the_hard_tasks(held_out_photos, task):
+def test_shipped_single_pass_model_does_no_harm_on_the_hard_tasks(singlepass_held_out_photos,
+                                                                  task):
     """The tiny CPU-trained network barely moves these tasks (README); it must not make the
     photo worse."""
     restorer = SinglePassRestorer(SINGLEPASS, device="cpu")
-    gain = _psnr_gain(held_out_photos, task, lambda image: restorer.restore(image, task).result)
+    gain = _psnr_gain(singlepass_held_out_photos, task,
+                      lambda image: restorer.restore(image, task).result)
     assert gain > -0.1
 
 
@@ -106,25 +124,35 @@ def test_catalog_lists_the_shipped_base_and_five_adapters_made_for_it(monkeypatc
 
 
 @needs_dtpm
-@pytest.mark.parametrize("task", ["derain-dehaze", "desnow"])
-def test_shipped_dtpm_at_four_steps_beats_the_degraded_input(held_out_photos, task,
-                                                             monkeypatch):
+@pytest.mark.parametrize("task", TASKS)
+def test_shipped_dtpm_never_costs_more_than_a_tenth_of_a_db_at_any_k(held_out_photos, task,
+                                                                    monkeypatch):
+    """Every K is usable (the sampling starts at the adapter's calibrated level): no K makes
+    a held-out photo noticeably worse than the degraded input, for any task."""
     from dtpm_core.models import resolve_adapter
     from dtpm_core.restore import Restorer
     monkeypatch.setenv("DTPM_RESOURCES", str(REAL_RESOURCES))
-    restorer = Restorer(BASE, resolve_adapter(task), device="cpu")
-    gain = _psnr_gain(held_out_photos, task,
-                      lambda image: restorer.restore(image, 4, seed=0).result)
-    # measured here: desnow +4.6 dB, derain-dehaze +5.0 dB
-    assert gain > 2.0
+    restorer = Restorer(BASE, resolve_adapter(task), device="cpu", precision="fp32")
+    for k in (1, 4, 10, 50):
+        gain = _psnr_gain(held_out_photos, task,
+                          lambda image, k=k: restorer.restore(image, k, seed=0).result)
+        # measured here: motion -0.01..+0.03, defocus +0.12..+0.17, raindrop -0.02..-0.01,
+        # derain-dehaze +4.25..+4.68, desnow +3.38..+3.65 dB
+        assert gain > -0.1, (task, k, gain)
+        if task in ("derain-dehaze", "desnow"):
+            assert gain > 2.0, (task, k, gain)
 
 
 @needs_dtpm
-def test_shipped_adapters_carry_their_held_out_scores_and_warn_at_one_step():
+def test_shipped_adapters_carry_their_calibration_and_held_out_scores():
     from dtpm_core.model_scores import held_out_scores
-    from dtpm_core.weights import read_adapter_info
+    from dtpm_core.weights import load_base, read_adapter_info
+    assert load_base(BASE)[1].calibration.note.startswith("measured on")
     for task in TASKS:
-        scores = held_out_scores(read_adapter_info(BASE.parent / f"{task}.safetensors").metrics)
-        assert scores is not None and scores.images == 8 and set(scores.psnr_at) == {1, 4, 10, 50}
-        assert scores.step_note(1)[0] == "warning"  # README: K = 1 gives noise
-        assert scores.step_note(4)[0] == "info"
+        info = read_adapter_info(BASE.parent / f"{task}.safetensors")
+        assert info.calibration.note.startswith("measured on")
+        assert 50 <= info.calibration.start_step <= 1000
+        scores = held_out_scores(info.metrics)
+        assert scores is not None and scores.images == 14 and set(scores.psnr_at) == {1, 4, 10, 50}
+        for k in (1, 4, 10, 50):  # no K is known to give noise any more
+            assert scores.step_note(k)[0] == "info", (task, k)
