@@ -175,7 +175,9 @@ def _restore_dtpm(catalog: Any, image: np.ndarray, device: str) -> tuple[np.ndar
 
     entry = catalog.adapters[_default_task(catalog.adapters)]
     clock = time.perf_counter()
-    restorer = Restorer(catalog.base, entry.path, device=device)
+    # fp32: the checks compare numbers across machines and builds (the bf16 fast path
+    # depends on the CPU)
+    restorer = Restorer(catalog.base, entry.path, device=device, precision="fp32")
     _say(f"  base:     {_describe_model(catalog.base.name, restorer.info)}")
     _say(f"  adapter:  {entry.task}: "
          f"{_describe_model(entry.path.name, restorer.adapter_info)}")
@@ -195,7 +197,7 @@ def _restore_singlepass(catalog: Any, image: np.ndarray, device: str
     from dtpm_core.singlepass_restore import SinglePassRestorer
 
     clock = time.perf_counter()
-    fast = SinglePassRestorer(catalog.singlepass, device=device)
+    fast = SinglePassRestorer(catalog.singlepass, device=device, precision="fp32")
     task = _default_task(fast.tasks)
     _say(f"  model:    {task}: {_describe_model(catalog.singlepass.name, fast.info)}")
     _say(f"  device:   {fast.device}; loaded in {time.perf_counter() - clock:.2f} s")
