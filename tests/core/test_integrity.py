@@ -16,7 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from dtpm_core.calibration import Calibration
-from dtpm_core.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, main
+from dtpm_core.cli import EXIT_SOME_FAILED, EXIT_USAGE, main
 from dtpm_core.errors import WeightsError
 from dtpm_core.model import DTPM, Stage2Options
 from dtpm_core.singlepass import SinglePassNet, singlepass_preset
