@@ -23,6 +23,8 @@ from dtpm_core.model import DTPM
 from dtpm_core.objectives import DiffusionProblem
 from dtpm_core.schedule import add_noise, alpha_bars
 
+from .validation import stack_items
+
 CALIBRATION_FILE = "calibration.json"
 """Written into a run folder when training finishes; `dtpm-train export` reads it."""
 SCALE_BATCHES = 16
@@ -117,3 +119,31 @@ def load_calibration(run_dir: Path) -> Calibration | None:
         return None
     data = json.loads(path.read_text())["calibration"]
     return Calibration(**data)
+
+
+class HeldOutCalibration:
+    """The calibration work a Stage I / II job does on its held-out crops: measure the
+    calibration for an export, log relative x0 errors at validation, and save the curve when
+    the run finishes. Without crops it measures nothing and says so in the calibration."""
+
+    def __init__(self, problem_fn: ProblemFn, crops: list[dict[str, torch.Tensor]],
+                 residual_scale: float, what: str) -> None:
+        self.problem_fn, self.scale, self.what = problem_fn, residual_scale, what
+        self.batch = stack_items(crops) if crops else None
+
+    def measure(self, trained: DTPM) -> tuple[Calibration, dict[str, Any]]:
+        if self.batch is None:
+            return Calibration(residual_scale=self.scale,
+                               note="not measured: no held-out data"), {}
+        return measure_calibration(trained, self.problem_fn, self.batch, self.scale, self.what)
+
+    def x0_errors(self, trained: DTPM) -> dict[str, float]:
+        if self.batch is None:
+            return {}
+        return validation_x0_errors(trained, self.problem_fn, self.batch, self.scale)
+
+    def finish(self, trained: DTPM, run_dir: Path) -> Calibration:
+        calibration, curve = self.measure(trained)
+        if curve:
+            save_calibration(run_dir, curve)
+        return calibration

@@ -7,7 +7,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dtpm_core.calibration import Calibration
 from dtpm_core.config import ModelConfig
 from dtpm_core.errors import ConfigError
 from dtpm_core.model import DTPM
@@ -19,13 +18,7 @@ from .checkpoint import checkpoint_path, load_checkpoint
 from .config import TrainConfig
 from .export import export_stage1
 from .loop import TrainJob
-from .sampling_calibration import (
-    SCALE_BATCHES,
-    measure_calibration,
-    measure_residual_scale,
-    save_calibration,
-    validation_x0_errors,
-)
+from .sampling_calibration import SCALE_BATCHES, HeldOutCalibration, measure_residual_scale
 from .validation import as_array_pair, periodic_validator, stack_items
 
 BASE_FILE = "base.safetensors"
@@ -120,32 +113,22 @@ def build_stage1(config: TrainConfig, run_dir: Path) -> TrainJob:
         if len(val_set) else []
     what = f"{len(crops)} held-out {config.loop.val_size} px patches"
 
-    def calibrate(trained: DTPM) -> tuple[Calibration, dict]:
-        if not crops:
-            return Calibration(residual_scale=scale, note="not measured: no held-out data"), {}
-        return measure_calibration(trained, stage1_batch_problem, stack_items(crops), scale,
-                                   what)
+    held_out = HeldOutCalibration(stage1_batch_problem, crops, scale, what)
 
     def make_restorer(tmp: Path, trained: DTPM, step: int) -> Restorer:
-        export_stage1(trained, tmp / BASE_FILE, config, step, extra, calibration=calibrate(
-            trained)[0])
+        export_stage1(trained, tmp / BASE_FILE, config, step, extra,
+                      calibration=held_out.measure(trained)[0])
         return Restorer(tmp / BASE_FILE, device="auto", precision="fp32")
 
     validate_images = periodic_validator(val_pairs, config.loop, run_dir / "samples",
                                          make_restorer)
 
     def validate(trained: nn.Module, step: int) -> dict[str, float]:
-        metrics = validate_images(trained, step)
-        if crops:
-            metrics.update(validation_x0_errors(trained, stage1_batch_problem,
-                                                stack_items(crops), scale))
-        return metrics
+        return {**validate_images(trained, step), **held_out.x0_errors(trained)}
 
     def finish(trained: nn.Module) -> None:
         path = run_dir / BASE_FILE
-        calibration, curve = calibrate(trained)
-        if curve:
-            save_calibration(run_dir, curve)
+        calibration = held_out.finish(trained, run_dir)
         export_stage1(trained, path, config, config.loop.iterations, extra,
                       calibration=calibration)
         print(f"exported the base model to {path}; sampling calibration: {calibration}")

@@ -8,7 +8,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dtpm_core.calibration import Calibration
 from dtpm_core.errors import ConfigError
 from dtpm_core.model import DTPM, Stage2Options, configure_stage2_trainable
 from dtpm_core.objectives import stage2_loss, stage2_problem
@@ -18,9 +17,9 @@ from dtpm_core.weights import load_base, save_base
 from .config import TrainConfig
 from .export import export_stage2
 from .loop import TrainJob
-from .sampling_calibration import measure_calibration, save_calibration, validation_x0_errors
+from .sampling_calibration import HeldOutCalibration
 from .stage1 import residual_scale_of, resumed_config
-from .validation import as_array_pair, periodic_validator, stack_items
+from .validation import as_array_pair, periodic_validator
 
 
 class Stage2Loss(nn.Module):
@@ -148,33 +147,23 @@ def build_stage2(config: TrainConfig, run_dir: Path, base_path: Path | None) -> 
     print(f"residual scale s = {scale:.4f} (the diffusion runs on x0 / s)")
     what = f"{len(crops)} held-out {config.loop.val_size} px crops"
 
-    def calibrate(trained: DTPM) -> tuple[Calibration, dict]:
-        if not crops:
-            return Calibration(residual_scale=scale, note="not measured: no held-out data"), {}
-        return measure_calibration(trained, stage2_batch_problem, stack_items(crops), scale,
-                                   what)
+    held_out = HeldOutCalibration(stage2_batch_problem, crops, scale, what)
 
     def make_restorer(tmp: Path, trained: DTPM, step: int) -> Restorer:
         adapter_path = tmp / adapter_file
         export_stage2(trained, adapter_path, config, step, extra,
-                      calibration=calibrate(trained)[0])
+                      calibration=held_out.measure(trained)[0])
         return Restorer(base_path, adapter_path, device="auto", precision="fp32")
 
     validate_images = periodic_validator(val_pairs, config.loop, run_dir / "samples",
                                          make_restorer)
 
     def validate(trained: nn.Module, step: int) -> dict[str, float]:
-        metrics = validate_images(trained, step)
-        if crops:
-            metrics.update(validation_x0_errors(trained, stage2_batch_problem,
-                                                stack_items(crops), scale))
-        return metrics
+        return {**validate_images(trained, step), **held_out.x0_errors(trained)}
 
     def finish(trained: nn.Module) -> None:
         path = run_dir / adapter_file
-        calibration, curve = calibrate(trained)
-        if curve:
-            save_calibration(run_dir, curve)
+        calibration = held_out.finish(trained, run_dir)
         export_stage2(trained, path, config, config.loop.iterations, extra,
                       calibration=calibration)
         print(f"exported the {config.stage2.task} adapter to {path}; sampling calibration: "
