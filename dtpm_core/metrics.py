@@ -163,6 +163,17 @@ def mae(pred: Any, target: Any) -> float:
 # torch helpers (torch imported lazily)
 
 
+def _nchw_pair(pred: Any, target: Any, device: Any) -> tuple[Any, Any]:
+    """Both images as (N, 3, H, W) tensors on `device`; differing shapes are an error."""
+    a = _to_nchw_tensor(pred, "pred", device)
+    b = _to_nchw_tensor(target, "target", device)
+    if a.shape != b.shape:
+        raise MetricInputError(
+            f"pred and target differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}"
+        )
+    return a, b
+
+
 def _to_nchw_tensor(x: Any, name: str, device: Any) -> Any:
     """Return ``x`` as a float32 torch tensor ``(N, 3, H, W)`` on ``device`` (grey -> 3 channels)."""
     import torch
@@ -275,12 +286,7 @@ class LPIPSMetric:
         """LPIPS distance between images in [0, 1] (mean over a batch); 0 for identical images."""
         import torch
 
-        a = _to_nchw_tensor(pred, "pred", self.device)
-        b = _to_nchw_tensor(target, "target", self.device)
-        if a.shape != b.shape:
-            raise MetricInputError(
-                f"pred and target differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}"
-            )
+        a, b = _nchw_pair(pred, target, self.device)
         with torch.inference_mode():
             d = self._model(a * 2 - 1, b * 2 - 1)
         return float(d.mean().item())
@@ -334,12 +340,7 @@ class FeatureDistanceMetric:
         """The distance between images in [0, 1] (mean over a batch); 0 for identical images."""
         import torch
 
-        a = _to_nchw_tensor(pred, "pred", self.device)
-        b = _to_nchw_tensor(target, "target", self.device)
-        if a.shape != b.shape:
-            raise MetricInputError(
-                f"pred and target differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}"
-            )
+        a, b = _nchw_pair(pred, target, self.device)
         upto = FEATURE_DISTANCE_STAGES[-1] + 1
         with torch.inference_mode():
             feats_a = self._net.stage_features(a, upto=upto)
