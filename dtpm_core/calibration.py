@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from .errors import ConfigError
 
@@ -97,7 +96,3 @@ def choose_start_step(steps: Sequence[int], x0_error: Sequence[float], zero_erro
         chosen = t
     return int(min(max(chosen, min_step, 1), num_steps))
 
-
-def describe(calibration: Calibration) -> dict[str, Any]:
-    """Plain dict for reports."""
-    return asdict(calibration)
