@@ -70,12 +70,18 @@ def test_precision_auto_follows_the_cpu_and_impossible_choices_are_errors():
         resolve_precision(CPU, "int8", bf16_cpu=True)
 
 
-def test_thread_count_leaves_busy_cores_alone_and_is_set_once():
+def test_thread_count_leaves_busy_cores_alone_and_is_set_once(monkeypatch):
     assert default_thread_count(cores=2, load=3.7) == 1
     assert default_thread_count(cores=2, load=0.3) == 2
     assert default_thread_count(cores=16, load=4.2) == 12
-    first = configure_threads()
-    assert configure_threads(first + 3) == first == torch.get_num_threads()
+    # a fresh process: nothing configured yet (other tests may have set torch's count)
+    monkeypatch.setattr(device_module, "_configured_threads", None)
+    before = torch.get_num_threads()
+    try:
+        first = configure_threads(1)
+        assert configure_threads(first + 3) == first == torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_bf16_restorer_converts_weights_once_and_keeps_epsilon_fp32(dtpm_files, photo,
