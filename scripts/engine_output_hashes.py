@@ -59,6 +59,7 @@ def main() -> int:
             out = Path(tmp) / case
             subprocess.run([sys.executable, "-m", "dtpm_core.cli", str(photos[photo]), "-o",
                             str(out), "--device", "cpu", "--quiet", *options], check=True,
+                           stdout=subprocess.DEVNULL,
                            cwd=ROOT)
             (result,) = out.glob("*.png")
             print(f"{case}\t{hashlib.sha256(result.read_bytes()).hexdigest()}", flush=True)
