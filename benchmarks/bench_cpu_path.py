@@ -42,9 +42,9 @@ from dtpm_core.device import (  # noqa: E402
 )
 from dtpm_core.model import DTPM, Stage2Options  # noqa: E402
 from dtpm_core.restore import Restorer  # noqa: E402
-from dtpm_core.singlepass import INFERENCE_TOP_K, SinglePassNet, singlepass_preset  # noqa: E402
-from dtpm_core.singlepass_restore import SinglePassRestorer  # noqa: E402
-from dtpm_core.singlepass_weights import save_singlepass  # noqa: E402
+from dtpm_core.singlepass.network import INFERENCE_TOP_K, SinglePassNet, singlepass_preset  # noqa: E402
+from dtpm_core.singlepass.restore import SinglePassRestorer  # noqa: E402
+from dtpm_core.singlepass.weights import save_singlepass  # noqa: E402
 from dtpm_core.weights import save_adapter, save_base  # noqa: E402
 
 TASKS = ("motion-deblur", "defocus-deblur", "derain-dehaze", "desnow", "raindrop")
@@ -111,10 +111,11 @@ def as_before_issue_17(*restorers: Restorer | SinglePassRestorer):
     """Run fp32 restorers as the code did before issue 17: NCHW weights and inputs, the
     eight-op LayerNorm2d and separate AdaLN, the MoE experts one by one (and, set at
     construction, all 10 of them)."""
-    from dtpm_core import restore, singlepass_restore
+    from dtpm_core import restore
     from dtpm_core.inference_layers import ChannelsLastLayerNorm2d, FoldedAdaLNBlock
     from dtpm_core.layers import LayerNorm2d, NAFBlock
-    from dtpm_core.singlepass import MoEAdaptor
+    from dtpm_core.singlepass import restore as singlepass_restore
+    from dtpm_core.singlepass.network import MoEAdaptor
 
     def switch(module: torch.nn.Module, before: bool) -> None:
         module.to(memory_format=torch.contiguous_format if before else torch.channels_last)

@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 from dtpm_core.config import preset  # noqa: E402
 from dtpm_core.model import DTPM, Stage2Options  # noqa: E402
 from dtpm_core.restore import Restorer  # noqa: E402
-from dtpm_core.singlepass import SinglePassNet, singlepass_preset  # noqa: E402
-from dtpm_core.singlepass_restore import SinglePassRestorer  # noqa: E402
-from dtpm_core.singlepass_weights import save_singlepass  # noqa: E402
+from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset  # noqa: E402
+from dtpm_core.singlepass.restore import SinglePassRestorer  # noqa: E402
+from dtpm_core.singlepass.weights import save_singlepass  # noqa: E402
 from dtpm_core.weights import save_adapter, save_base  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from dtpm_core.device import configure_threads  # noqa: E402
 from dtpm_core.metrics import psnr  # noqa: E402
-from dtpm_core.singlepass_restore import SinglePassRestorer  # noqa: E402
+from dtpm_core.singlepass.restore import SinglePassRestorer  # noqa: E402
 
 HQ = ROOT.parent / "shared" / "data" / "hq"
 

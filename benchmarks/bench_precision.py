@@ -23,15 +23,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dtpm_core.catalog import load_catalog  # noqa: E402
 from dtpm_core.device import (  # noqa: E402
     configure_threads,
     cpu_has_native_bf16,
     describe_cpu_path,
 )
 from dtpm_core.metrics import psnr  # noqa: E402
-from dtpm_core.models import load_catalog  # noqa: E402
 from dtpm_core.restore import Restorer  # noqa: E402
-from dtpm_core.singlepass_restore import SinglePassRestorer  # noqa: E402
+from dtpm_core.singlepass.restore import SinglePassRestorer  # noqa: E402
 
 BAR_DB = 45.0
 PHOTOS = ("astronaut", "coffee", "chelsea")

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from dtpm_core.catalog import Catalog, load_catalog, user_models_dir
 from dtpm_core.errors import WeightsError
 from dtpm_core.imageio import LoadedImage, read_image
-from dtpm_core.models import Catalog, load_catalog, user_models_dir
 
 from .batch_runner import match_reference
 from .controller_views import ControllerViews

@@ -19,7 +19,7 @@ class ControllerViews:
     """Signals to the window (see the module docstring); mixed into `Controller`."""
 
     def _emit_models(self, state: str | None = None) -> None:
-        from dtpm_core.models import user_models_dir
+        from dtpm_core.catalog import user_models_dir
 
         fast_tasks = self.fast.tasks(self.device)
         if state is None:

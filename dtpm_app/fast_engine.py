@@ -2,7 +2,7 @@
 them, and the controller's record of that network (DESIGN 6).
 
 No Qt and no model maths here. The worker runs the jobs with
-`dtpm_core.singlepass_restore.SinglePassRestorer` (one network pass per tile, cancellable
+`dtpm_core.singlepass.restore.SinglePassRestorer` (one network pass per tile, cancellable
 like DTPM); the controller keeps a `FastModel`: which file is installed, which one the worker
 has loaded and for which device, the tasks it restores, its cached results (per image, task,
 tile and ensemble choice) and its points on the trade-off plot.

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dtpm_core.models import Catalog, ModelEntry
+from dtpm_core.catalog import Catalog, ModelEntry
 
 from .batch_worker import BatchModels
 from .fast_engine import (

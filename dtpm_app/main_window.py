@@ -32,8 +32,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from dtpm_core.catalog import resources_dir, user_models_dir
 from dtpm_core.imageio import SUPPORTED_EXTENSIONS
-from dtpm_core.models import resources_dir, user_models_dir
 
 from .batch_runner import BatchRunner
 from .batch_worker import BatchSummary

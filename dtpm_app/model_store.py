@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from dtpm_core.atomic import atomic_writer, write_text_atomic
+from dtpm_core.catalog import MANIFEST_NAME, user_models_dir
 from dtpm_core.errors import WeightsError
 from dtpm_core.model_scores import HeldOutScores, held_out_scores
-from dtpm_core.models import MANIFEST_NAME, user_models_dir
 
 
 class ModelInstallError(WeightsError):
@@ -70,7 +70,7 @@ class InstallReport:
 def _inspect(source: Path) -> tuple[str, Any]:
     """("adapter", AdapterInfo), ("base", BaseInfo) or ("singlepass", SinglePassInfo);
     WeightsError for anything else."""
-    from dtpm_core.singlepass_weights import read_singlepass_info  # lazy: imports torch
+    from dtpm_core.singlepass.weights import read_singlepass_info  # lazy: imports torch
     from dtpm_core.weights import load_base, read_adapter_info
 
     try:
@@ -114,7 +114,7 @@ def install_models(sources: list[str | Path], current_base_sha256: str | None = 
     Args:
         sources: adapter files (`dtpm-train export`), base files and/or single-pass files.
         current_base_sha256: the sha256 of the base in use, if any.
-        folder: the model folder (default: `dtpm_core.models.user_models_dir()`).
+        folder: the model folder (default: `dtpm_core.catalog.user_models_dir()`).
     """
     folder = folder or user_models_dir()
     installed: list[InstalledModel] = []

@@ -139,8 +139,8 @@ def _start_qt() -> str:
 
 def _installed() -> tuple[Any, str | None]:
     """(catalog, None) or (None, why no model can be tested)."""
+    from dtpm_core.catalog import bundled_models_dir, load_catalog, user_models_dir
     from dtpm_core.errors import WeightsError
-    from dtpm_core.models import bundled_models_dir, load_catalog, user_models_dir
 
     try:
         catalog = load_catalog()
@@ -194,7 +194,7 @@ def _restore_dtpm(catalog: Any, image: np.ndarray, device: str) -> tuple[np.ndar
 def _restore_singlepass(catalog: Any, image: np.ndarray, device: str
                         ) -> tuple[np.ndarray, Any]:
     """The Fast engine: one pass of the installed single-pass network for its default task."""
-    from dtpm_core.singlepass_restore import SinglePassRestorer
+    from dtpm_core.singlepass.restore import SinglePassRestorer
 
     clock = time.perf_counter()
     fast = SinglePassRestorer(catalog.singlepass, device=device, precision="fp32")

@@ -17,7 +17,7 @@ from pathlib import Path
 from platformdirs import user_config_dir
 
 from dtpm_core.atomic import write_text_atomic
-from dtpm_core.models import APP_NAME
+from dtpm_core.catalog import APP_NAME
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dtpm_core.catalog import ModelEntry
 from dtpm_core.imageio import LoadedImage
 from dtpm_core.model_scores import HeldOutScores
-from dtpm_core.models import ModelEntry
 
 CACHE_BYTES = 1 << 30
 """Memory kept for restored images; the least recently used go first."""

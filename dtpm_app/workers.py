@@ -69,10 +69,10 @@ def _restorer_class() -> Any:
 
 
 def _singlepass_class() -> Any:
-    """`dtpm_core.singlepass_restore.SinglePassRestorer`, imported on first use."""
+    """`dtpm_core.singlepass.restore.SinglePassRestorer`, imported on first use."""
     with _IMPORT_LOCK:
         from dtpm_core.device import configure_threads
-        from dtpm_core.singlepass_restore import SinglePassRestorer
+        from dtpm_core.singlepass.restore import SinglePassRestorer
 
         configure_threads()
     return SinglePassRestorer

@@ -223,8 +223,8 @@ RunOne = Callable[[np.ndarray, Callable], tuple[np.ndarray, list[str]]]
 def _load_engine(args: argparse.Namespace) -> RunOne:
     """Load the chosen engine once; returns image, progress -> (result, notes)."""
     if args.engine == "single-pass":
-        from .models import resolve_singlepass
-        from .singlepass_restore import SinglePassRestorer
+        from .catalog import resolve_singlepass
+        from .singlepass.restore import SinglePassRestorer
         model = resolve_singlepass(args.model)
         fast = SinglePassRestorer(model, device=args.device, precision=args.precision)
         if not fast.tasks:
@@ -248,7 +248,7 @@ def _load_engine(args: argparse.Namespace) -> RunOne:
 
 
 def _load_restorer(args: argparse.Namespace):
-    from .models import load_catalog, resolve_adapter, resolve_base
+    from .catalog import load_catalog, resolve_adapter, resolve_base
     from .restore import Restorer
 
     catalog = load_catalog()

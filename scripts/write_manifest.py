@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from dtpm_core.atomic import write_text_atomic
-from dtpm_core.singlepass_weights import read_singlepass_info
+from dtpm_core.singlepass.weights import read_singlepass_info
 from dtpm_core.weights import load_base, read_adapter_info
 
 SINGLEPASS_FILE = "singlepass.safetensors"

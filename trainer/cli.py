@@ -280,7 +280,7 @@ def _eval(args: argparse.Namespace) -> int:
     restorer = Restorer(args.base, args.adapter, device=args.device, precision=args.precision)
     others = {}
     if args.singlepass is not None:
-        from dtpm_core.singlepass_restore import SinglePassRestorer
+        from dtpm_core.singlepass.restore import SinglePassRestorer
         if not args.task:
             raise DTPMError("--singlepass needs --task (the task the Fast engine restores)")
         fast = SinglePassRestorer(args.singlepass, device=args.device,
@@ -324,7 +324,7 @@ def _eval_pairs(args: argparse.Namespace) -> list:
 def _compare(args: argparse.Namespace) -> int:
     from dtpm_core.metrics import LPIPSMetric
     from dtpm_core.restore import Restorer
-    from dtpm_core.singlepass_restore import SinglePassRestorer
+    from dtpm_core.singlepass.restore import SinglePassRestorer
 
     from .compare import compare, write_reports
 
@@ -387,7 +387,7 @@ def _singlepass(args: argparse.Namespace) -> int:
     from . import dist
     from .config import load_config
     from .loop import run
-    from .singlepass_train import build_finetune, build_pretrain, run_multitask
+    from .singlepass.train import build_finetune, build_pretrain, run_multitask
 
     command = args.singlepass_command
     overrides = list(args.overrides)
@@ -442,10 +442,10 @@ def _calibrate(args: argparse.Namespace) -> int:
     from dtpm_core.atomic import write_text_atomic
     from dtpm_core.device import resolve_device
     from dtpm_core.imageio import list_images, read_image
-    from dtpm_core.singlepass_weights import load_singlepass
+    from dtpm_core.singlepass.weights import load_singlepass
 
     from .pairs import pairs_from_folders
-    from .singlepass_calibrate import calibrate
+    from .singlepass.calibrate import calibrate
 
     def centre(image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]

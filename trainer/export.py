@@ -89,7 +89,7 @@ def export_run(run_dir: str | Path, out: str | Path, use_ema: bool = True,
     """Write the weight file of a Stage I, Stage II or single-pass run to `out`."""
     kind = load_checkpoint(checkpoint_path(run_dir)).get("kind", "")
     if str(kind).startswith("singlepass"):
-        from .singlepass_train import export_singlepass_run
+        from .singlepass.train import export_singlepass_run
         return export_singlepass_run(Path(run_dir), Path(out), use_ema, metrics)
     model, config, extra, step, kind = model_from_checkpoint(run_dir, use_ema)
     calibration = run_calibration(Path(run_dir), extra)

@@ -20,13 +20,13 @@ from dtpm_app.fast_engine import FAST, RestoreFast
 from dtpm_app.model_store import install_models
 from dtpm_app.settings import load_settings, save_settings
 from dtpm_app.workers import RestoreImage, preview
+from dtpm_core.catalog import load_catalog
 from dtpm_core.imageio import read_image
 from dtpm_core.metrics import perceptual_metric, psnr
-from dtpm_core.models import load_catalog
 from dtpm_core.restore import Restorer
-from dtpm_core.singlepass import SinglePassNet, singlepass_preset
-from dtpm_core.singlepass_restore import SinglePassRestorer
-from dtpm_core.singlepass_weights import save_singlepass
+from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+from dtpm_core.singlepass.restore import SinglePassRestorer
+from dtpm_core.singlepass.weights import save_singlepass
 
 FAST_TASKS = {"motion-deblur": 50, "desnow": 15}
 FAST_FILE = "fast.safetensors"

@@ -23,8 +23,8 @@ from dtpm_app.self_test import (
     check_restoration,
 )
 from dtpm_app.workers import preview
+from dtpm_core.catalog import resources_dir
 from dtpm_core.imageio import read_image
-from dtpm_core.models import resources_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -168,8 +168,8 @@ def _identity_singlepass(folder: Path) -> Path:
 
     import torch
 
-    from dtpm_core.singlepass import SinglePassNet, singlepass_preset
-    from dtpm_core.singlepass_weights import save_singlepass
+    from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+    from dtpm_core.singlepass.weights import save_singlepass
 
     torch.manual_seed(0)
     net = SinglePassNet(singlepass_preset("tiny", width=8))

@@ -108,8 +108,8 @@ def test_help_explains_the_options(capsys):
 def test_single_pass_engine(tmp_path, capsys):
     import torch
 
-    from dtpm_core.singlepass import SinglePassNet, singlepass_preset
-    from dtpm_core.singlepass_weights import save_singlepass
+    from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+    from dtpm_core.singlepass.weights import save_singlepass
     torch.manual_seed(0)
     net = SinglePassNet(singlepass_preset("tiny", width=8))
     model = tmp_path / "fast.safetensors"

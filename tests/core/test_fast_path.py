@@ -19,9 +19,9 @@ from dtpm_core.errors import ConfigError
 from dtpm_core.metrics import psnr
 from dtpm_core.model import Stage2Options
 from dtpm_core.restore import Restorer
-from dtpm_core.singlepass import SinglePassNet, singlepass_preset
-from dtpm_core.singlepass_restore import SinglePassRestorer
-from dtpm_core.singlepass_weights import load_singlepass, save_singlepass
+from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+from dtpm_core.singlepass.restore import SinglePassRestorer
+from dtpm_core.singlepass.weights import load_singlepass, save_singlepass
 from dtpm_core.weights import save_adapter, save_base
 
 CPU = torch.device("cpu")

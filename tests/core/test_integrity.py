@@ -19,8 +19,8 @@ from dtpm_core.calibration import Calibration
 from dtpm_core.cli import EXIT_SOME_FAILED, EXIT_USAGE, main
 from dtpm_core.errors import WeightsError
 from dtpm_core.model import DTPM, Stage2Options
-from dtpm_core.singlepass import SinglePassNet, singlepass_preset
-from dtpm_core.singlepass_weights import load_singlepass, save_singlepass
+from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+from dtpm_core.singlepass.weights import load_singlepass, save_singlepass
 from dtpm_core.weights import (
     METADATA_HASH_KEY,
     content_sha256,

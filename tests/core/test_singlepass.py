@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dtpm_core.errors import ConfigError
-from dtpm_core.singlepass import (
+from dtpm_core.singlepass.network import (
     SINGLEPASS_PRESETS,
     SinglePassConfig,
     SinglePassNet,
@@ -20,7 +20,7 @@ from dtpm_core.singlepass import (
     tmddp_loss,
     trainable_parameters,
 )
-from dtpm_core.singlepass_schedule import (
+from dtpm_core.singlepass.schedule import (
     MATCHED_TIME_STEPS,
     SIGMA_MAX,
     TASK_TIME_STEPS,

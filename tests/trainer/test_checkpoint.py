@@ -17,7 +17,7 @@ from trainer.checkpoint import (
     save_checkpoint,
 )
 from trainer.cli import main as train_main
-from trainer.singlepass_objective import ANCHOR_NAME, Anchor, load_anchor, save_anchor
+from trainer.singlepass.objective import ANCHOR_NAME, Anchor, load_anchor, save_anchor
 
 
 class NotATensor:

@@ -4,8 +4,8 @@ import numpy as np
 import torch
 
 from dtpm_core.metrics import LPIPSMetric, psnr
-from dtpm_core.singlepass import SinglePassNet, singlepass_preset
-from dtpm_core.singlepass_weights import save_singlepass
+from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+from dtpm_core.singlepass.weights import save_singlepass
 from trainer.cli import main as train_main
 from trainer.compare import compare, held_out_pairs, markdown
 from trainer.degradations import degrade

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
+from dtpm_core.catalog import load_catalog, resolve_singlepass
 from dtpm_core.metrics import psnr
-from dtpm_core.models import load_catalog, resolve_singlepass
-from dtpm_core.singlepass_restore import SinglePassRestorer
+from dtpm_core.singlepass.restore import SinglePassRestorer
 from trainer.compare import held_out_pairs
 
 REAL_RESOURCES = Path(__file__).resolve().parents[2] / "resources"
@@ -129,7 +129,7 @@ def test_shipped_dtpm_never_costs_more_than_a_tenth_of_a_db_at_any_k(held_out_ph
                                                                     monkeypatch):
     """Every K is usable (the sampling starts at the adapter's calibrated level): no K makes
     a held-out photo noticeably worse than the degraded input, for any task."""
-    from dtpm_core.models import resolve_adapter
+    from dtpm_core.catalog import resolve_adapter
     from dtpm_core.restore import Restorer
     monkeypatch.setenv("DTPM_RESOURCES", str(REAL_RESOURCES))
     restorer = Restorer(BASE, resolve_adapter(task), device="cpu", precision="fp32")

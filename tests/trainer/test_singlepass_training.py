@@ -12,14 +12,14 @@ from fast_settings import FAST
 from dtpm_core.cli import main as restore_main
 from dtpm_core.errors import ConfigError
 from dtpm_core.imageio import read_image
-from dtpm_core.singlepass import SinglePassNet, restoration_loss, singlepass_preset
-from dtpm_core.singlepass_weights import load_singlepass, read_singlepass_info, save_singlepass
+from dtpm_core.singlepass.network import SinglePassNet, restoration_loss, singlepass_preset
+from dtpm_core.singlepass.weights import load_singlepass, read_singlepass_info, save_singlepass
 from dtpm_core.weights import WeightsError
 from trainer.cli import main as train_main
 from trainer.config import SinglePassTrainConfig, load_config
-from trainer.singlepass_calibrate import Calibration, calibrate
-from trainer.singlepass_objective import ANCHOR_NAME, GEFLoss, compute_anchor
-from trainer.singlepass_train import build_finetune, multitask_plan, new_net
+from trainer.singlepass.calibrate import Calibration, calibrate
+from trainer.singlepass.objective import ANCHOR_NAME, GEFLoss, compute_anchor
+from trainer.singlepass.train import build_finetune, multitask_plan, new_net
 
 FIVE = ("motion-deblur", "defocus-deblur", "derain-dehaze", "desnow", "raindrop")
 SP_FAST = [*FAST, "singlepass.preset=\"tiny\"", "singlepass.overrides.width=8",
@@ -105,8 +105,8 @@ def test_projection_removes_the_conflicting_component(net):
     loss_plain, plain = _grads(net, l1_only)
     torch.testing.assert_close(loss, loss_plain)  # same value, only the gradient differs
     # the generative gradient at the same point
-    from dtpm_core.singlepass import tmddp_loss
-    from dtpm_core.singlepass_schedule import sigma_bars
+    from dtpm_core.singlepass.network import tmddp_loss
+    from dtpm_core.singlepass.schedule import sigma_bars
     gen = torch.Generator().manual_seed(3)
     torch.rand((), generator=gen)  # the coin GEFLoss draws first
     net.zero_grad(set_to_none=True)

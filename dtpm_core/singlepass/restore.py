@@ -17,15 +17,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .device import (
+from ..device import (
     autocast_context,
     prepare_for_inference,
     resolve_device,
     resolve_precision,
     to_network_layout,
 )
-from .errors import ConfigError, ModelOutputError
-from .restore import (
+from ..errors import ConfigError, ModelOutputError
+from ..restore import (
     DEFAULT_TILE,
     PassCounter,
     ProgressCallback,
@@ -34,9 +34,9 @@ from .restore import (
     _to_image,
     run_with_tile_backoff,
 )
-from .singlepass import INFERENCE_TOP_K
-from .singlepass_weights import SinglePassInfo, load_singlepass
-from .tiling import TileBlender, Window
+from ..tiling import TileBlender, Window
+from .network import INFERENCE_TOP_K
+from .weights import SinglePassInfo, load_singlepass
 
 ENSEMBLE_SIZE = 8
 """Flip/rotate variants of the self-ensemble: 4 rotations x (no flip, flip)."""

@@ -27,10 +27,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import dataclass_from_dict
-from .errors import ConfigError
-from .layers import NAFBlock, downsample, pad_to_multiple, sinusoidal_embedding, upsample
-from .singlepass_schedule import NUM_STEPS, noisy_input, sample_time_steps
+from ..config import dataclass_from_dict
+from ..errors import ConfigError
+from ..layers import NAFBlock, downsample, pad_to_multiple, sinusoidal_embedding, upsample
+from .schedule import NUM_STEPS, noisy_input, sample_time_steps
 
 FFT_WEIGHT = 0.1  # weight of the frequency term of the restoration loss
 REG_L1 = 0.2  # regulariser: weight of Omega_k |dtheta_k|

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from dtpm_core.metrics import psnr
-from dtpm_core.singlepass import SinglePassNet
+from dtpm_core.singlepass.network import SinglePassNet
 
 
 @dataclass(frozen=True)

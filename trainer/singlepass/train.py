@@ -23,27 +23,27 @@ from torch import nn
 from dtpm_core.errors import ConfigError
 from dtpm_core.imageio import write_image
 from dtpm_core.metrics import psnr
-from dtpm_core.singlepass import SinglePassNet
-from dtpm_core.singlepass_restore import SinglePassRestorer
-from dtpm_core.singlepass_schedule import MATCHED_TIME_STEPS, time_step_for
-from dtpm_core.singlepass_weights import load_singlepass, save_singlepass
+from dtpm_core.singlepass.network import SinglePassNet
+from dtpm_core.singlepass.restore import SinglePassRestorer
+from dtpm_core.singlepass.schedule import MATCHED_TIME_STEPS, time_step_for
+from dtpm_core.singlepass.weights import load_singlepass, save_singlepass
 from dtpm_core.weights import WeightsError
 
-from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint
-from .config import TrainConfig, singlepass_net_config
-from .dist import DistInfo
-from .ema import EMA
-from .export import training_summary
-from .loop import TrainJob, run
-from .singlepass_data import CleanCrops, TaskMixture, TimeStepped, clean_images
-from .singlepass_objective import (
+from ..checkpoint import CheckpointError, checkpoint_path, load_checkpoint
+from ..config import TrainConfig, singlepass_net_config
+from ..dist import DistInfo
+from ..ema import EMA
+from ..export import training_summary
+from ..loop import TrainJob, run
+from ..stage1 import resumed_config
+from .data import CleanCrops, TaskMixture, TimeStepped, clean_images
+from .objective import (
     GEFLoss,
     TMDDPLoss,
     compute_anchor,
     load_anchor,
     save_anchor,
 )
-from .stage1 import resumed_config
 
 PRETRAINED_FILE = "pretrained.safetensors"
 MULTITASK_FILE = "singlepass.safetensors"
@@ -176,7 +176,7 @@ def build_finetune(config: TrainConfig, run_dir: Path, tasks: list[str],
              "objective": objective_name(config), "init": str(init or ""),
              "adaptor_tasks": list(adaptor_tasks)}
     net = new_net(config, adaptor_tasks, init)
-    from .stage2 import build_datasets
+    from ..stage2 import build_datasets
     parts, val_pairs = [], {}
     for task in tasks:
         train_set, pairs = build_datasets(config, task)

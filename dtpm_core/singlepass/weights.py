@@ -21,10 +21,9 @@ from typing import Any
 import torch
 from safetensors.torch import save as st_save_bytes
 
-from .atomic import write_bytes_atomic
-from .errors import ConfigError, WeightsError
-from .singlepass import SinglePassConfig, SinglePassNet
-from .weights import (
+from ..atomic import write_bytes_atomic
+from ..errors import ConfigError, WeightsError
+from ..weights import (
     FORMAT_VERSION,
     KIND_SINGLEPASS,
     _json_field,
@@ -33,6 +32,7 @@ from .weights import (
     content_sha256,
     seal_metadata,
 )
+from .network import SinglePassConfig, SinglePassNet
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from dtpm_core.atomic import atomic_writer
-from dtpm_core.singlepass import (
+from dtpm_core.singlepass.network import (
     SinglePassNet,
     from_net_range,
     loss_gradients,
@@ -29,10 +29,10 @@ from dtpm_core.singlepass import (
     to_net_range,
     trainable_parameters,
 )
-from dtpm_core.singlepass_schedule import sigma_bars
+from dtpm_core.singlepass.schedule import sigma_bars
 
-from .checkpoint import CheckpointError, load_training_state
-from .config import SinglePassTrainConfig
+from ..checkpoint import CheckpointError, load_training_state
+from ..config import SinglePassTrainConfig
 
 ANCHOR_NAME = "anchor.pt"
 

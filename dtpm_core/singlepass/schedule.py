@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 NUM_STEPS = 50  # T
 SIGMA_MAX = 10.0 / 255.0  # sigma_max, in [0, 1] image units

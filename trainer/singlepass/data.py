@@ -13,8 +13,8 @@ from torch.utils.data import Dataset
 
 from dtpm_core.errors import ConfigError
 
-from .config import TrainConfig
-from .data import DEFAULT_CACHE_MB, _ImageCache, _Seeded, _to_tensor, augment, random_crop
+from ..config import TrainConfig
+from ..data import DEFAULT_CACHE_MB, _ImageCache, _Seeded, _to_tensor, augment, random_crop
 
 
 class CleanCrops(_Seeded):
@@ -95,7 +95,7 @@ def clean_images(config: TrainConfig) -> tuple[list[Path], list[Path]]:
     """(training, held-out) clean photos of `data.clean`, split by `data.held_out_fraction`."""
     from dtpm_core.imageio import list_images
 
-    from .data import split_held_out
+    from ..data import split_held_out
     if not config.data.clean:
         raise ConfigError("single-pass training needs clean photos: set data.clean "
                           "(e.g. --set 'data.clean=[\"data/clean_train\"]')")

@@ -1,0 +1,1 @@
+"""Training the single-pass engine: data, objectives, the multitask run and calibration."""
