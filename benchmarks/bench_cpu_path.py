@@ -41,13 +41,13 @@ from dtpm_core.device import (  # noqa: E402
     resolve_precision,
 )
 from dtpm_core.model import DTPM, Stage2Options  # noqa: E402
+from dtpm_core.options import TASKS  # noqa: E402
 from dtpm_core.restore import Restorer  # noqa: E402
 from dtpm_core.singlepass.network import INFERENCE_TOP_K, SinglePassNet, singlepass_preset  # noqa: E402
 from dtpm_core.singlepass.restore import SinglePassRestorer  # noqa: E402
 from dtpm_core.singlepass.weights import save_singlepass  # noqa: E402
 from dtpm_core.weights import save_adapter, save_base  # noqa: E402
 
-TASKS = ("motion-deblur", "defocus-deblur", "derain-dehaze", "desnow", "raindrop")
 KS = (1, 4, 10)
 PROJECT_MP = 12.0
 

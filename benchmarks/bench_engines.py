@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from dtpm_core.config import preset  # noqa: E402
 from dtpm_core.model import DTPM, Stage2Options  # noqa: E402
+from dtpm_core.options import TASKS  # noqa: E402
 from dtpm_core.restore import Restorer  # noqa: E402
 from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset  # noqa: E402
 from dtpm_core.singlepass.restore import SinglePassRestorer  # noqa: E402
@@ -34,8 +35,6 @@ from dtpm_core.weights import save_adapter, save_base  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_rtv import best_of  # noqa: E402
-
-TASKS = ("motion-deblur", "defocus-deblur", "derain-dehaze", "desnow", "raindrop")
 
 
 def _models(folder: Path, name: str) -> tuple[Path, Path, Path]:

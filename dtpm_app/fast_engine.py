@@ -20,18 +20,6 @@ from .state import CACHE_BYTES, PREVIEW_SIDE, ArrayCache
 DTPM, FAST = "dtpm", "fast"
 ENGINE_LABELS = {DTPM: "DTPM", FAST: "Fast (single-pass)"}
 """How the window names the engines (keys: dtpm_app.settings.ENGINE_CHOICES)."""
-TASK_NAMES = {"motion-deblur": "Motion deblurring", "defocus-deblur": "Defocus deblurring",
-              "derain-dehaze": "Rain + haze removal", "desnow": "Snow removal",
-              "raindrop": "Raindrop removal"}
-"""Names of the usual tasks, for a single-pass file (it stores task ids only); mirrors
-trainer.degradations.TASK_DISPLAY_NAMES, which the app does not import."""
-
-
-def task_display_name(task: str) -> str:
-    """The name a task goes by in the task list."""
-    return TASK_NAMES.get(task, task)
-
-
 # ----------------------------------------------------------------------------- jobs
 
 

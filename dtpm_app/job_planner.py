@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from dtpm_core.catalog import Catalog, ModelEntry
+from dtpm_core.options import task_display_name
 
 from .batch_worker import BatchModels
 from .fast_engine import (
@@ -34,7 +35,6 @@ from .fast_engine import (
     FastPointJob,
     LoadFast,
     RestoreFast,
-    task_display_name,
 )
 from .state import PREVIEW_SIDE, ArrayCache, ImageState, Progress
 from .workers import (

@@ -18,24 +18,21 @@ from platformdirs import user_config_dir
 
 from dtpm_core.atomic import write_text_atomic
 from dtpm_core.catalog import APP_NAME
+from dtpm_core.options import (
+    DEFAULT_TILE,
+    DEVICE_CHOICES,
+    MAX_SAMPLING_STEPS,
+    MAX_STRENGTH,
+    PRECISION_CHOICES,
+)
 
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "settings.json"
-MAX_STEPS = 50
-"""Largest K offered; mirrors dtpm_core.schedule.MAX_SAMPLING_STEPS (importing that module
-would load torch on the start-up path; a test checks that both agree)."""
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
-"""Mirrors dtpm_core.device.DEVICE_CHOICES, for the same reason."""
-PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
-"""Mirrors dtpm_core.device.PRECISION_CHOICES. auto: bf16 on a CPU with AMX / AVX512-BF16
-(2-3x faster), fp32 elsewhere."""
-MAX_STRENGTH = 2.0
-"""Largest texture strength; mirrors dtpm_core.restore.MAX_STRENGTH (a test checks it)."""
+MAX_STEPS = MAX_SAMPLING_STEPS
+"""Largest K offered."""
 STRENGTH_DECIMALS = 1
 """The texture strength is offered and stored in steps of 0.1."""
-DEFAULT_TILE = 512
-"""Mirrors dtpm_core.restore.DEFAULT_TILE."""
 MAX_RECENT = 10
 ENGINE_CHOICES = ("dtpm", "fast")
 """The restoration engines: DTPM (K diffusion steps) and Fast (the single-pass network)."""

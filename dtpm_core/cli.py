@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .device import DEVICE_CHOICES, PRECISION_CHOICES
 from .errors import Cancelled, DTPMError
+from .options import DEVICE_CHOICES, MAX_SAMPLING_STEPS, PRECISION_CHOICES
 from .output_plan import (
     OUTPUT_FORMATS,
     BatchItem,
@@ -21,7 +21,6 @@ from .output_plan import (
     record_output,
     sweep_stale_temp_files,
 )
-from .schedule import MAX_SAMPLING_STEPS
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130

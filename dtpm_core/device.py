@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+from .options import DEVICE_CHOICES, PRECISION_CHOICES
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
-PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 """auto: bf16 on a CPU with native bf16 (AMX / AVX512-BF16), fp32 everywhere else."""
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 """/proc/cpuinfo flags of CPUs that compute bf16 natively (without them bf16 is emulated

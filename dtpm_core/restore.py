@@ -34,16 +34,13 @@ from .device import (
     to_network_layout,
 )
 from .errors import Cancelled, ConfigError, ModelOutputError, OutOfMemory
-from .schedule import MAX_SAMPLING_STEPS, alpha_bars, sampling_timesteps
+from .options import DEFAULT_TILE, MAX_SAMPLING_STEPS, MAX_STRENGTH
+from .schedule import alpha_bars, sampling_timesteps
 from .tiling import TileBlender, Window
 from .weights import AdapterInfo, BaseInfo, TaskParts, load_adapter, load_base
 
-DEFAULT_TILE = 512
-"""Tile size in pixels; 0 processes the whole image at once."""
 MIN_TILE = 64
 """Smallest tile the out-of-memory back-off tries before giving up."""
-MAX_STRENGTH = 2.0
-"""Largest texture strength (the scale of the generated texture layer, the paper's alpha)."""
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,6 @@ import torch
 from .config import DiffusionConfig
 from .errors import ConfigError
 
-MAX_SAMPLING_STEPS = 50
-"""Largest K the product offers (DESIGN 1.1); the sampler itself accepts any K <= T."""
-
 
 def alpha_bars(config: DiffusionConfig) -> torch.Tensor:
     """alpha_bar_t for t = 0..T as float64, shape (T + 1,), with alpha_bar_0 = 1."""

@@ -26,8 +26,9 @@ import numpy as np
 from PIL import Image
 
 from dtpm_core.atomic import write_bytes_atomic, write_text_atomic
+from dtpm_core.options import TASKS
 
-TASKS = ["motion-deblur", "defocus-deblur", "derain-dehaze", "desnow", "raindrop"]
+TASKS = list(TASKS)
 METRICS = ("psnr", "ssim", "lpips", "fd_effnet")
 BAR_KS = (1, 4, 10, 50)
 

@@ -7,12 +7,13 @@ import sys
 from pathlib import Path
 
 from dtpm_core.atomic import write_text_atomic
+from dtpm_core.options import TASKS
 from dtpm_core.singlepass.weights import read_singlepass_info
 from dtpm_core.weights import load_base, read_adapter_info
 
 SINGLEPASS_FILE = "singlepass.safetensors"
 
-ORDER = ["motion-deblur", "defocus-deblur", "derain-dehaze", "desnow", "raindrop"]
+ORDER = list(TASKS)
 
 
 def main(folder: str) -> None:

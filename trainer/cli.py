@@ -459,7 +459,9 @@ def _calibrate(args: argparse.Namespace) -> int:
             pairs.append((centre(read_image(pair.degraded).rgb),
                           centre(read_image(pair.clean).rgb)))
     else:
-        from .degradations import TASKS, degrade
+        from dtpm_core.options import TASKS
+
+        from .degradations import degrade
         if args.task not in TASKS:
             raise DTPMError(f"no synthetic degradation for {args.task!r}; give paired folders "
                             "with --degraded DIR --clean DIR")

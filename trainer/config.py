@@ -15,6 +15,7 @@ from typing import Any
 
 from dtpm_core.config import ModelConfig, dataclass_from_dict, preset
 from dtpm_core.errors import ConfigError
+from dtpm_core.options import TASKS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -132,8 +133,7 @@ class SinglePassTrainConfig:
     overrides: dict[str, Any] = field(default_factory=dict)  # SinglePassConfig fields
     task: str = "motion-deblur"  # finetune / calibrate
     t_mat: int = -1  # matched time step; -1 = the paper's table for the task
-    tasks: tuple[str, ...] = ("motion-deblur", "defocus-deblur", "derain-dehaze", "desnow",
-                              "raindrop")  # multitask (trained in ascending t_mat)
+    tasks: tuple[str, ...] = TASKS  # multitask (trained in ascending t_mat)
     init: str = ""  # weights file theta_0 starts from (pretrain's export); "" = random
     generative: bool = True  # add the TMDDP loss on the task's clean images
     regulariser: bool = True  # Omega-weighted pull towards theta_0

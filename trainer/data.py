@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from dtpm_core.errors import ConfigError
 from dtpm_core.imageio import list_images, read_image
+from dtpm_core.options import TASKS
 
 from .pairs import DataError, Pair
 
@@ -247,10 +248,9 @@ class SyntheticPairs(_Seeded):
                  *, augment: bool = True, cache_mb: int = DEFAULT_CACHE_MB) -> None:
         super().__init__(seed)
         _check_crop(crop)
-        from trainer import degradations  # lazy: numpy-heavy, only needed for this dataset
 
-        if task not in degradations.TASKS:
-            raise ConfigError(f"unknown task {task!r}; use one of {', '.join(degradations.TASKS)}")
+        if task not in TASKS:
+            raise ConfigError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
         for image in clean_images:
             if isinstance(image, np.ndarray) and (image.ndim != 3 or image.shape[2] != 3):
                 raise ConfigError(f"clean images must be (H, W, 3) arrays, got {image.shape}")

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from dtpm_core.options import TASK_DISPLAY_NAMES, TASKS
+
 __all__ = [
     "TASKS", "TASK_DISPLAY_NAMES", "degrade", "degrade_batch", "sample_params",
     "MotionBlurParams", "MotionBlurRange", "DefocusParams", "DefocusRange",
@@ -30,14 +32,6 @@ __all__ = [
     "motion_blur", "defocus_blur", "rain_haze", "snow", "raindrops",
 ]
 
-TASKS: tuple[str, ...] = ("motion-deblur", "defocus-deblur", "derain-dehaze", "desnow", "raindrop")
-TASK_DISPLAY_NAMES: dict[str, str] = {
-    "motion-deblur": "Motion deblurring",
-    "defocus-deblur": "Defocus deblurring",
-    "derain-dehaze": "Rain + haze removal",
-    "desnow": "Snow removal",
-    "raindrop": "Raindrop removal",
-}
 
 Range = tuple[float, float]
 

@@ -47,8 +47,8 @@ from dtpm_core.metrics import (
     psnr,
     ssim,
 )
-from dtpm_core.restore import DEFAULT_TILE, Restorer
-from dtpm_core.schedule import MAX_SAMPLING_STEPS
+from dtpm_core.options import DEFAULT_TILE, MAX_SAMPLING_STEPS
+from dtpm_core.restore import Restorer
 
 __all__ = [
     "DEFAULT_STEPS",

@@ -10,6 +10,7 @@ import torch
 
 from dtpm_core.calibration import Calibration
 from dtpm_core.model import DTPM, Stage2Options
+from dtpm_core.options import task_display_name
 from dtpm_core.weights import load_base, save_adapter, save_base
 
 from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint
@@ -33,9 +34,8 @@ def export_stage1(model: DTPM, path: str | Path, config: TrainConfig, step: int,
 def export_stage2(model: DTPM, path: str | Path, config: TrainConfig, step: int,
                   extra: dict[str, Any], metrics: dict[str, Any] | None = None,
                   calibration: Calibration | None = None) -> str:
-    from .degradations import TASK_DISPLAY_NAMES
     task = config.stage2.task
-    display = config.stage2.display_name or TASK_DISPLAY_NAMES.get(task, task)
+    display = config.stage2.display_name or task_display_name(task)
     return save_adapter(path, model, task, extra["base_sha256"], display_name=display,
                         training=training_summary(config, step, extra), metrics=metrics,
                         calibration=calibration)

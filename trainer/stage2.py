@@ -66,8 +66,9 @@ def build_datasets(config: TrainConfig, task: str | None = None, with_calibratio
     """(train dataset, held-out (degraded, clean) array pairs) for the configured data;
     synthetic data is made for `task` (default: stage2.task). With `with_calibration`, a
     third item: config.calibration.crops held-out dataset items (for `measure_calibration`)."""
+    from dtpm_core.options import TASKS
+
     from .data import PairedCrops, SyntheticPairs, split_held_out
-    from .degradations import TASKS
     from .pairs import find_pairs, pairs_from_folders
 
     data, loop = config.data, config.loop

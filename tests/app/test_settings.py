@@ -8,9 +8,6 @@ import pytest
 
 from dtpm_app.settings import (
     DEFAULT_TILE,
-    DEVICE_CHOICES,
-    MAX_STEPS,
-    MAX_STRENGTH,
     AppSettings,
     load_settings,
     save_settings,
@@ -72,18 +69,6 @@ def test_recent_files_are_unique_and_bounded(tmp_path):
     assert load_settings(tmp_path).recent_files == s.recent_files
 
 
-def test_constants_mirror_the_core():
-    """The app keeps copies so that its start-up path does not import torch."""
-    from dtpm_core.device import DEVICE_CHOICES as CORE_DEVICES
-    from dtpm_core.restore import DEFAULT_TILE as CORE_TILE
-    from dtpm_core.restore import MAX_STRENGTH as CORE_MAX_STRENGTH
-    from dtpm_core.schedule import MAX_SAMPLING_STEPS
-
-    assert (MAX_STEPS, DEVICE_CHOICES, DEFAULT_TILE) == (MAX_SAMPLING_STEPS, CORE_DEVICES,
-                                                          CORE_TILE)
-    assert MAX_STRENGTH == CORE_MAX_STRENGTH
-
-
 def test_fast_ensemble_setting_loads_from_old_and_wrong_files(tmp_path):
     (tmp_path / "settings.json").write_text(json.dumps({"engine": "fast"}), encoding="utf-8")
     loaded = load_settings(tmp_path)  # written before the option existed
@@ -94,11 +79,7 @@ def test_fast_ensemble_setting_loads_from_old_and_wrong_files(tmp_path):
     assert load_settings(tmp_path).fast_ensemble is True
 
 
-def test_precision_setting_mirrors_the_core_and_falls_back_to_auto(tmp_path):
-    from dtpm_app.settings import PRECISION_CHOICES
-    from dtpm_core.device import PRECISION_CHOICES as CORE_PRECISIONS
-
-    assert PRECISION_CHOICES == CORE_PRECISIONS
+def test_precision_setting_falls_back_to_auto(tmp_path):
     assert AppSettings().precision == "auto"
     (tmp_path / "settings.json").write_text(json.dumps({"precision": "int4"}), encoding="utf-8")
     assert load_settings(tmp_path).precision == "auto"

@@ -21,3 +21,12 @@ def test_core_imports_neither_qt_nor_app_nor_trainer():
                          check=True)
     assert out.stdout.strip() == ""
     assert len(modules) > 15
+
+
+def test_shared_names_load_without_torch():
+    """The app reads task names, engines and defaults on its start-up path, before torch."""
+    code = ("import sys, dtpm_core.options, dtpm_core.catalog\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
