@@ -14,10 +14,9 @@ retries with smaller tiles. The semantic code comes from the whole (downscaled) 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import torch
@@ -26,30 +25,24 @@ from .calibration import Calibration
 from .ddim import sample_ddim
 from .device import (
     autocast_context,
-    is_out_of_memory,
     prepare_for_inference,
-    release_cached_memory,
     resolve_device,
     resolve_precision,
     to_network_layout,
 )
-from .errors import Cancelled, ConfigError, ModelOutputError, OutOfMemory
+from .errors import ConfigError, ModelOutputError
+from .inference import (
+    PassCounter,
+    ProgressCallback,
+    StopCheck,
+    check_image,
+    run_with_tile_backoff,
+    to_image,
+)
 from .options import DEFAULT_TILE, MAX_SAMPLING_STEPS, MAX_STRENGTH
 from .schedule import alpha_bars, sampling_timesteps
 from .tiling import TileBlender, Window
 from .weights import AdapterInfo, BaseInfo, TaskParts, load_adapter, load_base
-
-MIN_TILE = 64
-"""Smallest tile the out-of-memory back-off tries before giving up."""
-
-
-@dataclass(frozen=True)
-class RestoreProgress:
-    """Progress of one `restore` call, in network passes (one pass = one tile)."""
-
-    done: int
-    total: int
-    stage: str  # "initial prediction" or "K=4: step 2/4"
 
 
 @dataclass
@@ -67,28 +60,6 @@ class RestoreResult:
     def result(self) -> np.ndarray:
         """The result for the last K asked for."""
         return self.results[next(reversed(self.results))]
-
-
-ProgressCallback = Callable[[RestoreProgress], None]
-StopCheck = Callable[[], bool]
-
-
-class PassCounter:
-    """Counts network passes: reports progress after each one and raises `Cancelled` there
-    when `should_stop()` says so, so a cancel takes effect within one pass."""
-
-    def __init__(self, total: int, stage: str, progress: ProgressCallback | None,
-                 should_stop: StopCheck | None) -> None:
-        self.total, self.stage, self.done = total, stage, 0
-        self._progress, self._should_stop = progress, should_stop
-
-    def tick(self) -> None:
-        self.done += 1
-        if self._progress is not None:
-            self._progress(RestoreProgress(self.done, self.total, self.stage))
-        if self._should_stop is not None and self._should_stop():
-            raise Cancelled(f"restoration cancelled ({self.stage}, after {self.done} of "
-                            f"{self.total} passes)")
 
 
 class Restorer:
@@ -177,7 +148,7 @@ class Restorer:
         if not 0.0 <= strength <= MAX_STRENGTH:
             raise ConfigError(f"texture strength must be between 0 and {MAX_STRENGTH}, "
                               f"got {strength}")
-        image = _check_image(image)
+        image = check_image(image)
         started = time.perf_counter()
         (initial, results), tile, notes = run_with_tile_backoff(
             lambda t: self._run(image, ks, seed, eta, t, strength, progress, should_stop),
@@ -266,55 +237,9 @@ class Restorer:
                              sampling_timesteps(k, model.config.diffusion, start),
                              self._alpha_bar, eta=eta, generator=generator, callback=on_step,
                              should_stop=should_stop, clip_x0=calibration.x0_clip)
-            results[k] = _to_image(x0.mul_(texture_gain).add_(y_eps))
+            results[k] = to_image(x0.mul_(texture_gain).add_(y_eps))
             del x0
-        return _to_image(y_eps), results
-
-
-T = TypeVar("T")
-
-
-def run_with_tile_backoff(run: Callable[[int], T], tile: int, shape: tuple[int, int],
-                          device: torch.device) -> tuple[T, int, list[str]]:
-    """Call run(tile); on out-of-memory halve the tile (down to MIN_TILE) and call it again.
-    Returns (result, tile used, notes about each retry); raises OutOfMemory at the end."""
-    notes: list[str] = []
-    tile = max(int(tile), 0)
-    while True:
-        try:
-            return run(tile), tile, notes
-        except (RuntimeError, MemoryError) as exc:
-            if not is_out_of_memory(exc):
-                raise
-            release_cached_memory(device)
-            smaller = _smaller_tile(tile, shape)
-            if smaller is None:
-                raise OutOfMemory(
-                    f"out of memory on {device} even with {tile or 'no'}-pixel tiles; "
-                    "close other programs, use the CPU, or a smaller image") from exc
-            notes.append(f"out of memory with tile {tile or 'off'}: retried with {smaller}")
-            tile = smaller
-
-
-def _check_image(image: np.ndarray) -> np.ndarray:
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
-        shape = getattr(image, "shape", None)
-        raise ConfigError(f"restore expects an (H, W, 3) array, got shape {shape}")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise ConfigError(f"restore got an empty image of shape {image.shape}")
-    image = np.ascontiguousarray(image, dtype=np.float32)
-    if not np.isfinite(image).all():
-        raise ConfigError("the image contains NaN or infinite values")
-    return image
-
-
-def _to_image(x: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) in [-1, 1] -> (H, W, 3) float32 in [0, 1]; `x` is not modified."""
-    out = np.empty((x.shape[2], x.shape[3], 3), dtype=np.float32)
-    for c in range(3):  # channel by channel: no second full-size temporary
-        plane = x[0, c].float().add(1.0).mul_(0.5).clamp_(0.0, 1.0)
-        out[..., c] = plane.cpu().numpy()
-    return out
+        return to_image(y_eps), results
 
 
 def _downscale_for_semantics(y_eps: torch.Tensor) -> torch.Tensor:
@@ -325,9 +250,3 @@ def _downscale_for_semantics(y_eps: torch.Tensor) -> torch.Tensor:
     from .semantic import SEMANTIC_INPUT_SIZE
     return F.interpolate(y_eps.float(), size=(SEMANTIC_INPUT_SIZE,) * 2, mode="bilinear",
                          antialias=True, align_corners=False)
-
-
-def _smaller_tile(tile: int, shape: tuple[int, int]) -> int | None:
-    current = tile if tile > 0 else max(shape)
-    smaller = current // 2
-    return smaller if smaller >= MIN_TILE else None

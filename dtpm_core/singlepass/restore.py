@@ -25,15 +25,15 @@ from ..device import (
     to_network_layout,
 )
 from ..errors import ConfigError, ModelOutputError
-from ..restore import (
-    DEFAULT_TILE,
+from ..inference import (
     PassCounter,
     ProgressCallback,
     StopCheck,
-    _check_image,
-    _to_image,
+    check_image,
     run_with_tile_backoff,
+    to_image,
 )
+from ..options import DEFAULT_TILE
 from ..tiling import TileBlender, Window
 from .network import INFERENCE_TOP_K
 from .weights import SinglePassInfo, load_singlepass
@@ -116,7 +116,7 @@ class SinglePassRestorer:
             should_stop: polled after every pass; True raises `Cancelled`.
         """
         t_mat = self.t_mat(task)
-        image = _check_image(image)
+        image = check_image(image)
         started = time.perf_counter()
         result, tile, notes = run_with_tile_backoff(
             lambda t: self._run(image, t_mat, t, ensemble, progress, should_stop),
@@ -154,4 +154,4 @@ class SinglePassRestorer:
             raise ModelOutputError(
                 f"the single-pass result contains NaN or infinite values: the model file "
                 f"{self.info.path} holds broken weights; export or download it again")
-        return _to_image(out)  # clipped to [0, 1]
+        return to_image(out)  # clipped to [0, 1]

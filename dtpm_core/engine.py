@@ -1,0 +1,246 @@
+"""One way to run either engine: a spec says what to load and how to restore, `load_engine`
+loads it, `Engine.restore` runs it with progress and cancel and returns an `EngineResult`.
+
+    engine = load_engine(DTPMSpec(base, adapter, steps=(1, 4), device="cpu"))
+    result = engine.restore(image, progress=..., should_stop=...)
+    result = engine.restore(image, replace(engine.spec, steps=(10,), seed=3))  # no reload
+
+The CLI, the app's workers, the self-test, `dtpm-train compare` and the benchmarks all go
+through here. `spec_from_options` builds a spec from user options and refuses any option the
+engine cannot honour (`--steps` for the single-pass engine, `--task` for DTPM, ...) instead of
+ignoring it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError
+from .inference import ProgressCallback, StopCheck
+from .options import DEFAULT_STEPS, DEFAULT_TILE, DTPM, ENGINES, SINGLE_PASS
+
+
+@dataclass(frozen=True)
+class DTPMSpec:
+    """The diffusion texture prior: a base, a task adapter and the sampling options.
+    `steps` holds one K or several (the trade-off curve: one DDIM run each, same noise)."""
+
+    base: Path
+    adapter: Path | None = None
+    steps: tuple[int, ...] = (DEFAULT_STEPS,)
+    seed: int = 0
+    eta: float = 0.0
+    strength: float = 1.0
+    tile: int = DEFAULT_TILE
+    device: str = "auto"
+    precision: str = "auto"
+
+    engine = DTPM
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base", Path(self.base))
+        if self.adapter is not None:
+            object.__setattr__(self, "adapter", Path(self.adapter))
+        steps = (self.steps,) if isinstance(self.steps, int) else tuple(self.steps)
+        object.__setattr__(self, "steps", steps)
+
+    @property
+    def weights(self) -> tuple[Any, ...]:
+        """What the loaded engine holds; specs that differ only elsewhere share it."""
+        return (self.engine, self.base, self.device, self.precision)
+
+
+@dataclass(frozen=True)
+class SinglePassSpec:
+    """The single-pass network (DESIGN 6): one pass per tile, or 8 with the ensemble.
+    `task` None is allowed only for a file that restores one task."""
+
+    model: Path
+    task: str | None = None
+    ensemble: bool = False
+    tile: int = DEFAULT_TILE
+    device: str = "auto"
+    precision: str = "auto"
+
+    engine = SINGLE_PASS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model", Path(self.model))
+
+    @property
+    def weights(self) -> tuple[Any, ...]:
+        return (self.engine, self.model, self.device, self.precision)
+
+
+EngineSpec = DTPMSpec | SinglePassSpec
+SPEC_TYPES: dict[str, type] = {DTPM: DTPMSpec, SINGLE_PASS: SinglePassSpec}
+
+
+@dataclass
+class EngineResult:
+    """What either engine returns. Images are (H, W, 3) float32 arrays in [0, 1].
+
+    `image` is the result (DTPM: for the last K asked for). DTPM also fills `initial` (the
+    initial predictor's output) and `by_steps` (K -> result); the single-pass engine leaves
+    them None / empty. `task` is the task restored; `tile` the tile size that ran (smaller
+    than asked after an out-of-memory back-off, which `notes` then describe)."""
+
+    engine: str
+    image: np.ndarray
+    task: str
+    tile: int
+    seconds: float
+    initial: np.ndarray | None = None
+    by_steps: dict[int, np.ndarray] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+class Engine(ABC):
+    """A loaded engine. `restore` runs the spec it was loaded with, or another spec that
+    shares its weights (`spec.weights`); DTPM switches adapters without reloading the base."""
+
+    def __init__(self, spec: EngineSpec) -> None:
+        self.spec = spec
+
+    @property
+    @abstractmethod
+    def device(self) -> Any:
+        """The torch device the network runs on."""
+
+    @property
+    @abstractmethod
+    def precision(self) -> str:
+        """What runs: "fp32", "bf16" or "fp16" ("auto" resolved)."""
+
+    @property
+    @abstractmethod
+    def tasks(self) -> tuple[str, ...]:
+        """The tasks the loaded weights restore (DTPM: the loaded adapter's, if any)."""
+
+    def restore(self, image: np.ndarray, spec: EngineSpec | None = None, *,
+                progress: ProgressCallback | None = None,
+                should_stop: StopCheck | None = None) -> EngineResult:
+        """Restore one (H, W, 3) float image in [0, 1]. `progress` is called after every
+        network pass; `should_stop` is polled there and True raises `Cancelled`."""
+        spec = self.spec if spec is None else spec
+        if spec.weights != self.spec.weights:
+            raise ConfigError(f"this {self.spec.engine} engine holds {self.spec.weights[1]} on "
+                              f"{self.spec.device} ({self.spec.precision}); load another "
+                              "engine for a different model file, device or precision")
+        return self._restore(image, spec, progress, should_stop)
+
+    @abstractmethod
+    def _restore(self, image: np.ndarray, spec: Any, progress: ProgressCallback | None,
+                 should_stop: StopCheck | None) -> EngineResult:
+        ...
+
+
+class DTPMEngine(Engine):
+    def __init__(self, spec: DTPMSpec) -> None:
+        from .restore import Restorer
+
+        super().__init__(spec)
+        self.restorer = Restorer(spec.base, spec.adapter, device=spec.device,
+                                 precision=spec.precision)
+
+    @property
+    def device(self) -> Any:
+        return self.restorer.device
+
+    @property
+    def precision(self) -> str:
+        return self.restorer.precision
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        info = self.restorer.adapter_info
+        return (info.task,) if info is not None else ()
+
+    def _restore(self, image: np.ndarray, spec: DTPMSpec, progress: ProgressCallback | None,
+                 should_stop: StopCheck | None) -> EngineResult:
+        if spec.adapter is None:
+            raise ConfigError("DTPM needs a task adapter to restore a photo")
+        info = self.restorer.adapter_info
+        if info is None or Path(info.path).resolve() != spec.adapter.resolve():
+            info = self.restorer.load_adapter(spec.adapter)
+        out = self.restorer.restore(image, spec.steps, seed=spec.seed, eta=spec.eta,
+                                    tile=spec.tile, strength=spec.strength, progress=progress,
+                                    should_stop=should_stop)
+        return EngineResult(DTPM, out.result, info.task, out.tile, out.seconds,
+                            initial=out.initial, by_steps=out.results, notes=out.notes)
+
+
+class SinglePassEngine(Engine):
+    def __init__(self, spec: SinglePassSpec) -> None:
+        from .singlepass.restore import SinglePassRestorer
+
+        super().__init__(spec)
+        self.restorer = SinglePassRestorer(spec.model, spec.device, precision=spec.precision)
+
+    @property
+    def device(self) -> Any:
+        return self.restorer.device
+
+    @property
+    def precision(self) -> str:
+        return self.restorer.precision
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(self.restorer.tasks)
+
+    def _restore(self, image: np.ndarray, spec: SinglePassSpec,
+                 progress: ProgressCallback | None,
+                 should_stop: StopCheck | None) -> EngineResult:
+        task = spec.task
+        if task is None:
+            if len(self.tasks) != 1:
+                raise ConfigError(f"{spec.model} restores {len(self.tasks)} tasks "
+                                  f"({', '.join(self.tasks)}); choose one")
+            task = self.tasks[0]
+        out = self.restorer.restore(image, task, tile=spec.tile, ensemble=spec.ensemble,
+                                    progress=progress, should_stop=should_stop)
+        return EngineResult(SINGLE_PASS, out.result, out.task, out.tile, out.seconds,
+                            notes=out.notes)
+
+
+def load_engine(spec: EngineSpec) -> Engine:
+    """Load the weights a spec names (on its device, at its precision)."""
+    if isinstance(spec, DTPMSpec):
+        return DTPMEngine(spec)
+    if isinstance(spec, SinglePassSpec):
+        return SinglePassEngine(spec)
+    raise ConfigError(f"not an engine spec: {spec!r}")
+
+
+def engine_options(engine: str) -> tuple[str, ...]:
+    """The options an engine takes (the fields of its spec)."""
+    return tuple(f.name for f in dataclasses.fields(_spec_type(engine)))
+
+
+def spec_from_options(engine: str, **options: Any) -> EngineSpec:
+    """A spec from user options; an option the engine cannot honour is an error naming it,
+    never ignored. Pass only the options the user set, so defaults stay the spec's."""
+    spec_type = _spec_type(engine)
+    allowed = engine_options(engine)
+    refused = [name for name in options if name not in allowed]
+    if refused:
+        other = [e for e in ENGINES if e != engine and
+                 all(name in engine_options(e) for name in refused)]
+        hint = f" (options of the {other[0]} engine)" if other else ""
+        raise ConfigError(f"the {engine} engine has no option {', '.join(refused)}{hint}")
+    return spec_type(**options)
+
+
+def _spec_type(engine: str) -> type:
+    try:
+        return SPEC_TYPES[engine]
+    except KeyError:
+        raise ConfigError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}") \
+            from None

@@ -1,0 +1,101 @@
+"""What both engines do around their networks (DESIGN 1.5): progress and cancel in network
+passes, the out-of-memory back-off to smaller tiles, and the checks and conversions of the
+image going in and coming out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+from .device import is_out_of_memory, release_cached_memory
+from .errors import Cancelled, ConfigError, OutOfMemory
+
+MIN_TILE = 64
+"""Smallest tile the out-of-memory back-off tries before giving up."""
+
+
+@dataclass(frozen=True)
+class RestoreProgress:
+    """Progress of one `restore` call, in network passes (one pass = one tile)."""
+
+    done: int
+    total: int
+    stage: str  # "initial prediction" or "K=4: step 2/4"
+
+
+ProgressCallback = Callable[[RestoreProgress], None]
+StopCheck = Callable[[], bool]
+
+
+class PassCounter:
+    """Counts network passes: reports progress after each one and raises `Cancelled` there
+    when `should_stop()` says so, so a cancel takes effect within one pass."""
+
+    def __init__(self, total: int, stage: str, progress: ProgressCallback | None,
+                 should_stop: StopCheck | None) -> None:
+        self.total, self.stage, self.done = total, stage, 0
+        self._progress, self._should_stop = progress, should_stop
+
+    def tick(self) -> None:
+        self.done += 1
+        if self._progress is not None:
+            self._progress(RestoreProgress(self.done, self.total, self.stage))
+        if self._should_stop is not None and self._should_stop():
+            raise Cancelled(f"restoration cancelled ({self.stage}, after {self.done} of "
+                            f"{self.total} passes)")
+
+
+T = TypeVar("T")
+
+
+def run_with_tile_backoff(run: Callable[[int], T], tile: int, shape: tuple[int, int],
+                          device: torch.device) -> tuple[T, int, list[str]]:
+    """Call run(tile); on out-of-memory halve the tile (down to MIN_TILE) and call it again.
+    Returns (result, tile used, notes about each retry); raises OutOfMemory at the end."""
+    notes: list[str] = []
+    tile = max(int(tile), 0)
+    while True:
+        try:
+            return run(tile), tile, notes
+        except (RuntimeError, MemoryError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            release_cached_memory(device)
+            smaller = smaller_tile(tile, shape)
+            if smaller is None:
+                raise OutOfMemory(
+                    f"out of memory on {device} even with {tile or 'no'}-pixel tiles; "
+                    "close other programs, use the CPU, or a smaller image") from exc
+            notes.append(f"out of memory with tile {tile or 'off'}: retried with {smaller}")
+            tile = smaller
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        shape = getattr(image, "shape", None)
+        raise ConfigError(f"restore expects an (H, W, 3) array, got shape {shape}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ConfigError(f"restore got an empty image of shape {image.shape}")
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    if not np.isfinite(image).all():
+        raise ConfigError("the image contains NaN or infinite values")
+    return image
+
+
+def to_image(x: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) in [-1, 1] -> (H, W, 3) float32 in [0, 1]; `x` is not modified."""
+    out = np.empty((x.shape[2], x.shape[3], 3), dtype=np.float32)
+    for c in range(3):  # channel by channel: no second full-size temporary
+        plane = x[0, c].float().add(1.0).mul_(0.5).clamp_(0.0, 1.0)
+        out[..., c] = plane.cpu().numpy()
+    return out
+
+
+def smaller_tile(tile: int, shape: tuple[int, int]) -> int | None:
+    current = tile if tile > 0 else max(shape)
+    smaller = current // 2
+    return smaller if smaller >= MIN_TILE else None

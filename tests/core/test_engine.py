@@ -1,0 +1,121 @@
+"""The engine interface (issue 14): both engines load from a spec and return one result
+type, the same bytes as their restorers; options an engine cannot honour are errors."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from model_factory import tiny_model
+
+from dtpm_core.engine import (
+    DTPMSpec,
+    EngineResult,
+    SinglePassSpec,
+    load_engine,
+    spec_from_options,
+)
+from dtpm_core.errors import Cancelled, ConfigError
+from dtpm_core.model import Stage2Options
+from dtpm_core.restore import Restorer
+from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+from dtpm_core.singlepass.restore import SinglePassRestorer
+from dtpm_core.singlepass.weights import save_singlepass
+from dtpm_core.weights import save_adapter, save_base
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("engines")
+    model = tiny_model(Stage2Options(), seed=5)
+    sha = save_base(folder / "base.safetensors", model)
+    save_adapter(folder / "motion.safetensors", model, "motion-deblur", sha)
+    save_adapter(folder / "snow.safetensors", tiny_model(Stage2Options(), seed=6), "desnow", sha)
+    torch.manual_seed(0)
+    net = SinglePassNet(singlepass_preset("tiny"))
+    save_singlepass(folder / "fast.safetensors", net, tasks={"desnow": 30, "raindrop": 10})
+    save_singlepass(folder / "one.safetensors", net, tasks={"desnow": 30})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def photo():
+    from skimage import data
+    return np.ascontiguousarray(data.astronaut()[100:164, 120:216] / 255.0, dtype=np.float32)
+
+
+def test_dtpm_engine_gives_the_restorer_bytes_and_switches_adapters(files, photo):
+    spec = DTPMSpec(files / "base.safetensors", files / "motion.safetensors", steps=(1, 4),
+                    seed=2, device="cpu", precision="fp32", tile=0)
+    engine = load_engine(spec)
+    result = engine.restore(photo)
+    assert isinstance(result, EngineResult) and result.engine == "dtpm"
+    assert result.task == "motion-deblur" and engine.tasks == ("motion-deblur",)
+    expected = Restorer(files / "base.safetensors", files / "motion.safetensors", device="cpu",
+                        precision="fp32").restore(photo, [1, 4], seed=2, tile=0)
+    assert np.array_equal(result.image, expected.result)
+    assert np.array_equal(result.initial, expected.initial)
+    assert set(result.by_steps) == {1, 4}
+    snow = engine.restore(photo, replace(spec, adapter=files / "snow.safetensors", steps=(4,)))
+    assert snow.task == "desnow" and engine.tasks == ("desnow",)
+    assert not np.array_equal(snow.image, result.image)
+
+
+def test_single_pass_engine_gives_the_restorer_bytes(files, photo):
+    spec = SinglePassSpec(files / "fast.safetensors", task="raindrop", device="cpu",
+                          precision="fp32", tile=0)
+    result = load_engine(spec).restore(photo)
+    expected = SinglePassRestorer(files / "fast.safetensors", "cpu", precision="fp32").restore(
+        photo, "raindrop", tile=0)
+    assert result.engine == "single-pass" and result.task == "raindrop"
+    assert np.array_equal(result.image, expected.result)
+    assert result.initial is None and result.by_steps == {}
+
+
+def test_single_pass_task_must_be_chosen_when_the_file_has_several(files, photo):
+    with pytest.raises(ConfigError, match="restores 2 tasks"):
+        load_engine(SinglePassSpec(files / "fast.safetensors", device="cpu")).restore(photo)
+    alone = load_engine(SinglePassSpec(files / "one.safetensors", device="cpu")).restore(photo)
+    assert alone.task == "desnow"
+    with pytest.raises(ConfigError, match="not in"):
+        load_engine(SinglePassSpec(files / "one.safetensors", task="raindrop",
+                                   device="cpu")).restore(photo)
+
+
+@pytest.mark.parametrize("engine, options, refused", [
+    ("single-pass", {"model": "m", "steps": 4}, "steps"),
+    ("single-pass", {"model": "m", "adapter": "motion-deblur"}, "adapter"),
+    ("dtpm", {"base": "b", "task": "desnow"}, "task"),
+    ("dtpm", {"base": "b", "ensemble": True}, "ensemble"),
+])
+def test_an_option_the_engine_cannot_honour_is_an_error(engine, options, refused):
+    with pytest.raises(ConfigError, match=f"the {engine} engine has no option {refused}"):
+        spec_from_options(engine, **options)
+
+
+def test_specs_from_options_and_unknown_engines():
+    spec = spec_from_options("dtpm", base="b.safetensors", steps=10)
+    assert spec.steps == (10,) and spec.tile == 512 and spec.precision == "auto"
+    with pytest.raises(ConfigError, match="unknown engine"):
+        spec_from_options("fast", model="m")
+
+
+def test_a_spec_for_other_weights_needs_another_engine(files, photo):
+    engine = load_engine(SinglePassSpec(files / "one.safetensors", device="cpu"))
+    with pytest.raises(ConfigError, match="load another engine"):
+        engine.restore(photo, SinglePassSpec(files / "fast.safetensors", device="cpu"))
+    with pytest.raises(ConfigError, match="load another engine"):
+        engine.restore(photo, replace(engine.spec, precision="bf16"))
+
+
+def test_both_engines_report_progress_and_cancel(files, photo):
+    specs = [DTPMSpec(files / "base.safetensors", files / "motion.safetensors", device="cpu"),
+             SinglePassSpec(files / "one.safetensors", device="cpu", ensemble=True)]
+    for spec in specs:
+        seen = []
+        with pytest.raises(Cancelled):
+            load_engine(spec).restore(photo, progress=seen.append,
+                                      should_stop=lambda seen=seen: len(seen) >= 2)
+        assert len(seen) == 2 and seen[-1].total > 2
