@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,9 @@ from .options import DEFAULT_STEPS, DEFAULT_TILE, DTPM, ENGINES, SINGLE_PASS
 @dataclass(frozen=True)
 class DTPMSpec:
     """The diffusion texture prior: a base, a task adapter and the sampling options.
-    `steps` holds one K or several (the trade-off curve: one DDIM run each, same noise)."""
+    `steps` holds one K or several (the trade-off curve: one DDIM run each, same noise).
+    `precision` None is the process preference (`dtpm_core.device.set_precision_preference`,
+    which the app sets from its settings)."""
 
     base: Path
     adapter: Path | None = None
@@ -39,7 +42,7 @@ class DTPMSpec:
     strength: float = 1.0
     tile: int = DEFAULT_TILE
     device: str = "auto"
-    precision: str = "auto"
+    precision: str | None = "auto"
 
     engine = DTPM
 
@@ -59,14 +62,15 @@ class DTPMSpec:
 @dataclass(frozen=True)
 class SinglePassSpec:
     """The single-pass network (DESIGN 6): one pass per tile, or 8 with the ensemble.
-    `task` None is allowed only for a file that restores one task."""
+    `task` None is allowed only for a file that restores one task. `precision` None is the
+    process preference, as for `DTPMSpec`."""
 
     model: Path
     task: str | None = None
     ensemble: bool = False
     tile: int = DEFAULT_TILE
     device: str = "auto"
-    precision: str = "auto"
+    precision: str | None = "auto"
 
     engine = SINGLE_PASS
 
@@ -135,6 +139,20 @@ class Engine(ABC):
                               "engine for a different model file, device or precision")
         return self._restore(image, spec, progress, should_stop)
 
+    def prepare(self, spec: EngineSpec | None = None) -> str:
+        """Get ready to restore with `spec` and return the task it restores: DTPM loads its
+        adapter, the single-pass engine resolves its task. What fails here (no adapter, a
+        task the file lacks) would fail every image: a batch calls it before the first."""
+        spec = self.spec if spec is None else spec
+        if spec.weights != self.spec.weights:
+            raise ConfigError(f"this {self.spec.engine} engine holds other weights than "
+                              f"{spec.weights[1]}")
+        return self._prepare(spec)
+
+    @abstractmethod
+    def _prepare(self, spec: Any) -> str:
+        ...
+
     @abstractmethod
     def _restore(self, image: np.ndarray, spec: Any, progress: ProgressCallback | None,
                  should_stop: StopCheck | None) -> EngineResult:
@@ -162,17 +180,21 @@ class DTPMEngine(Engine):
         info = self.restorer.adapter_info
         return (info.task,) if info is not None else ()
 
-    def _restore(self, image: np.ndarray, spec: DTPMSpec, progress: ProgressCallback | None,
-                 should_stop: StopCheck | None) -> EngineResult:
+    def _prepare(self, spec: DTPMSpec) -> str:
         if spec.adapter is None:
             raise ConfigError("DTPM needs a task adapter to restore a photo")
         info = self.restorer.adapter_info
         if info is None or Path(info.path).resolve() != spec.adapter.resolve():
             info = self.restorer.load_adapter(spec.adapter)
+        return info.task
+
+    def _restore(self, image: np.ndarray, spec: DTPMSpec, progress: ProgressCallback | None,
+                 should_stop: StopCheck | None) -> EngineResult:
+        task = self._prepare(spec)
         out = self.restorer.restore(image, spec.steps, seed=spec.seed, eta=spec.eta,
                                     tile=spec.tile, strength=spec.strength, progress=progress,
                                     should_stop=should_stop)
-        return EngineResult(DTPM, out.result, info.task, out.tile, out.seconds,
+        return EngineResult(DTPM, out.result, task, out.tile, out.seconds,
                             initial=out.initial, by_steps=out.results, notes=out.notes)
 
 
@@ -195,15 +217,22 @@ class SinglePassEngine(Engine):
     def tasks(self) -> tuple[str, ...]:
         return tuple(self.restorer.tasks)
 
-    def _restore(self, image: np.ndarray, spec: SinglePassSpec,
-                 progress: ProgressCallback | None,
-                 should_stop: StopCheck | None) -> EngineResult:
-        task = spec.task
-        if task is None:
+    def _prepare(self, spec: SinglePassSpec) -> str:
+        if not self.tasks:
+            raise ConfigError(f"{spec.model} names no task (a pre-trained network); fine-tune "
+                              "it for a task first")
+        if spec.task is None:
             if len(self.tasks) != 1:
                 raise ConfigError(f"{spec.model} restores {len(self.tasks)} tasks "
                                   f"({', '.join(self.tasks)}); choose one")
-            task = self.tasks[0]
+            return self.tasks[0]
+        self.restorer.t_mat(spec.task)  # a task the file lacks: an error listing its tasks
+        return spec.task
+
+    def _restore(self, image: np.ndarray, spec: SinglePassSpec,
+                 progress: ProgressCallback | None,
+                 should_stop: StopCheck | None) -> EngineResult:
+        task = self._prepare(spec)
         out = self.restorer.restore(image, task, tile=spec.tile, ensemble=spec.ensemble,
                                     progress=progress, should_stop=should_stop)
         return EngineResult(SINGLE_PASS, out.result, out.task, out.tile, out.seconds,
@@ -224,18 +253,23 @@ def engine_options(engine: str) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(_spec_type(engine)))
 
 
-def spec_from_options(engine: str, **options: Any) -> EngineSpec:
-    """A spec from user options; an option the engine cannot honour is an error naming it,
-    never ignored. Pass only the options the user set, so defaults stay the spec's."""
-    spec_type = _spec_type(engine)
+def check_options(engine: str, names: Iterable[str]) -> None:
+    """Raise ConfigError naming the options (of `names`) the engine cannot honour; callers
+    that resolve files before building the spec (`dtpm-restore`) check first."""
     allowed = engine_options(engine)
-    refused = [name for name in options if name not in allowed]
+    refused = [name for name in names if name not in allowed]
     if refused:
         other = [e for e in ENGINES if e != engine and
                  all(name in engine_options(e) for name in refused)]
         hint = f" (options of the {other[0]} engine)" if other else ""
         raise ConfigError(f"the {engine} engine has no option {', '.join(refused)}{hint}")
-    return spec_type(**options)
+
+
+def spec_from_options(engine: str, **options: Any) -> EngineSpec:
+    """A spec from user options; an option the engine cannot honour is an error naming it,
+    never ignored. Pass only the options the user set, so defaults stay the spec's."""
+    check_options(engine, options)
+    return _spec_type(engine)(**options)
 
 
 def _spec_type(engine: str) -> type:

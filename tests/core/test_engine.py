@@ -14,6 +14,7 @@ from dtpm_core.engine import (
     DTPMSpec,
     EngineResult,
     SinglePassSpec,
+    check_options,
     load_engine,
     spec_from_options,
 )
@@ -119,3 +120,32 @@ def test_both_engines_report_progress_and_cancel(files, photo):
             load_engine(spec).restore(photo, progress=seen.append,
                                       should_stop=lambda seen=seen: len(seen) >= 2)
         assert len(seen) == 2 and seen[-1].total > 2
+
+
+def test_prepare_fails_before_the_first_image_and_names_the_task(files):
+    several = load_engine(SinglePassSpec(files / "fast.safetensors", device="cpu"))
+    with pytest.raises(ConfigError, match=r"restores 2 tasks \(desnow, raindrop\)"):
+        several.prepare()
+    assert several.prepare(replace(several.spec, task="raindrop")) == "raindrop"
+    with pytest.raises(ConfigError, match="not in"):
+        several.prepare(replace(several.spec, task="motion-deblur"))
+    dtpm = load_engine(DTPMSpec(files / "base.safetensors", device="cpu"))
+    with pytest.raises(ConfigError, match="needs a task adapter"):
+        dtpm.prepare()
+    assert dtpm.prepare(replace(dtpm.spec, adapter=files / "snow.safetensors")) == "desnow"
+
+
+def test_check_options_refuses_before_any_file_is_resolved():
+    check_options("dtpm", ["steps", "seed", "tile"])
+    with pytest.raises(ConfigError, match="the single-pass engine has no option steps"):
+        check_options("single-pass", ["task", "steps"])
+
+
+def test_precision_none_is_the_process_preference(files, monkeypatch):
+    from dtpm_core import device
+    monkeypatch.setattr(device, "_precision_preference", "fp16")
+    with pytest.raises(ConfigError, match="fp16 is not supported"):
+        load_engine(SinglePassSpec(files / "one.safetensors", device="cpu", precision=None))
+    monkeypatch.setattr(device, "_precision_preference", "fp32")
+    engine = load_engine(SinglePassSpec(files / "one.safetensors", device="cpu", precision=None))
+    assert engine.precision == "fp32"
