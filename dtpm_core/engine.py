@@ -18,13 +18,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import ConfigError
-from .inference import ProgressCallback, StopCheck
 from .options import DEFAULT_STEPS, DEFAULT_TILE, DTPM, ENGINES, SINGLE_PASS
+
+if TYPE_CHECKING:  # torch-free at import: the app builds specs on its start-up path
+    from .inference import ProgressCallback, StopCheck
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,12 @@ class Engine(ABC):
     def tasks(self) -> tuple[str, ...]:
         """The tasks the loaded weights restore (DTPM: the loaded adapter's, if any)."""
 
+    @property
+    def info(self) -> Any:
+        """The header of the loaded weight file (path, sha256, config): DTPM's `BaseInfo`,
+        the single-pass engine's `SinglePassInfo`."""
+        return self.restorer.info
+
     def restore(self, image: np.ndarray, spec: EngineSpec | None = None, *,
                 progress: ProgressCallback | None = None,
                 should_stop: StopCheck | None = None) -> EngineResult:
@@ -179,6 +187,12 @@ class DTPMEngine(Engine):
     def tasks(self) -> tuple[str, ...]:
         info = self.restorer.adapter_info
         return (info.task,) if info is not None else ()
+
+    @property
+    def adapter_info(self) -> Any:
+        """The loaded task adapter's `AdapterInfo` (task, display name, sha256, held-out
+        metrics), None before `prepare` or the first restore."""
+        return self.restorer.adapter_info
 
     def _prepare(self, spec: DTPMSpec) -> str:
         if spec.adapter is None:

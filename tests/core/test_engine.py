@@ -149,3 +149,19 @@ def test_precision_none_is_the_process_preference(files, monkeypatch):
     monkeypatch.setattr(device, "_precision_preference", "fp32")
     engine = load_engine(SinglePassSpec(files / "one.safetensors", device="cpu", precision=None))
     assert engine.precision == "fp32"
+
+
+def test_engines_describe_their_files_and_load_without_torch_at_import(files):
+    dtpm = load_engine(DTPMSpec(files / "base.safetensors", device="cpu", precision="fp32"))
+    assert dtpm.adapter_info is None and len(dtpm.info.sha256) == 64
+    dtpm.prepare(DTPMSpec(files / "base.safetensors", files / "snow.safetensors",
+                          device="cpu", precision="fp32"))
+    assert dtpm.adapter_info.task == "desnow"
+    single = load_engine(SinglePassSpec(files / "fast.safetensors", device="cpu"))
+    assert single.info.path == files / "fast.safetensors" and single.info.sha256
+    import subprocess
+    import sys
+    code = "import sys, dtpm_core.engine; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"  # the app builds specs on its start-up path
