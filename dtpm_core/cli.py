@@ -1,17 +1,28 @@
-"""`dtpm-restore`: restore photos from the command line with a DTPM base and task adapter."""
+"""`dtpm-restore`: restore photos from the command line with either engine: DTPM (a base and a
+task adapter) or the single-pass network. The options given build the engine's spec
+(`dtpm_core.engine.spec_from_options`); an option of the other engine is a usage error."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .errors import Cancelled, DTPMError
-from .options import DEVICE_CHOICES, MAX_SAMPLING_STEPS, PRECISION_CHOICES
+from .options import (
+    DEFAULT_STEPS,
+    DEFAULT_TILE,
+    DEVICE_CHOICES,
+    DTPM,
+    ENGINES,
+    MAX_SAMPLING_STEPS,
+    MAX_STRENGTH,
+    PRECISION_CHOICES,
+    SINGLE_PASS,
+)
 from .output_plan import (
     OUTPUT_FORMATS,
     BatchItem,
@@ -25,16 +36,28 @@ from .output_plan import (
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130
 """Ctrl-C: 128 + SIGINT, as shells report a process ended by the signal."""
+SPEC_OPTIONS = ("model", "task", "ensemble", "base", "adapter", "steps", "seed", "strength",
+                "eta", "tile", "device", "precision")
+"""The options that go into the engine's spec (dtpm_core.engine), each named as the spec's
+field. They default to None, so that only those given reach the spec (its own defaults hold
+otherwise) and an option of the other engine is refused, not ignored."""
+DEFAULT_ADAPTER = "motion-deblur"
+
+if TYPE_CHECKING:
+    from .engine import Engine, EngineSpec
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dtpm-restore",
         description="Restore photos (deblur, derain, desnow, ...) with a Diffusion Texture Prior "
-                    "Model. Folders are searched recursively; inputs are never overwritten, "
+                    "Model (--engine dtpm) or its single-pass network (--engine single-pass). "
+                    "Folders are searched recursively; inputs are never overwritten, "
                     "two inputs never share an output (a taken name gets _restored), and "
                     "results inside an input folder are never read back as inputs.",
-        epilog="Exit status: 0 when every image was restored, 1 when some failed (a summary "
+        epilog="Options marked 'DTPM engine' or 'single-pass engine' belong to that engine: "
+               "giving one with the other engine is a usage error. "
+               "Exit status: 0 when every image was restored, 1 when some failed (a summary "
                "lists them), 2 for a usage or model error or an output folder that cannot be "
                "written (found before any image is computed), 130 when interrupted with "
                "Ctrl-C (after the summary; finish later with --skip-existing).")
@@ -43,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR",
                         help="folder for the results (created if needed); files inside input "
                              "folders keep their relative paths")
-    parser.add_argument("--engine", choices=["dtpm", "single-pass"], default="dtpm",
+    parser.add_argument("--engine", choices=ENGINES, default=DTPM,
                         help="dtpm: the diffusion texture prior (K steps); single-pass: one "
                              "forward pass of the diffusion-trained network (the installed one, or "
                              "--model) (default: dtpm)")
@@ -51,34 +74,40 @@ def build_parser() -> argparse.ArgumentParser:
                         help="single-pass engine: the .safetensors model file (default: the "
                              "installed single-pass model)")
     parser.add_argument("--task", help="single-pass engine: the task to restore, one of those "
-                                       "in the model file (default: its first)")
-    parser.add_argument("--ensemble", action="store_true",
+                                       "in the model file (default: the file's only task; a "
+                                       "file with several needs --task)")
+    parser.add_argument("--ensemble", action="store_true", default=None,
                         help="single-pass engine: average the 8 flips/rotations (8x slower)")
     parser.add_argument("--adapter", metavar="NAME|PATH",
-                        help="task adapter: an installed task name such as motion-deblur, or "
-                             "a .safetensors file (default: the installed motion-deblur, if "
-                             "any)")
+                        help="DTPM engine: the task adapter, an installed task name such as "
+                             f"{DEFAULT_ADAPTER}, or a .safetensors file (default: the "
+                             f"installed {DEFAULT_ADAPTER}, if any)")
     parser.add_argument("--base", metavar="PATH",
-                        help="base model .safetensors (default: the installed base model)")
-    parser.add_argument("--steps", type=int, default=4, metavar="K",
-                        help=f"DDIM steps, 1-{MAX_SAMPLING_STEPS}: fewer favour fidelity (PSNR), "
-                             "more favour texture and realism (LPIPS) (default: 4)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S",
-                        help="seed of the sampling noise; the same seed gives identical "
-                             "output (default: 0)")
-    parser.add_argument("--strength", type=float, default=1.0, metavar="A",
-                        help="DTPM texture strength: scale of the generated texture layer, "
-                             "0 = the initial prediction only, 1 = as trained, up to 2 "
-                             "(default: 1)")
-    parser.add_argument("--eta", type=float, default=0.0,
-                        help="DDIM stochasticity, 0 = deterministic DDIM (default: 0)")
-    parser.add_argument("--tile", type=int, default=512, metavar="N",
-                        help="tile size in pixels for large images, 0 = whole image at once; "
-                             "halved automatically on out-of-memory (default: 512)")
-    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
-                        help="compute device (default: auto = CUDA, then MPS, then CPU)")
-    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
-                        help="network precision, both engines: auto = bf16 weights and "
+                        help="DTPM engine: the base model .safetensors (default: the installed "
+                             "base model)")
+    parser.add_argument("--steps", type=int, metavar="K",
+                        help=f"DTPM engine: DDIM steps, 1-{MAX_SAMPLING_STEPS}: fewer favour "
+                             "fidelity (PSNR), more favour texture and realism (LPIPS) "
+                             f"(default: {DEFAULT_STEPS})")
+    parser.add_argument("--seed", type=int, metavar="S",
+                        help="DTPM engine: seed of the sampling noise; the same seed gives "
+                             "identical output (default: 0)")
+    parser.add_argument("--strength", type=float, metavar="A",
+                        help="DTPM engine: texture strength, the scale of the generated "
+                             "texture layer, 0 = the initial prediction only, 1 = as trained, "
+                             f"up to {MAX_STRENGTH:g} (default: 1)")
+    parser.add_argument("--eta", type=float,
+                        help="DTPM engine: DDIM stochasticity, 0 = deterministic DDIM "
+                             "(default: 0)")
+    parser.add_argument("--tile", type=int, metavar="N",
+                        help="both engines: tile size in pixels for large images, 0 = whole "
+                             "image at once; halved automatically on out-of-memory "
+                             f"(default: {DEFAULT_TILE})")
+    parser.add_argument("--device", choices=DEVICE_CHOICES,
+                        help="both engines: compute device (default: auto = CUDA, then MPS, "
+                             "then CPU)")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES,
+                        help="both engines: network precision, auto = bf16 weights and "
                              "autocast on a CPU with AMX or AVX512-BF16 (2-3x faster), fp32 "
                              "elsewhere; a choice the device cannot run is an error (bf16 on "
                              "a CPU without it, fp16 on any CPU) (default: auto)")
@@ -100,26 +129,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .device import configure_threads
 
     configure_threads()  # the same count as the app and the benchmarks
-    if not 1 <= args.steps <= MAX_SAMPLING_STEPS:
+    if args.steps is not None and not 1 <= args.steps <= MAX_SAMPLING_STEPS:
         print(f"dtpm-restore: --steps must be between 1 and {MAX_SAMPLING_STEPS}",
               file=sys.stderr)
         return EXIT_USAGE
-    if not 0.0 <= args.strength <= 2.0:
-        print("dtpm-restore: --strength must be between 0 and 2", file=sys.stderr)
-        return EXIT_USAGE
-    if args.engine == "single-pass" and args.strength != 1.0:
-        print("dtpm-restore: --strength applies to the DTPM engine only (the single-pass "
-              "engine generates no texture layer)", file=sys.stderr)
+    if args.strength is not None and not 0.0 <= args.strength <= MAX_STRENGTH:
+        print(f"dtpm-restore: --strength must be between 0 and {MAX_STRENGTH:g}",
+              file=sys.stderr)
         return EXIT_USAGE
     if not 1 <= args.quality <= 100:
         print("dtpm-restore: --quality must be between 1 and 100", file=sys.stderr)
         return EXIT_USAGE
     missing = [p for p in args.inputs if not (Path(p).exists() or Path(p).is_symlink())]
     try:
+        _check_engine_options(args)
         plan = plan_outputs([p for p in args.inputs if p not in missing], args.output,
                             args.format, recursive=not args.no_recursive)
         check_output_folder(plan, args.output)
-        run_one = _load_engine(args)
+        engine = _load_engine(args)
     except (DTPMError, ValueError) as exc:
         print(f"dtpm-restore: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -131,10 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"skipped: {path}: {reason}", file=sys.stderr)
     for path, reason in plan.renamed:
         print(f"note: {path}: {reason}", file=sys.stderr)
-    return _run_batch(args, plan, run_one, missing)
+    return _run_batch(args, plan, engine, missing)
 
 
-def _run_batch(args: argparse.Namespace, plan: OutputPlan, run_one: RunOne,
+def _run_batch(args: argparse.Namespace, plan: OutputPlan, engine: Engine,
                missing: list[str]) -> int:
     """Restore every item of `plan`; one failure is reported and the batch goes on. Ctrl-C
     stops it and still prints the summary."""
@@ -152,7 +179,7 @@ def _run_batch(args: argparse.Namespace, plan: OutputPlan, run_one: RunOne,
             if args.skip_existing and item.target.exists():
                 skipped += 1
             else:
-                status, message = _restore_one(args, plan, item, run_one, len(items) > 1)
+                status, message = _restore_one(args, plan, item, engine, len(items) > 1)
                 if status == "done":
                     done += 1
                 else:
@@ -181,7 +208,7 @@ def _run_batch(args: argparse.Namespace, plan: OutputPlan, run_one: RunOne,
     return EXIT_SOME_FAILED if failures else EXIT_OK
 
 
-def _restore_one(args: argparse.Namespace, plan: OutputPlan, item: BatchItem, run_one: RunOne,
+def _restore_one(args: argparse.Namespace, plan: OutputPlan, item: BatchItem, engine: Engine,
                  nested: bool) -> tuple[str, str]:
     """Read, restore, write and record one item: ("done", "") or ("failed", reason)."""
     from tqdm import tqdm
@@ -198,8 +225,8 @@ def _restore_one(args: argparse.Namespace, plan: OutputPlan, item: BatchItem, ru
 
     try:
         loaded = read_image(item.source)
-        restored, notes = run_one(loaded.rgb, on_progress)
-        write_image(item.target, restored, like=loaded, quality=args.quality)
+        restored = engine.restore(loaded.rgb, progress=on_progress)
+        write_image(item.target, restored.image, like=loaded, quality=args.quality)
     except Cancelled:
         raise
     except DTPMError as exc:  # unreadable input, broken model output, write failure, ...
@@ -211,54 +238,50 @@ def _restore_one(args: argparse.Namespace, plan: OutputPlan, item: BatchItem, ru
     except OSError as exc:
         tqdm.write(f"{item.target}: written, but the list of results in {args.output} "
                    f"could not be updated ({exc})", file=sys.stderr)
-    for note in notes:
+    for note in restored.notes:
         tqdm.write(f"{item.source}: {note}")
     return "done", ""
 
 
-RunOne = Callable[[np.ndarray, Callable], tuple[np.ndarray, list[str]]]
+def _given_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The spec options the user gave (those left None were not)."""
+    return {name: getattr(args, name) for name in SPEC_OPTIONS
+            if getattr(args, name) is not None}
 
 
-def _load_engine(args: argparse.Namespace) -> RunOne:
-    """Load the chosen engine once; returns image, progress -> (result, notes)."""
-    if args.engine == "single-pass":
-        from .catalog import resolve_singlepass
-        from .singlepass.restore import SinglePassRestorer
-        model = resolve_singlepass(args.model)
-        fast = SinglePassRestorer(model, device=args.device, precision=args.precision)
-        if not fast.tasks:
-            raise DTPMError(f"{model} names no task (a pre-trained network); fine-tune it "
-                            "for a task first")
-        task = args.task or next(iter(fast.tasks))
-        fast.t_mat(task)  # an unknown task fails now, not on the first image
+def _check_engine_options(args: argparse.Namespace) -> None:
+    """An option of the other engine is an error, before any file is looked at."""
+    from .engine import check_options
 
-        def run_fast(image: np.ndarray, progress: Callable) -> tuple[np.ndarray, list[str]]:
-            out = fast.restore(image, task, tile=args.tile, ensemble=args.ensemble,
-                               progress=progress)
-            return out.result, out.notes
-        return run_fast
-    restorer = _load_restorer(args)
-
-    def run_dtpm(image: np.ndarray, progress: Callable) -> tuple[np.ndarray, list[str]]:
-        out = restorer.restore(image, args.steps, seed=args.seed, eta=args.eta, tile=args.tile,
-                               strength=args.strength, progress=progress)
-        return out.result, out.notes
-    return run_dtpm
+    check_options(args.engine, _given_options(args))
 
 
-def _load_restorer(args: argparse.Namespace):
-    from .catalog import load_catalog, resolve_adapter, resolve_base
-    from .restore import Restorer
+def _engine_spec(args: argparse.Namespace) -> EngineSpec:
+    """The spec of the options given, with the model files resolved (the installed ones
+    unless given)."""
+    from .catalog import load_catalog, resolve_adapter, resolve_base, resolve_singlepass
+    from .engine import spec_from_options
 
-    catalog = load_catalog()
-    base = resolve_base(args.base, catalog)
-    adapter_name = args.adapter
-    if adapter_name is None:
-        if "motion-deblur" not in catalog.adapters:
+    options = _given_options(args)
+    if args.engine == SINGLE_PASS:
+        options["model"] = resolve_singlepass(args.model)
+    else:
+        catalog = load_catalog()
+        options["base"] = resolve_base(args.base, catalog)
+        if args.adapter is None and DEFAULT_ADAPTER not in catalog.adapters:
             raise DTPMError("no adapter given and none installed: pass --adapter NAME|PATH")
-        adapter_name = "motion-deblur"
-    adapter = resolve_adapter(adapter_name, catalog)
-    return Restorer(base, adapter, device=args.device, precision=args.precision)
+        options["adapter"] = resolve_adapter(args.adapter or DEFAULT_ADAPTER, catalog)
+    return spec_from_options(args.engine, **options)
+
+
+def _load_engine(args: argparse.Namespace) -> Engine:
+    """Load the chosen engine once; what would fail every image (no task of that name, a
+    file with several tasks and no --task) fails here, as a usage error."""
+    from .engine import load_engine
+
+    engine = load_engine(_engine_spec(args))
+    engine.prepare()
+    return engine
 
 
 if __name__ == "__main__":

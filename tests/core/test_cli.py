@@ -101,19 +101,29 @@ def test_help_explains_the_options(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     text = capsys.readouterr().out
-    for option in ("--adapter", "--base", "--steps", "--seed", "--tile", "--device", "-o"):
+    for option in ("--adapter", "--base", "--steps", "--seed", "--tile", "--device", "-o",
+                   "--engine", "--model", "--task", "--ensemble", "--precision"):
         assert option in text
+    assert "a file with several needs --task" in " ".join(text.split())
 
 
-def test_single_pass_engine(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def singlepass(tmp_path_factory):
+    """Two single-pass files: one restoring two tasks, one restoring one."""
     import torch
 
     from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
     from dtpm_core.singlepass.weights import save_singlepass
+    folder = tmp_path_factory.mktemp("cli_singlepass")
     torch.manual_seed(0)
     net = SinglePassNet(singlepass_preset("tiny", width=8))
-    model = tmp_path / "fast.safetensors"
-    save_singlepass(model, net, tasks={"desnow": 15, "raindrop": 22})
+    save_singlepass(folder / "fast.safetensors", net, tasks={"desnow": 15, "raindrop": 22})
+    save_singlepass(folder / "one.safetensors", net, tasks={"desnow": 15})
+    return folder
+
+
+def test_single_pass_engine(singlepass, tmp_path, capsys):
+    model = singlepass / "fast.safetensors"
     source = _photo(tmp_path / "x.png")
     digest = _digest(source)
     args = ["--engine", "single-pass", "--model", str(model), "-q", "--tile", "32"]
@@ -126,6 +136,46 @@ def test_single_pass_engine(tmp_path, capsys):
     assert "raindrop" in capsys.readouterr().err  # the error lists the tasks it has
     assert main([str(source), "-o", str(tmp_path / "o4"), "--engine", "single-pass"]) == \
         EXIT_USAGE
+
+
+def test_single_pass_without_task_restores_the_file_s_only_task(singlepass, tmp_path, capsys):
+    source = _photo(tmp_path / "x.png")
+    common = [str(source), "-q", "--engine", "single-pass", "--tile", "32"]
+    assert main([*common, "-o", str(tmp_path / "one"), "--model",
+                 str(singlepass / "one.safetensors")]) == EXIT_OK
+    assert main([*common, "-o", str(tmp_path / "named"), "--model",
+                 str(singlepass / "one.safetensors"), "--task", "desnow"]) == EXIT_OK
+    assert _digest(tmp_path / "one" / "x.png") == _digest(tmp_path / "named" / "x.png")
+    capsys.readouterr()
+    # several tasks and no --task: a usage error listing them, before any image
+    assert main([*common, "-o", str(tmp_path / "several"), "--model",
+                 str(singlepass / "fast.safetensors")]) == EXIT_USAGE
+    assert "restores 2 tasks (desnow, raindrop)" in capsys.readouterr().err
+    assert not (tmp_path / "several" / "x.png").exists()
+
+
+@pytest.mark.parametrize("engine, option, refused", [
+    ("single-pass", ["--steps", "10"], "steps"),
+    ("single-pass", ["--adapter", "motion-deblur"], "adapter"),
+    ("single-pass", ["--seed", "3"], "seed"),
+    ("single-pass", ["--strength", "0.5"], "strength"),
+    ("single-pass", ["--eta", "0.5"], "eta"),
+    ("single-pass", ["--base", "base.safetensors"], "base"),
+    ("dtpm", ["--task", "desnow"], "task"),
+    ("dtpm", ["--ensemble"], "ensemble"),
+    ("dtpm", ["--model", "fast.safetensors"], "model"),
+])
+def test_an_option_of_the_other_engine_is_a_usage_error(weights, singlepass, tmp_path, capsys,
+                                                        engine, option, refused):
+    source = _photo(tmp_path / "x.png")
+    models = ["--model", str(singlepass / "one.safetensors")] if engine == "single-pass" else \
+        ["--base", str(weights / "base.safetensors"),
+         "--adapter", str(weights / "motion.safetensors")]
+    code = main([str(source), "-o", str(tmp_path / "o"), "-q", "--engine", engine, *models,
+                 *option])
+    assert code == EXIT_USAGE
+    assert f"the {engine} engine has no option {refused}" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # refused before anything is planned or written
 
 
 def test_a_precision_the_cpu_cannot_run_is_a_usage_error(weights, tmp_path, capsys,
@@ -141,3 +191,17 @@ def test_a_precision_the_cpu_cannot_run_is_a_usage_error(weights, tmp_path, caps
     assert not (tmp_path / "o" / "x.png").exists()
     # auto runs what the CPU has (fp32 here), for both engines' option alike
     assert main([str(source), "-o", str(tmp_path / "o"), *_args(weights)]) == EXIT_OK
+
+
+@pytest.mark.parametrize("engine", ["dtpm", "single-pass"])
+def test_fp16_on_the_cpu_is_a_usage_error_for_both_engines(weights, singlepass, tmp_path,
+                                                           capsys, engine):
+    source = _photo(tmp_path / "x.png")
+    models = ["--model", str(singlepass / "one.safetensors")] if engine == "single-pass" \
+        else ["--base", str(weights / "base.safetensors"),
+              "--adapter", str(weights / "motion.safetensors")]
+    code = main([str(source), "-o", str(tmp_path / "o"), "-q", "--engine", engine, *models,
+                 "--device", "cpu", "--precision", "fp16"])
+    assert code == EXIT_USAGE
+    assert "fp16 is not supported on the CPU" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "x.png").exists()
