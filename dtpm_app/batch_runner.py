@@ -139,8 +139,8 @@ class BatchRunner(QObject):
     def start(self, models: BatchModels, device: str, k: int, seed: int, tile: int,
               strength: float = 1.0) -> bool:
         """Run the queue in a worker thread with `models` (DTPM at K, seed and texture
-        strength, or the Fast engine, which ignores them); False when there is nothing to
-        run."""
+        strength, or the single-pass engine, which takes none of them); False when there is
+        nothing to run. The worker loads its own engine (`BatchSettings.engine_spec`)."""
         if self.running or not self.entries or self.outdir is None:
             return False
         self.replan()

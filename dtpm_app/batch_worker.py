@@ -1,6 +1,6 @@
-"""`BatchWorker`: restores a list of files in its own thread with its own engine (a DTPM
-`Restorer`, or the Fast engine's `SinglePassRestorer`), so the interactive session (task and
-engine switches included) never changes a running batch. Pause, resume and cancel are
+"""`BatchWorker`: restores a list of files in its own thread with its own engine (DTPM or the
+single-pass network, loaded with `dtpm_core.engine.load_engine`), so the interactive session
+(task and engine switches included) never changes a running batch. Pause, resume and cancel are
 thread-safe; one file that fails is reported and the batch goes on."""
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 
 from dtpm_core.errors import (
@@ -24,30 +23,31 @@ from dtpm_core.errors import (
     ModelOutputError,
     OutOfMemory,
 )
+from dtpm_core.options import DTPM, SINGLE_PASS
 
-from .fast_engine import DTPM, FAST
-from .workers import _restorer_class, _singlepass_class, describe_error
+from .workers import _IMPORT_LOCK, describe_error
+
+if TYPE_CHECKING:
+    from dtpm_core.engine import Engine, EngineSpec
 
 log = logging.getLogger(__name__)
+
+SINGLE_PASS_IDS = (SINGLE_PASS, "fast")
+"""How a batch may name the single-pass engine ("fast": the window's former name for it)."""
 
 
 @dataclass(frozen=True)
 class BatchModels:
-    """What a batch restores with: the DTPM base and task adapter, or (engine "fast") the
-    single-pass network with its t_mat for `task`, in one pass per tile or (`ensemble`) the
-    average of the 8 flip/rotate variants."""
+    """What a batch restores with: the DTPM base and task adapter, or (engine "single-pass")
+    the single-pass network with its t_mat for `task`, in one pass per tile or (`ensemble`)
+    the average of the 8 flip/rotate variants."""
 
-    engine: str  # "dtpm" or "fast"
+    engine: str  # DTPM or one of SINGLE_PASS_IDS
     task: str
     base: Path | None = None
     adapter: Path | None = None
     singlepass: Path | None = None
     ensemble: bool = False
-
-
-EngineRun = Callable[[np.ndarray, Callable[[Any], None], Callable[[], bool]],
-                     tuple[np.ndarray, float, tuple[str, ...]]]
-"""image, progress, should_stop -> (result, seconds, notes): one engine, loaded once."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,25 @@ class BatchSettings:
     tile: int
     format_key: str  # a key of dtpm_app.formats.OUTPUT_CHOICES
     quality: int
-    strength: float = 1.0  # DTPM texture strength (the Fast engine has none)
+    strength: float = 1.0  # DTPM texture strength (the single-pass engine has none)
+
+    def engine_spec(self) -> EngineSpec:
+        """The engine spec of these settings: DTPM at K, seed and strength, or the single-pass
+        network for the task; precision None is the app's setting (the process preference)."""
+        from dtpm_core.engine import DTPMSpec, SinglePassSpec
+
+        m = self.models
+        if m.engine in SINGLE_PASS_IDS:
+            if m.singlepass is None:
+                raise ConfigError("no single-pass model is installed for the single-pass "
+                                  "engine")
+            return SinglePassSpec(m.singlepass, m.task, ensemble=m.ensemble, tile=self.tile,
+                                  device=self.device, precision=None)
+        if m.engine != DTPM or m.base is None or m.adapter is None:
+            raise ConfigError(f"the batch needs a DTPM base and task adapter, got {m!r}")
+        return DTPMSpec(m.base, m.adapter, steps=(self.k,), seed=self.seed,
+                        strength=self.strength, tile=self.tile, device=self.device,
+                        precision=None)
 
 
 @dataclass(frozen=True)
@@ -121,11 +139,11 @@ class BatchWorker(QObject):
         index = 0
         error = ""
         try:
-            run_engine = _load_batch_engine(self._settings)
+            engine = load_batch_engine(self._settings)
             for index, entry in enumerate(self._entries):
                 self._wait_if_paused()
                 self.item_started.emit(index)
-                status, message = self._one(run_engine, index, entry)
+                status, message = self._one(engine, index, entry)
                 counts[status] += 1
                 if status == "failed":
                     failures.append((str(entry.source), message))
@@ -141,7 +159,7 @@ class BatchWorker(QObject):
         self.finished.emit(BatchSummary(counts["done"], counts["skipped"], counts["failed"],
                                         len(self._entries) - index, tuple(failures), error))
 
-    def _one(self, run_engine: EngineRun, index: int, entry: BatchEntry) -> tuple[str, str]:
+    def _one(self, engine: Engine, index: int, entry: BatchEntry) -> tuple[str, str]:
         """Restore one file; returns (status, message). Cancelled propagates."""
         from dtpm_core.imageio import read_image, write_image
         from dtpm_core.metrics import psnr
@@ -158,14 +176,16 @@ class BatchWorker(QObject):
 
         try:
             loaded = read_image(entry.source)
-            result, seconds, notes = run_engine(loaded.rgb, on_progress, self._cancel.is_set)
+            restored = engine.restore(loaded.rgb, progress=on_progress,
+                                      should_stop=self._cancel.is_set)
+            result = restored.image
             options = write_options(OUTPUT_CHOICES[s.format_key], s.quality, loaded.bit_depth,
                                     entry.target)
             write_image(entry.target, result, like=loaded, **options)
         except (ImageReadError, ImageWriteError, OutOfMemory, ConfigError,
                 ModelOutputError) as exc:  # a NaN result is never written
             return "failed", str(exc)
-        message = f"{seconds:.1f} s"
+        message = f"{restored.seconds:.1f} s"
         if self._record is not None:
             try:
                 self._record(entry.target)
@@ -178,32 +198,18 @@ class BatchWorker(QObject):
                     message += f", PSNR {psnr(result, ref):.2f} dB vs reference"
             except ImageReadError as exc:
                 message += f" (reference unreadable: {exc})"
-        return "done", "; ".join((message, *notes))
+        return "done", "; ".join((message, *restored.notes))
 
 
-def _load_batch_engine(s: BatchSettings) -> EngineRun:
-    """Load the batch's engine once (a task the single-pass network lacks fails here, before
-    the first file, like `dtpm-restore --engine single-pass`)."""
-    m = s.models
-    if m.engine == FAST:
-        if m.singlepass is None:
-            raise ConfigError("no single-pass model is installed for the Fast engine")
-        fast = _singlepass_class()(m.singlepass, device=s.device)
-        fast.t_mat(m.task)
+def load_batch_engine(s: BatchSettings) -> Engine:
+    """Load the batch's engine once, in the calling thread; what would fail every file (a task
+    the single-pass network lacks) fails here, before the first, like `dtpm-restore`."""
+    spec = s.engine_spec()
+    with _IMPORT_LOCK:  # the first torch import may come from two threads at once
+        from dtpm_core.device import configure_threads
+        from dtpm_core.engine import load_engine
 
-        def run_fast(image: np.ndarray, progress: Callable[[Any], None],
-                     should_stop: Callable[[], bool]) -> tuple[np.ndarray, float, tuple[str, ...]]:
-            out = fast.restore(image, m.task, tile=s.tile, ensemble=m.ensemble,
-                               progress=progress, should_stop=should_stop)
-            return out.result, out.seconds, tuple(out.notes)
-        return run_fast
-    if m.engine != DTPM or m.base is None or m.adapter is None:
-        raise ConfigError(f"the batch needs a DTPM base and task adapter, got {m!r}")
-    restorer = _restorer_class()(m.base, m.adapter, device=s.device)
-
-    def run_dtpm(image: np.ndarray, progress: Callable[[Any], None],
-                 should_stop: Callable[[], bool]) -> tuple[np.ndarray, float, tuple[str, ...]]:
-        out = restorer.restore(image, s.k, seed=s.seed, tile=s.tile, strength=s.strength,
-                               progress=progress, should_stop=should_stop)
-        return out.result, out.seconds, tuple(out.notes)
-    return run_dtpm
+        configure_threads()  # once per process: interactive and batch run alike
+    engine = load_engine(spec)
+    engine.prepare()
+    return engine

@@ -3,7 +3,7 @@ photo, without a screen.
 
 It starts Qt offscreen and imports the window's modules (a bundle missing a Qt plugin or a
 package fails here), loads the default models from the installed catalog through the app's
-inference paths (`Restorer` for DTPM, `SinglePassRestorer` for the Fast engine), restores the
+engine interface (`dtpm_core.engine.load_engine`, as the app and `dtpm-restore`), restores the
 bundled sample photo, downscaled to a preview, with every installed engine (DTPM at K = 4 with
 seed 0; one pass of the single-pass network) and judges each result with
 `check_restoration`. No model maths here.
@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -171,40 +171,43 @@ def _restore_dtpm(catalog: Any, image: np.ndarray, device: str) -> tuple[np.ndar
     """The DTPM engine at K = 4, seed 0, with the default task's adapter."""
     import torch
 
-    from dtpm_core.restore import Restorer
+    from dtpm_core.engine import DTPMSpec, load_engine
 
     entry = catalog.adapters[_default_task(catalog.adapters)]
     clock = time.perf_counter()
     # fp32: the checks compare numbers across machines and builds (the bf16 fast path
     # depends on the CPU)
-    restorer = Restorer(catalog.base, entry.path, device=device, precision="fp32")
-    _say(f"  base:     {_describe_model(catalog.base.name, restorer.info)}")
-    _say(f"  adapter:  {entry.task}: "
-         f"{_describe_model(entry.path.name, restorer.adapter_info)}")
+    engine = load_engine(DTPMSpec(catalog.base, entry.path, steps=(SELF_TEST_STEPS,),
+                                  seed=SELF_TEST_SEED, tile=0, device=device, precision="fp32"))
+    files = engine.model_files
+    _say(f"  base:     {_describe_model(catalog.base.name, files['base'])}")
+    _say(f"  adapter:  {entry.task}: {_describe_model(entry.path.name, files['adapter'])}")
     _say(f"  folder:   {entry.path.parent}")
-    _say(f"  device:   {restorer.device} (torch {torch.__version__}, "
+    _say(f"  device:   {engine.device} (torch {torch.__version__}, "
          f"{torch.get_num_threads()} threads); loaded in {time.perf_counter() - clock:.2f} s")
     clock = time.perf_counter()
-    restored = restorer.restore(image, SELF_TEST_STEPS, seed=SELF_TEST_SEED, tile=0)
+    restored = engine.restore(image)
     _say(f"  restore:  K={SELF_TEST_STEPS}, seed {SELF_TEST_SEED}: "
          f"{time.perf_counter() - clock:.2f} s")
-    return restored.result, restorer.device
+    return restored.image, engine.device
 
 
 def _restore_singlepass(catalog: Any, image: np.ndarray, device: str
                         ) -> tuple[np.ndarray, Any]:
     """The Fast engine: one pass of the installed single-pass network for its default task."""
-    from dtpm_core.singlepass.restore import SinglePassRestorer
+    from dtpm_core.engine import SinglePassSpec, load_engine
 
     clock = time.perf_counter()
-    fast = SinglePassRestorer(catalog.singlepass, device=device, precision="fp32")
-    task = _default_task(fast.tasks)
-    _say(f"  model:    {task}: {_describe_model(catalog.singlepass.name, fast.info)}")
-    _say(f"  device:   {fast.device}; loaded in {time.perf_counter() - clock:.2f} s")
+    engine = load_engine(SinglePassSpec(catalog.singlepass, tile=0, device=device,
+                                        precision="fp32"))
+    task = _default_task(engine.tasks)
+    info = engine.model_files["model"]
+    _say(f"  model:    {task}: {_describe_model(catalog.singlepass.name, info)}")
+    _say(f"  device:   {engine.device}; loaded in {time.perf_counter() - clock:.2f} s")
     clock = time.perf_counter()
-    result = fast.restore(image, task, tile=0).result
-    _say(f"  restore:  one pass, t_mat {fast.t_mat(task)}: {time.perf_counter() - clock:.2f} s")
-    return result, fast.device
+    result = engine.restore(image, replace(engine.spec, task=task)).image
+    _say(f"  restore:  one pass, t_mat {info.tasks[task]}: {time.perf_counter() - clock:.2f} s")
+    return result, engine.device
 
 
 def run_self_test(device: str = "auto") -> int:

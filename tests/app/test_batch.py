@@ -246,3 +246,70 @@ def test_nan_weights_fail_the_item_and_write_nothing(tmp_path, qtbot):
     assert (summary.done, summary.failed) == (0, 1) and not summary.error
     assert "nan.safetensors" in summary.failures[0][1] and "NaN" in summary.failures[0][1]
     assert not target.exists()
+
+
+def _run_worker(qtbot, entries, settings):
+    from dtpm_app.batch_worker import BatchWorker
+
+    worker = BatchWorker(entries, settings)
+    with qtbot.waitSignal(worker.finished, timeout=60_000) as finished:
+        worker.run()
+    return finished.args[0]
+
+
+def test_batch_gives_the_engine_s_bytes_for_both_engines(model_dir, tmp_path, qtbot):
+    """The batch restores through dtpm_core.engine: K, seed, strength and tile (DTPM), task
+    and ensemble (single-pass) reach the spec, and the file holds the engine's result."""
+    import numpy as np
+    import torch
+
+    from dtpm_app.batch_worker import BatchEntry, BatchModels, BatchSettings
+    from dtpm_core.engine import DTPMSpec, SinglePassSpec, load_engine
+    from dtpm_core.imageio import write_image
+    from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+    from dtpm_core.singlepass.weights import save_singlepass
+
+    torch.manual_seed(0)
+    fast = tmp_path / "fast.safetensors"
+    save_singlepass(fast, SinglePassNet(singlepass_preset("tiny", width=8)),
+                    tasks={"desnow": 15, "raindrop": 22})
+    source = make_image(tmp_path / "a.png")
+    image = read_image(source).rgb
+    base, adapter = model_dir / "base.safetensors", model_dir / "motion-deblur.safetensors"
+    cases = {
+        "dtpm": (BatchModels("dtpm", "motion-deblur", base, adapter),
+                 DTPMSpec(base, adapter, steps=(2,), seed=3, strength=0.5, tile=32,
+                          device="cpu")),
+        "single-pass": (BatchModels("single-pass", "raindrop", singlepass=fast, ensemble=True),
+                        SinglePassSpec(fast, "raindrop", ensemble=True, tile=32, device="cpu")),
+        "fast": (BatchModels("fast", "raindrop", singlepass=fast),  # the app's former id
+                 SinglePassSpec(fast, "raindrop", tile=32, device="cpu")),
+    }
+    for name, (models, spec) in cases.items():
+        target = tmp_path / name / "a.png"
+        summary = _run_worker(qtbot, [BatchEntry(source, target)],
+                              BatchSettings(models, "cpu", 2, 3, 32, "png8", 92, strength=0.5))
+        assert (summary.done, summary.failed, summary.error) == (1, 0, ""), summary
+        expected = tmp_path / name / "expected.png"
+        write_image(expected, load_engine(spec).restore(image).image, bit_depth=8)
+        assert np.array_equal(read_image(target).rgb, read_image(expected).rgb), name
+
+
+def test_a_task_the_single_pass_file_lacks_fails_before_the_first_file(tmp_path, qtbot):
+    import torch
+
+    from dtpm_app.batch_worker import BatchEntry, BatchModels, BatchSettings
+    from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+    from dtpm_core.singlepass.weights import save_singlepass
+
+    torch.manual_seed(0)
+    fast = tmp_path / "fast.safetensors"
+    save_singlepass(fast, SinglePassNet(singlepass_preset("tiny", width=8)),
+                    tasks={"desnow": 15})
+    entries = [BatchEntry(make_image(tmp_path / f"{n}.png"), tmp_path / "out" / f"{n}.png")
+               for n in ("a", "b")]
+    summary = _run_worker(qtbot, entries, BatchSettings(
+        BatchModels("single-pass", "raindrop", singlepass=fast), "cpu", 4, 0, 0, "png8", 92))
+    assert (summary.done, summary.failed, summary.remaining) == (0, 0, 2)
+    assert "raindrop" in summary.error and "desnow" in summary.error
+    assert not (tmp_path / "out").exists()

@@ -115,12 +115,12 @@ def test_untrained_model_fails_as_measured(models, sample):
     level t_s = 250 of files without calibration), so the self-test rejects it. Its initial
     prediction alone (an untrained predictor is the identity) is accepted: the thresholds
     separate the two."""
-    from dtpm_core.restore import Restorer
+    from dtpm_core.engine import DTPMSpec, load_engine
 
-    restorer = Restorer(models / "base.safetensors", models / "motion-deblur.safetensors",
-                        device="cpu")
-    out = restorer.restore(sample, SELF_TEST_STEPS, seed=SELF_TEST_SEED, tile=0)
-    checks = {c.name: c for c in check_restoration(sample, out.result)}
+    out = load_engine(DTPMSpec(models / "base.safetensors", models / "motion-deblur.safetensors",
+                               steps=(SELF_TEST_STEPS,), seed=SELF_TEST_SEED, tile=0,
+                               device="cpu")).restore(sample)
+    checks = {c.name: c for c in check_restoration(sample, out.image)}
     assert _failed(checks.values()) == {"luminance correlation", "PSNR against the input"}
     corr = float(checks["luminance correlation"].detail.split()[0])
     psnr = float(checks["PSNR against the input"].detail.split()[0])
