@@ -322,40 +322,23 @@ def _eval_pairs(args: argparse.Namespace) -> list:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from dtpm_core.engine import DTPMSpec, SinglePassSpec, load_engine
     from dtpm_core.metrics import LPIPSMetric
-    from dtpm_core.restore import Restorer
-    from dtpm_core.singlepass.restore import SinglePassRestorer
 
-    from .compare import compare, write_reports
+    from .compare import compare, dtpm_methods, single_pass_method, write_reports
 
     methods: dict = {}
     for label, path in (("single-pass plain L1", args.plain),
                         ("single-pass diffusion-trained", args.singlepass)):
         if path:
-            fast = SinglePassRestorer(path, device=args.device)
-
-            def run_fast(image, task, fast=fast):
-                if task not in fast.tasks:
-                    raise KeyError(task)
-                return fast.restore(image, task, tile=0).result
-            methods[label] = run_fast
+            engine = load_engine(SinglePassSpec(path, tile=0, device=args.device))
+            methods[label] = single_pass_method(engine)
     adapters = dict(item.split("=", 1) for item in args.adapter)
-    ks = [int(k) for k in args.steps.split(",")]
+    ks = tuple(int(k) for k in args.steps.split(","))
     if args.base and adapters:
-        dtpm = Restorer(args.base, device=args.device)
-        cache: dict = {}
-
-        def run_dtpm(image, task, k):
-            if task not in adapters:
-                raise KeyError(task)
-            key = (id(image), task)
-            if key not in cache:
-                dtpm.load_adapter(adapters[task])
-                cache.clear()
-                cache[key] = dtpm.restore(image, ks, seed=args.seed, tile=0)
-            return cache[key].results[k]
-        for k in ks:
-            methods[f"DTPM K={k}"] = lambda image, task, k=k: run_dtpm(image, task, k)
+        engine = load_engine(DTPMSpec(args.base, steps=ks, seed=args.seed, tile=0,
+                                      device=args.device))
+        methods.update(dtpm_methods(engine, {t: Path(f) for t, f in adapters.items()}))
     if not methods:
         raise DTPMError("nothing to compare: give --singlepass, --plain and/or --base with "
                         "--adapter TASK=FILE")

@@ -1,15 +1,17 @@
 """`dtpm-train compare`: the engines side by side on held-out photos degraded with settings
 that training never used (the held-out degradation distribution): the degraded input, the
 plain-L1 single-pass network, the diffusion-trained single-pass network and DTPM at K = 1
-and 4, per task, with PSNR / SSIM / LPIPS (DESIGN 6, "What to measure")."""
+and 4, per task, with PSNR / SSIM / LPIPS (DESIGN 6, "What to measure"). The engines run
+through `dtpm_core.engine`, as in the app and `dtpm-restore`."""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,8 +20,11 @@ from dtpm_core.metrics import LPIPSMetric, psnr, ssim
 
 from .data import degraded_photos
 
+if TYPE_CHECKING:
+    from dtpm_core.engine import Engine, EngineResult
+
 Method = Callable[[np.ndarray, str], np.ndarray]
-"""(degraded image, task) -> restored image."""
+"""(degraded image, task) -> restored image; KeyError when it has no model for the task."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,34 @@ def held_out_pairs(clean: Sequence[Path], task: str, seed: int = 0
     """(degraded, clean) pairs of the given photos with the held-out degradation settings."""
     return [(np.clip(degraded, 0, 1).astype(np.float32), image)
             for _, degraded, image in degraded_photos(clean, task, seed, held_out=True)]
+
+
+def single_pass_method(engine: Engine) -> Method:
+    """A loaded single-pass engine as a method: its spec, for the task asked (KeyError for a
+    task its file lacks)."""
+    def run(image: np.ndarray, task: str) -> np.ndarray:
+        if task not in engine.tasks:
+            raise KeyError(task)
+        return engine.restore(image, replace(engine.spec, task=task)).image
+    return run
+
+
+def dtpm_methods(engine: Engine, adapters: Mapping[str, Path]) -> dict[str, Method]:
+    """A loaded DTPM engine as one method per K of its spec ("DTPM K=4"), with the adapter of
+    each task (KeyError for a task without one). One restore per image and task gives every
+    K (the same noise); the other methods of that image reuse it."""
+    last: dict[tuple[int, str], EngineResult] = {}
+
+    def run(image: np.ndarray, task: str, k: int) -> np.ndarray:
+        if task not in adapters:
+            raise KeyError(task)
+        key = (id(image), task)
+        if key not in last:
+            last.clear()
+            last[key] = engine.restore(image, replace(engine.spec, adapter=adapters[task]))
+        return last[key].by_steps[k]
+    return {f"DTPM K={k}": (lambda image, task, k=k: run(image, task, k))
+            for k in engine.spec.steps}
 
 
 def compare(methods: dict[str, Method | None], tasks: Sequence[str], clean: Sequence[Path],

@@ -1,14 +1,27 @@
-"""`dtpm-train compare`: held-out pairs, per-task scores, n/a where a method has no model."""
+"""`dtpm-train compare`: held-out pairs, per-task scores, n/a where a method has no model; the
+engines run through dtpm_core.engine."""
+
+import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
+from dtpm_core.engine import DTPMSpec, SinglePassSpec, load_engine
 from dtpm_core.metrics import LPIPSMetric, psnr
+from dtpm_core.model import Stage2Options
+from dtpm_core.restore import Restorer
 from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+from dtpm_core.singlepass.restore import SinglePassRestorer
 from dtpm_core.singlepass.weights import save_singlepass
+from dtpm_core.weights import save_adapter, save_base
 from trainer.cli import main as train_main
-from trainer.compare import compare, held_out_pairs, markdown
+from trainer.compare import compare, dtpm_methods, held_out_pairs, markdown, single_pass_method
 from trainer.degradations import degrade
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
+from model_factory import tiny_model  # noqa: E402
 
 
 def test_held_out_pairs_use_the_held_out_distribution(clean_folder):
@@ -53,3 +66,32 @@ def test_compare_command_writes_reports(tmp_path, clean_folder):
     assert "single-pass diffusion-trained" in text and "LPIPS backbone" in text
     assert (out / "compare.csv").read_text().count("\n") == 1 + 2 + 1  # header, 2 + 1 rows
     assert train_main(["compare", "--clean", str(clean_folder), "-o", str(out)]) == 2
+
+
+def test_engine_methods_give_the_restorers_results(tmp_path, clean_folder):
+    model = tiny_model(Stage2Options(), semantic="none", seed=3)
+    sha = save_base(tmp_path / "base.safetensors", model)
+    save_adapter(tmp_path / "snow.safetensors", model, "desnow", sha)
+    torch.manual_seed(0)
+    save_singlepass(tmp_path / "sp.safetensors", SinglePassNet(singlepass_preset("tiny", width=8)),
+                    tasks={"desnow": 15})
+    degraded, _ = held_out_pairs([clean_folder], "desnow")[0]
+
+    dtpm = dtpm_methods(load_engine(DTPMSpec(tmp_path / "base.safetensors", steps=(1, 4),
+                                             seed=2, tile=0, device="cpu")),
+                        {"desnow": tmp_path / "snow.safetensors"})
+    assert list(dtpm) == ["DTPM K=1", "DTPM K=4"]
+    expected = Restorer(tmp_path / "base.safetensors", tmp_path / "snow.safetensors",
+                        device="cpu").restore(degraded, [1, 4], seed=2, tile=0)
+    for k in (1, 4):
+        assert np.array_equal(dtpm[f"DTPM K={k}"](degraded, "desnow"), expected.results[k])
+    with pytest.raises(KeyError):
+        dtpm["DTPM K=1"](degraded, "raindrop")
+
+    fast = single_pass_method(load_engine(SinglePassSpec(tmp_path / "sp.safetensors", tile=0,
+                                                         device="cpu")))
+    expected = SinglePassRestorer(tmp_path / "sp.safetensors", "cpu").restore(
+        degraded, "desnow", tile=0).result
+    assert np.array_equal(fast(degraded, "desnow"), expected)
+    with pytest.raises(KeyError):
+        fast(degraded, "raindrop")
