@@ -5,7 +5,7 @@ app's batch worker, for both engines, side by side in one run.
 
 Each path loads its engine the way it does in use (`dtpm_core.cli._load_engine`,
 `InferenceWorker` jobs `LoadBase` / `SwitchAdapter` / `RestoreImage` and `LoadFast` /
-`RestoreFast`, `batch_worker._load_batch_engine`) with random-weight models, and restores the
+`RestoreFast`, `batch_worker.load_batch_engine`) with random-weight models, and restores the
 same photo at the default tile (512); times are medians of interleaved rounds. All of them
 build their restorers without a precision or thread count of their own, so they share the
 process's (`dtpm_core.device`): the bar is every path within 20% of the CLI.
@@ -38,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from dtpm_app.batch_worker import BatchModels, BatchSettings, _load_batch_engine
+    from dtpm_app.batch_worker import BatchModels, BatchSettings, load_batch_engine
     from dtpm_app.fast_engine import LoadFast, RestoreFast
     from dtpm_app.workers import InferenceWorker, Job, LoadBase, RestoreImage, SwitchAdapter
     from dtpm_core.cli import _load_engine, build_parser
@@ -56,14 +56,14 @@ def main() -> None:
             extra = ["--engine", "single-pass", "--model", str(fast), "--task", task] \
                 if engine == "fast" else ["--base", str(base), "--adapter", str(adapter),
                                           "--steps", str(args.k)]
-            run = _load_engine(build_parser().parse_args(["x", "-o", tmp, *extra]))
-            return lambda: run(image, lambda p: None)
+            engine = _load_engine(build_parser().parse_args(["x", "-o", tmp, *extra]))
+            return lambda: engine.restore(image)
 
         def batch(engine: str):
-            models = BatchModels("fast", task, singlepass=fast) if engine == "fast" \
+            models = BatchModels("single-pass", task, singlepass=fast) if engine == "fast" \
                 else BatchModels("dtpm", "motion-deblur", base=base, adapter=adapter)
-            run = _load_batch_engine(BatchSettings(models, "cpu", args.k, 0, 512, "png8", 92))
-            return lambda: run(image, lambda p: None, lambda: False)
+            loaded = load_batch_engine(BatchSettings(models, "cpu", args.k, 0, 512, "png8", 92))
+            return lambda: loaded.restore(image, should_stop=lambda: False)
 
         runs = {
             ("DTPM", "CLI"): cli("dtpm"),

@@ -5,8 +5,8 @@
 For each preset, the same photo-sized input is restored by
 - the single-pass network (one forward pass; and the 8-way ensemble),
 - DTPM at K = 1, 4 and 10 (K denoiser passes + one initial-predictor pass),
-through the real inference entry points (`SinglePassRestorer`, `Restorer`), untiled and
-tiled at 512. The ratios DTPM / single-pass are printed from the same run. Models are
+through the engine interface the app and `dtpm-restore` use (`dtpm_core.engine.load_engine`),
+untiled or tiled (--tile). The ratios DTPM / single-pass are printed from the same run. Models are
 untrained (random weights): speed does not depend on training. The bundled models use `tiny`.
 """
 
@@ -16,6 +16,7 @@ import argparse
 import platform
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dtpm_core.config import preset  # noqa: E402
+from dtpm_core.engine import DTPMSpec, SinglePassSpec, load_engine  # noqa: E402
 from dtpm_core.model import DTPM, Stage2Options  # noqa: E402
 from dtpm_core.options import TASKS  # noqa: E402
-from dtpm_core.restore import Restorer  # noqa: E402
 from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset  # noqa: E402
-from dtpm_core.singlepass.restore import SinglePassRestorer  # noqa: E402
 from dtpm_core.singlepass.weights import save_singlepass  # noqa: E402
 from dtpm_core.weights import save_adapter, save_base  # noqa: E402
 
@@ -52,17 +52,17 @@ def _models(folder: Path, name: str) -> tuple[Path, Path, Path]:
 def _measure(base: Path, adapter: Path, fast_file: Path, image: np.ndarray, tile: int,
              repeats: int) -> dict[str, float]:
     """Best-of wall times (s) of each engine on `image`."""
-    fast = SinglePassRestorer(fast_file, device="cpu")
-    dtpm = Restorer(base, adapter, device="cpu")
+    fast = load_engine(SinglePassSpec(fast_file, "motion-deblur", tile=tile, device="cpu"))
+    dtpm = load_engine(DTPMSpec(base, adapter, seed=0, tile=tile, device="cpu"))
+    ensemble = replace(fast.spec, ensemble=True)
     timings = {
-        "single-pass": best_of(lambda: fast.restore(image, "motion-deblur", tile=tile),
-                               repeats),
-        "single-pass, 8-way ensemble": best_of(
-            lambda: fast.restore(image, "motion-deblur", tile=tile, ensemble=True),
-            max(1, repeats - 2)),
+        "single-pass": best_of(lambda: fast.restore(image), repeats),
+        "single-pass, 8-way ensemble": best_of(lambda: fast.restore(image, ensemble),
+                                               max(1, repeats - 2)),
     }
     for k in (1, 4, 10):
-        timings[f"DTPM K={k}"] = best_of(lambda k=k: dtpm.restore(image, k, seed=0, tile=tile),
+        spec = replace(dtpm.spec, steps=(k,))
+        timings[f"DTPM K={k}"] = best_of(lambda spec=spec: dtpm.restore(image, spec),
                                          max(1, repeats - (k > 1) - (k > 4)))
     return timings
 

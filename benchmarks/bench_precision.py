@@ -5,7 +5,7 @@ against the fp32 result of the same image, task, K and seed.
                                          [--ks 1,4,10,50] [--tasks all]
 
 Runs the installed models (whichever are in the folder: nothing here depends on which) through
-`Restorer` and `SinglePassRestorer` twice, precision="fp32" and precision="bf16" (the path
+both engines (`dtpm_core.engine.load_engine`) twice, precision="fp32" and precision="bf16" (the path
 "auto" takes on a CPU with AMX / AVX512-BF16), on skimage photos degraded with the held-out
 settings of each task. The bar (issue 17): every result within 45 dB of fp32, at every K and
 for the Fast engine. Also prints the initial prediction's PSNR against fp32.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +30,8 @@ from dtpm_core.device import (  # noqa: E402
     cpu_has_native_bf16,
     describe_cpu_path,
 )
+from dtpm_core.engine import DTPMSpec, SinglePassSpec, load_engine  # noqa: E402
 from dtpm_core.metrics import psnr  # noqa: E402
-from dtpm_core.restore import Restorer  # noqa: E402
-from dtpm_core.singlepass.restore import SinglePassRestorer  # noqa: E402
 
 BAR_DB = 45.0
 PHOTOS = ("astronaut", "coffee", "chelsea")
@@ -75,21 +75,25 @@ def main() -> None:
     print(f"{'task':16s} {'initial':>8s} " + " ".join(f"{'K=' + str(k):>7s}" for k in ks)
           + f" {'Fast':>7s}")
     worst = float("inf")
-    fast = {p: SinglePassRestorer(catalog.singlepass, device="cpu", precision=p)
+    fast = {p: load_engine(SinglePassSpec(catalog.singlepass, tile=0, device="cpu",
+                                          precision=p))
             for p in ("fp32", "bf16")} if catalog.singlepass else None
+    dtpm = {p: load_engine(DTPMSpec(catalog.base, steps=tuple(ks), seed=0, tile=0, device="cpu",
+                                    precision=p)) for p in ("fp32", "bf16")}
     for task in tasks:
-        runs = {p: Restorer(catalog.base, catalog.adapters[task].path, device="cpu",
-                            precision=p) for p in ("fp32", "bf16")}
+        runs = {p: (e, replace(e.spec, adapter=catalog.adapters[task].path))
+                for p, e in dtpm.items()}
         rows: dict[str, list[float]] = {"initial": [], **{f"K={k}": [] for k in ks}, "Fast": []}
         rng = np.random.default_rng(0)
         for image in images:
             degraded = np.clip(degrade(task, image, rng, held_out=True), 0, 1).astype(np.float32)
-            out = {p: r.restore(degraded, ks, seed=0, tile=0) for p, r in runs.items()}
+            out = {p: e.restore(degraded, spec) for p, (e, spec) in runs.items()}
             rows["initial"].append(psnr(out["bf16"].initial, out["fp32"].initial))
             for k in ks:
-                rows[f"K={k}"].append(psnr(out["bf16"].results[k], out["fp32"].results[k]))
+                rows[f"K={k}"].append(psnr(out["bf16"].by_steps[k], out["fp32"].by_steps[k]))
             if fast is not None and task in fast["fp32"].tasks:
-                a, b = (fast[p].restore(degraded, task, tile=0).result for p in ("fp32", "bf16"))
+                a, b = (fast[p].restore(degraded, replace(fast[p].spec, task=task)).image
+                        for p in ("fp32", "bf16"))
                 rows["Fast"].append(psnr(b, a))
         mins = {name: min(v) if v else float("nan") for name, v in rows.items()}
         worst = min([worst, *(v for v in mins.values() if v == v)])
