@@ -19,6 +19,7 @@ schedule's sigma_bar); the network itself (`SinglePassNet.forward`) works in [-1
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +30,8 @@ from torch.nn import functional as F
 
 from ..config import dataclass_from_dict
 from ..errors import ConfigError
-from ..layers import NAFBlock, downsample, pad_to_multiple, sinusoidal_embedding, upsample
+from ..layers import sinusoidal_embedding
+from ..unet import UNet
 from .schedule import NUM_STEPS, noisy_input, sample_time_steps
 
 FFT_WEIGHT = 0.1  # weight of the frequency term of the restoration loss
@@ -178,37 +180,23 @@ class MoEAdaptor(nn.Module):
         return F.conv2d(h * per_channel[:, :, None, None], last) + bias[:, :, None, None]
 
 
-class SinglePassNet(nn.Module):
-    """y = x - f(x, t): NAFNet U-Net with AdaLN conditioning on the time step t (DESIGN 6),
-    with optional MoE adaptors after each decoder level."""
+class SinglePassNet(UNet):
+    """y = x - f(x, t): the NAFNet U-Net of `dtpm_core.unet` with AdaLN conditioning on the
+    time step t (DESIGN 6), with optional MoE adaptors after each decoder level."""
+
+    time_mlp: nn.Sequential
 
     def __init__(self, config: SinglePassConfig) -> None:
-        super().__init__()
+        d = config.cond_dim
+        # created first (the seeded initialisation depends on it)
+        time_mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.SiLU(), nn.Linear(2 * d, d))
+        adaptor = None
+        if config.adaptor_tasks:
+            adaptor = functools.partial(MoEAdaptor, embed_dim=d, experts=config.experts)
+        super().__init__(embedders={"time_mlp": time_mlp}, in_channels=3, width=config.width,
+                         enc_blocks=config.enc_blocks, middle_blocks=config.middle_blocks,
+                         dec_blocks=config.dec_blocks, cond_dim=d, level_adaptor=adaptor)
         self.config = config
-        c, d = config.width, config.cond_dim
-        self.time_mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.SiLU(), nn.Linear(2 * d, d))
-        self.intro = nn.Conv2d(3, c, 3, padding=1)
-        self.encoders = nn.ModuleList()
-        self.downs = nn.ModuleList()
-        for n in config.enc_blocks:
-            self.encoders.append(nn.ModuleList(NAFBlock(c, d) for _ in range(n)))
-            self.downs.append(downsample(c))
-            c *= 2
-        self.middle = nn.ModuleList(NAFBlock(c, d) for _ in range(config.middle_blocks))
-        self.ups = nn.ModuleList()
-        self.decoders = nn.ModuleList()
-        self.adaptors: nn.ModuleList | None = nn.ModuleList() if config.adaptor_tasks else None
-        for n in config.dec_blocks:
-            self.ups.append(upsample(c))
-            c //= 2
-            self.decoders.append(nn.ModuleList(NAFBlock(c, d) for _ in range(n)))
-            if self.adaptors is not None:
-                self.adaptors.append(MoEAdaptor(c, d, config.experts))
-        self.ending = nn.Conv2d(c, 3, 3, padding=1)
-
-    @property
-    def size_multiple(self) -> int:
-        return 2 ** self.config.levels
 
     def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
         """embed(t) = MLP(sinusoidal(t)): (B,) integer steps -> (B, cond_dim)."""
@@ -218,24 +206,7 @@ class SinglePassNet(nn.Module):
         """x: (B, 3, H, W) degraded (or noisy) image in [-1, 1]; t: (B,) long time steps.
         Returns y = x - f(x, t), (B, 3, H, W) in [-1, 1]."""
         emb = self.time_embedding(t.to(x.device))  # (B, D)
-        padded, (h, w) = pad_to_multiple(x, self.size_multiple)
-        f = self.intro(padded)  # (B, C, H', W')
-        skips = []
-        for blocks, down in zip(self.encoders, self.downs, strict=True):
-            for block in blocks:
-                f = block(f, emb)
-            skips.append(f)
-            f = down(f)
-        for block in self.middle:
-            f = block(f, emb)
-        for i, (up, blocks) in enumerate(zip(self.ups, self.decoders, strict=True)):
-            f = up(f) + skips[-1 - i]  # skip added, as in NAFNet
-            for block in blocks:
-                f = block(f, emb)
-            if self.adaptors is not None:
-                f = self.adaptors[i](f, emb)
-        residual = self.ending(f)[..., :h, :w]  # f(x, t)
-        return x - residual
+        return x - self.run(x, emb)  # f(x, t) = the U-Net's output
 
     @torch.no_grad()
     def restore(self, image: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
