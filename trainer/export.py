@@ -1,5 +1,6 @@
-"""Export: training checkpoints -> the weight files that `Restorer`, `dtpm-restore` and the
-app load (a base file for Stage I, an adapter file for Stage II)."""
+"""Export: a training run's checkpoint -> the weight file that `Restorer`, `dtpm-restore`
+and the app load (a base file for Stage I, an adapter file for Stage II, a single-pass file);
+each stage writes its own kind of file, this module rebuilds the model and picks the writer."""
 
 from __future__ import annotations
 
@@ -10,42 +11,21 @@ import torch
 
 from dtpm_core.calibration import Calibration
 from dtpm_core.model import DTPM, Stage2Options
-from dtpm_core.options import task_display_name
-from dtpm_core.weights import load_base, save_adapter, save_base
+from dtpm_core.weights import load_base
 
 from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint
 from .config import TrainConfig
 from .ema import EMA
-
-
-def training_summary(config: TrainConfig, step: int, extra: dict[str, Any]) -> dict[str, Any]:
-    """What goes into the file's `training` metadata: the resolved config and provenance."""
-    return {"steps": step, "config": config.to_dict(),
-            "semantic_note": extra.get("semantic_note", ""), "torch": torch.__version__}
-
-
-def export_stage1(model: DTPM, path: str | Path, config: TrainConfig, step: int,
-                  extra: dict[str, Any], metrics: dict[str, Any] | None = None,
-                  calibration: Calibration | None = None) -> str:
-    return save_base(path, model, training=training_summary(config, step, extra),
-                     metrics=metrics, calibration=calibration)
-
-
-def export_stage2(model: DTPM, path: str | Path, config: TrainConfig, step: int,
-                  extra: dict[str, Any], metrics: dict[str, Any] | None = None,
-                  calibration: Calibration | None = None) -> str:
-    task = config.stage2.task
-    display = config.stage2.display_name or task_display_name(task)
-    return save_adapter(path, model, task, extra["base_sha256"], display_name=display,
-                        training=training_summary(config, step, extra), metrics=metrics,
-                        calibration=calibration)
+from .sampling_calibration import load_calibration
+from .singlepass.train import export_singlepass_run
+from .stage1 import export_stage1, stage1_model_config
+from .stage2 import export_stage2
 
 
 def run_calibration(run_dir: Path, extra: dict[str, Any]) -> Calibration | None:
     """What a run measured when it finished; for a run stopped before that, its residual
     scale with the default start level (said in the note); None for runs from before
     calibration existed (their files load with the default)."""
-    from .sampling_calibration import load_calibration
     measured = load_calibration(run_dir)
     if measured is not None:
         return measured
@@ -59,7 +39,6 @@ def model_from_checkpoint(run_dir: str | Path, use_ema: bool = True
                           ) -> tuple[DTPM, TrainConfig, dict[str, Any], int, str]:
     """Rebuild the trained model from a run's checkpoint (EMA weights by default).
     Returns (model, config, extra state, step, kind)."""
-    from .stage1 import stage1_model_config
     state = load_checkpoint(checkpoint_path(run_dir))
     config = TrainConfig.from_dict(state["config"])
     extra, kind = state.get("extra", {}), state.get("kind")
@@ -89,7 +68,6 @@ def export_run(run_dir: str | Path, out: str | Path, use_ema: bool = True,
     """Write the weight file of a Stage I, Stage II or single-pass run to `out`."""
     kind = load_checkpoint(checkpoint_path(run_dir)).get("kind", "")
     if str(kind).startswith("singlepass"):
-        from .singlepass.train import export_singlepass_run
         return export_singlepass_run(Path(run_dir), Path(out), use_ema, metrics)
     model, config, extra, step, kind = model_from_checkpoint(run_dir, use_ema)
     calibration = run_calibration(Path(run_dir), extra)

@@ -23,6 +23,7 @@ from dtpm_core.model import DTPM
 from dtpm_core.objectives import DiffusionProblem
 from dtpm_core.schedule import add_noise, alpha_bars
 
+from .config import TrainConfig
 from .validation import stack_items
 
 CALIBRATION_FILE = "calibration.json"
@@ -50,6 +51,17 @@ def measure_residual_scale(model: DTPM, problem_fn: ProblemFn,
     if count == 0:
         raise ValueError("measure_residual_scale got no batches")
     return max((total / count) ** 0.5, 1e-4)
+
+
+def residual_scale_of(config: TrainConfig, model: DTPM, problem_fn: ProblemFn, dataset) -> float:
+    """s from the config, or the residual's RMS over the first training batches."""
+    if config.calibration.residual_scale > 0.0:
+        return config.calibration.residual_scale
+    size = config.data.batch_size
+    count = min(SCALE_BATCHES * size, len(dataset))
+    batches = [stack_items([dataset[i] for i in range(j, min(j + size, count))])
+               for j in range(0, count, size)]
+    return measure_residual_scale(model, problem_fn, batches)
 
 
 @torch.no_grad()

@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from dtpm_core.calibration import Calibration
 from dtpm_core.config import ModelConfig
 from dtpm_core.errors import ConfigError
 from dtpm_core.model import DTPM
 from dtpm_core.objectives import stage1_loss, stage1_problem
 from dtpm_core.restore import Restorer
 from dtpm_core.semantic import resolve_semantic_mode
+from dtpm_core.weights import load_base, save_base
 
-from .checkpoint import checkpoint_path, load_checkpoint
 from .config import TrainConfig
-from .export import export_stage1
+from .data import PreparedPatches
 from .loop import TrainJob
-from .sampling_calibration import SCALE_BATCHES, HeldOutCalibration, measure_residual_scale
-from .validation import as_array_pair, periodic_validator, stack_items
+from .provenance import training_summary
+from .resume import resumed_config
+from .sampling_calibration import HeldOutCalibration, residual_scale_of
+from .validation import as_array_pair, periodic_validator
 
 BASE_FILE = "base.safetensors"
 
@@ -38,20 +42,8 @@ def stage1_batch_problem(model: DTPM, batch: dict[str, torch.Tensor]):
     return stage1_problem(model, batch["clean"], batch["smooth"])
 
 
-def residual_scale_of(config: TrainConfig, model: DTPM, problem_fn, dataset) -> float:
-    """s from the config, or the residual's RMS over the first training batches."""
-    if config.calibration.residual_scale > 0.0:
-        return config.calibration.residual_scale
-    size = config.data.batch_size
-    count = min(SCALE_BATCHES * size, len(dataset))
-    batches = [stack_items([dataset[i] for i in range(j, min(j + size, count))])
-               for j in range(0, count, size)]
-    return measure_residual_scale(model, problem_fn, batches)
-
-
 def _warm_start(model: DTPM, path: str) -> None:
     """Start the Stage I denoiser from an earlier base file (same network config)."""
-    from dtpm_core.weights import load_base
     base, info = load_base(path)
     if base.config.denoiser != model.config.denoiser:
         raise ConfigError(f"model.init {path} is a {base.config.preset} base with another "
@@ -61,28 +53,19 @@ def _warm_start(model: DTPM, path: str) -> None:
 
 
 def stage1_model_config(config: TrainConfig, semantic: str) -> ModelConfig:
+    """The network of a Stage I run: config.model with the resolved semantic encoder."""
     return config.model.build().with_overrides({"denoiser.semantic": semantic})
 
 
-def resumed_config(config: TrainConfig, run_dir: Path) -> tuple[TrainConfig, dict]:
-    """A run that has a checkpoint continues with the config stored in it (the model is
-    rebuilt from the checkpoint, not from the current flags), except for loop.iterations,
-    which may be raised to train longer."""
-    ckpt = checkpoint_path(run_dir)
-    if not ckpt.is_file():
-        return config, {}
-    state = load_checkpoint(ckpt)
-    stored = TrainConfig.from_dict(state["config"])
-    if config.loop.iterations != stored.loop.iterations:
-        import dataclasses
-        stored = dataclasses.replace(
-            stored, loop=dataclasses.replace(stored.loop, iterations=config.loop.iterations))
-    return stored, dict(state.get("extra", {}))
+def export_stage1(model: DTPM, path: str | Path, config: TrainConfig, step: int,
+                  extra: dict[str, Any], metrics: dict[str, Any] | None = None,
+                  calibration: Calibration | None = None) -> str:
+    """Write the base weight file of a Stage I model; returns its content SHA-256."""
+    return save_base(path, model, training=training_summary(config, step, extra),
+                     metrics=metrics, calibration=calibration)
 
 
 def build_stage1(config: TrainConfig, run_dir: Path) -> TrainJob:
-    from .data import PreparedPatches
-
     config, extra = resumed_config(config, run_dir)
     resumed = bool(extra)
     if resumed and "residual_scale" not in extra:

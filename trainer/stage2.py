@@ -4,22 +4,28 @@ paper's ablations)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from dtpm_core.calibration import Calibration
 from dtpm_core.errors import ConfigError
 from dtpm_core.model import DTPM, Stage2Options, configure_stage2_trainable
 from dtpm_core.objectives import stage2_loss, stage2_problem
+from dtpm_core.options import task_display_name
 from dtpm_core.restore import Restorer
-from dtpm_core.weights import load_base, save_base
+from dtpm_core.semantic import resolve_semantic_mode
+from dtpm_core.weights import load_adapter, load_base, save_adapter, save_base
 
 from .config import TrainConfig
-from .export import export_stage2
 from .loop import TrainJob
-from .sampling_calibration import HeldOutCalibration
-from .stage1 import residual_scale_of, resumed_config
-from .validation import as_array_pair, periodic_validator
+from .provenance import training_summary
+from .resume import resumed_config
+from .sampling_calibration import HeldOutCalibration, residual_scale_of
+from .stage1 import stage1_model_config
+from .task_data import build_datasets
+from .validation import periodic_validator
 
 
 class Stage2Loss(nn.Module):
@@ -37,7 +43,6 @@ def _warm_start(model: DTPM, path: Path, base: DTPM, base_info, config: TrainCon
     """Start the adapters and predictor from an adapter file made for this base (to continue
     a finished run, e.g. in a later session); returns its residual scale, which the
     continued objective keeps."""
-    from dtpm_core.weights import load_adapter
     parts = load_adapter(path, base, base_info)  # refuses an adapter of another base
     if parts.info.task != config.stage2.task or parts.info.stage2 != model.stage2:
         raise ConfigError(f"stage2.init {path} is a {parts.info.task!r} adapter with options "
@@ -62,46 +67,16 @@ def stage2_options(config: TrainConfig) -> Stage2Options:
     return Stage2Options(mode=s.mode, use_predictor=s.use_predictor, from_scratch=s.from_scratch)
 
 
-def build_datasets(config: TrainConfig, task: str | None = None, with_calibration: bool = False):
-    """(train dataset, held-out (degraded, clean) array pairs) for the configured data;
-    synthetic data is made for `task` (default: stage2.task). With `with_calibration`, a
-    third item: config.calibration.crops held-out dataset items (for `measure_calibration`)."""
-    from dtpm_core.options import TASKS
-
-    from .data import PairedCrops, SyntheticPairs, split_held_out
-    from .pairs import find_pairs, pairs_from_folders
-
-    data, loop = config.data, config.loop
-    task = task or config.stage2.task
-    if data.layout == "synthetic":
-        if task not in TASKS:
-            raise ConfigError(f"synthetic data exists for {TASKS}; task "
-                              f"{task!r} needs a paired dataset (data.layout)")
-        from dtpm_core.imageio import list_images
-        images = list_images([Path(p) for p in data.clean])
-        train, held = split_held_out(images, data.held_out_fraction, loop.seed)
-        train_set = SyntheticPairs(train, task, data.crop, loop.seed,
-                                   length=data.synthetic_length)
-        val_set = SyntheticPairs(held, task, loop.val_size, loop.seed + 1,
-                                 length=max(len(held), 1), augment=False)
-        calibration_set = SyntheticPairs(held, task, loop.val_size, loop.seed + 2,
-                                         length=config.calibration.crops, augment=False)
-    else:
-        if data.layout == "folders":
-            pairs = pairs_from_folders(data.degraded_dir, data.clean_dir)
-        else:
-            pairs = find_pairs(data.layout, data.root, data.split)
-        train, held = split_held_out(pairs, data.held_out_fraction, loop.seed)
-        train_set = PairedCrops(train, data.crop, loop.seed)
-        val_set = PairedCrops(held, loop.val_size, loop.seed + 1, augment=False)
-        calibration_set = val_set
-    count = min(loop.val_images, len(val_set)) if len(held) else 0
-    val_pairs = [as_array_pair(val_set[i], ("degraded", "clean")) for i in range(count)]
-    if not with_calibration:
-        return train_set, val_pairs
-    crops = [calibration_set[i % len(calibration_set)] for i in range(config.calibration.crops)]\
-        if len(held) and len(calibration_set) else []
-    return train_set, val_pairs, crops
+def export_stage2(model: DTPM, path: str | Path, config: TrainConfig, step: int,
+                  extra: dict[str, Any], metrics: dict[str, Any] | None = None,
+                  calibration: Calibration | None = None) -> str:
+    """Write the adapter weight file of a Stage II model for config.stage2.task (bound to
+    the base extra["base_sha256"]); returns its content SHA-256."""
+    task = config.stage2.task
+    display = config.stage2.display_name or task_display_name(task)
+    return save_adapter(path, model, task, extra["base_sha256"], display_name=display,
+                        training=training_summary(config, step, extra), metrics=metrics,
+                        calibration=calibration)
 
 
 def build_stage2(config: TrainConfig, run_dir: Path, base_path: Path | None) -> TrainJob:
@@ -111,9 +86,6 @@ def build_stage2(config: TrainConfig, run_dir: Path, base_path: Path | None) -> 
         base_path = Path(extra["base_path"])
     if options.from_scratch:
         # "w/o Stage I": a randomly initialised base, trained together with the task parts
-        from dtpm_core.semantic import resolve_semantic_mode
-
-        from .stage1 import stage1_model_config
         if not extra:
             semantic, note = resolve_semantic_mode(config.model.semantic)
             torch.manual_seed(config.loop.seed)

@@ -33,9 +33,10 @@ from ..checkpoint import CheckpointError, checkpoint_path, load_checkpoint
 from ..config import TrainConfig, singlepass_net_config
 from ..dist import DistInfo
 from ..ema import EMA
-from ..export import training_summary
 from ..loop import TrainJob, run
-from ..stage1 import resumed_config
+from ..provenance import training_summary
+from ..resume import resumed_config
+from ..task_data import build_datasets
 from .data import CleanCrops, TaskMixture, TimeStepped, clean_images
 from .objective import (
     GEFLoss,
@@ -176,7 +177,6 @@ def build_finetune(config: TrainConfig, run_dir: Path, tasks: list[str],
              "objective": objective_name(config), "init": str(init or ""),
              "adaptor_tasks": list(adaptor_tasks)}
     net = new_net(config, adaptor_tasks, init)
-    from ..stage2 import build_datasets
     parts, val_pairs = [], {}
     for task in tasks:
         train_set, pairs = build_datasets(config, task)
