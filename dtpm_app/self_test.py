@@ -179,9 +179,8 @@ def _restore_dtpm(catalog: Any, image: np.ndarray, device: str) -> tuple[np.ndar
     # depends on the CPU)
     engine = load_engine(DTPMSpec(catalog.base, entry.path, steps=(SELF_TEST_STEPS,),
                                   seed=SELF_TEST_SEED, tile=0, device=device, precision="fp32"))
-    files = engine.model_files
-    _say(f"  base:     {_describe_model(catalog.base.name, files['base'])}")
-    _say(f"  adapter:  {entry.task}: {_describe_model(entry.path.name, files['adapter'])}")
+    _say(f"  base:     {_describe_model(catalog.base.name, engine.info)}")
+    _say(f"  adapter:  {entry.task}: {_describe_model(entry.path.name, engine.adapter_info)}")
     _say(f"  folder:   {entry.path.parent}")
     _say(f"  device:   {engine.device} (torch {torch.__version__}, "
          f"{torch.get_num_threads()} threads); loaded in {time.perf_counter() - clock:.2f} s")
@@ -201,7 +200,7 @@ def _restore_singlepass(catalog: Any, image: np.ndarray, device: str
     engine = load_engine(SinglePassSpec(catalog.singlepass, tile=0, device=device,
                                         precision="fp32"))
     task = _default_task(engine.tasks)
-    info = engine.model_files["model"]
+    info = engine.info
     _say(f"  model:    {task}: {_describe_model(catalog.singlepass.name, info)}")
     _say(f"  device:   {engine.device}; loaded in {time.perf_counter() - clock:.2f} s")
     clock = time.perf_counter()

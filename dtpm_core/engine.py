@@ -130,12 +130,6 @@ class Engine(ABC):
         """The tasks the loaded weights restore (DTPM: the loaded adapter's, if any)."""
 
     @property
-    @abstractmethod
-    def model_files(self) -> dict[str, Any]:
-        """What the loaded files say about themselves, by role (DTPM: "base" and, once one is
-        loaded, "adapter"; single-pass: "model"): path, sha256, training notes, tasks."""
-
-    @property
     def info(self) -> Any:
         """The header of the loaded weight file (path, sha256, config): DTPM's `BaseInfo`,
         the single-pass engine's `SinglePassInfo`."""
@@ -195,13 +189,6 @@ class DTPMEngine(Engine):
         return (info.task,) if info is not None else ()
 
     @property
-    def model_files(self) -> dict[str, Any]:
-        files: dict[str, Any] = {"base": self.restorer.info}
-        if self.restorer.adapter_info is not None:
-            files["adapter"] = self.restorer.adapter_info
-        return files
-
-    @property
     def adapter_info(self) -> Any:
         """The loaded task adapter's `AdapterInfo` (task, display name, sha256, held-out
         metrics), None before `prepare` or the first restore."""
@@ -243,10 +230,6 @@ class SinglePassEngine(Engine):
     @property
     def tasks(self) -> tuple[str, ...]:
         return tuple(self.restorer.tasks)
-
-    @property
-    def model_files(self) -> dict[str, Any]:
-        return {"model": self.restorer.info}
 
     def _prepare(self, spec: SinglePassSpec) -> str:
         if not self.tasks:

@@ -166,12 +166,3 @@ def test_engines_describe_their_files_and_load_without_torch_at_import(files):
                          check=True).stdout
     assert out.strip() == "False"  # the app builds specs on its start-up path
 
-
-def test_model_files_describe_what_is_loaded(files):
-    dtpm = load_engine(DTPMSpec(files / "base.safetensors", device="cpu"))
-    assert list(dtpm.model_files) == ["base"]
-    dtpm.prepare(replace(dtpm.spec, adapter=files / "snow.safetensors"))
-    assert dtpm.model_files["adapter"].task == "desnow"
-    assert dtpm.model_files["adapter"].base_sha256 == dtpm.model_files["base"].sha256
-    fast = load_engine(SinglePassSpec(files / "fast.safetensors", device="cpu"))
-    assert fast.model_files["model"].tasks == {"desnow": 30, "raindrop": 10}
