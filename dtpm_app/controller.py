@@ -1,14 +1,14 @@
-"""The app's state and scheduler: image, reference, engine, models, K, seed, caches and jobs.
+"""The app's scheduler: it owns the `Session` (image, reference, engine, models, K, seed,
+each engine's state and caches), changes it on the window's requests, runs one job at a time
+on the `InferenceWorker` and tells the window what to show through signals.
 
-No widgets and no model maths here: the controller decides *what* to compute (its
-`JobPlanner` half, in dtpm_app.job_planner, holds the keys and priorities), hands one job at
-a time to the `InferenceWorker`, caches what comes back and tells the window what to show
-through signals. A request that makes the running job useless (another K, seed, image, task,
-engine, ensemble, texture strength) sets that job's cancel flag; results are cached by an
-exact key (DTPM: image, adapter, seed, tile, texture strength, K; Fast: image, network, task,
-tile, ensemble), so a late result can never be shown for the wrong settings, and signals
-from runs the controller no longer waits for are dropped. What it reports to the window is in
-its `ControllerViews` half (dtpm_app.controller_views); `set_strength` in dtpm_app.texture_strength.
+No widgets and no model maths here. What to compute next, and whether a running job is still
+wanted, is its `JobPlanner`'s answer (dtpm_app.job_planner); what the window is told, its
+`ControllerViews`' (dtpm_app.controller_views). A request that makes the running job useless
+(another K, seed, image, task, engine, ensemble, texture strength) sets that job's cancel flag;
+results are cached under exact keys (dtpm_app.jobs.ResultKey), so a late result can never be
+shown for the wrong settings, and signals from runs the controller no longer waits for are
+dropped.
 """
 
 from __future__ import annotations
@@ -23,46 +23,33 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from dtpm_core.catalog import Catalog, load_catalog, user_models_dir
 from dtpm_core.errors import WeightsError
 from dtpm_core.imageio import LoadedImage, read_image
+from dtpm_core.options import DTPM, ENGINE_LABELS, ENGINES, SINGLE_PASS
 
 from .batch_runner import match_reference
 from .controller_views import ControllerViews
-from .fast_engine import (
-    DTPM,
-    FAST,
-    FastLoaded,
-    FastModel,
-    FastPoint,
-    FastPointJob,
-    FastRestored,
-    LoadFast,
-    RestoreFast,
-)
 from .formats import OUTPUT_CHOICES, write_options
-from .job_planner import CURVE_KS, JobPlanner, best_task
-from .model_store import InstallReport, install_models, scores_of_fitting_adapters
-from .saving import ShownResult
-from .settings import ENGINE_CHOICES, AppSettings
-from .state import CACHE_BYTES, ArrayCache, ImageState, Progress
-from .texture_strength import TextureStrength
-from .workers import (
+from .job_planner import JobPlanner
+from .jobs import (
     AdapterLoaded,
-    BaseLoaded,
     CurvePoint,
     CurvePointJob,
-    ErrorInfo,
-    InferenceWorker,
+    EngineLoaded,
     Job,
-    LoadBase,
+    LoadEngine,
+    Restore,
     Restored,
-    RestoreImage,
     SwitchAdapter,
-    ThreadPool,
 )
+from .model_store import InstallReport, install_models, scores_of_fitting_adapters
+from .saving import ShownResult
+from .session import Session
+from .settings import AppSettings
+from .state import ImageState, Progress
+from .texture_strength import checked_strength
+from .workers import ErrorInfo, InferenceWorker, ThreadPool
 
-__all__ = ["CURVE_KS", "Controller"]
 
-
-class Controller(JobPlanner, ControllerViews, TextureStrength, QObject):
+class Controller(QObject):
     modelsChanged = Signal(object)  # ModelsState
     imageChanged = Signal(object)  # ImageState | None
     referenceChanged = Signal(object)  # Path | None
@@ -80,41 +67,14 @@ class Controller(JobPlanner, ControllerViews, TextureStrength, QObject):
     def __init__(self, settings: AppSettings, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.settings = settings
-        self.k, self.seed, self.tile = settings.default_k, settings.seed, settings.tile
-        self.strength = settings.strength  # DTPM texture strength: set_strength
-        self.device = settings.device
-        self.engine = settings.engine  # as chosen; see `active_engine`
-        self.fast_ensemble = settings.fast_ensemble  # Fast: average 8 flips/rotations
-        self.sides = (settings.left_side, settings.right_side)  # what the split view shows
-        self.fast = FastModel()
-        self._preferred_task = settings.task  # the last task chosen, until it is installed
-        self._task_scores: dict = {}  # task -> HeldOutScores stored in its adapter file
-        self.batch_running = False  # a batch has the processor: no background work here
-        self._seconds: dict[tuple, float] = {}  # result key -> seconds it took
-        self._pass_rate: dict[str, float] = {}  # device -> seconds per megapixel and pass
-        self._warned: tuple | None = None
-        self.catalog = Catalog(None, {})
-        self.task: str | None = None
-        self.image: ImageState | None = None
-        self.reference: np.ndarray | None = None
-        self.reference_path: Path | None = None
+        self.session = Session.from_settings(settings)
+        self.planner = JobPlanner(self.session)
+        self.views = ControllerViews(self.session, self.planner)
         self._ids = itertools.count(1)
         self._runs = itertools.count(1)
-        self._ref_id = 0
-        self._base: BaseLoaded | None = None
-        self._base_for: tuple[Path, str] | None = None  # (file, device asked for)
-        self._adapter: AdapterLoaded | None = None
-        self._base_failed: tuple | None = None
-        self._adapter_failed: Path | None = None
-        self._model_error = ""
         self._inflight: Job | None = None
         self._started_at = 0.0
         self._eta_base: tuple[int, float] | None = None  # (passes, time) after the cheap ones
-        self._user_stopped = False
-        self._failed_keys: set[tuple] = set()
-        self._results = ArrayCache()
-        self._initials = ArrayCache(CACHE_BYTES // 4)
-        self._curves: dict[tuple, dict[int, CurvePoint]] = {}
         self._pending_calls = 0
         self._busy = False
         self._closed = False
@@ -138,42 +98,33 @@ class Controller(JobPlanner, ControllerViews, TextureStrength, QObject):
         self.reload_catalog()
 
     def reload_catalog(self) -> None:
+        s = self.session
         try:
-            self.catalog = load_catalog()
+            s.catalog = load_catalog()
         except WeightsError as exc:
-            self.catalog = Catalog(None, {})
+            s.catalog = Catalog(None, {})
             self.message.emit("error", "Model manifest damaged", str(exc))
-        self._base_failed, self._adapter_failed = None, None
-        self.fast.set_installed(self.catalog.singlepass)
-        self._task_scores = scores_of_fitting_adapters(self.catalog.base, self.catalog.adapters)
-        self._pick_task()
+        s.dtpm.set_installed(s.catalog.base)
+        s.single_pass.set_installed(s.catalog.singlepass)
+        s.task_scores = scores_of_fitting_adapters(s.catalog.base, s.catalog.adapters)
+        s.task = self.planner.pick_task()
         self._emit_models()
         self._changed()
 
-    def _pick_task(self) -> None:
-        """The task chosen last if it is installed (the single-pass network's tasks are known
-        once it is loaded), else keep the current one, else the one whose model does best on
-        its held-out images (stored in the adapter files), else the first by name."""
-        tasks = self.tasks()
-        if self._preferred_task in tasks:
-            self.task = self._preferred_task
-        elif self.task not in tasks:
-            self.task = best_task(self._task_scores, list(tasks)) or \
-                next(iter(sorted(tasks)), None)
-
     @property
     def models_ready(self) -> bool:
-        return self._adapter is not None and self._adapter_matches()
+        """DTPM's base and the current task's adapter are loaded."""
+        return self.planner.models_ready
 
     @property
     def has_models(self) -> bool:
         """Some engine can restore something."""
-        return self.has_dtpm or self.fast.installed
+        return self.planner.has_models
 
     @property
-    def fast_ready(self) -> bool:
+    def single_pass_ready(self) -> bool:
         """The single-pass network is loaded for the current device."""
-        return self.fast.ready(self.device)
+        return self.session.single_pass.ready
 
     def open_image(self, path: str | Path, reference: str | Path | None = None) -> None:
         """Read an image in the background; it replaces the current one. Its reference is
@@ -192,86 +143,89 @@ class Controller(JobPlanner, ControllerViews, TextureStrength, QObject):
     def clear_reference(self) -> None:
         self._apply_reference(None, None)
 
-    def set_steps(self, k: int) -> None:
-        if k != self.k:
-            self.k = int(k)
-            self._user_stopped = False
+    def _choose(self, name: str, value: object) -> None:
+        """Set one of the person's choices; a change resumes after a cancel."""
+        if getattr(self.session, name) != value:
+            setattr(self.session, name, value)
+            self.session.user_stopped = False
             self._changed()
+
+    def set_steps(self, k: int) -> None:
+        self._choose("k", int(k))
 
     def set_seed(self, seed: int) -> None:
-        if seed != self.seed:
-            self.seed = int(seed)
-            self._user_stopped = False
-            self._changed()
+        self._choose("seed", int(seed))
+
+    def set_strength(self, strength: float) -> None:
+        """DTPM texture strength (in steps of 0.1); each has its own cached results."""
+        self._choose("strength", checked_strength(strength))
+
+    def set_ensemble(self, ensemble: bool) -> None:
+        """Single-pass engine: one pass per tile, or the 8-way flip/rotate ensemble (8x the
+        passes); each has its own cached result."""
+        self._choose("ensemble", bool(ensemble))
+
+    def set_sides(self, left: str, right: str) -> None:
+        """What the split view shows: a result it shows is computed even for the engine
+        not in use (e.g. the single-pass result beside the DTPM one)."""
+        self._choose("sides", (left, right))
 
     def set_tile(self, tile: int) -> None:
-        if tile != self.tile:
-            self.tile = int(tile)
+        if tile != self.session.tile:
+            self.session.tile = int(tile)
             self._changed()
 
     def set_device(self, device: str) -> None:
-        if device != self.device:
-            self.device = device
-            self._base_failed = None
-            self.fast.retry()
-            self._user_stopped = False
+        s = self.session
+        if device != s.device:
+            for engine in ENGINES:
+                state = s.engine_state(engine)
+                state.device = device
+                state.retry()
+            s.user_stopped = False
             self._emit_models()
             self._changed()
 
     def set_task(self, task: str) -> None:
-        if task != self.task and task in self.tasks():
-            self.task = self._preferred_task = task
-            self._adapter_failed = None
-            self._user_stopped = False
+        s = self.session
+        if task != s.task and task in self.planner.tasks():
+            s.task = s.preferred_task = task
+            s.dtpm.adapter_failed = None
+            s.user_stopped = False
             self._emit_models()
             self._changed()
             self._warn_unavailable()
 
     def set_engine(self, engine: str) -> None:
-        """Restore with "dtpm" (K steps, seed) or "fast" (the single-pass network)."""
-        if engine in ENGINE_CHOICES and engine != self.engine:
-            self.engine = engine
-            self._user_stopped = False
-            self._warned = None
+        """Restore with DTPM (K steps, seed) or the single-pass network."""
+        if engine in ENGINES and engine != self.session.engine:
+            self.session.engine = engine
+            self.session.user_stopped = False
+            self.views.forget_warning()
             self._emit_models()
             self._changed()
             self._warn_unavailable()
 
-    def set_fast_ensemble(self, ensemble: bool) -> None:
-        """Fast engine: one pass per tile, or the 8-way flip/rotate ensemble (8x the
-        passes); each has its own cached result."""
-        if ensemble != self.fast_ensemble:
-            self.fast_ensemble = bool(ensemble)
-            self._user_stopped = False
-            self._changed()
-
-    def set_sides(self, left: str, right: str) -> None:
-        """What the split view shows: a result it shows is computed even for the engine
-        not in use (e.g. the Fast result beside the DTPM one)."""
-        if (left, right) != self.sides:
-            self.sides = (left, right)
-            self._user_stopped = False
-            self._changed()
-
     def restore_now(self) -> None:
         """Resume after a cancel, and retry what failed."""
-        self._user_stopped = False
-        self._failed_keys.clear()
-        self._base_failed, self._adapter_failed = None, None
-        self.fast.retry()
+        s = self.session
+        s.user_stopped = False
+        s.failed.clear()
+        s.dtpm.retry()
+        s.single_pass.retry()
         self._emit_models()
         self._changed()
 
     def set_batch_running(self, running: bool) -> None:
         """A batch started or ended: while it runs only the result on screen is computed
         here (curve points and the other engine wait), so both get the processor alike."""
-        if running != self.batch_running:
-            self.batch_running = bool(running)
+        if running != self.session.batch_running:
+            self.session.batch_running = bool(running)
             self._changed()
 
     def cancel(self) -> None:
         """Stop the running job and the queued ones until the next request."""
-        self._user_stopped = True
+        self.session.user_stopped = True
         job = self._inflight
         if job is not None and job.cancellable:
             job.cancel.set()
@@ -282,15 +236,19 @@ class Controller(JobPlanner, ControllerViews, TextureStrength, QObject):
     def current_result(self) -> np.ndarray | None:
         """The restored image of the engine in use for the current settings (DTPM: exactly
         the current K), if ready."""
-        if self.active_engine == FAST:
-            key = self._fast_key()
-            return self.fast.results.get(key) if key is not None else None
-        key = self._display_key()
-        return self._results.get(key) if key is not None else None
+        engine = self.planner.active_engine
+        key = self.planner.result_key(engine)
+        return self.session.engine_state(engine).results.get(key) if key is not None else None
+
+    def shown_result(self) -> ShownResult | None:
+        return self.views.shown_result()
+
+    def shown_text(self) -> str:
+        return self.views.shown_text()
 
     def result_tag(self) -> str:
-        """A file name part for the result on screen: "dtpm-K4", "fast" or "fast-ensemble"
-        (empty while there is none)."""
+        """A file name part for the result on screen: "dtpm-K4", "single-pass" or
+        "single-pass-ensemble" (empty while there is none)."""
         shown = self.shown_result()
         return shown.tag if shown is not None else ""
 
@@ -299,7 +257,7 @@ class Controller(JobPlanner, ControllerViews, TextureStrength, QObject):
         """Write `shown` (default: the result on screen) to `path`; the caller has made sure
         that no file is replaced without consent, and write_image refuses to write over the
         photo it came from."""
-        shown, image = shown or self.shown_result(), self.image
+        shown, image = shown or self.shown_result(), self.session.image
         if shown is None or image is None:
             self.message.emit("warning", "Nothing to save",
                               "There is no result on screen yet.")
@@ -318,7 +276,8 @@ class Controller(JobPlanner, ControllerViews, TextureStrength, QObject):
 
     def add_models(self, paths: list[str | Path]) -> None:
         """Verify and install model files, then reload the catalog."""
-        base_sha = self._base.sha256 if self._base is not None else None
+        loaded = self.session.dtpm.loaded
+        base_sha = loaded.sha256 if loaded is not None else None
         self._call(lambda: install_models(list(paths), base_sha), self._on_installed,
                    lambda err: self.message.emit("error", err.title, err.message))
 
@@ -360,17 +319,18 @@ class Controller(JobPlanner, ControllerViews, TextureStrength, QObject):
 
     def _set_image(self, path: Path, loaded: LoadedImage,
                    reference: str | Path | None = None) -> None:
-        self.image = ImageState(next(self._ids), path, loaded)
+        s = self.session
+        s.image = ImageState(next(self._ids), path, loaded)
         self.settings.add_recent(path)
-        cheap = self._cheap_k()
+        cheap = self.planner.cheap_k()
         if cheap is not None:  # never an expensive K kept from the last photo on a large one
-            self.k, (title, text) = cheap[0], cheap[1:]
-            self.stepsReset.emit(self.k)
+            s.k, (title, text) = cheap[0], cheap[1:]
+            self.stepsReset.emit(s.k)
             self.message.emit("notice", title, text)
-        self._user_stopped = False
-        self._failed_keys.clear()
-        self.reference, self.reference_path = None, None
-        self.imageChanged.emit(self.image)
+        s.user_stopped = False
+        s.failed.clear()
+        s.reference, s.reference_path = None, None
+        self.imageChanged.emit(s.image)
         self.referenceChanged.emit(None)
         self._changed()
         match = reference or match_reference(path, self.settings.reference_dir)
@@ -378,13 +338,14 @@ class Controller(JobPlanner, ControllerViews, TextureStrength, QObject):
             self.set_reference(match)
 
     def _set_reference(self, path: Path, loaded: LoadedImage) -> None:
-        if self.image is None:
+        image = self.session.image
+        if image is None:
             self.message.emit("warning", "No image open",
                               "Open the degraded image first, then set its reference.")
             return
-        if loaded.rgb.shape != self.image.loaded.rgb.shape:
+        if loaded.rgb.shape != image.loaded.rgb.shape:
             h, w = loaded.rgb.shape[:2]
-            ih, iw = self.image.loaded.rgb.shape[:2]
+            ih, iw = image.loaded.rgb.shape[:2]
             self.message.emit("error", "Reference size differs",
                               f"The reference {path.name} is {w}x{h} pixels but the image is "
                               f"{iw}x{ih}; a reference must be the same photo, undegraded.")
@@ -392,8 +353,9 @@ class Controller(JobPlanner, ControllerViews, TextureStrength, QObject):
         self._apply_reference(path, loaded.rgb)
 
     def _apply_reference(self, path: Path | None, rgb: np.ndarray | None) -> None:
-        self.reference, self.reference_path = rgb, path
-        self._ref_id += 1
+        s = self.session
+        s.reference, s.reference_path = rgb, path
+        s.reference_id += 1
         self.referenceChanged.emit(path)
         self._changed()
 
@@ -403,24 +365,39 @@ class Controller(JobPlanner, ControllerViews, TextureStrength, QObject):
 
     def _on_installed(self, report: object) -> None:
         assert isinstance(report, InstallReport)
+        s = self.session
         for source, reason in report.failed:
             self.message.emit("error", f"Could not add {Path(source).name}", reason)
         if report.installed:
             names = ", ".join(m.display_name for m in report.installed)
             self.message.emit("info", "Models added", f"Added {names} to {user_models_dir()}")
             added = [m.task for m in report.installed if m.kind == "adapter"]
-            if added and (self.task is None or self.task not in self.catalog.adapters):
-                self.task = added[0]
+            if added and (s.task is None or s.task not in s.catalog.adapters):
+                s.task = added[0]
         self.reload_catalog()
 
     def _changed(self) -> None:
         """Settings changed: drop the running job if it became useless, show what we have."""
         job = self._inflight
-        if job is not None and job.cancellable and not self._wanted(job):
+        if job is not None and job.cancellable and not self.planner.wanted(job):
             job.cancel.set()
         self._emit_display()
         self._emit_curve()
         self._pump()
+
+    def _emit_models(self, state: str | None = None) -> None:
+        self.modelsChanged.emit(self.views.models(state))
+
+    def _emit_display(self) -> None:
+        self.displayChanged.emit(self.views.display())
+
+    def _emit_curve(self, error: str = "") -> None:
+        self.curveChanged.emit(self.views.curve(self._inflight, error))
+
+    def _warn_unavailable(self) -> None:
+        warning = self.views.unavailable_warning()
+        if warning is not None:
+            self.message.emit("warning", *warning)
 
     # ------------------------------------------------------------------ running jobs
 
@@ -428,7 +405,7 @@ class Controller(JobPlanner, ControllerViews, TextureStrength, QObject):
         if self._closed or self._inflight is not None:
             self._update_busy()
             return
-        request = self._next_request()
+        request = self.planner.next_request()
         if request is None:
             self.progressChanged.emit(None)
             self._update_busy()
@@ -438,33 +415,32 @@ class Controller(JobPlanner, ControllerViews, TextureStrength, QObject):
         job = Job(next(self._runs), request)
         self._inflight, self._started_at = job, time.monotonic()
         self._eta_base = None
-        if isinstance(request, LoadBase):
+        if isinstance(request, LoadEngine) and request.spec.engine == DTPM:
             self._emit_models("loading")
             self.progressChanged.emit(Progress("Loading model"))
         elif isinstance(request, SwitchAdapter):
             self.progressChanged.emit(Progress("Loading model"))
-        elif isinstance(request, LoadFast):
+        elif isinstance(request, LoadEngine):
             self._emit_models()
             self.progressChanged.emit(Progress("Loading the single-pass model"))
-        elif isinstance(request, RestoreImage):
-            self.progressChanged.emit(Progress(self._restoring(request)))
-            self._emit_display()
-        elif isinstance(request, RestoreFast):
+        elif isinstance(request, Restore):
             self.progressChanged.emit(Progress(self._restoring(request)))
             self._emit_display()
         else:
-            self.progressChanged.emit(self._curve_progress(request))
+            self.progressChanged.emit(self.planner.curve_progress(request))
             self._emit_curve()
         self._update_busy()
         self._submit.emit(job)
 
-    def _restoring(self, request: RestoreImage | RestoreFast) -> str:
+    def _restoring(self, request: Restore) -> str:
         """What a restoration is, for the status bar: the other engine's split-view side is
-        named as such (window.BACKGROUND_WORDS), after what is shown."""
-        if isinstance(request, RestoreFast):
-            return "Restoring (Fast)" if self.active_engine == FAST else "Fast side"
-        return f"Restoring K={request.k}" if self.active_engine == DTPM else \
-            f"DTPM side K={request.k}"
+        named as such (status_line.BACKGROUND_WORDS), after what is shown."""
+        active = self.planner.active_engine == request.engine
+        if request.engine == SINGLE_PASS:
+            label = ENGINE_LABELS[SINGLE_PASS]
+            return f"Restoring ({label})" if active else f"{label} side"
+        k = request.key.steps
+        return f"Restoring K={k}" if active else f"DTPM side K={k}"
 
     def _update_busy(self) -> None:
         busy = (self._inflight is not None and not self._inflight.cancel.is_set()) or \
@@ -482,12 +458,11 @@ class Controller(JobPlanner, ControllerViews, TextureStrength, QObject):
     @Slot(int, int, int, str)
     def _on_progress(self, run_id: int, done: int, total: int, stage: str) -> None:
         job = self._current(run_id)
-        if job is None or job.cancel.is_set() or \
-                not isinstance(job.request, RestoreImage | RestoreFast):
+        if job is None or job.cancel.is_set() or not isinstance(job.request, Restore):
             return
-        now = time.monotonic()
+        request, now = job.request, time.monotonic()
         eta = (now - self._started_at) * (total - done) / done if done > 0 else None
-        if isinstance(job.request, RestoreImage):
+        if request.engine == DTPM:
             # The initial prediction's passes are cheaper than the denoising ones: the time
             # left is measured on denoising passes only (none is known during the first).
             if not stage.startswith("K="):
@@ -495,17 +470,14 @@ class Controller(JobPlanner, ControllerViews, TextureStrength, QObject):
             elif self._eta_base is not None and done > self._eta_base[0]:
                 base_done, base_time = self._eta_base
                 eta = (now - base_time) / (done - base_done) * (total - done)
-        if isinstance(job.request, RestoreFast):  # stage: "single pass, t=50"
+            stage = stage.split(": ", 1)[-1]  # "K=4: step 2/4" -> "step 2/4"
+        else:  # stage: "single pass, t=50"
             # one network pass per tile (8 with the ensemble): say which tile, not "pass 1/2"
-            per_tile = 8 if job.request.ensemble else 1
+            per_tile = 8 if request.key.ensemble else 1
             stage = stage.replace("single pass", "one network pass per tile" if per_tile == 1
                                   else "8 passes per tile")
-            what = self._restoring(job.request)
             stage = f"{stage}, tile {(done - 1) // per_tile + 1}/{max(1, total // per_tile)}"
-        else:
-            what = self._restoring(job.request)
-            stage = stage.split(": ", 1)[-1]  # "K=4: step 2/4" -> "step 2/4"
-        self.progressChanged.emit(Progress(what, done, total, stage, eta))
+        self.progressChanged.emit(Progress(self._restoring(request), done, total, stage, eta))
 
     @Slot(int, object)
     def _on_done(self, run_id: int, outcome: object) -> None:
@@ -513,55 +485,50 @@ class Controller(JobPlanner, ControllerViews, TextureStrength, QObject):
         if job is None:
             return
         self._inflight = None
-        if isinstance(outcome, BaseLoaded):
-            assert isinstance(job.request, LoadBase)
-            self._base, self._adapter, self._model_error = outcome, None, ""
-            self._base_for = (job.request.path, job.request.device)
+        s = self.session
+        if isinstance(outcome, EngineLoaded):
+            s.engine_state(outcome.spec.engine).on_loaded(outcome)
+            if outcome.spec.engine == SINGLE_PASS:
+                self._on_single_pass_loaded()
         elif isinstance(outcome, AdapterLoaded):
-            self._adapter, self._model_error = outcome, ""
+            s.dtpm.adapter, s.dtpm.error = outcome, ""
             self._emit_models()
             self._emit_display()
             self._emit_curve()
         elif isinstance(outcome, Restored):
-            self._results.put(outcome.key, outcome.result)
-            self._initials.put(outcome.key[:2] + (outcome.key[3],), outcome.initial)
-            self._seconds[outcome.key] = outcome.seconds
-            assert self._base is not None
-            h, w = job.request.image.shape[:2]
-            self._pass_rate[self._base.device] = outcome.seconds / (h * w / 1e6) / (outcome.k + 1)
-            for note in outcome.notes:
-                self.message.emit("warning", "Restoration adjusted", note)
-            self._emit_display()
-            if self.active_engine == DTPM and outcome.key == self._display_key():
-                # (else a side of the split view, or a K the person has moved on from)
-                self.message.emit("info", "Restored", self.shown_text())
+            self._on_restored(job, outcome)
         elif isinstance(outcome, CurvePoint):
-            side = job.request.side if isinstance(job.request, CurvePointJob) else 0
-            self._curves.setdefault((*outcome.key, side), {})[outcome.k] = outcome
-            self._emit_curve()
-        elif isinstance(outcome, FastLoaded):
-            assert isinstance(job.request, LoadFast)
-            self.fast.on_loaded(outcome, job.request)
-            task = self.task
-            self._pick_task()
-            self._emit_models()
-            if self.task != task:  # the task chosen last is one of the network's
-                self._changed()
-            else:
-                self._emit_display()
-            self._warn_unavailable()
-        elif isinstance(outcome, FastRestored):
-            self.fast.results.put(outcome.key, outcome.result)
-            self._seconds[outcome.key] = outcome.seconds
-            for note in outcome.notes:
-                self.message.emit("warning", "Restoration adjusted", note)
-            self._emit_display()
-            if self.active_engine == FAST and outcome.key == self._fast_key():
-                self.message.emit("info", "Restored", self.shown_text())
-        elif isinstance(outcome, FastPoint):
-            self.fast.points[(*outcome.key, outcome.side)] = outcome
+            s.engine_state(outcome.key.engine).add_point(outcome)
             self._emit_curve()
         self._pump()
+
+    def _on_single_pass_loaded(self) -> None:
+        task = self.session.task
+        self.session.task = self.planner.pick_task()
+        self._emit_models()
+        if self.session.task != task:  # the task chosen last is one of the network's
+            self._changed()
+        else:
+            self._emit_display()
+        self._warn_unavailable()
+
+    def _on_restored(self, job: Job, outcome: Restored) -> None:
+        s, key, result = self.session, outcome.key, outcome.result
+        state = s.engine_state(key.engine)
+        state.results.put(key, result.image)
+        state.seconds[key] = result.seconds
+        if key.engine == DTPM:
+            assert result.initial is not None and s.dtpm.loaded is not None
+            s.dtpm.initials.put(key.initial(), result.initial)
+            h, w = result.image.shape[:2]
+            s.dtpm.pass_rate[s.dtpm.loaded.device] = \
+                result.seconds / (h * w / 1e6) / (key.steps + 1)
+        for note in result.notes:
+            self.message.emit("warning", "Restoration adjusted", note)
+        self._emit_display()
+        if self.planner.active_engine == key.engine and key == self.planner.result_key(key.engine):
+            # (else a side of the split view, or a K the person has moved on from)
+            self.message.emit("info", "Restored", self.shown_text())
 
     @Slot(int, object)
     def _on_failed(self, run_id: int, error: ErrorInfo) -> None:
@@ -569,23 +536,22 @@ class Controller(JobPlanner, ControllerViews, TextureStrength, QObject):
         if job is None:
             return
         self._inflight = None
-        request = job.request
-        if isinstance(request, LoadBase):
-            self._base_failed, self._base, self._adapter = (request.path, request.device), None, None
-            self._model_error = error.message
-            self._emit_models("error")
+        request, s = job.request, self.session
+        if isinstance(request, LoadEngine):
+            s.engine_state(request.spec.engine).on_failed(request.spec, error.message)
+            if request.spec.engine == DTPM:
+                self._emit_models("error")
+            else:
+                self._emit_models()
+                self._emit_display()
         elif isinstance(request, SwitchAdapter):
-            self._adapter_failed, self._model_error = request.path, error.message
+            assert request.spec.adapter is not None
+            s.dtpm.on_adapter_failed(request.spec.adapter, error.message)
             self._emit_models("error")
-        elif isinstance(request, LoadFast):
-            self.fast.on_failed(request, error.message)
-            self._emit_models()
+        elif isinstance(request, Restore | CurvePointJob):
+            s.failed.add(request.key)
             self._emit_display()
-        elif isinstance(request, RestoreImage | CurvePointJob | RestoreFast | FastPointJob):
-            self._failed_keys.add(request.key)
-            self._emit_display()
-            self._emit_curve(error.message if isinstance(request, CurvePointJob | FastPointJob)
-                             else "")
+            self._emit_curve(error.message if isinstance(request, CurvePointJob) else "")
         self.message.emit("error", error.title, error.message)
         self._pump()
 

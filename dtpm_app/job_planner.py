@@ -1,14 +1,13 @@
 """Which job the controller runs next: which engine can restore which task, cache keys,
 priorities, and whether a running job is still wanted.
 
-`JobPlanner` is the planning half of `dtpm_app.controller.Controller` (a mixin that only
-reads the controller's state and never emits anything): the engine in use comes first (DTPM:
-load the base, switch the adapter, restore at the current K; Fast: load the single-pass
-network, restore in one pass per tile, or eight with the ensemble), then the other engine's
-model (an installed single-pass network is always loaded: the task list shows its tasks) and
-what the split view shows of that engine, then the PSNR/LPIPS trade-off curve one K at a
-time with the single-pass point on that plot (always one pass): first on a small preview, so
-that it appears in seconds, then refined on a larger one.
+`JobPlanner` reads the controller's `Session` and never changes it or emits anything: the
+engine in use comes first (DTPM: load the base, switch the adapter, restore at the current K;
+single-pass: load the network, restore in one pass per tile, or eight with the ensemble), then
+the other engine's model (an installed single-pass network is always loaded: the task list
+shows its tasks) and what the split view shows of that engine, then the PSNR/LPIPS trade-off
+curve one K at a time with the single-pass point on that plot (always one pass): first on a
+small preview, so that it appears in seconds, then refined on a larger one.
 
 The job for what the person looks at comes first: while the engine in use still lacks its
 model or its result, a running job for anything else (the other engine's side of the split
@@ -20,33 +19,25 @@ never shown for other settings.
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import replace
 
-import numpy as np
-
-from dtpm_core.catalog import Catalog, ModelEntry
-from dtpm_core.options import task_display_name
+from dtpm_core.catalog import ModelEntry
+from dtpm_core.engine import DTPMSpec, EngineSpec
+from dtpm_core.options import DTPM, ENGINE_LABELS, ENGINES, SINGLE_PASS, task_display_name
 
 from .batch_worker import BatchModels
-from .fast_engine import (
-    DTPM,
-    FAST,
-    FastModel,
-    FastPointJob,
-    LoadFast,
-    RestoreFast,
-)
-from .state import PREVIEW_SIDE, ArrayCache, ImageState, Progress
-from .workers import (
-    AdapterLoaded,
-    BaseLoaded,
-    CurvePoint,
+from .jobs import (
+    CurveKey,
     CurvePointJob,
     Job,
-    LoadBase,
-    RestoreImage,
+    JobRequest,
+    LoadEngine,
+    Restore,
+    ResultKey,
     SwitchAdapter,
 )
+from .session import Session
+from .state import PREVIEW_SIDE, Progress
 
 CURVE_KS = (1, 2, 4, 10, 20, 50)
 """The step counts of the trade-off curve (4, 10 and 50 are the paper's reference points)."""
@@ -69,284 +60,279 @@ def best_task(scores: dict, tasks: list[str]) -> str | None:
 
 
 class JobPlanner:
-    """Keys and scheduling of the `Controller` (see the module docstring)."""
+    """Keys and scheduling of the controller's jobs (see the module docstring)."""
 
-    # the controller's state this reads
-    catalog: Catalog
-    task: str | None
-    image: ImageState | None
-    reference: np.ndarray | None
-    k: int
-    seed: int
-    strength: float  # DTPM texture strength (dtpm_app.texture_strength)
-    tile: int
-    fast_ensemble: bool
-    device: str
-    sides: tuple[str, str]
-    engine: str
-    fast: FastModel
-    _ref_id: int
-    _base: BaseLoaded | None
-    _base_for: tuple[Path, str] | None
-    _base_failed: tuple | None
-    _adapter: AdapterLoaded | None
-    _adapter_failed: Path | None
-    _user_stopped: bool
-    batch_running: bool
-    _failed_keys: set[tuple]
-    _results: ArrayCache
-    _curves: dict[tuple, dict[int, CurvePoint]]  # (*curve key, preview side) -> K -> point
-    _pass_rate: dict[str, float]  # device -> seconds per megapixel and network pass
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    # ------------------------------------------------------------------ engines and tasks
 
     @property
     def has_dtpm(self) -> bool:
         """A DTPM base and at least one task adapter are installed."""
-        return self.catalog.base is not None and bool(self.catalog.adapters)
+        return self.s.catalog.base is not None and bool(self.s.catalog.adapters)
+
+    @property
+    def has_models(self) -> bool:
+        """Some engine can restore something."""
+        return self.has_dtpm or self.s.single_pass.installed is not None
 
     @property
     def active_engine(self) -> str:
         """The engine that restores: the one chosen while both are installed, else the one
         that is (the choice itself is kept for when both are)."""
-        if not self.fast.installed:
+        if self.s.single_pass.installed is None:
             return DTPM
-        return FAST if self.engine == FAST or not self.has_dtpm else DTPM
+        return SINGLE_PASS if self.s.engine == SINGLE_PASS or not self.has_dtpm else DTPM
 
     def tasks(self) -> dict[str, ModelEntry]:
         """Every task one of the engines restores: the DTPM adapters, then the tasks only the
         single-pass network knows (once it is loaded), under their usual names."""
-        tasks = dict(self.catalog.adapters) if self.catalog.base is not None else {}
-        fast_path = self.fast.path
-        for task in sorted(self.fast.tasks(self.device) or {}):
-            if task not in tasks and fast_path is not None:
-                tasks[task] = ModelEntry(task, task_display_name(task), fast_path)
+        catalog, single_pass = self.s.catalog, self.s.single_pass
+        tasks = dict(catalog.adapters) if catalog.base is not None else {}
+        for task in sorted(single_pass.tasks() or ()):
+            if task not in tasks and single_pass.installed is not None:
+                tasks[task] = ModelEntry(task, task_display_name(task), single_pass.installed)
         return tasks
 
-    def _dtpm_problem(self, short: bool = False) -> str:
+    def pick_task(self) -> str | None:
+        """The task chosen last if it is installed (the single-pass network's tasks are known
+        once it is loaded), else keep the current one, else the one whose model does best on
+        its held-out images (stored in the adapter files), else the first by name."""
+        tasks = self.tasks()
+        if self.s.preferred_task in tasks:
+            return self.s.preferred_task
+        if self.s.task in tasks:
+            return self.s.task
+        return best_task(self.s.task_scores, list(tasks)) or next(iter(sorted(tasks)), None)
+
+    def dtpm_problem(self, short: bool = False) -> str:
         """Why DTPM cannot restore the current task ("" when it can)."""
+        task, adapters = self.s.task, self.s.catalog.adapters
         if not self.has_dtpm:
             return "no DTPM model" if short else "no DTPM model is installed"
-        if self.task not in self.catalog.adapters:
+        if task not in adapters:
             if short:
-                return f"no DTPM model for {self.task}"
-            return (f"there is no DTPM adapter for the {self.task!r} task (DTPM restores "
-                    f"{', '.join(sorted(self.catalog.adapters))})")
+                return f"no DTPM model for {task}"
+            return (f"there is no DTPM adapter for the {task!r} task (DTPM restores "
+                    f"{', '.join(sorted(adapters))})")
         return ""
+
+    def problem(self, engine: str, short: bool = False) -> str:
+        """Why `engine` cannot restore the current task ("" when it can, or may once loaded)."""
+        if engine == DTPM:
+            return self.dtpm_problem(short)
+        return self.s.single_pass.unavailable(self.s.task, short)
 
     def batch_models(self) -> tuple[BatchModels | None, str]:
         """The models a batch of the current task runs with, for the engine in use; or None
         and why not."""
-        if self.task is None:
+        s, engine = self.s, self.active_engine
+        if s.task is None:
             return None, "Add a model before running a batch."
-        if self.active_engine == FAST:
-            problem = self.fast.unavailable(self.task, self.device)
-            if problem:
-                return None, f"The Fast engine cannot run this batch: {problem}."
-            return BatchModels(FAST, self.task, singlepass=self.fast.path,
-                               ensemble=self.fast_ensemble), ""
-        problem = self._dtpm_problem()
-        if problem or self.catalog.base is None:
-            return None, f"DTPM cannot run this batch: {problem}."
-        return BatchModels(DTPM, self.task, self.catalog.base,
-                           self.catalog.adapters[self.task].path), ""
+        problem = self.problem(engine)
+        if problem:
+            return None, f"{ENGINE_LABELS[engine]} cannot run this batch: {problem}."
+        if engine == SINGLE_PASS:
+            return BatchModels(SINGLE_PASS, s.task, singlepass=s.single_pass.installed,
+                               ensemble=s.ensemble), ""
+        return BatchModels(DTPM, s.task, s.catalog.base, s.catalog.adapters[s.task].path), ""
 
-    def _adapter_matches(self) -> bool:
-        entry = self.catalog.adapters.get(self.task or "")
-        return (self._adapter is not None and entry is not None
-                and self._adapter.path == entry.path)
+    @property
+    def models_ready(self) -> bool:
+        """DTPM's base and the adapter of the current task are loaded."""
+        entry = self.s.catalog.adapters.get(self.s.task or "")
+        adapter = self.s.dtpm.adapter
+        return adapter is not None and entry is not None and adapter.path == entry.path
 
-    def _context(self) -> tuple[int, str] | None:
-        """(image id, adapter sha256) once both an image and the task's adapter are loaded."""
-        if self.image is None or self._adapter is None or not self._adapter_matches():
+    # ------------------------------------------------------------------ keys
+
+    def result_key(self, engine: str, k: int | None = None) -> ResultKey | None:
+        """Cache key of `engine`'s result for the current settings (DTPM: at K `k`, default
+        the current K), once the models it needs are loaded."""
+        s = self.s
+        if s.image is None or s.task is None:
             return None
-        return self.image.id, self._adapter.sha256
-
-    def _display_key(self, k: int | None = None) -> tuple | None:
-        """Cache key of the DTPM result (image, adapter, seed, tile, texture strength, K):
-        a result for another strength is never shown as this one."""
-        context = self._context()
-        if context is None:
+        if engine == DTPM:
+            adapter = s.dtpm.adapter
+            if adapter is None or not self.models_ready:
+                return None
+            return ResultKey(s.image.id, DTPM, adapter.sha256, adapter.task, s.tile,
+                             s.k if k is None else k, s.seed, s.strength)
+        tasks, loaded = s.single_pass.tasks(), s.single_pass.loaded
+        if tasks is None or s.task not in tasks or loaded is None:
             return None
-        return (*context, self.seed, self.tile, self.strength, self.k if k is None else k)
+        return ResultKey(s.image.id, SINGLE_PASS, loaded.sha256, s.task, s.tile,
+                         ensemble=s.ensemble)
 
-    def _curve_key(self) -> tuple | None:
-        """The trade-off curve is measured at texture strength 1 (as trained), whatever the
-        strength of the result on screen: it is there to choose K, and at strength 0 against
-        the initial prediction it would have no points at all. So no strength in its key."""
-        context = self._context()
-        if context is None:
+    def curve_key(self, engine: str) -> CurveKey | None:
+        """Key of `engine`'s points on the trade-off plot: the image, the reference (or the
+        initial prediction of the task's DTPM adapter) and the model; DTPM's seed too."""
+        s, dtpm = self.s, self.result_key(DTPM)
+        if dtpm is None or s.image is None:
             return None
-        image_id, adapter = context
-        return (image_id, self._ref_id if self.reference is not None else 0, adapter, self.seed)
-
-    def _fast_key(self) -> tuple | None:
-        """Cache key of the Fast result (image, network, task, tile, ensemble), once it can
-        be made."""
-        if self.image is None or self.task is None:
+        reference_id = s.reference_id if s.reference is not None else 0
+        if engine == DTPM:
+            return CurveKey(DTPM, s.image.id, reference_id, dtpm.model, seed=s.seed)
+        single_pass = self.result_key(SINGLE_PASS)
+        if single_pass is None:
             return None
-        return self.fast.key(self.image.id, self.task, self.tile, self.fast_ensemble,
-                             self.device)
+        return CurveKey(SINGLE_PASS, s.image.id, reference_id, dtpm.model, single_pass.model)
 
-    def _fast_point_key(self) -> tuple | None:
-        """The single-pass point is measured like the curve: same image, reference (or
-        initial prediction of the task's adapter), plus the network (one pass: the ensemble
-        choice does not change it)."""
-        curve = self._curve_key()
-        if curve is None or self._fast_key() is None or self.fast.loaded is None:
-            return None
-        return (*curve[:3], self.fast.loaded.sha256)
+    def _spec(self, key: ResultKey) -> EngineSpec:
+        """What restores the result `key` names, on the weights the worker holds."""
+        state = self.s.engine_state(key.engine)
+        assert state.loaded is not None
+        if key.engine == DTPM:
+            assert self.s.dtpm.adapter is not None and key.steps is not None
+            return replace(state.loaded.spec, adapter=self.s.dtpm.adapter.path,
+                           steps=(key.steps,), seed=key.seed, strength=key.strength,
+                           tile=key.tile)
+        return replace(state.loaded.spec, task=key.task, ensemble=key.ensemble, tile=key.tile)
 
-    def _shows(self, engine: str) -> bool:
+    # ------------------------------------------------------------------ what is wanted
+
+    def shows(self, engine: str) -> bool:
         """The full-size result of `engine` is wanted: it is the engine in use, or the split
         view shows it (the initial prediction comes with the DTPM result)."""
-        if self.image is None:
+        if self.s.image is None:
             return False
         if engine == DTPM:
-            return self.active_engine == DTPM or bool({"dtpm", "initial"} & set(self.sides))
-        return self.active_engine == FAST or "fast" in self.sides
+            return self.active_engine == DTPM or bool({DTPM, "initial"} & set(self.s.sides))
+        return self.active_engine == SINGLE_PASS or SINGLE_PASS in self.s.sides
 
-    def _display_missing(self) -> bool:
+    def display_missing(self) -> bool:
         """A result the window shows is neither computed nor failed."""
-        for engine, key, cache in ((DTPM, self._display_key(), self._results),
-                                   (FAST, self._fast_key(), self.fast.results)):
-            if (self._shows(engine) and key is not None and cache.get(key) is None
-                    and key not in self._failed_keys):
+        for engine in ENGINES:
+            key = self.result_key(engine)
+            if (self.shows(engine) and key is not None
+                    and self.s.engine_state(engine).results.get(key) is None
+                    and key not in self.s.failed):
                 return True
         return False
 
     def _active_pending(self) -> bool:
         """The engine in use still needs a job (its model or the result for the current
         settings): that job goes before anything else."""
-        if self.active_engine == FAST:
-            return (self._fast_model_request() or self._fast_display_request()) is not None
-        return (self._dtpm_model_request() or self._dtpm_display_request()) is not None
+        engine = self.active_engine
+        return (self._model_request(engine) or self._display_request(engine)) is not None
 
     def _background_allowed(self) -> bool:
         """Curve points and the other engine's side may run (no batch is running and what
         the engine in use shows is done)."""
-        return not self.batch_running and not self._active_pending()
+        return not self.s.batch_running and not self._active_pending()
 
-    def _wanted(self, job: Job) -> bool:
-        if self._user_stopped:
+    def wanted(self, job: Job) -> bool:
+        if self.s.user_stopped:
             return False
         request = job.request
-        if isinstance(request, RestoreImage):
-            if self.active_engine != DTPM and not self._background_allowed():
+        if isinstance(request, Restore):
+            engine = request.engine
+            if self.active_engine != engine and not self._background_allowed():
                 return False
-            return self._shows(DTPM) and request.key == self._display_key()
-        if isinstance(request, RestoreFast):
-            if self.active_engine != FAST and not self._background_allowed():
+            return self.shows(engine) and request.key == self.result_key(engine)
+        if isinstance(request, CurvePointJob):
+            if self.display_missing() or not self._background_allowed():
                 return False
-            return self._shows(FAST) and request.key == self._fast_key()
-        if isinstance(request, CurvePointJob | FastPointJob):
-            if self._display_missing() or not self._background_allowed():
-                return False
-            if isinstance(request, CurvePointJob):
-                return request.key == self._curve_key()
-            return request.key == self._fast_point_key()
+            return request.key == self.curve_key(request.key.engine)
         return True
 
-    def _cheap_k(self) -> tuple[int, str, str] | None:
+    def cheap_k(self) -> tuple[int, str, str] | None:
         """For a new photo: (CHEAP_K, title, text) when it is large and the K in use is more
         expensive (with the time that K would take here, once a restoration measured it);
         None to keep K."""
-        assert self.image is not None
-        height, width = self.image.loaded.rgb.shape[:2]
-        if height * width < LARGE_PHOTO_PIXELS or self.k <= CHEAP_K \
-                or self.active_engine == FAST:
+        s = self.s
+        assert s.image is not None
+        height, width = s.image.loaded.rgb.shape[:2]
+        if height * width < LARGE_PHOTO_PIXELS or s.k <= CHEAP_K \
+                or self.active_engine == SINGLE_PASS:
             return None
-        megapixels, kept = height * width / 1e6, self.k
-        rate = self._pass_rate.get(self._base.device if self._base is not None else "")
+        megapixels, kept = height * width / 1e6, s.k
+        rate = s.dtpm.pass_rate.get(s.dtpm.loaded.device if s.dtpm.loaded is not None else "")
         minutes = rate * megapixels * (kept + 1) / 60 if rate is not None else 0.0
         cost = f" (about {minutes:.0f} min here)" if minutes >= 1 else ""
         return (CHEAP_K, f"Steps set to K={CHEAP_K}",
-                f"{self.image.path.name} has {megapixels:.1f} megapixels: it starts at "
+                f"{s.image.path.name} has {megapixels:.1f} megapixels: it starts at "
                 f"K={CHEAP_K} instead of K={kept}{cost}. Move the step slider for more "
                 "texture.")
 
-    def _curve_progress(self, request: CurvePointJob | FastPointJob) -> Progress:
+    def curve_complete(self, side: int) -> bool:
+        points = self.s.dtpm.curve(self.curve_key(DTPM), side)
+        return all(k in points for k in CURVE_KS)
+
+    def curve_progress(self, request: CurvePointJob) -> Progress:
         """Where the trade-off curve is: points done of both previews (quick, then refined)."""
-        key = self._curve_key()
-        done = sum(len(self._curves.get((*key, side), {})) for side in CURVE_SIDES) \
-            if key is not None else 0
+        key = self.curve_key(DTPM)
+        done = sum(len(self.s.dtpm.curve(key, side)) for side in CURVE_SIDES)
         side = request.side
         what = "Trade-off curve" if side == CURVE_SIDES[0] else "Refining the trade-off curve"
-        point = f"K={request.k}" if isinstance(request, CurvePointJob) else "single-pass point"
+        point = f"K={request.steps}" if request.steps is not None else "single-pass point"
         return Progress(what, done, 2 * len(CURVE_KS), f"{point} on a {side} px preview")
 
     # ------------------------------------------------------------------ scheduling
 
-    def _next_request(self):
+    def next_request(self) -> JobRequest | None:
         """The most useful job now, in the order of the module docstring."""
-        if self.active_engine == FAST:
-            active = (self._fast_model_request, self._fast_display_request)
-            other = (self._dtpm_model_request, self._dtpm_display_request)
-        else:
-            active = (self._dtpm_model_request, self._dtpm_display_request)
-            other = (self._fast_model_request, self._fast_display_request)
-        steps = list(active)
-        if not self.batch_running:
-            steps += [*other, *(lambda side=side: self._curve_request(side)
-                                for side in CURVE_SIDES)]
+        active = self.active_engine
+        other = SINGLE_PASS if active == DTPM else DTPM
+        steps = [lambda: self._model_request(active), lambda: self._display_request(active)]
+        if not self.s.batch_running:
+            steps += [lambda: self._model_request(other), lambda: self._display_request(other),
+                      *(lambda side=side: self._curve_request(side) for side in CURVE_SIDES)]
         for step in steps:
             request = step()
             if request is not None:
                 return request
         return None
 
-    def _dtpm_model_request(self) -> LoadBase | SwitchAdapter | None:
-        base = self.catalog.base
-        if base is None or self.task not in self.catalog.adapters:
+    def _model_request(self, engine: str) -> LoadEngine | SwitchAdapter | None:
+        """Load what `engine` needs: the installed single-pass network (the task list shows
+        its tasks too, so it loads even in DTPM mode); DTPM's base, then the task's adapter."""
+        s = self.s
+        if engine == SINGLE_PASS:
+            return s.single_pass.load_request()
+        if s.catalog.base is None or s.task not in s.catalog.adapters:
             return None
-        if self._base is None or self._base_for != (base, self.device):
-            return None if self._base_failed == (base, self.device) else \
-                LoadBase(base, self.device)
-        entry = self.catalog.adapters[self.task]
-        if not self._adapter_matches():
-            return None if self._adapter_failed == entry.path else SwitchAdapter(entry.path)
-        return None
-
-    def _dtpm_display_request(self) -> RestoreImage | None:
-        key = self._display_key()
-        if (self.image is None or self._user_stopped or key is None or not self._shows(DTPM)
-                or self._results.get(key) is not None or key in self._failed_keys):
+        dtpm = s.dtpm
+        if not dtpm.ready:
+            return dtpm.load_request()
+        entry = s.catalog.adapters[s.task]
+        if self.models_ready or dtpm.adapter_failed == entry.path:
             return None
-        return RestoreImage(key, self.image.loaded.rgb, self.k, self.seed, self.tile,
-                            self.strength)
+        assert dtpm.loaded is not None and isinstance(dtpm.loaded.spec, DTPMSpec)
+        return SwitchAdapter(replace(dtpm.loaded.spec, adapter=entry.path))
 
-    def _fast_model_request(self) -> LoadFast | None:
-        """Load the installed single-pass network: the task list shows its tasks too (in
-        DTPM mode after the DTPM result)."""
-        return self.fast.load_request(self.device)
-
-    def _fast_display_request(self) -> RestoreFast | None:
-        key = self._fast_key()
-        if (self.image is None or self._user_stopped or key is None or not self._shows(FAST)
-                or self.fast.results.get(key) is not None or key in self._failed_keys):
+    def _display_request(self, engine: str) -> Restore | None:
+        s, key = self.s, self.result_key(engine)
+        if (s.image is None or s.user_stopped or key is None or not self.shows(engine)
+                or s.engine_state(engine).results.get(key) is not None or key in s.failed):
             return None
-        assert self.task is not None
-        return RestoreFast(key, self.image.loaded.rgb, self.task, self.tile,
-                           self.fast_ensemble)
+        return Restore(key, s.image.loaded.rgb, self._spec(key))
 
     def _next_curve_k(self, side: int) -> int | None:
         """The next K the trade-off curve on the `side` preview lacks (None: complete, failed
         or impossible)."""
-        curve_key = self._curve_key()
-        if curve_key is None or curve_key in self._failed_keys:
+        key = self.curve_key(DTPM)
+        if key is None or key in self.s.failed:
             return None
-        points = self._curves.get((*curve_key, side), {})
+        points = self.s.dtpm.curve(key, side)
         return next((k for k in CURVE_KS if k not in points), None)
 
-    def _curve_request(self, side: int) -> CurvePointJob | FastPointJob | None:
+    def _curve_request(self, side: int) -> CurvePointJob | None:
         """The next point of the curve on the `side` preview, then its single-pass point."""
-        if self.image is None or self._user_stopped:
+        s = self.s
+        dtpm_key = self.result_key(DTPM)
+        if s.image is None or s.user_stopped or dtpm_key is None:
             return None
+        initial = self._spec(replace(dtpm_key, steps=1, seed=0, strength=1.0, tile=0))
         k = self._next_curve_k(side)
         if k is not None:
-            return CurvePointJob(self._curve_key(), self.image.loaded.rgb, self.reference, k,
-                                 self.seed, side)
-        key = self._fast_point_key()
-        if (key is None or (*key, side) in self.fast.points or key in self._failed_keys
-                or self._curve_key() in self._failed_keys):  # it would fail the same way
-            return None
-        assert self.task is not None
-        return FastPointJob(key, self.image.loaded.rgb, self.reference, self.task, side)
+            spec = replace(initial, steps=(k,), seed=s.seed)
+            return CurvePointJob(self.curve_key(DTPM), s.image.loaded.rgb, s.reference, spec,
+                                 initial, side)
+        key, single_pass = self.curve_key(SINGLE_PASS), self.result_key(SINGLE_PASS)
+        if (key is None or single_pass is None or s.single_pass.curve(key, side)
+                or key in s.failed or self.curve_key(DTPM) in s.failed):
+            return None  # (a failed DTPM curve would fail the same way)
+        spec = self._spec(replace(single_pass, ensemble=False, tile=0))
+        return CurvePointJob(key, s.image.loaded.rgb, s.reference, spec, initial, side)

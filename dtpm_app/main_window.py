@@ -34,11 +34,11 @@ from PySide6.QtWidgets import (
 
 from dtpm_core.catalog import resources_dir, user_models_dir
 from dtpm_core.imageio import SUPPORTED_EXTENSIONS
+from dtpm_core.options import ENGINE_LABELS, SINGLE_PASS
 
 from .batch_runner import BatchRunner
 from .batch_worker import BatchSummary
 from .controller import Controller
-from .fast_engine import FAST
 from .qt_workarounds import keep_singletons_alive
 from .save_flow import SaveFlow
 from .settings import AppSettings, load_settings, save_settings
@@ -286,7 +286,7 @@ class MainWindow(QMainWindow):
         self.controls.strengthChanged.connect(c.set_strength)
         self.controls.deviceChanged.connect(c.set_device)
         self.controls.tileChanged.connect(c.set_tile)
-        self.controls.ensembleChanged.connect(c.set_fast_ensemble)
+        self.controls.ensembleChanged.connect(c.set_ensemble)
         self.plot.stepsRequested.connect(self.set_steps)
         self.view.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f}%"))
         self.batch_panel.outputChanged.connect(self._on_batch_output)
@@ -301,8 +301,7 @@ class MainWindow(QMainWindow):
 
     def _apply_settings(self) -> None:
         s = self.settings
-        self.controls.set_values(s.default_k, s.seed, s.device, s.tile, s.fast_ensemble,
-                                 s.strength)
+        self.controls.set_values(s.default_k, s.seed, s.device, s.tile, s.ensemble, s.strength)
         self.plot.set_marker(s.default_k)
         self.compare.set_sides(s.left_side, s.right_side)
         self.batch_panel.set_output(s.output_dir, s.output_format, s.quality)
@@ -381,7 +380,7 @@ class MainWindow(QMainWindow):
 
     def _start_dir(self) -> str:
         """Where file dialogs open: the current photo's folder, else the last one used."""
-        image = self.controller.image
+        image = self.controller.session.image
         if image is not None and image.path.parent.is_dir():
             return str(image.path.parent)
         return self.settings.last_dir or str(Path.home())
@@ -431,8 +430,8 @@ class MainWindow(QMainWindow):
 
     def start_batch(self) -> None:
         """Restore the queue with the engine in use and the current task."""
-        c = self.controller
-        models, problem = c.batch_models()
+        c = self.controller.session
+        models, problem = self.controller.planner.batch_models()
         if models is None:
             self.show_message("error", "Cannot run the batch", problem)
             return
@@ -441,8 +440,8 @@ class MainWindow(QMainWindow):
             return
         task = self.task_picker.combo.currentText()
         how = f"K={c.k}, seed {c.seed}{strength_text(c.strength)}"
-        if models.engine == FAST:
-            how = "Fast (single-pass" + (", 8-way ensemble)" if models.ensemble else ")")
+        if models.engine == SINGLE_PASS:
+            how = ENGINE_LABELS[SINGLE_PASS] + (", 8-way ensemble" if models.ensemble else "")
         self.batch_panel.running_text = f"Running: {task}, {how}…"
         self.batch.start(models, c.device, c.k, c.seed, c.tile, c.strength)
 
@@ -481,7 +480,7 @@ class MainWindow(QMainWindow):
         self.engine_picker.set_models(state)
         self.controls.set_engine(state.engine)
         self.controls.set_scores(state.scores)
-        has_view = state.state != "none" or self.controller.image is not None
+        has_view = state.state != "none" or self.controller.session.image is not None
         self.stack.setCurrentWidget(self.compare if has_view else self.empty)
         if state.task:
             self.settings.task = state.task
@@ -564,11 +563,9 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ closing
 
     def store_settings(self) -> None:
-        s = self.settings
-        s.default_k, s.seed = self.controller.k, self.controller.seed
-        s.strength = self.controller.strength
-        s.engine, s.fast_ensemble = self.controller.engine, self.controller.fast_ensemble
-        s.device, s.tile = self.controller.device, self.controller.tile
+        s, c = self.settings, self.controller.session
+        s.default_k, s.seed, s.strength = c.k, c.seed, c.strength
+        s.engine, s.ensemble, s.device, s.tile = c.engine, c.ensemble, c.device, c.tile
         s.left_side, s.right_side = self.compare.sides()
         s.geometry = base64.b64encode(bytes(self.saveGeometry())).decode("ascii")
         s.window_state = base64.b64encode(bytes(self.saveState())).decode("ascii")

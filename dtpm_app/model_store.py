@@ -138,7 +138,7 @@ def install_models(sources: list[str | Path], current_base_sha256: str | None = 
                 filename = f"singlepass-{info.sha256[:12]}.safetensors"
                 target = _install(source, folder, filename, {"singlepass": filename})
                 installed.append(InstalledModel("singlepass", "",
-                                                "Single-pass model (Fast engine)", target))
+                                                "Single-pass model", target))
                 continue
             task = info.task
             name = info.display_name or task

@@ -1,8 +1,8 @@
 """Save, Save As and Copy of the result on screen, with the questions they ask.
 
 Save (Ctrl+S) writes the result on screen next to the last file saved for this photo, under a
-name that says what it holds ("photo_restored_dtpm-K4.png", "..._fast.png"); the first Save of
-a photo is a Save As. A file of that name is never replaced silently: the person chooses
+name that says what it holds ("photo_restored_dtpm-K4.png", "..._single-pass.png"); the first
+Save of a photo is a Save As. A file of that name is never replaced silently: the person chooses
 Replace, Keep both (the new one gets "-2", "-3"...) or Cancel. In Save As a typed extension
 picks the format (dtpm_app.saving.save_target).
 """
@@ -52,7 +52,7 @@ class SaveFlow:
         return shown
 
     def save(self) -> None:
-        shown, image = self._shown("save"), self.controller.image
+        shown, image = self._shown("save"), self.controller.session.image
         if shown is None or image is None:
             return
         if self.folder is None:
@@ -71,7 +71,7 @@ class SaveFlow:
         self._write(target, self.choice, shown)
 
     def save_as(self) -> None:
-        shown, image = self._shown("save"), self.controller.image
+        shown, image = self._shown("save"), self.controller.session.image
         if shown is None or image is None:
             return
         folder = self.folder or image.path.parent

@@ -23,7 +23,8 @@ SUFFIX_CHOICES = {".png": "png8", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff
 class ShownResult:
     """The result the window shows for the engine in use, and what it is.
 
-    `tag` names it in file names ("dtpm-K4", "fast", "fast-ensemble"); `label` in messages
+    `tag` names it in file names ("dtpm-K4", "single-pass", "single-pass-ensemble"); `label`
+    in messages
     ("DTPM, K=4"); `key` identifies it (two saves of the same key hold the same pixels)."""
 
     image: np.ndarray

@@ -2,7 +2,8 @@
 
 `DTPM_SETTINGS_DIR` overrides the folder (tests, portable installs). The file is written
 atomically; a missing, damaged or partly wrong file falls back to defaults field by field, so a
-bad value never stops the app from starting.
+bad value never stops the app from starting. Files written by older versions still load: their
+engine "fast" is the single-pass engine (`OLD_NAMES`), `fast_ensemble` is `ensemble`.
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ from dtpm_core.catalog import APP_NAME
 from dtpm_core.options import (
     DEFAULT_TILE,
     DEVICE_CHOICES,
+    DTPM,
+    ENGINES,
     MAX_SAMPLING_STEPS,
     MAX_STRENGTH,
     PRECISION_CHOICES,
+    SINGLE_PASS,
 )
 
 log = logging.getLogger(__name__)
@@ -34,10 +38,12 @@ MAX_STEPS = MAX_SAMPLING_STEPS
 STRENGTH_DECIMALS = 1
 """The texture strength is offered and stored in steps of 0.1."""
 MAX_RECENT = 10
-ENGINE_CHOICES = ("dtpm", "fast")
-"""The restoration engines: DTPM (K diffusion steps) and Fast (the single-pass network)."""
-SIDE_CHOICES = ("input", "initial", "result", "dtpm", "fast", "reference")
+SIDE_CHOICES = ("input", "initial", "result", DTPM, SINGLE_PASS, "reference")
 """What one side of the split view can show (see dtpm_app.widgets.compare)."""
+OLD_NAMES = {"fast": SINGLE_PASS}
+"""Engine and side ids of older versions -> today's."""
+OLD_KEYS = {"fast_ensemble": "ensemble"}
+"""Settings keys of older versions -> today's."""
 
 
 def settings_dir() -> Path:
@@ -54,8 +60,8 @@ class AppSettings:
 
     device: str = "auto"
     precision: str = "auto"  # read at start-up, for both engines (dtpm_core.device)
-    engine: str = "dtpm"  # one of ENGINE_CHOICES
-    fast_ensemble: bool = False  # Fast engine: average the 8 flip/rotate variants
+    engine: str = DTPM  # one of dtpm_core.options.ENGINES
+    ensemble: bool = False  # single-pass engine: average the 8 flip/rotate variants
     tile: int = DEFAULT_TILE  # pixels, 0 = whole image at once
     default_k: int = 4
     seed: int = 0
@@ -100,10 +106,10 @@ class AppSettings:
         fixed.strength = round(fixed.strength, STRENGTH_DECIMALS)  # what the spin box shows
         if not 1 <= fixed.quality <= 100:
             fixed.quality = defaults.quality
-        if fixed.engine not in ENGINE_CHOICES:
+        if fixed.engine not in ENGINES:
             fixed.engine = defaults.engine
-        if not isinstance(fixed.fast_ensemble, bool):
-            fixed.fast_ensemble = defaults.fast_ensemble
+        if not isinstance(fixed.ensemble, bool):
+            fixed.ensemble = defaults.ensemble
         if fixed.left_side not in SIDE_CHOICES:
             fixed.left_side = defaults.left_side
         if fixed.right_side not in SIDE_CHOICES:
@@ -124,6 +130,7 @@ def load_settings(folder: Path | None = None) -> AppSettings:
     if not isinstance(raw, dict):
         log.warning("ignoring settings file %s: not a JSON object", path)
         return AppSettings()
+    raw = _migrated(raw)
     settings = AppSettings()
     for f in dataclasses.fields(AppSettings):
         if f.name not in raw:
@@ -141,6 +148,17 @@ def load_settings(folder: Path | None = None) -> AppSettings:
             log.warning("settings %s: ignoring %s=%r (expected %s)", path, f.name, value,
                         type(default).__name__)
     return settings.validated()
+
+
+def _migrated(raw: dict) -> dict:
+    """Older keys and engine names renamed (a key of today wins over its old name)."""
+    raw = {OLD_KEYS.get(key, key): value for key, value in
+           sorted(raw.items(), key=lambda item: item[0] not in OLD_KEYS)}
+    for key in ("engine", "left_side", "right_side"):
+        value = raw.get(key)
+        if isinstance(value, str):
+            raw[key] = OLD_NAMES.get(value, value)
+    return raw
 
 
 def save_settings(settings: AppSettings, folder: Path | None = None) -> Path:

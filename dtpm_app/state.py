@@ -60,10 +60,10 @@ class ModelsState:
     folder: Path
     device: str = ""  # the device in use once loaded, e.g. "cpu"
     error: str = ""
-    engine: str = "dtpm"  # the engine in use: "dtpm", or "fast" (the single-pass network)
-    fast_installed: bool = False  # a single-pass model is installed
-    fast_tasks: tuple[str, ...] | None = None  # the tasks it restores (None: not loaded yet)
-    fast_problem: str = ""  # why Fast cannot restore the current task ("" when it can)
+    engine: str = "dtpm"  # the engine in use: "dtpm" or "single-pass"
+    single_pass_installed: bool = False  # a single-pass model is installed
+    single_pass_tasks: tuple[str, ...] | None = None  # its tasks (None: not loaded yet)
+    single_pass_problem: str = ""  # why it cannot restore the current task ("": it can)
     dtpm_tasks: tuple[str, ...] = ()  # the tasks with a DTPM adapter (and a base)
     dtpm_problem: str = ""  # why DTPM cannot restore the current task ("" when it can)
     scores: HeldOutScores | None = None  # held-out scores of the loaded adapter of `task`
@@ -73,7 +73,7 @@ class ModelsState:
 @dataclass(frozen=True)
 class Display:
     """What the split view can show; `result` is the DTPM result and `result_k` its K
-    (None: no result yet); `fast` the Fast engine's result; `engine` the one in use."""
+    (None: no result yet); `single_pass` the single-pass engine's; `engine` the one in use."""
 
     input: np.ndarray | None = None
     initial: np.ndarray | None = None
@@ -83,9 +83,9 @@ class Display:
     wanted_k: int = 1
     pending: bool = False  # the result for wanted_k is still being computed
     engine: str = "dtpm"
-    fast: np.ndarray | None = None
-    fast_pending: bool = False  # the Fast result is still being computed
-    fast_problem: str = ""  # why there is no Fast result for this task ("" when there can be)
+    single_pass: np.ndarray | None = None
+    single_pass_pending: bool = False  # the single-pass result is still being computed
+    single_pass_problem: str = ""  # why there is no single-pass result for this task
     dtpm_problem: str = ""  # the same for DTPM
     strength: float = 1.0  # the DTPM texture strength of `result` and `wanted_k`
 
@@ -99,9 +99,9 @@ class CurveState:
     computing_k: int | None = None
     error: str = ""
     engine: str = "dtpm"  # the engine in use
-    fast_psnr: float | None = None  # the single-pass point, measured like the curve
-    fast_lpips: float | None = None
-    fast_computing: bool = False
+    single_pass_psnr: float | None = None  # the single-pass point, measured like the curve
+    single_pass_lpips: float | None = None
+    single_pass_computing: bool = False
     unavailable: str = ""  # why there is no curve for this task (no DTPM model for it)
     preview_side: int = PREVIEW_SIDE  # longest side of the preview the points were measured on
 

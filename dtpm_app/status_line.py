@@ -10,7 +10,7 @@ from __future__ import annotations
 from .state import Progress
 
 PROGRESS_WORDS = ("Restoring", "Loading")
-BACKGROUND_WORDS = ("Trade-off", "Refining", "DTPM side", "Fast side")
+BACKGROUND_WORDS = ("Trade-off", "Refining", "DTPM side", "Single-pass side")
 """Progress of work nobody waits for (dtpm_app.controller names its jobs so)."""
 BACKGROUND_MARK = " · "
 SUCCESS_TITLES = {"Restored", "Saved", "Already saved", "Copied", "Models added"}

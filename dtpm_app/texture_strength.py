@@ -4,21 +4,19 @@ keeps. `dtpm_core.restore.Restorer` computes
     result = y_eps + strength * x0_hat
 
 (0 = the initial prediction alone, 1 = as trained, up to MAX_STRENGTH; the paper's alpha).
-The app only chooses the number: `TextureStrength` is the controller's setter for it (a mixin
-like `JobPlanner`), and `strength_text` words it for labels. The Fast engine has no texture
-layer, so it has no strength either.
+The app only chooses the number: `checked_strength` makes the controller's setting of it
+(`Controller.set_strength`), and `strength_text` words it for labels. The single-pass engine
+has no texture layer, so it has no strength either.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from .settings import MAX_STRENGTH, STRENGTH_DECIMALS
 
 AS_TRAINED = 1.0
 """The strength the models were trained for; labels only mention a strength that differs."""
 
-__all__ = ["AS_TRAINED", "MAX_STRENGTH", "TextureStrength", "strength_text"]
+__all__ = ["AS_TRAINED", "MAX_STRENGTH", "checked_strength", "strength_text"]
 
 
 def strength_text(strength: float) -> str:
@@ -26,22 +24,10 @@ def strength_text(strength: float) -> str:
     return "" if strength == AS_TRAINED else f", texture strength {strength:g}"
 
 
-class TextureStrength:
-    """`set_strength` of the `Controller` (see the module docstring)."""
-
-    # the controller's state and method this uses
-    strength: float
-    _user_stopped: bool
-    _changed: Callable[[], None]
-
-    def set_strength(self, strength: float) -> None:
-        """Restore with this texture strength from now on (in steps of 0.1, as the control
-        offers it); each strength has its own cached results, like each seed."""
-        strength = round(float(strength), STRENGTH_DECIMALS)
-        if not 0.0 <= strength <= MAX_STRENGTH:
-            raise ValueError(f"texture strength must be between 0 and {MAX_STRENGTH}, "
-                             f"got {strength}")
-        if strength != self.strength:
-            self.strength = strength
-            self._user_stopped = False
-            self._changed()
+def checked_strength(strength: float) -> float:
+    """The strength in steps of 0.1, as the control offers it; ValueError out of range."""
+    strength = round(float(strength), STRENGTH_DECIMALS)
+    if not 0.0 <= strength <= MAX_STRENGTH:
+        raise ValueError(f"texture strength must be between 0 and {MAX_STRENGTH}, "
+                         f"got {strength}")
+    return strength

@@ -1,13 +1,13 @@
 """Workers: QObjects moved to QThreads that run the model and file work off the GUI thread.
 
 They emit arrays and dataclasses and never touch widgets (STYLE habit 7). Every job carries a
-run number and a cancel flag (`threading.Event`); `Restorer.restore` polls the flag after each
+run number and a cancel flag (`threading.Event`); `Engine.restore` polls the flag after each
 network pass, so a cancelled or superseded job stops within one step. The controller drops
 whatever comes back tagged with a run number it no longer waits for.
 
-- `InferenceWorker` lives for the whole session in one thread and owns the `Restorer` and,
-  once the Fast engine is used, the `SinglePassRestorer`; the controller hands it one job at
-  a time.
+- `InferenceWorker` lives for the whole session in one thread and holds one loaded
+  `dtpm_core.engine.Engine` per engine (DTPM, and the single-pass engine once installed); the
+  controller hands it one job at a time (dtpm_app.jobs).
 - `dtpm_app.batch_worker.BatchWorker` runs one batch in its own thread with its own model.
 - `CallWorker` runs one plain function (read or write a file, install a model).
 """
@@ -18,13 +18,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from dtpm_core.engine import EngineSpec
 from dtpm_core.errors import (
     BaseMismatchError,
     Cancelled,
@@ -35,15 +35,19 @@ from dtpm_core.errors import (
     OutOfMemory,
     WeightsError,
 )
-from dtpm_core.model_scores import HeldOutScores, held_out_scores
+from dtpm_core.model_scores import held_out_scores
+from dtpm_core.options import DTPM
 
-from .fast_engine import (
-    FastLoaded,
-    FastPoint,
-    FastPointJob,
-    FastRestored,
-    LoadFast,
-    RestoreFast,
+from .jobs import (
+    AdapterLoaded,
+    CurvePoint,
+    CurvePointJob,
+    EngineLoaded,
+    Job,
+    LoadEngine,
+    Restore,
+    Restored,
+    SwitchAdapter,
 )
 from .state import PREVIEW_SIDE
 
@@ -58,121 +62,16 @@ fewer signals also keep a long session alive longer."""
 _IMPORT_LOCK = threading.Lock()  # the first torch import may come from two threads at once
 
 
-def _restorer_class() -> Any:
-    """`dtpm_core.restore.Restorer`, imported on first use (it imports torch)."""
+def load_engine(spec: EngineSpec) -> Any:
+    """`dtpm_core.engine.load_engine`, with torch imported on first use (and the CPU thread
+    count set once per process: interactive and batch run alike)."""
     with _IMPORT_LOCK:
         from dtpm_core.device import configure_threads
-        from dtpm_core.restore import Restorer
-
-        configure_threads()  # once per process: interactive and batch run alike
-    return Restorer
-
-
-def _singlepass_class() -> Any:
-    """`dtpm_core.singlepass.restore.SinglePassRestorer`, imported on first use."""
-    with _IMPORT_LOCK:
-        from dtpm_core.device import configure_threads
-        from dtpm_core.singlepass.restore import SinglePassRestorer
 
         configure_threads()
-    return SinglePassRestorer
+    from dtpm_core.engine import load_engine as load
 
-
-# ----------------------------------------------------------------------------- jobs
-
-
-@dataclass(frozen=True)
-class LoadBase:
-    """Load the base model on a device (drops any adapter)."""
-
-    path: Path
-    device: str
-
-
-@dataclass(frozen=True)
-class SwitchAdapter:
-    """Load a task adapter for the loaded base (the base stays)."""
-
-    path: Path
-
-
-@dataclass(frozen=True)
-class RestoreImage:
-    """Restore the full image at one K and texture strength (the scale of the texture
-    layer: 0 = the initial prediction, 1 = as trained)."""
-
-    key: tuple
-    image: np.ndarray
-    k: int
-    seed: int
-    tile: int
-    strength: float = 1.0
-
-
-@dataclass(frozen=True)
-class CurvePointJob:
-    """Restore a preview at one K and measure PSNR and LPIPS against `target`
-    (the reference, at full size) or, when there is none, against the initial prediction.
-    Always at texture strength 1 (see JobPlanner._curve_key)."""
-
-    key: tuple
-    image: np.ndarray
-    target: np.ndarray | None
-    k: int
-    seed: int
-    side: int = PREVIEW_SIDE  # longest side of the preview
-
-
-JobRequest = (LoadBase | SwitchAdapter | RestoreImage | CurvePointJob | LoadFast | RestoreFast
-              | FastPointJob)
-
-
-@dataclass
-class Job:
-    run_id: int
-    request: JobRequest
-    cancel: threading.Event = field(default_factory=threading.Event)
-
-    @property
-    def cancellable(self) -> bool:
-        return isinstance(self.request, RestoreImage | CurvePointJob | RestoreFast
-                          | FastPointJob)
-
-
-@dataclass(frozen=True)
-class BaseLoaded:
-    device: str
-    sha256: str
-    path: Path
-
-
-@dataclass(frozen=True)
-class AdapterLoaded:
-    task: str
-    display_name: str
-    sha256: str
-    path: Path
-    scores: HeldOutScores | None = None  # what the file says it scored on held-out images
-
-
-@dataclass(frozen=True)
-class Restored:
-    key: tuple
-    k: int
-    initial: np.ndarray
-    result: np.ndarray
-    seconds: float
-    tile: int
-    notes: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class CurvePoint:
-    key: tuple
-    k: int
-    psnr: float
-    lpips: float
-    backbone: str
+    return load(spec)
 
 
 @dataclass(frozen=True)
@@ -221,19 +120,17 @@ def preview(image: np.ndarray, side: int = PREVIEW_SIDE) -> np.ndarray:
 
 
 class InferenceWorker(QObject):
-    """Owns the `Restorer` and the `SinglePassRestorer`; runs the jobs the controller hands
+    """Holds one loaded engine per engine id (`engines`); runs the jobs the controller hands
     it, one at a time."""
 
     progress = Signal(int, int, int, str)  # run id, passes done, passes in all, stage
-    done = Signal(int, object)  # run id, BaseLoaded | AdapterLoaded | Restored | CurvePoint
-    # | FastLoaded | FastRestored | FastPoint
+    done = Signal(int, object)  # run id, EngineLoaded | AdapterLoaded | Restored | CurvePoint
     failed = Signal(int, object)  # run id, ErrorInfo
     cancelled = Signal(int)  # run id
 
     def __init__(self) -> None:
         super().__init__()
-        self._restorer: Any = None
-        self._fast: Any = None
+        self.engines: dict[str, Any] = {}  # engine id -> dtpm_core.engine.Engine
         self._lpips: Any = None
 
     @Slot(object)
@@ -256,79 +153,57 @@ class InferenceWorker(QObject):
 
     def _dispatch(self, job: Job) -> object:
         request = job.request
-
-        last = [0.0]
-
-        def on_progress(p: Any) -> None:
-            now = time.monotonic()
-            if p.done in (1, p.total) or now - last[0] >= PROGRESS_INTERVAL_S:
-                last[0] = now
-                self.progress.emit(job.run_id, p.done, p.total, p.stage)
-
-        if isinstance(request, LoadFast | RestoreFast):
-            return self._dispatch_fast(request, job.cancel, on_progress)
-        if isinstance(request, LoadBase):
-            self._restorer = None
-            restorer = _restorer_class()(request.path, device=request.device)
-            self._restorer = restorer
-            return BaseLoaded(str(restorer.device), restorer.info.sha256, request.path)
-        if self._restorer is None:
-            raise ConfigError("no base model is loaded")
+        if isinstance(request, LoadEngine):
+            spec = request.spec
+            self.engines.pop(spec.engine, None)  # the old weights go before the new load
+            engine = load_engine(spec)
+            self.engines[spec.engine] = engine
+            return EngineLoaded(spec, str(engine.device), engine.info.sha256, engine.tasks)
         if isinstance(request, SwitchAdapter):
-            info = self._restorer.load_adapter(request.path)
+            engine = self._engine(DTPM, "no base model is loaded")
+            engine.prepare(request.spec)
+            info = engine.adapter_info
             return AdapterLoaded(info.task, info.display_name or info.task, info.sha256,
-                                 request.path, held_out_scores(info.metrics))
-        if isinstance(request, RestoreImage):
-            res = self._restorer.restore(request.image, request.k, seed=request.seed,
-                                         tile=request.tile, strength=request.strength,
-                                         progress=on_progress, should_stop=job.cancel.is_set)
-            return Restored(request.key, request.k, res.initial, res.result, res.seconds,
-                            res.tile, tuple(res.notes))
+                                 request.spec.adapter, held_out_scores(info.metrics))
+        if isinstance(request, Restore):
+            last = [0.0]
+
+            def on_progress(p: Any) -> None:
+                now = time.monotonic()
+                if p.done in (1, p.total) or now - last[0] >= PROGRESS_INTERVAL_S:
+                    last[0] = now
+                    self.progress.emit(job.run_id, p.done, p.total, p.stage)
+
+            engine = self._engine(request.engine)
+            result = engine.restore(request.image, request.spec, progress=on_progress,
+                                    should_stop=job.cancel.is_set)
+            return Restored(request.key, result)
         if isinstance(request, CurvePointJob):
             return self._curve_point(request, job.cancel)
-        if isinstance(request, FastPointJob):
-            return self._fast_point(request, job.cancel)
         raise ConfigError(f"unknown job {request!r}")
 
-    def _dispatch_fast(self, request: LoadFast | RestoreFast, cancel: threading.Event,
-                       on_progress: Callable[[Any], None]) -> object:
-        if isinstance(request, LoadFast):
-            self._fast = None
-            fast = _singlepass_class()(request.path, device=request.device)
-            self._fast = fast
-            return FastLoaded(str(fast.device), fast.info.sha256, request.path, fast.tasks)
-        res = self._require_fast().restore(request.image, request.task, tile=request.tile,
-                                           ensemble=request.ensemble, progress=on_progress,
-                                           should_stop=cancel.is_set)
-        return FastRestored(request.key, res.task, res.t_mat, res.result, res.seconds,
-                            res.tile, tuple(res.notes), request.ensemble)
-
-    def _require_fast(self) -> Any:
-        if self._fast is None:
-            raise ConfigError("no single-pass model is loaded")
-        return self._fast
+    def _engine(self, engine: str, missing: str = "") -> Any:
+        if engine not in self.engines:
+            raise ConfigError(missing or f"no {engine} model is loaded")
+        return self.engines[engine]
 
     def _curve_point(self, request: CurvePointJob, cancel: threading.Event) -> CurvePoint:
+        """The preview restored with the request's spec, measured against the reference or
+        the DTPM initial prediction of the preview."""
         small = preview(request.image, request.side)
-        res = self._restorer.restore(small, request.k, seed=request.seed, tile=0,
-                                     should_stop=cancel.is_set)
-        target = self._curve_target(request.image, request.target, res.initial, cancel,
-                                    request.side)
-        return CurvePoint(request.key, request.k, *self._measure(res.result, target, cancel))
+        engine = self._engine(request.spec.engine,
+                              "no single-pass model is loaded" if request.steps is None
+                              else "no base model is loaded")
+        res = engine.restore(small, request.spec, should_stop=cancel.is_set)
+        target = self._curve_target(request, res.initial, cancel)
+        return CurvePoint(request.key, request.steps, *self._measure(res.image, target, cancel),
+                          request.side)
 
-    def _fast_point(self, request: FastPointJob, cancel: threading.Event) -> FastPoint:
-        """The single-pass result of the curve's preview, measured as the curve's points."""
-        small = preview(request.image, request.side)
-        res = self._require_fast().restore(small, request.task, tile=0,
-                                           should_stop=cancel.is_set)
-        target = self._curve_target(request.image, request.target, None, cancel, request.side)
-        return FastPoint(request.key, *self._measure(res.result, target, cancel), request.side)
-
-    def _curve_target(self, image: np.ndarray, reference: np.ndarray | None,
-                      initial: np.ndarray | None, cancel: threading.Event,
-                      side: int = PREVIEW_SIDE) -> np.ndarray:
+    def _curve_target(self, request: CurvePointJob, initial: np.ndarray | None,
+                      cancel: threading.Event) -> np.ndarray:
         """What the trade-off plot measures against, at preview size: the reference, or the
         DTPM initial prediction of the preview (deterministic: K and seed do not change it)."""
+        image, reference, side = request.image, request.target, request.side
         if reference is not None:
             target = preview(reference, side)
             if target.shape[:2] != preview(image, side).shape[:2]:
@@ -337,11 +212,12 @@ class InferenceWorker(QObject):
             return target
         if initial is not None:
             return initial
-        if self._restorer is None or self._restorer.adapter_info is None:
+        engine = self.engines.get(DTPM)
+        if engine is None or engine.adapter_info is None:
             raise ConfigError("the DTPM model is not loaded: without a reference the "
                               "trade-off plot measures against its initial prediction")
-        return self._restorer.restore(preview(image, side), 1, tile=0,
-                                      should_stop=cancel.is_set).initial
+        return engine.restore(preview(image, side), request.initial_spec,
+                              should_stop=cancel.is_set).initial
 
     def _measure(self, result: np.ndarray, target: np.ndarray,
                  cancel: threading.Event) -> tuple[float, float, str]:

@@ -1,6 +1,6 @@
 """The comparison area: what each side of the split view shows (two combos) and the view.
 
-"Result" is the result of the engine in use; "DTPM result" and "Fast (single-pass)" name an
+"Result" is the result of the engine in use; "DTPM result" and "Single-pass result" name an
 engine, so that the two can sit side by side whichever engine is in use (the controller
 computes a result a side shows when it is not cached)."""
 
@@ -18,13 +18,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..fast_engine import FAST
+from dtpm_core.options import DTPM, ENGINE_LABELS, SINGLE_PASS
+
 from ..state import Display
 from ..texture_strength import AS_TRAINED
 from .split_view import SplitView, to_qimage
 
+SINGLE_PASS_LABEL = ENGINE_LABELS[SINGLE_PASS]
 SIDES = {"input": "Input", "initial": "Initial prediction", "result": "Result",
-         "dtpm": "DTPM result", "fast": "Fast (single-pass)", "reference": "Reference"}
+         DTPM: "DTPM result", SINGLE_PASS: f"{SINGLE_PASS_LABEL} result",
+         "reference": "Reference"}
 """Keys: dtpm_app.settings.SIDE_CHOICES."""
 
 
@@ -118,11 +121,13 @@ class CompareArea(QWidget):
         """What a side shows; the input stands in (and says so) while the rest is missing."""
         d = self.display
         if key == "result":
-            return self._fast("Result · Fast") if d.engine == FAST else self._dtpm("Result")
-        if key == "dtpm":
+            if d.engine == SINGLE_PASS:
+                return self._single_pass(f"Result · {SINGLE_PASS_LABEL}")
+            return self._dtpm("Result")
+        if key == DTPM:
             return self._dtpm("DTPM")
-        if key == "fast":
-            return self._fast("Fast")
+        if key == SINGLE_PASS:
+            return self._single_pass(SINGLE_PASS_LABEL)
         if key == "initial":
             if d.initial is None:
                 return d.input, "Input (initial prediction not ready)"
@@ -145,11 +150,11 @@ class CompareArea(QWidget):
                                              if d.strength != AS_TRAINED else "")
         return d.result, text + (f" (computing K={d.wanted_k}…)" if d.pending else "")
 
-    def _fast(self, title: str) -> tuple[np.ndarray | None, str]:
+    def _single_pass(self, title: str) -> tuple[np.ndarray | None, str]:
         d = self.display
-        if d.fast is not None:
-            return d.fast, f"{title} (single-pass)"
-        if d.fast_problem:
-            return d.input, f"Input ({d.fast_problem})"
-        return d.input, ("Input (Fast restoring…)" if d.fast_pending
-                         else "Input (no Fast result)")
+        if d.single_pass is not None:
+            return d.single_pass, title
+        if d.single_pass_problem:
+            return d.input, f"Input ({d.single_pass_problem})"
+        return d.input, (f"Input ({SINGLE_PASS_LABEL} restoring…)" if d.single_pass_pending
+                         else f"Input (no {SINGLE_PASS_LABEL} result)")

@@ -1,4 +1,4 @@
-"""Engine choice: DTPM (K diffusion steps) or Fast (the single-pass network, DESIGN 6)."""
+"""Engine choice: DTPM (K diffusion steps) or the single-pass network (DESIGN 6)."""
 
 from __future__ import annotations
 
@@ -7,29 +7,30 @@ from pathlib import Path
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QRadioButton, QWidget
 
-from ..fast_engine import DTPM, ENGINE_LABELS, FAST
+from dtpm_core.options import DTPM, ENGINE_LABELS, SINGLE_PASS
+
 from ..state import ModelsState
 
 DTPM_TIP = ("DTPM: the diffusion texture prior, K sampling steps (the step slider): few steps "
             "favour fidelity, more steps add realistic texture")
-FAST_TIP = ("Fast: one pass of the single-pass restoration network (trained with diffusion "
-            "objectives): an instant result; no steps K and no seed")
+SINGLE_PASS_TIP = ("Single-pass: one pass of the single-pass restoration network (trained "
+                   "with diffusion objectives): an instant result; no steps K and no seed")
 NO_DTPM_TIP = ("DTPM is unavailable: no DTPM base model and task adapter are installed. Add "
                "them with File ▸ Add Model… (files made with `dtpm-train export`)")
-NO_FAST_TIP = ("Fast (single-pass) is unavailable: no single-pass model is installed. Add one "
-               "with File ▸ Add Model… (a .safetensors file made with `dtpm-train singlepass` "
-               "and `dtpm-train export`)")
+NO_SINGLE_PASS_TIP = ("Single-pass is unavailable: no single-pass model is installed. Add "
+                      "one with File ▸ Add Model… (a .safetensors file made with `dtpm-train "
+                      "singlepass` and `dtpm-train export`)")
 
 
 class EnginePicker(QWidget):
     """Two radio buttons; `engineChosen` only fires for a choice made by the person."""
 
-    engineChosen = Signal(str)  # "dtpm" or "fast"
+    engineChosen = Signal(str)  # "dtpm" or "single-pass"
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.buttons = {DTPM: QRadioButton(ENGINE_LABELS[DTPM]),
-                        FAST: QRadioButton(ENGINE_LABELS[FAST])}
+        self.buttons = {engine: QRadioButton(ENGINE_LABELS[engine])
+                        for engine in (DTPM, SINGLE_PASS)}
         self.group = QButtonGroup(self)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -49,21 +50,22 @@ class EnginePicker(QWidget):
     def set_models(self, state: ModelsState) -> None:
         """Show the engine in use; an engine without an installed model is disabled, with
         the reason in its tooltip."""
-        dtpm, fast = self.buttons[DTPM], self.buttons[FAST]
-        dtpm_installed = bool(state.dtpm_tasks) or not state.fast_installed
+        dtpm, single_pass = self.buttons[DTPM], self.buttons[SINGLE_PASS]
+        dtpm_installed = bool(state.dtpm_tasks) or not state.single_pass_installed
         dtpm.setEnabled(dtpm_installed)
         dtpm.setToolTip(DTPM_TIP if dtpm_installed else NO_DTPM_TIP)
         if dtpm_installed and state.dtpm_problem:
             dtpm.setToolTip(f"{DTPM_TIP}.\nNot for this task: {state.dtpm_problem}")
-        fast.setEnabled(state.fast_installed)
-        if not state.fast_installed:
-            fast.setToolTip(NO_FAST_TIP)
-        elif state.fast_problem:
-            fast.setToolTip(f"{FAST_TIP}.\nNot for this task: {state.fast_problem}")
+        single_pass.setEnabled(state.single_pass_installed)
+        if not state.single_pass_installed:
+            single_pass.setToolTip(NO_SINGLE_PASS_TIP)
+        elif state.single_pass_problem:
+            single_pass.setToolTip(f"{SINGLE_PASS_TIP}.\nNot for this task: "
+                                   f"{state.single_pass_problem}")
         else:
-            tasks = ", ".join(state.fast_tasks) if state.fast_tasks is not None else ""
-            fast.setToolTip(FAST_TIP + (f".\nTasks of the installed model: {tasks}"
-                                        if tasks else ""))
+            tasks = ", ".join(state.single_pass_tasks or ())
+            single_pass.setToolTip(SINGLE_PASS_TIP + (f".\nTasks of the installed model: "
+                                                      f"{tasks}" if tasks else ""))
         for button in self.buttons.values():
             button.blockSignals(True)
         self.buttons[state.engine].setChecked(True)

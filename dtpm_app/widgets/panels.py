@@ -25,13 +25,15 @@ from PySide6.QtWidgets import (
 )
 
 from dtpm_core.model_scores import HeldOutScores
+from dtpm_core.options import SINGLE_PASS
 
 from ..settings import DEVICE_CHOICES, MAX_STEPS, MAX_STRENGTH, STRENGTH_DECIMALS
 
 STEPS_HINT = "<small>← fidelity &nbsp;·&nbsp; texture →</small>"
-FAST_HINT = "<small>Fast engine: one network pass, no steps, seed or texture strength</small>"
-FAST_ENSEMBLE_HINT = ("<small>Fast engine: 8 flipped/rotated passes averaged, no steps, "
-                      "seed or texture strength</small>")
+SINGLE_PASS_HINT = ("<small>Single-pass engine: one network pass, no steps, seed or texture "
+                    "strength</small>")
+ENSEMBLE_HINT = ("<small>Single-pass engine: 8 flipped/rotated passes averaged, no steps, "
+                 "seed or texture strength</small>")
 STRENGTH_HINT = "<small>0 = none · 1 = as trained</small>"
 HINT_STYLE = "color:#6b7280"
 WARNING_HINT_STYLE = "color:#b45309; font-weight:bold"
@@ -146,7 +148,7 @@ class EmptyState(QWidget):
 
 
 class RestoreControls(QWidget):
-    """Steps (slider + spin box), seed, texture strength, the Fast engine's ensemble, device
+    """Steps (slider + spin box), seed, texture strength, the single-pass engine's ensemble, device
     and tile size."""
 
     stepsChanged = Signal(int)  # once K rests (SETTLE_MS) or the slider is released
@@ -182,10 +184,10 @@ class RestoreControls(QWidget):
             "no added texture), 1 = as trained, above 1 = more texture than trained for. "
             "The trade-off plot is measured at strength 1")
         self.ensemble = QCheckBox("8-way ensemble (8x slower)")
-        self.ensemble.setToolTip("Fast engine: restore the 8 flipped and rotated versions of "
-                                 "the image and average them (8 network passes instead of "
-                                 "one; DTPM does not use it)")
-        self.ensemble.setEnabled(False)  # until the Fast engine is in use
+        self.ensemble.setToolTip("Single-pass engine: restore the 8 flipped and rotated "
+                                 "versions of the image and average them (8 network passes "
+                                 "instead of one; DTPM does not use it)")
+        self.ensemble.setEnabled(False)  # until the single-pass engine is in use
         self.device = QComboBox()
         for name in DEVICE_CHOICES:
             self.device.addItem({"auto": "Auto (GPU if any)", "cpu": "CPU",
@@ -235,7 +237,7 @@ class RestoreControls(QWidget):
         device_row.addWidget(self.tile)
         form.addRow("Device", device_row)
         self._form = form
-        form.setRowVisible(self.ensemble, False)  # until the Fast engine is in use
+        form.setRowVisible(self.ensemble, False)  # until the single-pass engine is in use
 
         self.slider.valueChanged.connect(self._on_slider)
         self.steps.valueChanged.connect(self.slider.setValue)
@@ -273,9 +275,9 @@ class RestoreControls(QWidget):
 
     def set_engine(self, engine: str) -> None:
         """The steps, the seed and the texture strength belong to DTPM, the ensemble to the
-        Fast engine ("fast"), which is one pass (or eight with the ensemble): the hint under
+        single-pass engine, which is one pass (or eight with the ensemble): the hint under
         the slider says so."""
-        self._dtpm = engine != "fast"
+        self._dtpm = engine != SINGLE_PASS
         for widget in (self.slider, self.steps, self.seed, self.dice, self.strength,
                        self.steps_label, self.seed_label, self.strength_label,
                        self.strength_hint):
@@ -292,7 +294,7 @@ class RestoreControls(QWidget):
 
     def _update_hint(self) -> None:
         if not self._dtpm:
-            self.hint.setText(FAST_ENSEMBLE_HINT if self.ensemble.isChecked() else FAST_HINT)
+            self.hint.setText(ENSEMBLE_HINT if self.ensemble.isChecked() else SINGLE_PASS_HINT)
             self.hint.setStyleSheet(HINT_STYLE)
             return
         k = self.slider.value()

@@ -5,11 +5,13 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QSizePolicy, QStyle, QWidget
 
+from dtpm_core.options import ENGINE_LABELS, SINGLE_PASS
+
 from ..state import ModelsState
 from .panels import below_input
 
 DTPM_ONLY = " · DTPM only"
-FAST_ONLY = " · Fast only"
+SINGLE_PASS_ONLY = f" · {ENGINE_LABELS[SINGLE_PASS]} only"
 """Marks of the tasks that the engine in use lacks (only the other one restores them)."""
 BELOW_INPUT = " · below input"
 """Mark of a DTPM task whose stored held-out score, at its best K, is below the degraded
@@ -28,7 +30,7 @@ class TaskPicker(QWidget):
         self.combo.setSizeAdjustPolicy(
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.combo.setToolTip("The restoration task (DTPM: one adapter per task on a shared "
-                              "base; Fast: one single-pass network for several tasks)")
+                              "base; single-pass: one network for several tasks)")
         self.add_button = QPushButton("Add model…")
         self.add_button.setToolTip("Import a base or task adapter file (.safetensors) into "
                                    "your model folder")
@@ -46,12 +48,13 @@ class TaskPicker(QWidget):
         entries = sorted(state.entries, key=lambda e: e.display_name.lower())
         for entry in entries:
             mark, tip = "", f"{entry.display_name}\ntask: {entry.task}\n{entry.path}"
-            if state.engine == "fast" and state.fast_tasks is not None \
-                    and entry.task not in state.fast_tasks:
-                mark, tip = DTPM_ONLY, tip + "\nThe single-pass (Fast) model lacks this task"
-            elif state.engine != "fast" and entry.task not in state.dtpm_tasks:
-                mark, tip = FAST_ONLY, tip + "\nOnly the single-pass (Fast) model has this task"
-            elif state.engine != "fast" and below_input(state.task_scores.get(entry.task)):
+            single_pass = state.engine == SINGLE_PASS
+            if single_pass and state.single_pass_tasks is not None \
+                    and entry.task not in state.single_pass_tasks:
+                mark, tip = DTPM_ONLY, tip + "\nThe single-pass model lacks this task"
+            elif not single_pass and entry.task not in state.dtpm_tasks:
+                mark, tip = SINGLE_PASS_ONLY, tip + "\nOnly the single-pass model has this task"
+            elif not single_pass and below_input(state.task_scores.get(entry.task)):
                 scores = state.task_scores[entry.task]
                 mark = BELOW_INPUT
                 tip += (f"\nHeld-out score: {max(scores.psnr_at.values()):.1f} dB at its best "

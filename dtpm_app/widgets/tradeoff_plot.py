@@ -3,9 +3,9 @@ the current K.
 
 Two stacked plots share a logarithmic K axis (1, 2, 4, 10, 20, 50 evenly apart). Items are
 created once and updated with `setData` (pyqtgraph habit). Dragging the marker asks for
-another K. The Fast engine's single-pass result, measured against the same target on the same
-preview, is a dashed horizontal line labelled "single-pass" (it has no K); while Fast is the
-engine in use the K marker is hidden.
+another K. The single-pass engine's result, measured against the same target on the same
+preview, is a dashed horizontal line labelled "single-pass" (it has no K); while that engine
+is in use the K marker is hidden.
 
 The perceptual distance is LPIPS where its AlexNet has ImageNet weights; otherwise the worker
 measures the EffNet-Lite0 feature distance (real ImageNet features, installed by pip), and the
@@ -23,6 +23,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QFontMetricsF
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from dtpm_core.options import SINGLE_PASS
 
 from ..state import CurveState
 
@@ -154,7 +156,8 @@ class TradeoffPlot(QWidget):
             curve.setData([_x(k) for k in ks], [values[k] for k in ks])
         for line, label, value, curve in zip(
                 self.single_pass_lines, self.single_pass_labels,
-                (state.fast_psnr, state.fast_lpips), (state.psnr, state.lpips), strict=True):
+                (state.single_pass_psnr, state.single_pass_lpips), (state.psnr, state.lpips),
+                strict=True):
             shown = value is not None and math.isfinite(value)
             line.setData([_x(1), _x(self._max_k)] if shown else [],
                          [value, value] if shown else [])
@@ -165,7 +168,7 @@ class TradeoffPlot(QWidget):
                 label.setPos(_x(self._max_k), value)
             label.setVisible(shown)
         for marker in self.markers:
-            marker.setVisible(state.engine != "fast")
+            marker.setVisible(state.engine != SINGLE_PASS)
         self.canvas.setVisible(not state.unavailable)  # empty axes would only mislead
         against = state.against
         metric, backbone = distance_metric(state.backbone)
@@ -180,7 +183,7 @@ class TradeoffPlot(QWidget):
                  else f"LPIPS backbone: {backbone or 'not loaded yet'}")
         self.canvas.setToolTip(
             f"PSNR and {metric} of the result at each K against the {against}, on a preview"
-            f" (longest side 256 px); dashed: the Fast engine's single-pass result, measured "
+            f" (longest side 256 px); dashed: the single-pass engine's result, measured "
             f"the same way.\n{about}")
         self._update_status()
 
@@ -201,16 +204,17 @@ class TradeoffPlot(QWidget):
         done = len(state.psnr)
         metric, _ = distance_metric(state.backbone)
         metric = "EffNet-Lite0 distance" if metric == FEATURE_DISTANCE else metric  # fits a line
-        dtpm = f"<b>{'DTPM ' if state.engine == 'fast' else ''}K = {k}</b>"
+        dtpm = f"<b>{'DTPM ' if state.engine == SINGLE_PASS else ''}K = {k}</b>"
         if k in state.psnr:
             dtpm += f": PSNR {state.psnr[k]:.2f} dB, {metric} {state.lpips[k]:.3f}"
-        fast = ""
-        if state.fast_psnr is not None and state.fast_lpips is not None:
-            fast = (f"<b style='color:{SINGLE_PASS_COLOUR}'>Single-pass</b>: PSNR "
-                    f"{state.fast_psnr:.2f} dB, {metric} {state.fast_lpips:.3f}")
-        elif state.fast_computing:
-            fast = "computing the single-pass point"
-        lines = [fast, dtpm] if state.engine == "fast" else [dtpm, fast]  # engine in use first
+        single = ""
+        if state.single_pass_psnr is not None and state.single_pass_lpips is not None:
+            single = (f"<b style='color:{SINGLE_PASS_COLOUR}'>Single-pass</b>: PSNR "
+                      f"{state.single_pass_psnr:.2f} dB, {metric} {state.single_pass_lpips:.3f}")
+        elif state.single_pass_computing:
+            single = "computing the single-pass point"
+        # the engine in use first
+        lines = [single, dtpm] if state.engine == SINGLE_PASS else [dtpm, single]
         parts = [line for line in lines if line]
         if metric == "LPIPS" and "random" in state.backbone:
             parts.append("<span style='color:#b45309'>LPIPS uses a random backbone (ImageNet "

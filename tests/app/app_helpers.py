@@ -28,7 +28,7 @@ def wait_settled(qtbot, window, timeout: int = 60_000) -> None:
 
     def done() -> bool:
         return (c.idle and c.current_result() is not None
-                and all(c._curve_complete(side) for side in CURVE_SIDES))
+                and all(c.planner.curve_complete(side) for side in CURVE_SIDES))
 
     qtbot.waitUntil(done, timeout=timeout)
 
@@ -37,21 +37,24 @@ def wait_result(qtbot, window, timeout: int = 60_000) -> None:
     """Until the result for the slider's K is displayed (the slider is throttled)."""
     def shown() -> bool:
         d, k = window._display, window.controls.slider.value()
-        return (window.controller.k == k and d.result is not None and d.result_k == k
+        return (window.controller.session.k == k and d.result is not None and d.result_k == k
                 and not d.pending)
 
     qtbot.waitUntil(shown, timeout=timeout)
 
 
-def hold_first_pass(restorer, seen: threading.Event, clicked: threading.Event,
+def hold_first_pass(engine, seen: threading.Event, clicked: threading.Event,
                     passes: list) -> None:
-    """Wrap `restorer.restore` (the worker's DTPM `Restorer` or `SinglePassRestorer`) so that
-    the first network pass waits, in the worker thread, until the test has clicked Cancel: the
-    cancel then lands exactly after that pass. Every pass's `done` count goes to `passes`."""
-    original = restorer.restore
+    """Wrap `engine.restore` (one of the worker's loaded engines) so that the first network
+    pass of a restoration with progress waits, in the worker thread, until the test has clicked
+    Cancel: the cancel then lands exactly after that pass. Every pass's `done` count goes to
+    `passes` (trade-off points, restored without progress, run as usual)."""
+    original = engine.restore
 
     def restore(image, *args, **kwargs):
-        report = kwargs["progress"]
+        report = kwargs.get("progress")
+        if report is None:
+            return original(image, *args, **kwargs)
 
         def progress(p):
             report(p)
@@ -62,4 +65,18 @@ def hold_first_pass(restorer, seen: threading.Event, clicked: threading.Event,
 
         return original(image, *args, **{**kwargs, "progress": progress})
 
-    restorer.restore = restore
+    engine.restore = restore
+
+
+def job_kind(request) -> str:
+    """A job request in words: "load dtpm", "load single-pass", "switch adapter", "restore
+    dtpm", "restore single-pass" or "curve point"."""
+    from dtpm_app.jobs import LoadEngine, Restore, SwitchAdapter
+
+    if isinstance(request, LoadEngine):
+        return f"load {request.spec.engine}"
+    if isinstance(request, SwitchAdapter):
+        return "switch adapter"
+    if isinstance(request, Restore):
+        return f"restore {request.engine}"
+    return "curve point"

@@ -9,11 +9,10 @@ import time
 
 import numpy as np
 import pytest
-from app_helpers import hold_first_pass, make_image, wait_result, wait_settled
+from app_helpers import hold_first_pass, job_kind, make_image, wait_result, wait_settled
 from PySide6.QtCore import QTimer
 
-from dtpm_app.controller import CURVE_KS
-from dtpm_app.workers import LoadBase, RestoreImage, SwitchAdapter
+from dtpm_app.job_planner import CURVE_KS
 
 
 def test_slider_changes_the_result_and_moves_the_marker(models, image_file, make_window,
@@ -44,21 +43,21 @@ def test_slider_changes_the_result_and_moves_the_marker(models, image_file, make
     window.controls.flush()
     assert window._display.result_k == 4 and not window._display.pending
     assert np.array_equal(window.shown_images()[1], before)
-    assert not [j for j in jobs if isinstance(j.request, RestoreImage)]
+    assert not [j for j in jobs if job_kind(j.request) == "restore dtpm"]
 
 
 def test_reference_relabels_the_curve(models, image_file, tmp_path, make_window, qtbot):
     reference = make_image(tmp_path / "clean.png", seed=1)
     window = make_window(default_k=1)
     window.start([image_file], reference=reference)
-    qtbot.waitUntil(lambda: window.controller.reference is not None, timeout=30_000)
+    qtbot.waitUntil(lambda: window.controller.session.reference is not None, timeout=30_000)
     wait_settled(qtbot, window)
     plot = window.plot
     assert plot.psnr_plot.getAxis("left").labelText == "PSNR vs reference (dB)"
     assert plot.lpips_plot.getAxis("left").labelText.endswith("vs reference")  # LPIPS or EffNet
     assert "clean.png" in window.reference_label.text()
     window.right_side.setCurrentIndex(window.right_side.findData("reference"))
-    assert np.array_equal(window.shown_images()[1], window.controller.reference)
+    assert np.array_equal(window.shown_images()[1], window.controller.session.reference)
 
 
 def test_cancel_stops_within_a_step_and_the_app_stays_usable(models, tmp_path, make_window,
@@ -69,7 +68,7 @@ def test_cancel_stops_within_a_step_and_the_app_stays_usable(models, tmp_path, m
     qtbot.waitUntil(lambda: window.controller.models_ready and window.controller.idle,
                     timeout=30_000)
     seen, clicked, passes = threading.Event(), threading.Event(), []
-    hold_first_pass(window.controller.worker._restorer, seen, clicked, passes)
+    hold_first_pass(window.controller.worker.engines["dtpm"], seen, clicked, passes)
     window.controller.open_image(image)
     qtbot.waitUntil(seen.is_set, timeout=30_000)
     # while it runs: a progress bar, the stage and an estimate of the time left
@@ -124,27 +123,28 @@ def test_switching_task_loads_the_adapter_but_not_the_base(models, image_file, m
                                                            qtbot):
     window = make_window(default_k=1, task="motion-deblur")
     jobs = []
-    window.controller._submit.connect(lambda job: jobs.append(type(job.request)))
+    window.controller._submit.connect(lambda job: jobs.append(job_kind(job.request)))
     window.start([image_file])
     wait_result(qtbot, window)
     first = window.controller.current_result()
-    assert jobs.count(LoadBase) == 1
+    assert jobs.count("load dtpm") == 1
     picker = window.task_picker
     index = picker.combo.findData("defocus-deblur")
     picker.combo.setCurrentIndex(index)
     picker.combo.activated.emit(index)
-    qtbot.waitUntil(lambda: window.controller._adapter is not None
-                    and window.controller._adapter.task == "defocus-deblur", timeout=30_000)
+    dtpm = window.controller.session.dtpm
+    qtbot.waitUntil(lambda: dtpm.adapter is not None and dtpm.adapter.task == "defocus-deblur",
+                    timeout=30_000)
     wait_result(qtbot, window)
-    assert jobs.count(LoadBase) == 1 and jobs.count(SwitchAdapter) == 2
+    assert jobs.count("load dtpm") == 1 and jobs.count("switch adapter") == 2
     assert not np.array_equal(window.controller.current_result(), first)
     assert window.settings.task == "defocus-deblur"
 
     # another device reloads the base (then the adapter); cached results stay valid
     window.controls.device.setCurrentIndex(window.controls.device.findData("cpu"))
-    qtbot.waitUntil(lambda: jobs.count(LoadBase) == 2 and window.controller.idle,
+    qtbot.waitUntil(lambda: jobs.count("load dtpm") == 2 and window.controller.idle,
                     timeout=30_000)
-    assert jobs.count(SwitchAdapter) == 3 and window.device_label.text() == "Device: cpu"
+    assert jobs.count("switch adapter") == 3 and window.device_label.text() == "Device: cpu"
 
 
 def test_unreadable_image_is_reported_not_fatal(models, tmp_path, image_file, make_window,
@@ -211,8 +211,9 @@ def test_step_hint_shows_held_out_scores_and_warns_where_the_model_gives_noise(
     index = picker.combo.findData("defocus-deblur")
     picker.combo.setCurrentIndex(index)
     picker.combo.activated.emit(index)
-    qtbot.waitUntil(lambda: window.controller._adapter is not None
-                    and window.controller._adapter.task == "defocus-deblur", timeout=30_000)
+    dtpm = window.controller.session.dtpm
+    qtbot.waitUntil(lambda: dtpm.adapter is not None and dtpm.adapter.task == "defocus-deblur",
+                    timeout=30_000)
     window.controls.slider.setValue(1)
     assert window._models.scores is None and "fidelity" in hint.text()
     wait_settled(qtbot, window)

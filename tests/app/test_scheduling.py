@@ -8,13 +8,15 @@ from __future__ import annotations
 import threading
 
 import pytest
-from app_helpers import hold_first_pass, make_image, wait_result
-from test_fast_engine import fast_model_dir, fast_models  # noqa: F401  (fixtures)
+from app_helpers import hold_first_pass, job_kind, make_image, wait_result
+from test_single_pass_engine import (  # noqa: F401  (fixtures)
+    single_pass_model_dir,
+    single_pass_models,
+)
 
-from dtpm_app.fast_engine import FAST, RestoreFast
 from dtpm_app.job_planner import CHEAP_K, best_task
-from dtpm_app.workers import CurvePointJob, RestoreImage
 from dtpm_core.model_scores import HeldOutScores
+from dtpm_core.options import SINGLE_PASS
 
 
 def _jobs(window) -> list:
@@ -36,35 +38,37 @@ def test_a_slider_drag_restores_only_where_it_is_released(models, image_file, ma
         qtbot.wait(40)
         assert window.plot.marker_k() == pytest.approx(k)
     qtbot.wait(400)
-    assert window.controller.k == 1 and not [j for j in jobs if isinstance(j, RestoreImage)]
+    assert window.controller.session.k == 1
+    assert not [j for j in jobs if job_kind(j) == "restore dtpm"]
     slider.setSliderDown(False)  # released at K = 11
     slider.sliderReleased.emit()
     wait_result(qtbot, window)
-    assert [j.k for j in jobs if isinstance(j, RestoreImage)] == [11]
+    assert [j.key.steps for j in jobs if job_kind(j) == "restore dtpm"] == [11]
     for k in (12, 13, 14):  # arrow keys: one restoration once they rest
         slider.setValue(k)
     wait_result(qtbot, window)
-    assert [j.k for j in jobs if isinstance(j, RestoreImage)] == [11, 14]
+    assert [j.key.steps for j in jobs if job_kind(j) == "restore dtpm"] == [11, 14]
 
 
-def test_switching_to_fast_pre_empts_the_dtpm_side(fast_models, tmp_path,  # noqa: F811
+def test_switching_to_single_pass_pre_empts_the_dtpm_side(
+        single_pass_models, tmp_path,  # noqa: F811
                                                     make_window, qtbot):
     image = make_image(tmp_path / "big.png", 96, 128)
     window = make_window(default_k=50, right_side="dtpm", task="motion-deblur")
     c = window.controller
     c.start()
-    qtbot.waitUntil(lambda: c.models_ready and c.fast_ready and c.idle, timeout=30_000)
+    qtbot.waitUntil(lambda: c.models_ready and c.single_pass_ready and c.idle, timeout=30_000)
     seen, clicked, passes = threading.Event(), threading.Event(), []
-    hold_first_pass(c.worker._restorer, seen, clicked, passes)
+    hold_first_pass(c.worker.engines["dtpm"], seen, clicked, passes)
     jobs = _jobs(window)
     c.open_image(image)
     qtbot.waitUntil(seen.is_set, timeout=30_000)  # the K = 50 DTPM job is running
     with qtbot.waitSignal(c.jobCancelled, timeout=10_000):
-        window.engine_picker.buttons[FAST].click()  # what is on screen now: the Fast result
+        window.engine_picker.buttons[SINGLE_PASS].click()  # on screen now: the single-pass result
         clicked.set()
     qtbot.waitUntil(lambda: c.current_result() is not None, timeout=30_000)
-    kinds = [type(j) for j in jobs]
-    assert kinds[:2] == [RestoreImage, RestoreFast]  # Fast ran next, not after K = 50
+    kinds = [job_kind(j) for j in jobs]
+    assert kinds[:2] == ["restore dtpm", "restore single-pass"]  # next, not after K = 50
     assert window._display.pending  # the DTPM side comes back afterwards
     qtbot.waitUntil(lambda: window._display.result_k == 50, timeout=60_000)
 
@@ -79,7 +83,7 @@ def test_a_large_new_photo_does_not_inherit_an_expensive_k(models, tmp_path, mak
     with qtbot.waitSignal(c.stepsReset, timeout=30_000):
         c.open_image(big)
     c.cancel()  # the test needs no 1 MP restoration
-    assert c.k == CHEAP_K and window.controls.slider.value() == CHEAP_K
+    assert c.session.k == CHEAP_K and window.controls.slider.value() == CHEAP_K
     assert window.banner.isVisible() and "instead of K=20" in window.banner.text()
     assert "1.1 megapixels" in window.banner.text()
 
@@ -91,7 +95,7 @@ def test_cancel_says_so_and_save_takes_the_k_on_screen(models, tmp_path, make_wi
     window.start([image])
     wait_result(qtbot, window)
     seen, clicked, passes = threading.Event(), threading.Event(), []
-    hold_first_pass(c.worker._restorer, seen, clicked, passes)
+    hold_first_pass(c.worker.engines["dtpm"], seen, clicked, passes)
     window.controls.slider.setValue(9)
     window.controls.flush()
     qtbot.waitUntil(seen.is_set, timeout=30_000)
@@ -120,9 +124,9 @@ def test_a_running_batch_holds_back_the_curve(models, image_file, tmp_path, make
     c.open_image(image_file)
     wait_result(qtbot, window)  # the result on screen is still computed
     qtbot.waitUntil(lambda: c.idle, timeout=10_000)
-    assert not [j for j in jobs if isinstance(j, CurvePointJob)]
+    assert not [j for j in jobs if job_kind(j) == "curve point"]
     c.set_batch_running(False)  # then the curve follows
-    qtbot.waitUntil(lambda: any(isinstance(j, CurvePointJob) for j in jobs), timeout=10_000)
+    qtbot.waitUntil(lambda: any(job_kind(j) == "curve point" for j in jobs), timeout=10_000)
 
 
 def _scores(input_psnr: float, **psnr_at: float) -> HeldOutScores:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_single_pass_engine import (  # noqa: F401  (fixtures)
+    single_pass_model_dir,
+    single_pass_models,
+)
 
 from dtpm_app.settings import (
     DEFAULT_TILE,
@@ -13,6 +17,7 @@ from dtpm_app.settings import (
     save_settings,
     settings_dir,
 )
+from dtpm_core.options import SINGLE_PASS
 
 
 def test_settings_survive_a_restart(make_window, tmp_path, qtbot):
@@ -33,10 +38,10 @@ def test_settings_survive_a_restart(make_window, tmp_path, qtbot):
 
     again = make_window()
     assert again.controls.slider.value() == 7 and again.controls.steps.value() == 7
-    assert again.controller.k == 7 and again.plot.marker_k() == pytest.approx(7)
-    assert again.controller.seed == 123 and again.controls.seed.value() == 123
-    assert again.controller.device == "cpu" and again.controls.device.currentData() == "cpu"
-    assert again.controller.tile == 256
+    assert again.controller.session.k == 7 and again.plot.marker_k() == pytest.approx(7)
+    assert again.controller.session.seed == 123 and again.controls.seed.value() == 123
+    assert again.controller.session.device == "cpu" and again.controls.device.currentData() == "cpu"
+    assert again.controller.session.tile == 256
     assert again.left_side.currentData() == "initial"
     assert again.batch_panel.outdir.text() == str(tmp_path / "out")
     assert again.batch_panel.format.currentData() == "jpeg"
@@ -69,14 +74,46 @@ def test_recent_files_are_unique_and_bounded(tmp_path):
     assert load_settings(tmp_path).recent_files == s.recent_files
 
 
-def test_fast_ensemble_setting_loads_from_old_and_wrong_files(tmp_path):
-    (tmp_path / "settings.json").write_text(json.dumps({"engine": "fast"}), encoding="utf-8")
+def test_ensemble_setting_loads_from_old_and_wrong_files(tmp_path):
+    (tmp_path / "settings.json").write_text(json.dumps({"engine": "single-pass"}),
+                                            encoding="utf-8")
     loaded = load_settings(tmp_path)  # written before the option existed
-    assert loaded.engine == "fast" and loaded.fast_ensemble is False
-    (tmp_path / "settings.json").write_text(json.dumps({"fast_ensemble": 1}), encoding="utf-8")
-    assert load_settings(tmp_path).fast_ensemble is False
-    save_settings(AppSettings(fast_ensemble=True), tmp_path)
-    assert load_settings(tmp_path).fast_ensemble is True
+    assert loaded.engine == SINGLE_PASS and loaded.ensemble is False
+    (tmp_path / "settings.json").write_text(json.dumps({"ensemble": 1}), encoding="utf-8")
+    assert load_settings(tmp_path).ensemble is False
+    save_settings(AppSettings(ensemble=True), tmp_path)
+    assert load_settings(tmp_path).ensemble is True
+
+
+def test_settings_of_older_versions_name_the_single_pass_engine_fast(tmp_path):
+    """Before the engine had one name, settings stored it as "fast" (engine and split-view
+    sides) with the key fast_ensemble: they load as the single-pass engine."""
+    (tmp_path / "settings.json").write_text(json.dumps(
+        {"engine": "fast", "fast_ensemble": True, "left_side": "fast", "right_side": "dtpm",
+         "default_k": 9}), encoding="utf-8")
+    loaded = load_settings(tmp_path)
+    assert (loaded.engine, loaded.ensemble) == (SINGLE_PASS, True)
+    assert (loaded.left_side, loaded.right_side, loaded.default_k) == (SINGLE_PASS, "dtpm", 9)
+    save_settings(loaded, tmp_path)
+    written = json.loads((tmp_path / "settings.json").read_text(encoding="utf-8"))
+    assert written["engine"] == SINGLE_PASS and written["ensemble"] is True
+    assert "fast_ensemble" not in written and written["left_side"] == SINGLE_PASS
+    (tmp_path / "settings.json").write_text(json.dumps(  # today's key wins over the old one
+        {"fast_ensemble": True, "ensemble": False}), encoding="utf-8")
+    assert load_settings(tmp_path).ensemble is False
+
+
+def test_old_settings_open_the_window_with_the_single_pass_engine(
+        single_pass_models, make_window, qtbot):  # noqa: F811
+    from dtpm_app.settings import settings_dir
+
+    (settings_dir() / "settings.json").write_text(json.dumps(
+        {"engine": "fast", "fast_ensemble": True, "right_side": "fast"}), encoding="utf-8")
+    window = make_window()
+    window.controller.start()
+    assert window.controller.session.engine == SINGLE_PASS
+    assert window.engine_picker.buttons[SINGLE_PASS].isChecked()
+    assert window.controls.ensemble.isChecked() and window.right_side.currentData() == SINGLE_PASS
 
 
 def test_precision_setting_falls_back_to_auto(tmp_path):

@@ -10,17 +10,17 @@ import threading
 
 import numpy as np
 import pytest
-from app_helpers import hold_first_pass, make_image, wait_result, wait_settled
+from app_helpers import hold_first_pass, job_kind, make_image, wait_result, wait_settled
 
+from dtpm_app.jobs import Restore
 from dtpm_app.settings import AppSettings, load_settings, save_settings
-from dtpm_app.workers import RestoreImage
 from dtpm_core.imageio import read_image
 
 
-def _record_restores(window) -> list[RestoreImage]:
+def _record_restores(window) -> list[Restore]:
     jobs: list = []
     window.controller._submit.connect(
-        lambda job: isinstance(job.request, RestoreImage) and jobs.append(job.request))
+        lambda job: job_kind(job.request) == "restore dtpm" and jobs.append(job.request))
     return jobs
 
 
@@ -28,8 +28,8 @@ def _wait_strength(qtbot, window, strength: float, timeout: int = 60_000) -> np.
     """Until the result for the current K at `strength` is on screen; returns it."""
     def shown() -> bool:
         d = window._display
-        return (window.controller.strength == strength and d.strength == strength
-                and d.result is not None and d.result_k == window.controller.k
+        return (window.controller.session.strength == strength and d.strength == strength
+                and d.result is not None and d.result_k == window.controller.session.k
                 and not d.pending)
 
     qtbot.waitUntil(shown, timeout=timeout)
@@ -47,12 +47,12 @@ def test_strength_restores_again_and_zero_is_the_initial_prediction(models, imag
     assert (control.minimum(), control.maximum(), control.singleStep()) == (0.0, 2.0, 0.1)
     assert "texture layer" in control.toolTip() and "initial prediction" in control.toolTip()
     as_trained, initial = window.controller.current_result(), window._display.initial
-    assert [j.strength for j in jobs] == [1.0]
+    assert [j.spec.strength for j in jobs] == [1.0]
     assert "strength" not in window.status_text.text()  # only mentioned when not 1
 
     control.setValue(0.5)
     half = _wait_strength(qtbot, window, 0.5)
-    assert jobs[-1].strength == 0.5 and jobs[-1].k == 2
+    assert jobs[-1].spec.strength == 0.5 and jobs[-1].spec.steps == (2,)
     assert half is window.controller.current_result()
     assert not np.array_equal(half, as_trained)
     assert window.status_text.text().startswith("Showing DTPM, K=2, texture strength 0.5")
@@ -83,7 +83,7 @@ def test_a_result_for_another_strength_is_never_shown(models, tmp_path, make_win
     window.controller.open_image(image)
     wait_settled(qtbot, window)  # K=10 at strength 1 is cached, the curve complete
     seen, clicked, passes = threading.Event(), threading.Event(), []
-    hold_first_pass(window.controller.worker._restorer, seen, clicked, passes)
+    hold_first_pass(window.controller.worker.engines["dtpm"], seen, clicked, passes)
     jobs = _record_restores(window)
     window.controls.slider.setValue(12)
     window.controls.flush()
@@ -93,7 +93,7 @@ def test_a_result_for_another_strength_is_never_shown(models, tmp_path, make_win
         clicked.set()
     assert window._display.result is None  # not K=10 at strength 1 as "nearest K"
     zero = _wait_strength(qtbot, window, 0.0)
-    assert [(j.k, j.strength) for j in jobs] == [(12, 1.0), (12, 0.0)]
+    assert [(j.spec.steps, j.spec.strength) for j in jobs] == [((12,), 1.0), ((12,), 0.0)]
     assert np.array_equal(zero, window._display.initial)
 
 
@@ -113,13 +113,13 @@ def test_batch_restores_at_the_strength_in_use(models, tmp_path, make_window, qt
     summary = finished.args[0]
     assert (summary.done, summary.failed, summary.error) == (2, 0, "")
     assert "K=2, seed 0, texture strength 0.3" in window.batch_panel.running_text
-    c = window.controller
-    restorer = Restorer(models / "base.safetensors", c.catalog.adapters[c.task].path,
+    s = window.controller.session
+    restorer = Restorer(models / "base.safetensors", s.catalog.adapters[s.task].path,
                         device="cpu")
     for source in inputs:
         rgb = read_image(source).rgb
-        expected = restorer.restore(rgb, 2, seed=0, tile=c.tile, strength=0.3).result
-        as_trained = restorer.restore(rgb, 2, seed=0, tile=c.tile).result
+        expected = restorer.restore(rgb, 2, seed=0, tile=s.tile, strength=0.3).result
+        as_trained = restorer.restore(rgb, 2, seed=0, tile=s.tile).result
         written = read_image(outdir / source.name).rgb
         np.testing.assert_allclose(written, expected, rtol=0, atol=0.5 / 255 + 1e-6)
         assert np.abs(written - as_trained).max() > 2 / 255
@@ -128,11 +128,11 @@ def test_batch_restores_at_the_strength_in_use(models, tmp_path, make_window, qt
 def test_strength_persists_across_a_restart(models, make_window, qtbot):
     window = make_window()
     window.controls.strength.setValue(0.3)
-    assert window.controller.strength == 0.3
+    assert window.controller.session.strength == 0.3
     window.close()
     again = make_window()
     assert again.controls.strength.value() == pytest.approx(0.3)
-    assert again.controller.strength == 0.3 and again.settings.strength == 0.3
+    assert again.controller.session.strength == 0.3 and again.settings.strength == 0.3
 
 
 def test_strength_setting_falls_back_and_is_offered_in_tenths(tmp_path):
@@ -151,4 +151,4 @@ def test_controller_rejects_a_strength_out_of_range(models, make_window):
     window = make_window()
     with pytest.raises(ValueError, match="between 0 and 2"):
         window.controller.set_strength(2.5)
-    assert window.controller.strength == 1.0
+    assert window.controller.session.strength == 1.0

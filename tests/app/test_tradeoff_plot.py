@@ -16,7 +16,7 @@ FEATURES = f"{FEATURE_DISTANCE_NAME}: EfficientNet-Lite0 (ImageNet)"
 
 def _state(backbone: str, against: str = "reference") -> CurveState:
     return CurveState({k: 30.0 - k / 10 for k in TICK_KS}, {k: 0.2 + k / 100 for k in TICK_KS},
-                      against, backbone, fast_psnr=29.0, fast_lpips=0.25)
+                      against, backbone, single_pass_psnr=29.0, single_pass_lpips=0.25)
 
 
 @pytest.fixture

@@ -10,11 +10,14 @@ import pytest
 from app_helpers import make_image, wait_result
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QFileDialog, QInputDialog, QLineEdit, QMessageBox
-from test_fast_engine import fast_model_dir, fast_models  # noqa: F401  (fixtures)
+from test_single_pass_engine import (  # noqa: F401  (fixtures)
+    single_pass_model_dir,
+    single_pass_models,
+)
 
-from dtpm_app.fast_engine import FAST
 from dtpm_app.save_flow import KEEP_BOTH, REPLACE
 from dtpm_core.imageio import read_image
+from dtpm_core.options import SINGLE_PASS
 
 _TIMERS: list = []  # the pollers stay alive until they answered
 _ANSWERED: set = set()
@@ -86,7 +89,7 @@ def _snapshot(folder):
 
 
 def test_open_restore_switch_engine_and_save_twice_without_losing_a_file(
-        fast_models, tmp_path, make_window, qtbot):  # noqa: F811
+        single_pass_models, tmp_path, make_window, qtbot):  # noqa: F811
     shoot = tmp_path / "shoot"
     shoot.mkdir()
     photo = make_image(shoot / "beach.png", 40, 56, seed=4)
@@ -99,8 +102,8 @@ def test_open_restore_switch_engine_and_save_twice_without_losing_a_file(
     opener = _file_dialog(name=str(photo))
     answer_next_dialog(QFileDialog, opener)
     window.open_action.trigger()
-    qtbot.waitUntil(lambda: window.controller.image is not None
-                    and window.controller.image.path == photo, timeout=30_000)
+    qtbot.waitUntil(lambda: window.controller.session.image is not None
+                    and window.controller.session.image.path == photo, timeout=30_000)
     wait_result(qtbot, window)
     assert str(photo) in window.settings.recent_files  # absolute: opens from anywhere
     assert window.status_text.text().startswith("Showing DTPM, K=1")
@@ -116,15 +119,15 @@ def test_open_restore_switch_engine_and_save_twice_without_losing_a_file(
     assert "Saved: DTPM, K=1 to" in window.status_text.text()  # not "Saved: Saved ..."
     before = _snapshot(shoot)
 
-    # the Fast engine; Ctrl+S writes a second file beside the first, named "fast"
-    window.engine_picker.buttons[FAST].click()
+    # the single-pass engine; Ctrl+S writes a second file beside the first, named for it
+    window.engine_picker.buttons[SINGLE_PASS].click()
     qtbot.waitUntil(lambda: window.controller.shown_result() is not None
-                    and window.controller.shown_result().tag == "fast", timeout=30_000)
+                    and window.controller.shown_result().tag == SINGLE_PASS, timeout=30_000)
     _saved(qtbot, window, window.save_action.trigger)
-    fast_file = shoot / "beach_restored_fast.png"
-    assert set(_snapshot(shoot)) == {*before, fast_file.name}
+    single_file = shoot / "beach_restored_single-pass.png"
+    assert set(_snapshot(shoot)) == {*before, single_file.name}
     assert {k: v for k, v in _snapshot(shoot).items() if k in before} == before
-    np.testing.assert_allclose(read_image(fast_file).rgb, window.controller.shown_result().image,
+    np.testing.assert_allclose(read_image(single_file).rgb, window.controller.shown_result().image,
                                atol=0.5 / 255 + 1e-6)
 
     # back to DTPM with another seed: same name, other pixels -> asked; "Keep both"
