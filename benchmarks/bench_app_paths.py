@@ -4,8 +4,8 @@ app's batch worker, for both engines, side by side in one run.
     python benchmarks/bench_app_paths.py [--preset tiny] [--size 512] [--repeats 3]
 
 Each path loads its engine the way it does in use (`dtpm_core.cli._load_engine`,
-`InferenceWorker` jobs `LoadBase` / `SwitchAdapter` / `RestoreImage` and `LoadFast` /
-`RestoreFast`, `batch_worker.load_batch_engine`) with random-weight models, and restores the
+`InferenceWorker` jobs `LoadEngine` / `SwitchAdapter` / `Restore` of dtpm_app.jobs,
+`batch_worker.load_batch_engine`) with random-weight models, and restores the
 same photo at the default tile (512); times are medians of interleaved rounds. All of them
 build their restorers without a precision or thread count of their own, so they share the
 process's (`dtpm_core.device`): the bar is every path within 20% of the CLI.
@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,17 +40,21 @@ def main() -> None:
     import torch
 
     from dtpm_app.batch_worker import BatchModels, BatchSettings, load_batch_engine
-    from dtpm_app.fast_engine import LoadFast, RestoreFast
-    from dtpm_app.workers import InferenceWorker, Job, LoadBase, RestoreImage, SwitchAdapter
+    from dtpm_app.jobs import Job, LoadEngine, Restore, ResultKey, SwitchAdapter
+    from dtpm_app.workers import InferenceWorker
     from dtpm_core.cli import _load_engine, build_parser
+    from dtpm_core.engine import DTPMSpec, SinglePassSpec
 
     image = photo(args.size)
     task = "desnow"
     with tempfile.TemporaryDirectory() as tmp:
         base, adapter, fast = make_models(Path(tmp), args.preset)
         worker = InferenceWorker()
-        for n, request in enumerate((LoadBase(base, "cpu"), SwitchAdapter(adapter),
-                                     LoadFast(fast, "cpu"))):
+        base_spec = DTPMSpec(base, device="cpu", precision=None)  # as the app loads them
+        fast_spec = SinglePassSpec(fast, device="cpu", precision=None)
+        dtpm_spec = replace(base_spec, adapter=adapter, steps=(args.k,))
+        for n, request in enumerate((LoadEngine(base_spec), SwitchAdapter(dtpm_spec),
+                                     LoadEngine(fast_spec))):
             worker._dispatch(Job(n, request))
 
         def cli(engine: str):
@@ -68,11 +73,12 @@ def main() -> None:
         runs = {
             ("DTPM", "CLI"): cli("dtpm"),
             ("DTPM", "app interactive"): lambda: worker._dispatch(
-                Job(9, RestoreImage(("b",), image, args.k, 0, 512))),
+                Job(9, Restore(ResultKey(0, "dtpm", "b", "", 512, args.k), image, dtpm_spec))),
             ("DTPM", "app batch"): batch("dtpm"),
             ("Fast", "CLI"): cli("fast"),
             ("Fast", "app interactive"): lambda: worker._dispatch(
-                Job(9, RestoreFast(("f",), image, task, 512, False))),
+                Job(9, Restore(ResultKey(0, "single-pass", "f", task, 512), image,
+                               replace(fast_spec, task=task)))),
             ("Fast", "app batch"): batch("fast"),
         }
         times = {key: [] for key in runs}
@@ -85,7 +91,7 @@ def main() -> None:
     mp = args.size ** 2 / 1e6
     print(f"# {args.preset}, {args.size}x{args.size}, tile 512, DTPM K={args.k}; "
           f"{torch.get_num_threads()} thread(s); precision of the app worker's restorers: "
-          f"{worker._restorer.precision} / {worker._fast.precision}")
+          f"{worker.engines['dtpm'].precision} / {worker.engines['single-pass'].precision}")
     print("| engine | path | s/MP | vs CLI |")
     print("|---|---|---|---|")
     worst = 1.0

@@ -103,11 +103,11 @@ def test_drop_single_file_opens_it_and_shift_drop_sets_the_reference(models, tmp
     window = make_window(default_k=1)
     window.controller.start()
     _drop(window, [image])
-    qtbot.waitUntil(lambda: window.controller.image is not None, timeout=30_000)
-    assert window.controller.image.path == image
+    qtbot.waitUntil(lambda: window.controller.session.image is not None, timeout=30_000)
+    assert window.controller.session.image.path == image
     _drop(window, [clean], Qt.KeyboardModifier.ShiftModifier)
-    qtbot.waitUntil(lambda: window.controller.reference_path == clean, timeout=30_000)
-    assert window.controller.image.path == image
+    qtbot.waitUntil(lambda: window.controller.session.reference_path == clean, timeout=30_000)
+    assert window.controller.session.image.path == image
     assert not window.batch.entries
 
 
