@@ -75,11 +75,11 @@ def main() -> None:
             ("DTPM", "app interactive"): lambda: worker._dispatch(
                 Job(9, Restore(ResultKey(0, "dtpm", "b", "", 512, args.k), image, dtpm_spec))),
             ("DTPM", "app batch"): batch("dtpm"),
-            ("Fast", "CLI"): cli("fast"),
-            ("Fast", "app interactive"): lambda: worker._dispatch(
+            ("Single-pass", "CLI"): cli("fast"),
+            ("Single-pass", "app interactive"): lambda: worker._dispatch(
                 Job(9, Restore(ResultKey(0, "single-pass", "f", task, 512), image,
                                replace(fast_spec, task=task)))),
-            ("Fast", "app batch"): batch("fast"),
+            ("Single-pass", "app batch"): batch("fast"),
         }
         times = {key: [] for key in runs}
         for round_ in range(args.repeats + 1):  # round 0 warms up

@@ -25,16 +25,12 @@ from dtpm_core.errors import (
 )
 from dtpm_core.options import DTPM, SINGLE_PASS
 
-from .workers import _IMPORT_LOCK, describe_error
+from .workers import describe_error, load_engine
 
 if TYPE_CHECKING:
     from dtpm_core.engine import Engine, EngineSpec
 
 log = logging.getLogger(__name__)
-
-SINGLE_PASS_IDS = (SINGLE_PASS, "fast")
-"""How a batch may name the single-pass engine ("fast": the window's former name for it)."""
-
 
 @dataclass(frozen=True)
 class BatchModels:
@@ -42,7 +38,7 @@ class BatchModels:
     the single-pass network with its t_mat for `task`, in one pass per tile or (`ensemble`)
     the average of the 8 flip/rotate variants."""
 
-    engine: str  # DTPM or one of SINGLE_PASS_IDS
+    engine: str  # DTPM or SINGLE_PASS
     task: str
     base: Path | None = None
     adapter: Path | None = None
@@ -67,7 +63,7 @@ class BatchSettings:
         from dtpm_core.engine import DTPMSpec, SinglePassSpec
 
         m = self.models
-        if m.engine in SINGLE_PASS_IDS:
+        if m.engine == SINGLE_PASS:
             if m.singlepass is None:
                 raise ConfigError("no single-pass model is installed for the single-pass "
                                   "engine")
@@ -204,12 +200,6 @@ class BatchWorker(QObject):
 def load_batch_engine(s: BatchSettings) -> Engine:
     """Load the batch's engine once, in the calling thread; what would fail every file (a task
     the single-pass network lacks) fails here, before the first, like `dtpm-restore`."""
-    spec = s.engine_spec()
-    with _IMPORT_LOCK:  # the first torch import may come from two threads at once
-        from dtpm_core.device import configure_threads
-        from dtpm_core.engine import load_engine
-
-        configure_threads()  # once per process: interactive and batch run alike
-    engine = load_engine(spec)
+    engine = load_engine(s.engine_spec())
     engine.prepare()
     return engine

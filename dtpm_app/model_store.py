@@ -26,7 +26,7 @@ class ModelInstallError(WeightsError):
 
 @dataclass(frozen=True)
 class InstalledModel:
-    kind: str  # "base", "adapter" or "singlepass" (the Fast engine's network)
+    kind: str  # "base", "adapter" or "singlepass" (the single-pass engine's network)
     task: str  # "" for a base
     display_name: str
     path: Path  # the installed copy
@@ -108,7 +108,7 @@ def install_models(sources: list[str | Path], current_base_sha256: str | None = 
 
     Base files are installed before adapters, so a base and its adapters can be added in one
     go. An adapter trained on another base than the one it would run with is refused (it
-    could never be loaded). A single-pass file (the Fast engine) replaces the installed one.
+    could never be loaded). A single-pass file replaces the installed one.
     One bad file does not stop the others.
 
     Args:

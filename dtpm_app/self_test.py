@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from dtpm_core.options import DTPM, ENGINE_LABELS, SINGLE_PASS
+
 SELF_TEST_TASK = "motion-deblur"
 """The task the self-test restores when its model is installed."""
 SELF_TEST_STEPS = 4
@@ -193,7 +195,7 @@ def _restore_dtpm(catalog: Any, image: np.ndarray, device: str) -> tuple[np.ndar
 
 def _restore_singlepass(catalog: Any, image: np.ndarray, device: str
                         ) -> tuple[np.ndarray, Any]:
-    """The Fast engine: one pass of the installed single-pass network for its default task."""
+    """The single-pass engine: one pass of the installed network for its default task."""
     from dtpm_core.engine import SinglePassSpec, load_engine
 
     clock = time.perf_counter()
@@ -212,7 +214,7 @@ def _restore_singlepass(catalog: Any, image: np.ndarray, device: str
 def run_self_test(device: str = "auto") -> int:
     """Run the self-test and print its report; the process exit status (0 = passed).
 
-    Every installed engine is tested (DTPM at K = 4 with the default adapter, and the Fast
+    Every installed engine is tested (DTPM at K = 4 with the default adapter, and the
     single-pass network when one is installed); all of them must pass."""
     os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before Qt is imported
     started = time.perf_counter()
@@ -242,9 +244,9 @@ def run_self_test(device: str = "auto") -> int:
 
     engines = []
     if catalog.base is not None and catalog.adapters:
-        engines.append(("DTPM", _restore_dtpm))
+        engines.append((ENGINE_LABELS[DTPM], _restore_dtpm))
     if catalog.singlepass is not None:
-        engines.append(("Fast (single-pass)", _restore_singlepass))
+        engines.append((ENGINE_LABELS[SINGLE_PASS], _restore_singlepass))
     failed: list[str] = []
     for name, restore in engines:
         _say(f"engine {name}")

@@ -55,7 +55,7 @@ class Catalog:
 
     base: Path | None
     adapters: dict[str, ModelEntry]
-    singlepass: Path | None = None  # the Fast engine's multi-task network (DESIGN 6)
+    singlepass: Path | None = None  # the single-pass engine's multi-task network (DESIGN 6)
 
 
 def _read_manifest(folder: Path) -> tuple[Path | None, dict[str, ModelEntry], Path | None]:

@@ -101,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference precision of both engines (default fp32: reference "
                         "numbers that do not depend on the CPU)")
     p.add_argument("--singlepass", type=Path, metavar="FILE",
-                   help="also score the single-pass (Fast) engine of FILE on the same pairs, "
-                        "for the task given by --task (row \"fast\")")
+                   help="also score the single-pass engine of FILE on the same pairs, "
+                        "for the task given by --task (row \"single-pass\")")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
 
     p = sub.add_parser("compare", help="the engines side by side on held-out degradations",
@@ -280,13 +280,15 @@ def _eval(args: argparse.Namespace) -> int:
     restorer = Restorer(args.base, args.adapter, device=args.device, precision=args.precision)
     others = {}
     if args.singlepass is not None:
-        from dtpm_core.singlepass.restore import SinglePassRestorer
+        from dtpm_core.engine import SinglePassSpec, load_engine
+        from dtpm_core.options import SINGLE_PASS
         if not args.task:
-            raise DTPMError("--singlepass needs --task (the task the Fast engine restores)")
-        fast = SinglePassRestorer(args.singlepass, device=args.device,
-                                  precision=args.precision)
-        fast.t_mat(args.task)  # a task the file lacks fails now
-        others["fast"] = lambda image: fast.restore(image, args.task).result
+            raise DTPMError("--singlepass needs --task (the task the single-pass engine "
+                            "restores)")
+        single_pass = load_engine(SinglePassSpec(args.singlepass, args.task, device=args.device,
+                                                 precision=args.precision))
+        single_pass.prepare()  # a task the file lacks fails now
+        others[SINGLE_PASS] = lambda image: single_pass.restore(image).image
     report = evaluate(restorer, pairs, steps, seed=args.seed, max_side=args.max_side,
                       save_images_to=args.save_images, other_methods=others)
     files = write_all(report, args.out)

@@ -201,7 +201,7 @@ def evaluate(restorer: Restorer, pairs: Iterable[Any], steps: Iterable[int] = DE
         save_images_to: folder for one side-by-side strip per image
             (degraded | initial | K=... | clean).
         other_methods: more methods scored on the same pairs, name -> restore(degraded)
-            (e.g. the single-pass engine, "fast"), reported after the K rows.
+            (e.g. the single-pass engine, "single-pass"), reported after the K rows.
     """
     started = time.perf_counter()
     ks = _check_steps(steps)

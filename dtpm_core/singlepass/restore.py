@@ -1,4 +1,4 @@
-"""`SinglePassRestorer`: inference of the single-pass ("Fast") engine (DESIGN 6).
+"""`SinglePassRestorer`: inference of the single-pass engine (DESIGN 6).
 
     result = clip(x - f(x, t_mat(task)), 0, 1)      one forward pass, no sampling
 

@@ -282,8 +282,8 @@ def test_batch_gives_the_engine_s_bytes_for_both_engines(model_dir, tmp_path, qt
                           device="cpu")),
         "single-pass": (BatchModels("single-pass", "raindrop", singlepass=fast, ensemble=True),
                         SinglePassSpec(fast, "raindrop", ensemble=True, tile=32, device="cpu")),
-        "fast": (BatchModels("fast", "raindrop", singlepass=fast),  # the app's former id
-                 SinglePassSpec(fast, "raindrop", tile=32, device="cpu")),
+        "single-pass, no ensemble": (BatchModels("single-pass", "raindrop", singlepass=fast),
+                                     SinglePassSpec(fast, "raindrop", tile=32, device="cpu")),
     }
     for name, (models, spec) in cases.items():
         target = tmp_path / name / "a.png"

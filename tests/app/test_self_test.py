@@ -190,7 +190,7 @@ def test_a_single_pass_model_alone_is_tested_and_can_pass(tmp_path):
     proc = _self_test("--models", str(models), "--device", "cpu",
                       env={"DTPM_RESOURCES": str(resources)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "engine Fast (single-pass)" in proc.stdout and "engine DTPM" not in proc.stdout
+    assert "engine Single-pass" in proc.stdout and "engine DTPM" not in proc.stdout
     assert "restore:  one pass, t_mat 15" in proc.stdout
     assert proc.stdout.rstrip().endswith("s in all)")
-    assert "self-test passed: Fast (single-pass)" in proc.stdout
+    assert "self-test passed: Single-pass" in proc.stdout
