@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import Cancelled, DTPMError
+from .errors import Cancelled, ConfigError, DTPMError
 from .options import (
     DEFAULT_STEPS,
     DEFAULT_TILE,
@@ -251,9 +251,20 @@ def _given_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _check_engine_options(args: argparse.Namespace) -> None:
     """An option of the other engine is an error, before any file is looked at."""
-    from .engine import check_options
+    from .engine import engine_options
 
-    check_options(args.engine, _given_options(args))
+    refused = [name for name in _given_options(args) if name not in engine_options(args.engine)]
+    if refused:
+        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
+        raise ConfigError(f"{flags}: not an option of the {args.engine} engine; it takes "
+                          f"{_engine_flags(args.engine)}")
+
+
+def _engine_flags(engine: str) -> str:
+    from .engine import engine_options
+
+    names = [n for n in engine_options(engine) if n in SPEC_OPTIONS]
+    return ", ".join("--" + name.replace("_", "-") for name in names)
 
 
 def _engine_spec(args: argparse.Namespace) -> EngineSpec:
