@@ -34,7 +34,7 @@ LPIPS_COLOUR = "#f97316"
 MARKER_COLOUR = "#e11d48"
 SINGLE_PASS_COLOUR = "#059669"
 AXIS_TEXT = "#374151"
-MIN_HEIGHT = 420  # of the two plots: each tall enough for its vertical axis label
+MIN_HEIGHT = 190  # of the two plots, with their K axis: fits a 1024x700 window
 AXIS_LINE = "#9ca3af"
 MIN_X_PAD = 0.06  # log10 units either side of K = 1 and K = max_k
 FEATURE_DISTANCE = "EffNet-Lite0 feature distance"  # dtpm_core.metrics.FEATURE_DISTANCE_NAME
@@ -112,6 +112,8 @@ class TradeoffPlot(QWidget):
         self.psnr_plot.getAxis("bottom").setStyle(showValues=False)
         self.lpips_plot.getViewBox().sigResized.connect(self._fit_k_range)
         self.lpips_plot.setLabel("bottom", "Sampling steps K", color=AXIS_TEXT)
+        self.caption = QLabel()  # what the points are measured against (short axis labels)
+        self.caption.setWordWrap(True)
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.status.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
@@ -120,6 +122,7 @@ class TradeoffPlot(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(4)
+        layout.addWidget(self.caption)
         layout.addWidget(self.canvas, 1)
         layout.addWidget(self.status)
         self.canvas.setMinimumHeight(MIN_HEIGHT)
@@ -172,18 +175,19 @@ class TradeoffPlot(QWidget):
         self.canvas.setVisible(not state.unavailable)  # empty axes would only mislead
         against = state.against
         metric, backbone = distance_metric(state.backbone)
-        self.psnr_plot.setLabel("left", f"PSNR vs {against} (dB)", color=AXIS_TEXT)
-        # the longer name on two lines, so that it fits beside the plot
-        label = f"{metric} vs {against}" if metric == "LPIPS" else f"{metric}<br>vs {against}"
+        # short axis labels (the plots stay readable in a low panel); the caption says what
+        # both are measured against
+        self.caption.setText(f"vs the {against} ({state.preview_side} px preview)")
+        self.psnr_plot.setLabel("left", "PSNR (dB)", color=AXIS_TEXT)
+        label = metric if metric == "LPIPS" else "EffNet<br>distance"  # fits a low plot
         self.lpips_plot.setLabel("left", label, color=AXIS_TEXT)
-        for plot in (self.psnr_plot, self.lpips_plot):
-            plot.getAxis("left").label.setToolTip(
-                plot.getAxis("left").labelText.replace("<br>", " "))
+        for plot, name in ((self.psnr_plot, "PSNR"), (self.lpips_plot, metric)):
+            plot.getAxis("left").label.setToolTip(f"{name} against the {against}")
         about = (f"{metric}: {FEATURE_DISTANCE_NOTE}" if metric == FEATURE_DISTANCE
                  else f"LPIPS backbone: {backbone or 'not loaded yet'}")
         self.canvas.setToolTip(
             f"PSNR and {metric} of the result at each K against the {against}, on a preview"
-            f" (longest side 256 px); dashed: the single-pass engine's result, measured "
+            f" (longest side {state.preview_side} px); dashed: the single-pass engine's result, measured "
             f"the same way.\n{about}")
         self._update_status()
 
