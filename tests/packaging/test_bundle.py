@@ -110,7 +110,7 @@ def test_bundle_builds_and_runs_its_self_test(cpu_only, untrained_models, tmp_pa
         if cpu_only:
             assert "FAIL  luminance correlation" in proc.stdout
         else:
-            assert "self-test passed: DTPM, Fast (single-pass)" in proc.stdout, report
+            assert "self-test passed: DTPM, Single-pass" in proc.stdout, report
 
         data_home = tmp_path / "share"
         proc = subprocess.run([str(exe), "--install-desktop-entry"],
