@@ -111,18 +111,19 @@ class Engine(ABC):
     """A loaded engine. `restore` runs the spec it was loaded with, or another spec that
     shares its weights (`spec.weights`); DTPM switches adapters without reloading the base."""
 
-    def __init__(self, spec: EngineSpec) -> None:
+    def __init__(self, spec: EngineSpec, restorer: Any) -> None:
         self.spec = spec
+        self.restorer = restorer  # DTPM's `Restorer` or the `SinglePassRestorer`
 
     @property
-    @abstractmethod
     def device(self) -> Any:
         """The torch device the network runs on."""
+        return self.restorer.device
 
     @property
-    @abstractmethod
     def precision(self) -> str:
         """What runs: "fp32", "bf16" or "fp16" ("auto" resolved)."""
+        return self.restorer.precision
 
     @property
     @abstractmethod
@@ -171,17 +172,8 @@ class DTPMEngine(Engine):
     def __init__(self, spec: DTPMSpec) -> None:
         from .restore import Restorer
 
-        super().__init__(spec)
-        self.restorer = Restorer(spec.base, spec.adapter, device=spec.device,
-                                 precision=spec.precision)
-
-    @property
-    def device(self) -> Any:
-        return self.restorer.device
-
-    @property
-    def precision(self) -> str:
-        return self.restorer.precision
+        super().__init__(spec, Restorer(spec.base, spec.adapter, device=spec.device,
+                                        precision=spec.precision))
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -216,16 +208,8 @@ class SinglePassEngine(Engine):
     def __init__(self, spec: SinglePassSpec) -> None:
         from .singlepass.restore import SinglePassRestorer
 
-        super().__init__(spec)
-        self.restorer = SinglePassRestorer(spec.model, spec.device, precision=spec.precision)
-
-    @property
-    def device(self) -> Any:
-        return self.restorer.device
-
-    @property
-    def precision(self) -> str:
-        return self.restorer.precision
+        super().__init__(spec, SinglePassRestorer(spec.model, spec.device,
+                                                  precision=spec.precision))
 
     @property
     def tasks(self) -> tuple[str, ...]:
