@@ -77,7 +77,7 @@ evaluation; the recipe that trained them is `scripts/train_bundled_models.sh`.
   Adapters and an initial predictor, Stage II iterations: {adapter_steps}. The initial
   predictor is trained through the diffusion loss only, as in the paper.
 - `{manifest.get('singlepass', 'singlepass.safetensors')}`: the single-pass network of the
-  Fast engine (DESIGN 6), trained earlier on the scikit-image photographs.
+  single-pass engine (DESIGN 6), trained earlier on the scikit-image photographs.
 - All were trained on one 2-core CPU: they are small models with a small budget (the paper
   trains 800K + 600K iterations on GPUs), for demonstration and as a starting point.
 
