@@ -251,9 +251,9 @@ def _given_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _check_engine_options(args: argparse.Namespace) -> None:
     """An option of the other engine is an error, before any file is looked at."""
-    from .engine import engine_options
+    from .engine import refused_options
 
-    refused = [name for name in _given_options(args) if name not in engine_options(args.engine)]
+    refused = refused_options(args.engine, _given_options(args))
     if refused:
         flags = ", ".join("--" + name.replace("_", "-") for name in refused)
         raise ConfigError(f"{flags}: not an option of the {args.engine} engine; it takes "

@@ -141,22 +141,22 @@ class Engine(ABC):
                 should_stop: StopCheck | None = None) -> EngineResult:
         """Restore one (H, W, 3) float image in [0, 1]. `progress` is called after every
         network pass; `should_stop` is polled there and True raises `Cancelled`."""
-        spec = self.spec if spec is None else spec
-        if spec.weights != self.spec.weights:
-            raise ConfigError(f"this {self.spec.engine} engine holds {self.spec.weights[1]} on "
-                              f"{self.spec.device} ({self.spec.precision}); load another "
-                              "engine for a different model file, device or precision")
-        return self._restore(image, spec, progress, should_stop)
+        return self._restore(image, self._own(spec), progress, should_stop)
 
     def prepare(self, spec: EngineSpec | None = None) -> str:
         """Get ready to restore with `spec` and return the task it restores: DTPM loads its
         adapter, the single-pass engine resolves its task. What fails here (no adapter, a
         task the file lacks) would fail every image: a batch calls it before the first."""
+        return self._prepare(self._own(spec))
+
+    def _own(self, spec: EngineSpec | None) -> EngineSpec:
+        """`spec`, or the loaded one for None; a spec for other weights is an error."""
         spec = self.spec if spec is None else spec
         if spec.weights != self.spec.weights:
-            raise ConfigError(f"this {self.spec.engine} engine holds other weights than "
-                              f"{spec.weights[1]}")
-        return self._prepare(spec)
+            raise ConfigError(f"this {self.spec.engine} engine holds {self.spec.weights[1]} on "
+                              f"{self.spec.device} ({self.spec.precision}); load another "
+                              "engine for a different model file, device or precision")
+        return spec
 
     @abstractmethod
     def _prepare(self, spec: Any) -> str:
@@ -251,11 +251,15 @@ def engine_options(engine: str) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(_spec_type(engine)))
 
 
-def check_options(engine: str, names: Iterable[str]) -> None:
-    """Raise ConfigError naming the options (of `names`) the engine cannot honour; callers
-    that resolve files before building the spec (`dtpm-restore`) check first."""
+def refused_options(engine: str, names: Iterable[str]) -> list[str]:
+    """The options (of `names`) the engine cannot honour, in the order given."""
     allowed = engine_options(engine)
-    refused = [name for name in names if name not in allowed]
+    return [name for name in names if name not in allowed]
+
+
+def check_options(engine: str, names: Iterable[str]) -> None:
+    """Raise ConfigError naming the options (of `names`) the engine cannot honour."""
+    refused = refused_options(engine, names)
     if refused:
         other = [e for e in ENGINES if e != engine and
                  all(name in engine_options(e) for name in refused)]
