@@ -91,8 +91,9 @@ def test_motion_kernels_normalised_centred_and_anisotropic():
         assert k.sum() == pytest.approx(1.0, abs=1e-5)
         assert k.shape[0] == k.shape[1] and k.shape[0] % 2 == 1 and k.shape[0] <= (p.size | 1)
         centroid, _ = _second_moments(k)
-        # Centred: the blur must not shift the image as well.
-        np.testing.assert_allclose(centroid, (k.shape[0] - 1) / 2, atol=0.05)
+        # Centred: the blur must not shift the image as well (within 0.3% of its size: the
+        # bilinear splat of a 61 px path lands 0.07 px off).
+        np.testing.assert_allclose(centroid, (k.shape[0] - 1) / 2, atol=max(0.05, 0.003 * p.size))
         ratios.append(_anisotropy(k))
     # Camera shake is a path, not a blob: most kernels are clearly elongated.
     assert np.mean(np.array(ratios) > 1.5) >= 0.7, sorted(ratios)
@@ -234,39 +235,79 @@ def test_seeded_and_deterministic(photos, task):
 
 
 def _draws(task: str, held_out: bool, n: int = 200) -> list:
-    rng = _rng(11)
+    rng = _rng(11 if n == 200 else n)
     return [sample_params(task, rng, held_out=held_out) for _ in range(n)]
 
 
 def test_held_out_distributions_do_not_overlap_training():
-    def span(draws, f):
-        v = [f(p) for p in draws]
-        return min(v), max(v)
+    """No training draw falls inside the span of the held-out draws of the task's main
+    parameters: the judge's settings are never trained on (they sit in gaps of the wide
+    training unions, or are kinds training never shows)."""
+    def outside(task, f):
+        held = [f(p) for p in _draws(task, True)]
+        lo, hi = min(held), max(held)
+        inside = [v for v in (f(p) for p in _draws(task, False, 400)) if lo <= v <= hi]
+        assert not inside, (task, (lo, hi), inside[:5])
 
-    def disjoint(task, f):
-        (a0, a1), (b0, b1) = span(_draws(task, False), f), span(_draws(task, True), f)
-        assert a1 < b0 or b1 < a0, (task, (a0, a1), (b0, b1))
-        return (a0, a1), (b0, b1)
-
-    train, held = disjoint("motion-deblur", lambda p: p.size)
-    assert train[0] >= 9 and train[1] <= 31 and held[0] >= 33 and held[1] <= 45
+    outside("motion-deblur", lambda p: p.size)
+    sizes = [p.size for p in _draws("motion-deblur", False, 400)]
+    assert min(sizes) <= 8 and max(sizes) >= 55  # wide: a few % of a photo's diagonal
     assert not any(p.linear for p in _draws("motion-deblur", False))
     assert 0.2 < np.mean([p.linear for p in _draws("motion-deblur", True)]) < 0.8
-    disjoint("defocus-deblur", lambda p: p.radius)
+    outside("defocus-deblur", lambda p: p.radius)
     assert not any(p.blades for p in _draws("defocus-deblur", False))
     assert any(p.blades == 6 for p in _draws("defocus-deblur", True))
-    disjoint("derain-dehaze", lambda p: p.beta)
-    disjoint("derain-dehaze", lambda p: abs(p.angle))
-    disjoint("derain-dehaze", lambda p: p.density)
-    disjoint("desnow", lambda p: max(p.sigmas))
-    disjoint("desnow", lambda p: min(p.sigmas))
-    disjoint("raindrop", lambda p: p.radius[1])
-    # Sampling respects the documented training defaults.
+    for f in (lambda p: p.beta, lambda p: abs(p.angle), lambda p: p.density,
+              lambda p: p.length):
+        outside("derain-dehaze", f)
+    for f in (lambda p: max(p.sigmas), lambda p: min(p.sigmas), lambda p: abs(p.angle),
+              lambda p: p.veil):
+        outside("desnow", f)
+    outside("raindrop", lambda p: p.coverage)
+    held_radii = {p.radius for p in _draws("raindrop", True)}
+    assert held_radii == {(16.0, 26.0)}
+    assert not any(p.radius == (16.0, 26.0) for p in _draws("raindrop", False))
+    assert {p.radius for p in _draws("raindrop", False)} >= {(2.0, 8.0), (28.0, 40.0)}
     for p in _draws("derain-dehaze", False):
         assert all(0.67 <= a <= 1.0 for a in p.airlight)
-        assert 0.4 <= p.beta <= 1.5
-    for p in _draws("motion-deblur", False):
-        assert 0.0 <= p.noise_sigma <= 0.01
+        assert 0.2 <= p.beta <= 2.8
+
+
+def test_training_blur_has_camera_noise_jpeg_and_depth():
+    motion = _draws("motion-deblur", False, 400)
+    assert 0.35 < np.mean([p.jpeg_quality > 0 for p in motion]) < 0.65
+    assert all(p.jpeg_quality == 0 or 60 <= p.jpeg_quality <= 95 for p in motion)
+    assert max(p.shot_noise for p in motion) > 0.015
+    defocus = _draws("defocus-deblur", False, 400)
+    assert 0.35 < np.mean([p.depth_variation > 0 for p in defocus]) < 0.65
+    held = _draws("defocus-deblur", True) + _draws("motion-deblur", True)
+    assert all(p.jpeg_quality == 0 and p.shot_noise == 0 for p in held)
+
+
+def test_union_ranges_sample_every_interval_uniformly():
+    rng = _rng(3)
+    v = np.array([dg._u(rng, ((0.0, 1.0), (3.0, 6.0))) for _ in range(4000)])
+    assert not ((v > 1.0) & (v < 3.0)).any()
+    assert 0.2 < np.mean(v <= 1.0) < 0.3  # width 1 of 4
+    assert dg._u(_rng(1), (2.0, 3.0)) == _rng(1).uniform(2.0, 3.0)  # one interval: one draw
+
+
+def test_depth_varying_defocus_blurs_near_and_far_differently(photos):
+    img = photos[0]
+    flat = dg.defocus_blur(img, _rng(2), DefocusParams(radius=8.0))
+    varying = dg.defocus_blur(img, _rng(2), DefocusParams(radius=8.0, depth_variation=0.9))
+    rows = [_hf_energy(varying[i:i + 40]) for i in (0, 120)]
+    flat_rows = [_hf_energy(flat[i:i + 40]) for i in (0, 120)]
+    ratio = max(rows) / max(min(rows), 1e-12)
+    assert ratio > 1.5 * max(flat_rows) / max(min(flat_rows), 1e-12)
+    assert _hf_energy(varying) > _hf_energy(flat)  # parts are sharper than the full radius
+
+
+def test_jpeg_after_blur_leaves_block_artefacts():
+    im = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1))[..., None].repeat(3, 2)
+    clean = dg.motion_blur(im, _rng(), MotionBlurParams(size=9))
+    jpeg = dg.motion_blur(im, _rng(), MotionBlurParams(size=9, jpeg_quality=60))
+    assert 0.001 < np.abs(jpeg - clean).mean() < 0.05
 
 
 # ----------------------------------------------------------------------------- contract
