@@ -83,16 +83,22 @@ class AdapterConfig:
 
 @dataclass(frozen=True)
 class PredictorConfig:
-    """The compact U-Net initial predictor P (DESIGN 1.4)."""
+    """The compact U-Net initial predictor P (DESIGN 1.4). `stem` > 1 runs the U-Net on the
+    image pixel-unshuffled by that factor (3 stem^2 channels at 1/stem resolution) and shuffles
+    its output back: wider channels on fewer pixels, and stem times the receptive field, for
+    the same work per pixel (wide layers suit the CPU's matrix units better than thin ones)."""
 
     width: int = 32
     enc_blocks: tuple[int, ...] = (1, 1, 1)
     middle_blocks: int = 1
     dec_blocks: tuple[int, ...] = (1, 1, 1)
+    stem: int = 1
 
     def __post_init__(self) -> None:
         if len(self.enc_blocks) != len(self.dec_blocks):
             raise ConfigError("predictor.enc_blocks and dec_blocks must have the same length")
+        if self.stem not in (1, 2, 4):
+            raise ConfigError(f"predictor.stem must be 1, 2 or 4, got {self.stem}")
 
     @property
     def levels(self) -> int:

@@ -12,11 +12,13 @@ from .unet import UNet
 
 class InitialPredictor(UNet):
     """y_eps = y_d + U(y_d): a global residual U-Net (plain NAFNet blocks) on images in
-    [-1, 1]."""
+    [-1, 1]; with `config.stem` = s, U runs on the image pixel-unshuffled by s."""
 
     def __init__(self, config: PredictorConfig) -> None:
-        super().__init__(in_channels=3, width=config.width, enc_blocks=config.enc_blocks,
-                         middle_blocks=config.middle_blocks, dec_blocks=config.dec_blocks)
+        channels = 3 * config.stem * config.stem
+        super().__init__(in_channels=channels, width=config.width, enc_blocks=config.enc_blocks,
+                         middle_blocks=config.middle_blocks, dec_blocks=config.dec_blocks,
+                         out_channels=channels)
         self.config = config
         # a fresh P is the identity (y_eps = y_d): the Stage II residual starts as y_g - y_d,
         # which is what the residual scale is measured on, instead of y_g - y_d plus the
@@ -26,4 +28,11 @@ class InitialPredictor(UNet):
 
     def forward(self, degraded: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) degraded image in [-1, 1] -> initial prediction in [-1, 1]."""
-        return degraded + self.run(degraded)
+        s = self.config.stem
+        if s == 1:
+            return degraded + self.run(degraded)
+        h, w = degraded.shape[-2:]
+        ph, pw = (-h) % s, (-w) % s  # whole s x s cells: mirror the last rows / columns
+        x = nn.functional.pad(degraded, (0, pw, 0, ph), mode="replicate") if ph or pw else degraded
+        residual = nn.functional.pixel_shuffle(self.run(nn.functional.pixel_unshuffle(x, s)), s)
+        return degraded + residual[..., :h, :w]

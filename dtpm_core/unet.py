@@ -49,9 +49,11 @@ class UNet(nn.Module):
     def __init__(self, *, in_channels: int, width: int, enc_blocks: Sequence[int],
                  middle_blocks: int, dec_blocks: Sequence[int], cond_dim: int | None = None,
                  embedders: Mapping[str, nn.Module | None] | None = None,
-                 level_adaptor: Callable[[int], nn.Module] | None = None) -> None:
+                 level_adaptor: Callable[[int], nn.Module] | None = None,
+                 out_channels: int = 3) -> None:
         """Args:
-            in_channels: channels of the (concatenated) input; the output has 3.
+            in_channels: channels of the (concatenated) input.
+            out_channels: channels of the output (3, an image, unless the caller reshapes it).
             width: C, the channels of the first level (doubled at every level below).
             enc_blocks / dec_blocks: NAF blocks per level, from the top; same length.
             cond_dim: size of the AdaLN conditioning vector; None = unconditioned blocks.
@@ -87,7 +89,7 @@ class UNet(nn.Module):
             widths += [c] * n
             if self.adaptors is not None:
                 self.adaptors.append(level_adaptor(c))
-        self.ending = nn.Conv2d(c, 3, 3, padding=1)
+        self.ending = nn.Conv2d(c, out_channels, 3, padding=1)
         self._block_widths = tuple(widths)
 
     @property
@@ -114,12 +116,12 @@ class UNet(nn.Module):
         return pad_with_context(x, self.size_multiple, self.context_margin())
 
     def end(self, f: torch.Tensor) -> torch.Tensor:
-        """The ending convolution: (B, C, H', W') features -> (B, 3, H', W')."""
+        """The ending convolution: (B, C, H', W') features -> (B, out_channels, H', W')."""
         return self.ending(f)
 
     def run(self, x: torch.Tensor, emb: torch.Tensor | None = None,
             after_block: AfterBlock | None = None) -> torch.Tensor:
-        """The U-Net on an input of any size: (B, in_channels, H, W) -> (B, 3, H, W).
+        """The U-Net on an input of any size: (B, in_channels, H, W) -> (B, out_channels, H, W).
 
         Args:
             x: the input; padded here and the output cropped back.

@@ -7,8 +7,9 @@ for every K), then compared with its clean target:
     initial  y_eps vs y_g     the initial predictor P alone (the fidelity end of the curve)
     K=k      y_eps + x0_hat   the DTPM result after k DDIM steps
 
-with PSNR, SSIM, MAE, LPIPS and the EffNet-Lite0 feature distance per image, their means per
-method, and patch-level FID per method where the Inception-v3 weights are at hand. LPIPS's
+with PSNR, SSIM, MAE, LPIPS and the EffNet-Lite0 feature distance per image, for every K the
+texture DTPM added (`dtpm_core.texture_metrics`: its correlation with the missing detail, its
+amplitude and the coloured specks it leaves), their means per method, and patch-level FID per method where the Inception-v3 weights are at hand. LPIPS's
 AlexNet trunk has random weights where its ImageNet file is not in the torch hub cache; the
 feature distance always rests on real ImageNet features (EfficientNet-Lite0, installed by pip)
 but has no learned calibration, so it is reported beside LPIPS, never as LPIPS. The report goes
@@ -49,6 +50,7 @@ from dtpm_core.metrics import (
 )
 from dtpm_core.options import DEFAULT_TILE, MAX_SAMPLING_STEPS
 from dtpm_core.restore import Restorer
+from dtpm_core.texture_metrics import texture_stats
 
 __all__ = [
     "DEFAULT_STEPS",
@@ -66,9 +68,13 @@ DEFAULT_STEPS: tuple[int, ...] = (1, 4, 10, 50)
 
 INPUT, INITIAL = "input", "initial"
 METRICS = ("psnr", "ssim", "mae", "lpips", FEATURE_DISTANCE_KEY)
+TEXTURE = ("texture_r", "texture_rms", "specks_per_mp")
+"""Texture diagnostics of the K rows (nan for input, initial and other methods): correlation
+of result - initial with clean - initial, its RMS in 8-bit levels, coloured specks per million
+pixels (chroma moved by more than 40 levels from the initial prediction)."""
 _MIN_SIDE = 32
 """Smallest image side that LPIPS's AlexNet trunk (31 pixels) and SSIM's window accept."""
-_CSV_FIELDS = ("image", "method", "steps", *METRICS)
+_CSV_FIELDS = ("image", "method", "steps", *METRICS, *TEXTURE)
 _PANEL_GAP = 4
 """White pixels between the panels of a saved sample strip."""
 
@@ -90,6 +96,9 @@ class EvalRow:
     mae: float
     lpips: float
     fd_effnet: float = math.nan  # EffNet-Lite0 feature distance; nan without its package
+    texture_r: float = math.nan  # see TEXTURE; K rows only
+    texture_rms: float = math.nan
+    specks_per_mp: float = math.nan
 
 
 @dataclass
@@ -235,9 +244,16 @@ def evaluate(restorer: Restorer, pairs: Iterable[Any], steps: Iterable[int] = DE
                    **{name: run(y_d) for name, run in others.items()}}
         for method in methods:
             out = outputs[method]
+            texture = {}
+            if steps_of[method] is not None:
+                stats = texture_stats(out, restored.initial, y_g)
+                texture = {"texture_r": stats.correlation,
+                           "texture_rms": stats.amplitude_levels,
+                           "specks_per_mp": stats.specks_per_million}
             rows.append(EvalRow(label, method, steps_of[method], psnr(out, y_g), ssim(out, y_g),
                                 mae(out, y_g), lpips(out, y_g),
-                                features(out, y_g) if features is not None else math.nan))
+                                features(out, y_g) if features is not None else math.nan,
+                                **texture))
             if fids is not None:
                 fids[method].update(out, y_g)
         if save_images_to is not None:
@@ -251,6 +267,9 @@ def evaluate(restorer: Restorer, pairs: Iterable[Any], steps: Iterable[int] = DE
         mine = [r for r in rows if r.method == method]
         entry: dict[str, Any] = {"method": method, "steps": steps_of[method], "images": len(mine)}
         entry.update({m: float(np.mean([getattr(r, m) for r in mine])) for m in METRICS})
+        if steps_of[method] is not None:
+            entry.update({m: float(np.mean([getattr(r, m) for r in mine])) for m in TEXTURE})
+            entry["specks_per_mp_max"] = float(max(r.specks_per_mp for r in mine))
         summary.append(entry)
     if fids is not None:
         fid_note = _add_fid(summary, fids, fid_note)
@@ -363,7 +382,8 @@ def markdown_table(report: EvalReport) -> str:
     with_fd = any(math.isfinite(s[FEATURE_DISTANCE_KEY]) for s in report.summary)
     header = (["method", "K", "PSNR ↑", "SSIM ↑", "MAE ↓", "LPIPS ↓"]
               + ([f"{FEATURE_DISTANCE_NAME} ↓"] if with_fd else [])
-              + (["FID ↓"] if with_fid else []))
+              + (["FID ↓"] if with_fid else [])
+              + ["texture r ↑", "texture RMS (levels)", "specks / MP (max)"])
     lines = ["| " + " | ".join(header) + " |",
              "|" + "|".join([":---", "---:"] + ["---:"] * (len(header) - 2)) + "|"]
     for s in report.summary:
@@ -373,6 +393,11 @@ def markdown_table(report: EvalReport) -> str:
             cells.append(_fmt(s[FEATURE_DISTANCE_KEY], 4))
         if with_fid:
             cells.append(_fmt(s["fid"], 2) if "fid" in s else "–")
+        if s["steps"] is None:
+            cells += ["–", "–", "–"]
+        else:
+            cells += [_fmt(s["texture_r"], 3), _fmt(s["texture_rms"], 2),
+                      f"{_fmt(s['specks_per_mp'], 0)} ({_fmt(s['specks_per_mp_max'], 0)})"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -390,6 +415,10 @@ def write_markdown(report: EvalReport, path: Path) -> str:
         "",
         "- input: the degraded image; initial: the initial prediction alone; "
         "K=k: the DTPM result after k DDIM steps.",
+        "- texture r: correlation of the added texture (result - initial) with the missing "
+        "detail (clean - initial); texture RMS: its amplitude in 8-bit levels; specks / MP: "
+        "pixels per million whose chroma moved by more than 40 levels from the initial "
+        "prediction (mean over images, worst image in brackets).",
         f"- LPIPS backbone: {report.lpips_backbone}.",
         f"- {FEATURE_DISTANCE_NAME} ({FEATURE_DISTANCE_KEY} in the CSV): "
         f"{report.feature_distance_note}.",

@@ -145,7 +145,7 @@ def test_outputs_are_written_and_parse_back(run, tmp_path):
     with open(paths["csv"], newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         assert reader.fieldnames == ["image", "method", "steps", "psnr", "ssim", "mae", "lpips",
-                                     "fd_effnet"]
+                                     "fd_effnet", "texture_r", "texture_rms", "specks_per_mp"]
         table = list(reader)
     assert len(table) == len(report.rows) == 8
     for line, row in zip(table, report.rows, strict=True):
@@ -153,11 +153,15 @@ def test_outputs_are_written_and_parse_back(run, tmp_path):
         assert line["steps"] == ("" if row.steps is None else str(row.steps))
         assert float(line["psnr"]) == row.psnr and float(line["lpips"]) == row.lpips
         assert float(line["fd_effnet"]) == row.fd_effnet
+        # the texture diagnostics belong to the K rows only
+        texture = [float(line[k]) for k in ev.TEXTURE]
+        assert all(np.isfinite(texture)) == (row.steps is not None), (row.method, texture)
 
     text = paths["markdown"].read_text(encoding="utf-8")
     assert text == ev.write_markdown(report, tmp_path / "again.md")
     assert report.lpips_backbone in text and report.fid_note in text
     assert "| EffNet-Lite0 feature distance ↓ |" in text and report.feature_distance_note in text
+    assert "| texture r ↑ | texture RMS (levels) | specks / MP (max) |" in text
     table_lines = [line for line in text.splitlines() if line.startswith("|")]
     assert len(table_lines) == 2 + len(METHODS)
     assert table_lines[-1].startswith("| K=3 | 3 |")
