@@ -2,12 +2,15 @@
 
 The data goes to a hidden temporary file in the target's folder, is flushed to disk, and is
 then renamed over the target (an atomic step on POSIX and Windows). If anything fails before
-the rename, the temporary file is removed and an existing target keeps its old bytes.
+the rename, the temporary file is removed and an existing target keeps its old bytes. With
+`replace=False` the finished file is hard-linked to its name instead, which fails when a file
+of that name exists, so a file that appeared after the caller looked is never replaced.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import re
@@ -21,10 +24,11 @@ TEMP_SUFFIX = ".partial"
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | Path, mode: str = "wb",
-                  encoding: str | None = None) -> Iterator[IO]:
-    """Open a temporary file for `path`; on a normal exit it replaces `path`, on an exception
-    it is deleted. Parent folders are created."""
+def atomic_writer(path: str | Path, mode: str = "wb", encoding: str | None = None, *,
+                  replace: bool = True) -> Iterator[IO]:
+    """Open a temporary file for `path`; on a normal exit it replaces `path` (with `replace`
+    False: takes the name only if it is free, else raises FileExistsError and keeps the file
+    there), on an exception it is deleted. Parent folders are created."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=TEMP_SUFFIX,
@@ -39,7 +43,11 @@ def atomic_writer(path: str | Path, mode: str = "wb",
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, target)
+        if replace:
+            os.replace(tmp, target)
+        else:
+            _link_if_free(tmp, target)
+            os.unlink(tmp)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -47,8 +55,36 @@ def atomic_writer(path: str | Path, mode: str = "wb",
     _fsync_folder(target.parent)
 
 
+def _link_if_free(tmp: str, target: Path) -> None:
+    """Give the finished temporary file the name `target` unless something has that name.
+    A hard link is created atomically or not at all; where the file system has none (FAT,
+    some network shares) the name is checked just before the rename instead, which leaves a
+    moment in which a file created by another program could be replaced."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, "a file of that name exists", str(target)) from None
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "a file of that name exists",
+                                  str(target)) from None
+        os.replace(tmp, target)
+
+
+_NO_HARD_LINKS = {errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK,
+                  errno.ENOSYS}
+
+
+TEMP_NAME_BYTES = 80
+"""Bytes of the target's name kept in its temporary file's name (the whole name must stay
+under the file system's 255 bytes, whatever the script of the name)."""
+
+
 def _temp_prefix(target: Path) -> str:
-    return f".{target.name[:80]}."
+    kept = os.fsencode(target.name)[:TEMP_NAME_BYTES].decode("utf-8", errors="ignore")
+    return f".{kept}."
 
 
 def remove_stale_temp_files(path: str | Path) -> list[Path]:
@@ -73,8 +109,8 @@ def remove_stale_temp_files(path: str | Path) -> list[Path]:
     return removed
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    with atomic_writer(path, "wb") as handle:
+def write_bytes_atomic(path: str | Path, data: bytes, *, replace: bool = True) -> Path:
+    with atomic_writer(path, "wb", replace=replace) as handle:
         handle.write(data)
     return Path(path)
 

@@ -111,13 +111,23 @@ def resolve_base(path: str | Path | None, catalog: Catalog | None = None) -> Pat
 
 
 def resolve_adapter(name_or_path: str, catalog: Catalog | None = None) -> Path:
-    """An adapter file from a task name (e.g. "motion-deblur") or a path."""
+    """An adapter file from a task name (e.g. "motion-deblur") or a path.
+
+    A bare word that is an installed task id is that task, even when the current folder holds
+    something of that name; it is a path when it ends in .safetensors, holds a folder
+    separator (./motion-deblur) or names an existing file and no task. A folder is refused."""
     candidate = Path(name_or_path)
-    if candidate.suffix == ".safetensors" or candidate.exists():
+    is_bare_word = candidate.name == name_or_path and candidate.suffix != ".safetensors"
+    if is_bare_word:
+        catalog = catalog or load_catalog()
+        if name_or_path in catalog.adapters:
+            return catalog.adapters[name_or_path].path
+    if candidate.is_dir():
+        raise WeightsError(f"the adapter {name_or_path!r} is a folder, not a .safetensors model "
+                           "file: give the file inside it, or an installed task name")
+    if not is_bare_word or candidate.is_file():
         return candidate
     catalog = catalog or load_catalog()
-    if name_or_path in catalog.adapters:
-        return catalog.adapters[name_or_path].path
     known = ", ".join(sorted(catalog.adapters)) or "none installed"
     raise WeightsError(f"unknown adapter {name_or_path!r}: give a .safetensors path or one of "
                        f"the installed task names ({known})")

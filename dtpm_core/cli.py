@@ -5,14 +5,17 @@ task adapter) or the single-pass network. The options given build the engine's s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .cli_warnings import plain_warnings
 from .errors import Cancelled, ConfigError, DTPMError
 from .options import (
+    BACKEND_CHOICES,
     DEFAULT_STEPS,
     DEFAULT_TILE,
     DEVICE_CHOICES,
@@ -20,10 +23,12 @@ from .options import (
     ENGINES,
     MAX_SAMPLING_STEPS,
     MAX_STRENGTH,
+    MIN_TILE,
     PRECISION_CHOICES,
     SINGLE_PASS,
 )
 from .output_plan import (
+    ON_CONFLICT,
     OUTPUT_FORMATS,
     BatchItem,
     OutputPlan,
@@ -32,12 +37,15 @@ from .output_plan import (
     record_output,
     sweep_stale_temp_files,
 )
+from .unverified import UNVERIFIED_HELP, UNVERIFIED_OPTION, allow_unverified
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130
 """Ctrl-C: 128 + SIGINT, as shells report a process ended by the signal."""
+EARLIER_RESULTS_SHOWN = 10
+"""Inputs left out as results of earlier runs that are named one by one; the rest counted."""
 SPEC_OPTIONS = ("model", "task", "ensemble", "base", "adapter", "steps", "seed", "strength",
-                "eta", "tile", "device", "precision")
+                "eta", "tile", "device", "precision", "backend")
 """The options that go into the engine's spec (dtpm_core.engine), each named as the spec's
 field. They default to None, so that only those given reach the spec (its own defaults hold
 otherwise) and an option of the other engine is refused, not ignored."""
@@ -53,14 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Restore photos (deblur, derain, desnow, ...) with a Diffusion Texture Prior "
                     "Model (--engine dtpm) or its single-pass network (--engine single-pass). "
                     "Folders are searched recursively; inputs are never overwritten, "
-                    "two inputs never share an output (a taken name gets _restored), and "
-                    "results inside an input folder are never read back as inputs.",
+                    "two inputs never share an output (a taken name gets _restored), a file "
+                    "that is not this tool's result of the same photo is never replaced "
+                    "(see --on-conflict), and results (marked inside the file) are never "
+                    "restored again.",
         epilog="Options marked 'DTPM engine' or 'single-pass engine' belong to that engine: "
                "giving one with the other engine is a usage error. "
-               "Exit status: 0 when every image was restored, 1 when some failed (a summary "
-               "lists them), 2 for a usage or model error or an output folder that cannot be "
-               "written (found before any image is computed), 130 when interrupted with "
-               "Ctrl-C (after the summary; finish later with --skip-existing).")
+               "Exit status: 0 when every image was restored (or left out as asked: "
+               "--skip-existing, --on-conflict skip), 1 when some failed or an input could "
+               "not be read (a FIFO, a folder without images, an animation, a photo too large "
+               "for the memory left; a summary lists them), 2 for a usage or model error, an "
+               "output folder that cannot be written or --on-conflict error finding a taken "
+               "name (found before any image is computed), 130 when interrupted with Ctrl-C "
+               "(after the summary; finish later with --skip-existing).")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files or folders (PNG, JPEG, TIFF, WebP, BMP)")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR",
@@ -80,8 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="single-pass engine: average the 8 flips/rotations (8x slower)")
     parser.add_argument("--adapter", metavar="NAME|PATH",
                         help="DTPM engine: the task adapter, an installed task name such as "
-                             f"{DEFAULT_ADAPTER}, or a .safetensors file (default: the "
-                             f"installed {DEFAULT_ADAPTER}, if any)")
+                             f"{DEFAULT_ADAPTER} (it wins over a file or folder of that name "
+                             "in the current folder: write ./NAME for the file), or a "
+                             f".safetensors file (default: the installed {DEFAULT_ADAPTER}, "
+                             "if any)")
     parser.add_argument("--base", metavar="PATH",
                         help="DTPM engine: the base model .safetensors (default: the installed "
                              "base model)")
@@ -101,8 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: 0)")
     parser.add_argument("--tile", type=int, metavar="N",
                         help="both engines: tile size in pixels for large images, 0 = whole "
-                             "image at once; halved automatically on out-of-memory "
-                             f"(default: {DEFAULT_TILE})")
+                             f"image at once, else at least {MIN_TILE}; smaller automatically "
+                             "for a photo that would not fit in the memory left, and halved "
+                             f"on out-of-memory (default: {DEFAULT_TILE})")
     parser.add_argument("--device", choices=DEVICE_CHOICES,
                         help="both engines: compute device (default: auto = CUDA, then MPS, "
                              "then CPU)")
@@ -111,21 +127,46 @@ def build_parser() -> argparse.ArgumentParser:
                              "autocast on a CPU with AMX or AVX512-BF16 (2-3x faster), fp32 "
                              "elsewhere; a choice the device cannot run is an error (bf16 on "
                              "a CPU without it, fp16 on any CPU) (default: auto)")
+    parser.add_argument("--backend", choices=BACKEND_CHOICES,
+                        help="both engines: where the networks run, auto = OpenVINO where it "
+                             "was measured faster (installed, DTPM on a CPU with AMX or "
+                             "AVX512-BF16), torch elsewhere; openvino needs the CPU and "
+                             "converts the networks once, on first use, into a cache "
+                             "(default: auto)")
     parser.add_argument("--format", default="same", choices=["same", *sorted(OUTPUT_FORMATS)],
                         help="output format (default: same as the input)")
     parser.add_argument("--quality", type=int, default=95,
                         help="JPEG/WebP quality 1-100 (default: 95)")
     parser.add_argument("--skip-existing", action="store_true",
-                        help="leave results that already exist in OUTDIR untouched: rerun "
-                             "the same command with it to finish an interrupted run")
+                        help="leave results of these photos that already exist in OUTDIR "
+                             "untouched (found from the mark inside each result): rerun the "
+                             "same command with it to finish an interrupted run")
+    parser.add_argument("--on-conflict", choices=ON_CONFLICT, default="rename",
+                        help="when a file that is not this tool's result of the same photo "
+                             "has a result's name (your own file, a result of another photo, "
+                             "a read-only file): rename = write the result under the next free "
+                             "name (_restored, _restored-2, ...) and say so; skip = leave that "
+                             "photo out; error = restore nothing and exit 2; overwrite = "
+                             "replace the file (never an input, a read-only file, a link or a "
+                             "folder) (default: rename)")
+    parser.add_argument("--overwrite", dest="on_conflict", action="store_const",
+                        const="overwrite", help="the same as --on-conflict overwrite")
     parser.add_argument("--no-recursive", action="store_true",
                         help="do not descend into sub-folders of input folders")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(UNVERIFIED_OPTION, action="store_true", help=UNVERIFIED_HELP)
+    # --- batch on a Ray cluster: --cluster [ADDRESS] and its options (dtpm_core/cluster) ---
+    from .cluster.arguments import add_cluster_arguments
+
+    add_cluster_arguments(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    plain_warnings("dtpm-restore")  # one line each, library deprecation notices silenced
+    if args.allow_unverified_models:
+        allow_unverified()
     from .device import configure_threads
 
     configure_threads()  # the same count as the app and the benchmarks
@@ -140,13 +181,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 1 <= args.quality <= 100:
         print("dtpm-restore: --quality must be between 1 and 100", file=sys.stderr)
         return EXIT_USAGE
+    if args.tile is not None and (args.tile < 0 or 0 < args.tile < MIN_TILE):
+        print(f"dtpm-restore: --tile must be 0 (the whole image at once) or at least "
+              f"{MIN_TILE} pixels: smaller tiles are mostly overlap and network margin, many "
+              "times slower and visibly worse", file=sys.stderr)
+        return EXIT_USAGE
+    from .cluster.arguments import cluster_usage_error  # --- batch on a Ray cluster ---
+
+    if (problem := cluster_usage_error(args)) is not None:
+        print(f"dtpm-restore: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     missing = [p for p in args.inputs if not (Path(p).exists() or Path(p).is_symlink())]
     try:
         _check_engine_options(args)
         plan = plan_outputs([p for p in args.inputs if p not in missing], args.output,
-                            args.format, recursive=not args.no_recursive)
+                            args.format, recursive=not args.no_recursive,
+                            on_conflict=args.on_conflict)
+        if args.on_conflict == "error" and plan.conflicts:
+            raise ConfigError(_conflict_error(plan))
         check_output_folder(plan, args.output)
-        engine = _load_engine(args)
+        if args.cluster is None:
+            engine = _load_engine(args)
+        else:  # --- batch on a Ray cluster: the workers load the engine from its spec ---
+            spec = _engine_spec(args)
     except (DTPMError, ValueError) as exc:
         print(f"dtpm-restore: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -156,8 +213,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     sweep_stale_temp_files(plan, args.output)
     for path, reason in plan.skipped:
         print(f"skipped: {path}: {reason}", file=sys.stderr)
+    for path, reason in plan.earlier_results[:EARLIER_RESULTS_SHOWN]:
+        print(f"note: {path}: {reason}", file=sys.stderr)
+    if len(plan.earlier_results) > EARLIER_RESULTS_SHOWN:
+        print(f"note: ... and {len(plan.earlier_results) - EARLIER_RESULTS_SHOWN} more results "
+              "of earlier runs, not restored again", file=sys.stderr)
     for path, reason in plan.renamed:
         print(f"note: {path}: {reason}", file=sys.stderr)
+    for path, reason in plan.conflicts:
+        print(f"{'skipped' if args.on_conflict == 'skip' else 'failed'}: {path}: {reason}",
+              file=sys.stderr)
+    if args.cluster is not None:  # --- batch on a Ray cluster (dtpm_core/cluster) ---
+        from .cluster.driver import run_on_cluster
+
+        return run_on_cluster(args, plan, spec, missing, restore_one=_restore_one)
     return _run_batch(args, plan, engine, missing)
 
 
@@ -169,19 +238,23 @@ def _run_batch(args: argparse.Namespace, plan: OutputPlan, engine: Engine,
 
     items = plan.items
     failures: list[tuple[str, str]] = [(p, "no such file or folder") for p in missing]
-    done = skipped = processed = 0
+    if args.on_conflict != "skip":  # no free name for them: a failure, not a choice
+        failures += [(str(path), reason) for path, reason in plan.conflicts]
+    renamed = {source for source, _ in plan.renamed}
+    done = skipped = processed = done_renamed = 0
     interrupted = False
     started = time.perf_counter()
     files_bar = tqdm(items, unit="image", disable=args.quiet or len(items) < 2,
                      desc="images", position=0)
     try:
         for item in files_bar:
-            if args.skip_existing and item.target.exists():
+            if args.skip_existing and item.existing == "result":
                 skipped += 1
             else:
                 status, message = _restore_one(args, plan, item, engine, len(items) > 1)
                 if status == "done":
                     done += 1
+                    done_renamed += item.source in renamed
                 else:
                     failures.append((str(item.source), message))
                     tqdm.write(f"failed: {item.source}: {message}", file=sys.stderr)
@@ -191,29 +264,56 @@ def _run_batch(args: argparse.Namespace, plan: OutputPlan, engine: Engine,
     finally:
         files_bar.close()
     seconds = time.perf_counter() - started
-    summary = f"restored {done} of {len(items) + len(missing)} image(s) into {args.output} " \
-              f"in {seconds:.1f} s"
+    total = len(items) + len(missing) + len(plan.conflicts)
+    summary = f"restored {done} of {total} image(s) into {args.output} in {seconds:.1f} s"
     if skipped:
         summary += f" ({skipped} already there, skipped)"
+    if done_renamed:
+        summary += f"; {done_renamed} result(s) written under another name (see the notes)"
     print(summary)
     if interrupted:
         print(f"interrupted: {len(items) - processed} image(s) not processed; run the same "
               "command with --skip-existing to finish", file=sys.stderr)
+    if plan.skipped:
+        print(f"{len(plan.skipped)} input(s) skipped, not restored:", file=sys.stderr)
+        for path, reason in plan.skipped:
+            print(f"  {path}: {reason}", file=sys.stderr)
+    if plan.conflicts and args.on_conflict == "skip":
+        print(f"{len(plan.conflicts)} photo(s) left out (--on-conflict skip), not restored:",
+              file=sys.stderr)
+        for path, reason in plan.conflicts:
+            print(f"  {path}: {reason}", file=sys.stderr)
     if failures:
         print(f"{len(failures)} failed:", file=sys.stderr)
         for path, reason in failures:
             print(f"  {path}: {reason}", file=sys.stderr)
     if interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_SOME_FAILED if failures else EXIT_OK
+    return EXIT_SOME_FAILED if failures or plan.skipped else EXIT_OK
+
+
+def _conflict_error(plan: OutputPlan) -> str:
+    lines = [f"{len(plan.conflicts)} result name(s) are taken by files that dtpm-restore did "
+             "not write for these photos; nothing was restored (--on-conflict error):"]
+    lines += [f"  {path}: {reason}" for path, reason in plan.conflicts]
+    lines.append("choose another output folder, or pass --on-conflict rename (a free name, "
+                 "the default), --on-conflict skip or --overwrite (replace them)")
+    return "\n".join(lines)
 
 
 def _restore_one(args: argparse.Namespace, plan: OutputPlan, item: BatchItem, engine: Engine,
                  nested: bool) -> tuple[str, str]:
-    """Read, restore, write and record one item: ("done", "") or ("failed", reason)."""
+    """Read, restore, write and record one item: ("done", "") or ("failed", reason). A photo
+    that would not fit in the memory left is tried with smaller tiles, else left out; a
+    MemoryError fails this item only."""
     from tqdm import tqdm
 
     from .imageio import read_image, write_image
+    from .output_marker import OutputMarker
+
+    spec, problem = _fit_memory(item, engine)
+    if problem:
+        return "failed", problem
 
     passes = tqdm(total=0, unit="pass", desc=item.source.name, leave=False,
                   disable=args.quiet, position=1 if nested else 0)
@@ -225,12 +325,18 @@ def _restore_one(args: argparse.Namespace, plan: OutputPlan, item: BatchItem, en
 
     try:
         loaded = read_image(item.source)
-        restored = engine.restore(loaded.rgb, progress=on_progress)
-        write_image(item.target, restored.image, like=loaded, quality=args.quality)
+        restored = engine.restore(loaded.rgb, spec, progress=on_progress)
+        # the mark says whose result it is; a name free when planned stays someone else's
+        # if a file appeared there meanwhile (replace only what the plan found to replace)
+        write_image(item.target, restored.image, like=loaded, quality=args.quality,
+                    marker=OutputMarker.for_input(loaded), replace=bool(item.existing))
     except Cancelled:
         raise
     except DTPMError as exc:  # unreadable input, broken model output, write failure, ...
         return "failed", str(exc)
+    except MemoryError:
+        return "failed", ("out of memory while restoring it (the estimate said it would fit); "
+                          "close other programs, or restore it with a smaller --tile")
     finally:
         passes.close()
     try:
@@ -241,6 +347,35 @@ def _restore_one(args: argparse.Namespace, plan: OutputPlan, item: BatchItem, en
     for note in restored.notes:
         tqdm.write(f"{item.source}: {note}")
     return "done", ""
+
+
+def _fit_memory(item: BatchItem, engine: Engine) -> tuple[EngineSpec | None, str]:
+    """(the spec to restore `item` with: None = the engine's own, or one with a smaller
+    tile; a reason to leave it out, or "") from the memory estimate of its size."""
+    from tqdm import tqdm
+
+    from . import memory_budget
+    from .imageio import image_size
+
+    size = image_size(item.source)
+    available = memory_budget.available_memory_bytes() if size is not None else None
+    if size is None or available is None:
+        return None, ""  # unknown: read_image says what is wrong; no limit known
+    kind, tile = engine.spec.engine, engine.spec.tile
+    device = str(getattr(engine.device, "type", "cpu"))
+    fitted = memory_budget.fit_tile(kind, *size, tile, device, available)
+    if fitted is None:
+        need = memory_budget.estimate_bytes(kind, *size, MIN_TILE, device)
+        return None, (f"needs about {memory_budget.describe_bytes(need)} of memory "
+                      f"({size[1]}x{size[0]} pixels), {memory_budget.describe_bytes(available)}"
+                      " available: skipped; close other programs or restore it on a machine "
+                      "with more memory")
+    if fitted == tile:
+        return None, ""
+    tqdm.write(f"{item.source}: tile {fitted} instead of {tile or 'off'}, to fit in the "
+               f"{memory_budget.describe_bytes(available)} of memory available",
+               file=sys.stderr)
+    return dataclasses.replace(engine.spec, tile=fitted), ""
 
 
 def _given_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -34,7 +34,9 @@ class DTPMSpec:
     """The diffusion texture prior: a base, a task adapter and the sampling options.
     `steps` holds one K or several (the trade-off curve: one DDIM run each, same noise).
     `precision` None is the process preference (`dtpm_core.device.set_precision_preference`,
-    which the app sets from its settings)."""
+    which the app sets from its settings). `backend` runs the networks: "auto" (OpenVINO
+    where it is installed and the device is the CPU, else torch), "torch" or "openvino"
+    (`dtpm_core.backends`)."""
 
     base: Path
     adapter: Path | None = None
@@ -45,6 +47,7 @@ class DTPMSpec:
     tile: int = DEFAULT_TILE
     device: str = "auto"
     precision: str | None = "auto"
+    backend: str = "auto"
 
     engine = DTPM
 
@@ -58,14 +61,14 @@ class DTPMSpec:
     @property
     def weights(self) -> tuple[Any, ...]:
         """What the loaded engine holds; specs that differ only elsewhere share it."""
-        return (self.engine, self.base, self.device, self.precision)
+        return (self.engine, self.base, self.device, self.precision, self.backend)
 
 
 @dataclass(frozen=True)
 class SinglePassSpec:
     """The single-pass network (DESIGN 6): one pass per tile, or 8 with the ensemble.
     `task` None is allowed only for a file that restores one task. `precision` None is the
-    process preference, as for `DTPMSpec`."""
+    process preference and `backend` the network runtime, as for `DTPMSpec`."""
 
     model: Path
     task: str | None = None
@@ -73,6 +76,7 @@ class SinglePassSpec:
     tile: int = DEFAULT_TILE
     device: str = "auto"
     precision: str | None = "auto"
+    backend: str = "auto"
 
     engine = SINGLE_PASS
 
@@ -81,7 +85,7 @@ class SinglePassSpec:
 
     @property
     def weights(self) -> tuple[Any, ...]:
-        return (self.engine, self.model, self.device, self.precision)
+        return (self.engine, self.model, self.device, self.precision, self.backend)
 
 
 EngineSpec = DTPMSpec | SinglePassSpec
@@ -126,6 +130,11 @@ class Engine(ABC):
         return self.restorer.precision
 
     @property
+    def backend(self) -> str:
+        """Where the networks run: "torch" or "openvino" ("auto" resolved)."""
+        return self.restorer.backend
+
+    @property
     @abstractmethod
     def tasks(self) -> tuple[str, ...]:
         """The tasks the loaded weights restore (DTPM: the loaded adapter's, if any)."""
@@ -154,8 +163,9 @@ class Engine(ABC):
         spec = self.spec if spec is None else spec
         if spec.weights != self.spec.weights:
             raise ConfigError(f"this {self.spec.engine} engine holds {self.spec.weights[1]} on "
-                              f"{self.spec.device} ({self.spec.precision}); load another "
-                              "engine for a different model file, device or precision")
+                              f"{self.spec.device} ({self.spec.precision}, backend "
+                              f"{self.spec.backend}); load another engine for a different "
+                              "model file, device, precision or backend")
         return spec
 
     @abstractmethod
@@ -173,7 +183,7 @@ class DTPMEngine(Engine):
         from .restore import Restorer
 
         super().__init__(spec, Restorer(spec.base, spec.adapter, device=spec.device,
-                                        precision=spec.precision))
+                                        precision=spec.precision, backend=spec.backend))
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -209,7 +219,8 @@ class SinglePassEngine(Engine):
         from .singlepass.restore import SinglePassRestorer
 
         super().__init__(spec, SinglePassRestorer(spec.model, spec.device,
-                                                  precision=spec.precision))
+                                                  precision=spec.precision,
+                                                  backend=spec.backend))
 
     @property
     def tasks(self) -> tuple[str, ...]:

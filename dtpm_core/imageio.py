@@ -5,12 +5,15 @@ turns PNG, JPEG, TIFF (8/16 bit, float), WebP and BMP files into that form and b
 what a photo carries besides its pixels: alpha, source bit depth, ICC profile and EXIF. EXIF
 orientation is applied on reading, so pixels are always upright and the kept EXIF says so.
 
-Writes are atomic (temporary file, fsync, rename) and never go over the source image.
+Writes are atomic (temporary file, fsync, rename) and never go over the source image; a result
+can carry an output marker (`dtpm_core.output_marker`) saying which input it came from.
+Animations and multi-page files are refused by name (only still images are restored).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import stat
@@ -29,6 +32,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .atomic import atomic_writer
 from .errors import ImageReadError, ImageWriteError
+from .output_marker import OutputMarker, bmp_with_marker, jpeg_comment, png_chunk, xmp_packet
 
 _FORMAT_BY_SUFFIX = {
     ".png": "PNG",
@@ -75,6 +79,7 @@ class LoadedImage:
     exif: bytes | None  # raw EXIF ("Exif\0\0" + TIFF block), Orientation reset to 1
     source_path: Path | None
     format: str  # "PNG", "JPEG", "TIFF", "WEBP", "BMP"
+    source_sha256: str | None = None  # of the file's bytes: the identity an output marker holds
 
 
 def is_supported_image(path: Path | str) -> bool:
@@ -237,6 +242,9 @@ def _read_with_pillow(data: bytes) -> tuple[LoadedImage, object]:
     with im:
         fmt = "JPEG" if im.format == "MPO" else str(im.format)
         _check_pixel_count(*im.size)
+        if fmt in ("PNG", "WEBP"):  # (an MPO's extra frames are previews of the same photo)
+            _refuse_frames(int(getattr(im, "n_frames", 1)),
+                           f"an animated {'PNG (APNG)' if fmt == 'PNG' else 'WebP'}", "frames")
         im.load()  # decodes now, so truncation and corrupt data show up here
         try:
             exif = im.getexif()
@@ -274,6 +282,9 @@ def _read_tiff(data: bytes) -> tuple[LoadedImage, object]:
     with tifffile.TiffFile(io.BytesIO(data)) as tif:
         if not tif.pages:
             raise _Fail("the TIFF file holds no image")
+        # reduced-resolution pages (previews, pyramid levels) are views of the same image
+        _refuse_frames(sum(1 for p in tif.pages if not getattr(p, "is_reduced", False)),
+                       "a multi-page TIFF", "pages")
         page = tif.pages.first
         _check_pixel_count(int(page.imagewidth), int(page.imagelength))
         photometric = int(page.photometric)
@@ -322,6 +333,12 @@ def _read_tiff(data: bytes) -> tuple[LoadedImage, object]:
     return LoadedImage(rgb, alpha, depth, gray, icc, pil_exif, None, "TIFF"), orientation
 
 
+def _refuse_frames(count: int, kind: str, unit: str) -> None:
+    if count > 1:
+        raise _Fail(f"it is {kind} with {count} {unit}; only still images are restored: save "
+                    f"the {unit} as separate images and restore those")
+
+
 def _tiff_exif(im: Image.Image) -> bytes | None:
     """An EXIF block built from a TIFF's descriptive IFD0 tags and its EXIF/GPS sub-IFDs."""
     src = im.getexif()
@@ -365,7 +382,12 @@ def _read_regular_file(path: Path, fail: Callable[[str], ImageReadError]) -> byt
         if info.st_size > limit:
             raise fail(f"the file is {info.st_size / 2**20:.0f} MiB, more than the "
                        f"{limit / 2**20:.0f} MiB an image file may have")
-        data = handle.read(limit + 1)
+        # read what fstat says is there (+1 to notice growth): reading limit + 1 at once
+        # would reserve 2 GiB of address space for every photo (a MemoryError under ulimit -v)
+        want = min(info.st_size, limit) + 1
+        data = handle.read(want)
+        if len(data) == want and want <= limit:  # the file grew since fstat
+            data += handle.read(limit + 1 - len(data))
     if len(data) > limit:
         raise fail(f"the file holds more than the {limit / 2**20:.0f} MiB an image file may "
                    "have")
@@ -415,7 +437,25 @@ def read_image(path: Path | str) -> LoadedImage:
     if _icc_space(image.icc_profile) not in (b"RGB ", b"GRAY"):
         image.icc_profile = None  # a CMYK or Lab profile does not describe the RGB pixels
     image.source_path = path
+    image.source_sha256 = hashlib.sha256(data).hexdigest()
     return image
+
+
+def image_size(path: Path | str) -> tuple[int, int] | None:
+    """(height, width) read from the file's header without decoding the pixels, or None when
+    the header cannot be read (`read_image` then says why)."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(4) in _TIFF_MAGIC:
+                handle.seek(0)
+                with tifffile.TiffFile(handle) as tif:
+                    page = tif.pages.first
+                    return int(page.imagelength), int(page.imagewidth)
+            handle.seek(0)
+            with Image.open(handle, formats=_PIL_FORMATS) as im:
+                return int(im.size[1]), int(im.size[0])
+    except (*_DECODE_ERRORS, UnidentifiedImageError, Image.DecompressionBombError):
+        return None
 
 
 # ----------------------------------------------------------------------------- writing
@@ -426,8 +466,9 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
 
 
-def _encode_png(fh: BinaryIO, pixels: np.ndarray, icc: _Bytes, exif: _Bytes, quality: int) -> None:
-    """PNG via OpenCV (8 or 16 bit), with iCCP and eXIf chunks added after IHDR."""
+def _encode_png(fh: BinaryIO, pixels: np.ndarray, icc: _Bytes, exif: _Bytes, quality: int,
+                marker: OutputMarker | None = None) -> None:
+    """PNG via OpenCV (8 or 16 bit), with iCCP, eXIf and marker chunks added after IHDR."""
     del quality
     if pixels.ndim == 3:
         code = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
@@ -441,12 +482,16 @@ def _encode_png(fh: BinaryIO, pixels: np.ndarray, icc: _Bytes, exif: _Bytes, qua
         extra += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc, 9))
     if exif:
         extra += _png_chunk(b"eXIf", exif[len(_EXIF_HEADER) :])
+    if marker is not None:
+        extra += png_chunk(marker)
     ihdr_end = 8 + 8 + 13 + 4
     fh.write(png[:ihdr_end] + extra + png[ihdr_end:])
 
 
-def _encode_tiff(fh: BinaryIO, pixels: np.ndarray, icc: _Bytes, exif: _Bytes, quality: int) -> None:
-    """Deflate-compressed TIFF via tifffile, with ICC (tag 34675) and unassociated alpha."""
+def _encode_tiff(fh: BinaryIO, pixels: np.ndarray, icc: _Bytes, exif: _Bytes, quality: int,
+                 marker: OutputMarker | None = None) -> None:
+    """Deflate-compressed TIFF via tifffile, with ICC (tag 34675), unassociated alpha and the
+    marker as XMP (tag 700)."""
     del quality
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
     extratags = []
@@ -458,6 +503,9 @@ def _encode_tiff(fh: BinaryIO, pixels: np.ndarray, icc: _Bytes, exif: _Bytes, qu
             value = parsed.get(tag)
             if isinstance(value, str) and value.isascii():
                 extratags.append((tag, 2, 0, value, True))
+    if marker is not None:
+        xmp = xmp_packet(marker)
+        extratags.append((700, 1, len(xmp), xmp, True))
     tifffile.imwrite(
         fh,
         pixels,
@@ -473,7 +521,8 @@ def _encode_tiff(fh: BinaryIO, pixels: np.ndarray, icc: _Bytes, exif: _Bytes, qu
 
 
 def _encode_with_pillow(fmt: str) -> Callable[..., None]:
-    def encode(fh: BinaryIO, pixels: np.ndarray, icc: _Bytes, exif: _Bytes, quality: int) -> None:
+    def encode(fh: BinaryIO, pixels: np.ndarray, icc: _Bytes, exif: _Bytes, quality: int,
+               marker: OutputMarker | None = None) -> None:
         im = Image.fromarray(pixels)
         options: dict[str, object] = {}
         if fmt in ("JPEG", "WEBP"):
@@ -488,6 +537,15 @@ def _encode_with_pillow(fmt: str) -> Callable[..., None]:
         if fmt == "WEBP":
             options["exact"] = True  # keep the colour under fully transparent pixels
             options["lossless"] = quality == 100
+        if marker is not None and fmt == "JPEG":
+            options["comment"] = jpeg_comment(marker)
+        if marker is not None and fmt == "WEBP":
+            options["xmp"] = xmp_packet(marker)
+        if marker is not None and fmt == "BMP":  # BMP has no metadata: a block before the pixels
+            buffer = io.BytesIO()
+            im.save(buffer, fmt, **options)
+            fh.write(bmp_with_marker(buffer.getvalue(), marker))
+            return
         im.save(fh, fmt, **options)
 
     encode.__name__ = f"_encode_{fmt.lower()}"
@@ -504,9 +562,10 @@ def _encoder(fmt: str) -> Callable[..., None]:
     return globals()[f"_encode_{fmt.lower()}"]
 
 
-def _atomic_write(target: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write through a hidden temporary file in the target's folder, then rename over it."""
-    with atomic_writer(target) as fh:
+def _atomic_write(target: Path, write: Callable[[BinaryIO], None], replace: bool = True) -> None:
+    """Write through a hidden temporary file in the target's folder, then rename over it
+    (`replace` False: only if no file has the name, see `atomic_writer`)."""
+    with atomic_writer(target, replace=replace) as fh:
         write(fh)
 
 
@@ -531,12 +590,16 @@ def write_image(
     bit_depth: int | None = None,
     quality: int = 95,
     alpha: np.ndarray | None = None,
+    marker: OutputMarker | None = None,
+    replace: bool = True,
 ) -> Path:
     """Write float RGB in [0, 1] atomically, in the format of the file extension.
 
     `like` (the LoadedImage the result came from) supplies the default bit depth, ICC profile,
     EXIF (orientation reset to 1, pixel size updated), alpha and grayscale-ness. Alpha is kept
-    by PNG, TIFF and WebP; 16 bit by PNG and TIFF. Returns the written path.
+    by PNG, TIFF and WebP; 16 bit by PNG and TIFF. `marker` is written into the file (see
+    `dtpm_core.output_marker`). With `replace` False an existing file of that name is kept and
+    ImageWriteError raised. Returns the written path.
     """
     path = Path(path)
 
@@ -612,7 +675,11 @@ def write_image(
     encode = _encoder(fmt)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, lambda fh: encode(fh, pixels, icc, exif, int(quality)))
+        _atomic_write(path, lambda fh: encode(fh, pixels, icc, exif, int(quality), marker),
+                      replace)
+    except FileExistsError as exc:
+        raise fail("a file of that name appeared while the result was computed; it was kept "
+                   "(run again to write the result under a free name)") from exc
     except _ENCODE_ERRORS as exc:
         raise fail(f"{type(exc).__name__}: {exc}") from exc
     return path

@@ -13,9 +13,7 @@ import torch
 
 from .device import is_out_of_memory, release_cached_memory
 from .errors import Cancelled, ConfigError, OutOfMemory
-
-MIN_TILE = 64
-"""Smallest tile the out-of-memory back-off tries before giving up."""
+from .options import MIN_TILE  # the smallest tile the out-of-memory back-off tries
 
 
 @dataclass(frozen=True)

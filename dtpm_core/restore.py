@@ -14,13 +14,15 @@ retries with smaller tiles. The semantic code comes from the whole (downscaled) 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .backends import OPENVINO, TORCH, resolve_backend
+from .backends.torch_backend import torch_denoiser, torch_network
 from .calibration import Calibration
 from .ddim import sample_ddim
 from .device import (
@@ -28,12 +30,12 @@ from .device import (
     prepare_for_inference,
     resolve_device,
     resolve_precision,
-    to_network_layout,
 )
 from .errors import ConfigError, ModelOutputError
 from .inference import (
     PassCounter,
     ProgressCallback,
+    RestoreProgress,
     StopCheck,
     check_image,
     run_with_tile_backoff,
@@ -68,18 +70,32 @@ class Restorer:
     `precision` None or "auto" takes the fast path where the device has one (bf16 weights,
     converted once, on a CPU with native bf16; see `dtpm_core.device`); `self.precision` is
     what runs ("fp32", "bf16" or "fp16"). The epsilon output, the DDIM update and the image
-    conversion stay fp32 at every precision."""
+    conversion stay fp32 at every precision.
+
+    `backend` runs the networks: "torch" (the default here), "openvino" (CPU; the networks
+    converted once and cached, `dtpm_core.backends`) or "auto" (OpenVINO where installed and
+    the device is the CPU; the engine specs' default)."""
 
     def __init__(self, base: str | Path, adapter: str | Path | None = None, *,
-                 device: str = "auto", precision: str | None = None) -> None:
+                 device: str = "auto", precision: str | None = None,
+                 backend: str = TORCH) -> None:
         self.device = resolve_device(device)
         self.precision = resolve_precision(self.device, precision)
+        self.backend = resolve_backend(backend, self.device)
         autocast_context(self.device, self.precision)  # validates the combination early
         model, self.base_info = load_base(base)
         self.model = model.to(self.device)
-        # the ending convolution stays fp32: eps_hat leaves the denoiser in fp32
-        prepare_for_inference(model.denoiser, self.device, self.precision,
-                              keep_fp32=[model.denoiser.ending])
+        self._openvino = None
+        self._notes: list[str] = []  # about graph conversions, for the next result
+        if self.backend == OPENVINO:
+            from .backends.openvino_backend import OpenVINOSession
+
+            # the torch modules stay as loaded (fp32): they are what gets converted
+            self._openvino = OpenVINOSession(self.precision, torch.get_num_threads())
+        else:
+            # the ending convolution stays fp32: eps_hat leaves the denoiser in fp32
+            prepare_for_inference(model.denoiser, self.device, self.precision,
+                                  keep_fp32=[model.denoiser.ending])
         self.task: TaskParts | None = None
         self._alpha_bar = alpha_bars(self.base_info.config.diffusion)
         if adapter is not None:
@@ -96,6 +112,9 @@ class Restorer:
     def load_adapter(self, path: str | Path) -> AdapterInfo:
         """Switch task: load and verify an adapter file for the loaded base."""
         parts = load_adapter(path, self.model, self.base_info)
+        if self.backend == OPENVINO:
+            self.task = parts
+            return parts.info
         prepare_for_inference(parts, self.device, self.precision)
         # ablation files replace denoiser weights: give them the loaded denoiser's dtype and
         # layout, so that the pass runs as with the base's own weights
@@ -153,6 +172,7 @@ class Restorer:
         (initial, results), tile, notes = run_with_tile_backoff(
             lambda t: self._run(image, ks, seed, eta, t, strength, progress, should_stop),
             tile, image.shape[:2], self.device)
+        notes[:0], self._notes = self._notes, []
         return RestoreResult(initial, results, seed, tile, time.perf_counter() - started, notes)
 
     def _require_finite(self, tensor: torch.Tensor, what: str) -> None:
@@ -166,12 +186,50 @@ class Restorer:
                 f"the {what} contains NaN or infinite values: the model file(s) "
                 f"{' / '.join(files)} hold broken weights; export or download them again")
 
+    def _networks(self, progress: ProgressCallback | None
+                  ) -> tuple[Callable[..., torch.Tensor] | None, Callable[..., torch.Tensor]]:
+        """(predict(y_d) -> y_eps, or None without a predictor; denoise(x_t, y_d, sqrt_gamma,
+        semantic_code, guidance) -> eps_hat) on the chosen backend. A first use of the
+        OpenVINO backend converts the networks (reported as the stage "converting")."""
+        task = self.task
+        if self._openvino is None:
+            predictor = None
+            if task is not None and task.predictor is not None:
+                predictor = torch_network(task.predictor, self.device, self.precision)
+            return predictor, torch_denoiser(
+                self.model.denoiser, task.adapters if task is not None else None,
+                task.denoiser_overrides if task is not None else {}, self.device,
+                self.precision)
+        from .backends.graphs import denoiser_graph, predictor_graph
+
+        specs = [denoiser_graph(self.model, self.base_info, task)]
+        if task is not None and task.predictor is not None:
+            specs.append(predictor_graph(task))
+        nets = []
+        for i, spec in enumerate(specs):
+            def on_convert(spec, i=i) -> None:
+                if progress is not None:
+                    progress(RestoreProgress(i, len(specs), "converting"))
+            net, entry = self._openvino.network(spec, on_convert)
+            if entry is not None and entry.problem:
+                self._notes.append(f"the converted {spec.role} in {entry.folder} was unusable "
+                                   f"({entry.problem}): converted again")
+            nets.append(net)
+        denoise_net = nets[0]
+
+        def denoise(x_t, y_d, sqrt_gamma, semantic_code, guidance) -> torch.Tensor:
+            return denoise_net(x_t=x_t, y_d=y_d, sqrt_gamma=sqrt_gamma,
+                               semantic_code=semantic_code, guidance=guidance)
+        predict = (lambda y_d, net=nets[1]: net(y_d=y_d)) if len(nets) > 1 else None
+        return predict, denoise
+
     @torch.no_grad()
     def _run(self, image: np.ndarray, ks: list[int], seed: int, eta: float, tile: int,
              strength: float, progress: ProgressCallback | None, should_stop: StopCheck | None
              ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
         model, task, device = self.model, self.task, self.device
         height, width = image.shape[:2]
+        predictor, denoiser = self._networks(progress)
         blender = TileBlender(height, width, tile, device)
         passes = PassCounter(len(blender) * (1 + sum(ks)), "initial prediction", progress,
                              should_stop)
@@ -182,15 +240,10 @@ class Restorer:
         source = torch.from_numpy(image).to(device)
 
         def y_d(w: Window) -> torch.Tensor:
-            return to_network_layout(source[w.slices].permute(2, 0, 1)[None].mul(2.0).sub_(1.0))
+            return source[w.slices].permute(2, 0, 1)[None].mul(2.0).sub_(1.0)
 
-        autocast = autocast_context(device, self.precision)
-        predictor = task.predictor if task is not None else None
         if predictor is not None:
-            def predict(w: Window) -> torch.Tensor:
-                with autocast:
-                    return predictor(y_d(w))
-            y_eps = blender.blend(predict, channels=3, on_window=tick)
+            y_eps = blender.blend(lambda w: predictor(y_d(w)), channels=3, on_window=tick)
             self._require_finite(y_eps, "initial prediction")
         else:
             y_eps = y_d(Window(0, height, 0, width))  # no predictor: y_eps = y_d
@@ -198,21 +251,15 @@ class Restorer:
         semantic = None
         if model.semantic is not None:  # the encoder sees the whole image, downscaled
             semantic = model.semantic_code(_downscale_for_semantics(y_eps).add_(1.0).mul_(0.5))
-        adapters = task.adapters if task is not None else None
-        overrides = task.denoiser_overrides if task is not None else {}
+        guided = task is not None and task.adapters is not None
 
         def denoise(x_t: torch.Tensor, sqrt_gamma: float) -> torch.Tensor:
             level = torch.full((1,), sqrt_gamma, device=device)
 
             def one_window(w: Window) -> torch.Tensor:
                 index = (..., *w.slices)
-                args = (to_network_layout(x_t[index]), y_d(w), level, semantic)
-                kwargs = {"adapters": adapters,
-                          "guidance": y_eps[index] if adapters is not None else None}
-                with autocast:
-                    if overrides:
-                        return torch.func.functional_call(model.denoiser, overrides, args, kwargs)
-                    return model.denoiser(*args, **kwargs)
+                return denoiser(x_t[index], y_d(w), level, semantic,
+                                y_eps[index] if guided else None)
             eps_hat = blender.blend(one_window, channels=3, on_window=tick)
             self._require_finite(eps_hat, "noise prediction")
             return eps_hat

@@ -129,6 +129,12 @@ class UNet(nn.Module):
             after_block: applied after every block, see `AfterBlock`.
         """
         x, crop = self.pad(x)
+        return self.body(x, emb, after_block)[(..., *crop)]
+
+    def body(self, x: torch.Tensor, emb: torch.Tensor | None = None,
+             after_block: AfterBlock | None = None) -> torch.Tensor:
+        """The U-Net on an input padded already (height and width multiples of
+        `size_multiple`): `run` without the padding and the crop."""
         index = 0
 
         def run_blocks(blocks: nn.ModuleList, f: torch.Tensor, level: int) -> torch.Tensor:
@@ -152,4 +158,4 @@ class UNet(nn.Module):
             f = run_blocks(blocks, up(f) + skips[level], level)  # skip added, as in NAFNet
             if self.adaptors is not None:
                 f = self.adaptors[i](f, emb)
-        return self.end(f)[(..., *crop)]
+        return self.end(f)

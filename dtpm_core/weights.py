@@ -4,8 +4,10 @@ A *base* file holds the Stage I denoiser; an *adapter* file holds one task's Sta
 and the hash of the base it was trained on. Every file carries its model config as JSON, a
 sha256 of its tensors (`content_sha256`, which identifies the model: adapters name their base
 by it) and a sha256 of its metadata (`metadata_sha256`: config, task, base hash, Stage II
-options, calibration, task table, ... everything that changes results), both checked on load.
-Files written before `metadata_sha256` existed load without that check. Pickles are never read.
+options, calibration, task table, ... everything that changes results, and content_sha256, so
+it covers the tensors too), both checked on load. A file without them (written before
+`metadata_sha256` existed, or with it deleted) is refused unless the user allows unverified
+files (`dtpm_core.unverified`). Pickles are never read.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .calibration import Calibration
 from .config import ModelConfig
 from .errors import BaseMismatchError, ConfigError, WeightsError
 from .model import DTPM, Stage2Options, build_task_modules, denoiser_parameter_names_trained
+from .unverified import no_checksum_message, unverified_allowed
 
 FORMAT_VERSION = 1
 KIND_BASE = "dtpm-base"
@@ -133,7 +136,20 @@ def _read(path: Path | str, kind: str) -> tuple[dict[str, torch.Tensor], dict[st
         raise WeightsError(f"{path} is a DTPM {found_name} file ({found!r}), not {_a(what)} "
                            f"(expected {_a(what)}); check which file goes to --base, --adapter "
                            "or --model")
-    if content_sha256(tensors) != metadata.get("content_sha256"):
+    _verify(path, what, tensors, metadata)
+    return tensors, metadata
+
+
+def _verify(path: Path, what: str, tensors: dict[str, torch.Tensor],
+            metadata: dict[str, str]) -> None:
+    """Check the tensors against content_sha256 and the metadata against metadata_sha256 (which
+    covers content_sha256, so both together cover everything); a wrong hash is refused always,
+    a missing one unless the user allows unverified files. A file let through without
+    content_sha256 gets the computed one: it is the model's identity (adapters name their
+    base by it)."""
+    actual = content_sha256(tensors)
+    stated = metadata.get("content_sha256")
+    if stated is not None and stated != actual:
         raise WeightsError(f"{path} is corrupted: its tensors do not match the sha256 recorded "
                            "when it was saved; download or export it again")
     recorded = metadata.get(METADATA_HASH_KEY)
@@ -141,7 +157,11 @@ def _read(path: Path | str, kind: str) -> tuple[dict[str, torch.Tensor], dict[st
         raise WeightsError(f"{path} is corrupted or was edited: its metadata (model config, "
                            "task, base model hash, calibration, ...) do not match the sha256 "
                            "recorded when it was saved; download or export it again")
-    return tensors, metadata
+    missing = [key for key, value in (("content_sha256", stated), (METADATA_HASH_KEY, recorded))
+               if value is None]
+    if missing and not unverified_allowed():
+        raise WeightsError(no_checksum_message(path, what + " file", " and ".join(missing)))
+    metadata.setdefault("content_sha256", actual)
 
 
 def _a(noun: str) -> str:

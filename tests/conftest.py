@@ -33,9 +33,18 @@ def resources_without_models(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def graph_cache_folder(tmp_path_factory) -> Path:
+    """One cache of converted OpenVINO graphs for the session (each tiny model is converted
+    once), never the user's."""
+    return tmp_path_factory.mktemp("graph_cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_user_dirs(tmp_path_factory, monkeypatch, resources_without_models):
-    """Keep user model folders and settings of the person running the tests out of reach, and
-    the bundled models too."""
+def _isolated_user_dirs(tmp_path_factory, monkeypatch, resources_without_models,
+                        graph_cache_folder):
+    """Keep user model folders, settings and the converted-graph cache of the person running
+    the tests out of reach, and the bundled models too."""
     monkeypatch.setenv("DTPM_USER_MODELS", str(tmp_path_factory.mktemp("user_models")))
     monkeypatch.setenv("DTPM_RESOURCES", str(resources_without_models))
+    monkeypatch.setenv("DTPM_GRAPH_CACHE", str(graph_cache_folder))

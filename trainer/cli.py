@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dtpm_core.errors import DTPMError
-from dtpm_core.model import STAGE2_MODES
+from dtpm_core.unverified import UNVERIFIED_HELP, UNVERIFIED_OPTION, allow_unverified
 
-from .config import ORTHOGONALITY_MODES
+EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
+"""A usage, config, data or checkpoint error; Ctrl-C (128 + SIGINT, as shells report it)."""
 
 CONFIG_HELP = ("TOML config: a file, or a bundled name (paper_stage1, paper_stage2, "
                "cpu_demo_stage1, cpu_demo_stage2, bundled_stage1, bundled_stage2); keys not "
@@ -20,6 +21,10 @@ SET_HELP = ("override any config key, repeatable, e.g. --set optim.lr=3e-4 --set
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # imported here, not at the top: they bring in torch, and Ctrl-C while the command starts
+    # must reach main's handler (no traceback)
+    from dtpm_core.model import STAGE2_MODES
+
     parser = argparse.ArgumentParser(
         prog="dtpm-train",
         description="Train Diffusion Texture Prior Models: `prepare` patches, learn the texture "
@@ -27,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "step counts and `export` the files the app loads. Runs on one CPU or, "
                     "through torchrun, on many GPUs (DistributedDataParallel).",
         epilog="Exit status: 0 on success, 2 for a usage, config, data or checkpoint error "
-               "(the message says which), 143 when stopped by SIGTERM (the checkpoint is "
-               "saved; the same command resumes the run).")
+               "(the message says which), 130 when interrupted with Ctrl-C, 143 when stopped "
+               "by SIGTERM (the checkpoint is saved; the same command resumes the run).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("prepare", help="crop clean photos into patches with RTV-smoothed twins",
@@ -104,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also score the single-pass engine of FILE on the same pairs, "
                         "for the task given by --task (row \"single-pass\")")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    _add_trust_option(p)
 
     p = sub.add_parser("compare", help="the engines side by side on held-out degradations",
                        description="Score the degraded input, a plain-L1 and a "
@@ -124,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    _add_trust_option(p)
 
     p = sub.add_parser("export", help="write the base/adapter file from a run's checkpoint",
                        description="Write the weight file (safetensors + metadata: task, "
@@ -133,7 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", type=Path, required=True, help="the .safetensors to write")
     p.add_argument("--raw", action="store_true", help="export the raw weights, not the EMA")
     p.add_argument("--metrics", type=Path, help="eval.csv whose summary goes into the metadata")
+    _add_trust_option(p)
     return parser
+
+
+def _add_trust_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(UNVERIFIED_OPTION, action="store_true", help=UNVERIFIED_HELP)
 
 
 def _add_run_args(p: argparse.ArgumentParser, default_config: str, config_help: str) -> None:
@@ -149,6 +161,7 @@ def _add_run_args(p: argparse.ArgumentParser, default_config: str, config_help: 
                    help="training device (default: CUDA when available)")
     p.add_argument("--iterations", type=int, help="shortcut for --set loop.iterations=N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_trust_option(p)
 
 
 def _add_singlepass_run_args(p: argparse.ArgumentParser, default_config: str) -> None:
@@ -158,6 +171,8 @@ def _add_singlepass_run_args(p: argparse.ArgumentParser, default_config: str) ->
 
 
 def _add_diffusion_switches(p: argparse.ArgumentParser) -> None:
+    from .config import ORTHOGONALITY_MODES
+
     p.add_argument("--init", type=Path,
                    help="weights to start from: theta_0 (`singlepass pretrain`'s export)")
     p.add_argument("--no-generative", action="store_true", help="leave out the TMDDP loss")
@@ -216,15 +231,32 @@ def _add_singlepass_parser(sub) -> None:
     q.add_argument("--size", type=int, default=128, help="centre crop of each pair (pixels)")
     q.add_argument("--device", default="auto")
     q.add_argument("-o", "--out", type=Path, help="write the scan as JSON here")
+    _add_trust_option(q)
+
+
+TRAINING_COMMANDS = ("stage1", "stage2", "singlepass")
+"""Commands that write a checkpoint as they go (resumed by running them again)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    command = "dtpm-train"
     try:
+        args = build_parser().parse_args(argv)
+        command = f"dtpm-train {args.command}"
+        from dtpm_core.cli_warnings import plain_warnings
+        plain_warnings(command)
+        if getattr(args, "allow_unverified_models", False):
+            allow_unverified()
         return COMMANDS[args.command](args)
     except DTPMError as exc:
-        print(f"dtpm-train {args.command}: {exc}", file=sys.stderr)
-        return 2
+        print(f"{command}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        resume = ""
+        if command.split(" ")[-1] in TRAINING_COMMANDS:
+            resume = "; run the same command to resume from the last checkpoint, if one was saved"
+        print(f"\n{command}: interrupted{resume}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _prepare(args: argparse.Namespace) -> int:

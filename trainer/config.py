@@ -78,8 +78,11 @@ class DataConfig:
 class LoopConfig:
     iterations: int = 800_000
     ema_decay: float = 0.999
-    amp: bool = True  # mixed precision (bf16 autocast) on CUDA; ignored on the CPU
+    amp: bool = True  # mixed precision (bf16 autocast) on CUDA; see cpu_bf16 for the CPU
     channels_last: bool = True  # on CUDA
+    # bf16 autocast + channels-last on the CPU (AMX / AVX512-BF16); an error on a CPU without
+    # native bf16. Off by default: measured per set-up in benchmarks/bench_train.py
+    cpu_bf16: bool = False
     seed: int = 0
     log_every: int = 50
     checkpoint_every: int = 1000

@@ -10,16 +10,23 @@ from typing import Any
 import torch
 
 from dtpm_core.calibration import Calibration
-from dtpm_core.model import DTPM, Stage2Options
+from dtpm_core.errors import ConfigError
+from dtpm_core.model import DTPM, Stage2Options, configure_stage2_trainable
 from dtpm_core.weights import load_base
 
-from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint
+from .checkpoint import (
+    CHECKPOINT_REMEDY,
+    CheckpointError,
+    check_training_state,
+    checkpoint_path,
+    load_checkpoint,
+)
 from .config import TrainConfig
-from .ema import EMA
+from .resume import extra_value, stored_config
 from .sampling_calibration import load_calibration
 from .singlepass.train import export_singlepass_run
 from .stage1 import export_stage1, stage1_model_config
-from .stage2 import export_stage2
+from .stage2 import export_stage2, stage2_model_config
 
 
 def run_calibration(run_dir: Path, extra: dict[str, Any]) -> Calibration | None:
@@ -38,29 +45,40 @@ def run_calibration(run_dir: Path, extra: dict[str, Any]) -> Calibration | None:
 def model_from_checkpoint(run_dir: str | Path, use_ema: bool = True
                           ) -> tuple[DTPM, TrainConfig, dict[str, Any], int, str]:
     """Rebuild the trained model from a run's checkpoint (EMA weights by default).
-    Returns (model, config, extra state, step, kind)."""
-    state = load_checkpoint(checkpoint_path(run_dir))
-    config = TrainConfig.from_dict(state["config"])
+    Returns (model, config, extra state, step, kind). A checkpoint that lacks an entry or
+    whose tensors do not fit the model its config describes is a CheckpointError naming the
+    file and what is wrong."""
+    path = checkpoint_path(run_dir)
+    state = load_checkpoint(path)
+    config = stored_config(state, path)
     extra, kind = state.get("extra", {}), state.get("kind")
     if kind == "stage1":
-        model = DTPM(stage1_model_config(config, extra["semantic"]))
+        model = DTPM(stage1_model_config(config, extra_value(extra, "semantic", path)))
+        trained = {n: p for n, p in model.named_parameters() if n.startswith("denoiser.")}
     elif kind == "stage2":
-        base, _ = load_base(extra["base_path"])
-        model = DTPM(base.config, Stage2Options(**extra["stage2"]))
+        base, _ = load_base(extra_value(extra, "base_path", path))
+        try:
+            options = Stage2Options(**extra_value(extra, "stage2", path))
+        except (TypeError, ConfigError) as exc:
+            raise CheckpointError(f"checkpoint {path}: its Stage II options cannot be read "
+                                  f"({exc}); {CHECKPOINT_REMEDY}") from exc
+        model = DTPM(stage2_model_config(config, base.config), options)
         model.denoiser.load_state_dict(base.denoiser.state_dict())
+        configure_stage2_trainable(model)
+        trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
     else:
         raise CheckpointError(f"{run_dir}: unknown checkpoint kind {kind!r}")
-    named = dict(model.named_parameters())
+    check_training_state(state, trained, path, optimizer=False)
     values = state["ema"]["shadow"] if use_ema else state["trainable"]
     with torch.no_grad():
-        if use_ema:
-            ema = EMA({k: named[k] for k in values}, decay=0.0)
-            ema.load_state_dict(state["ema"])
-            ema.copy_to({k: named[k] for k in values})
-        else:
-            for name, value in values.items():
-                named[name].copy_(value)
-    return model.eval(), config, extra, int(state["step"]), kind
+        for name, value in values.items():
+            trained[name].copy_(value.to(trained[name].dtype))
+    try:
+        step = int(state["step"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path}: bad step {state['step']!r}; "
+                              f"{CHECKPOINT_REMEDY}") from exc
+    return model.eval(), config, extra, step, kind
 
 
 def export_run(run_dir: str | Path, out: str | Path, use_ema: bool = True,

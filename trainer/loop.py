@@ -21,6 +21,7 @@ from dtpm_core.errors import DTPMError
 
 from .checkpoint import (
     CheckpointError,
+    check_training_state,
     checkpoint_path,
     load_checkpoint,
     rng_state,
@@ -114,8 +115,15 @@ def run(job: TrainJob, dist: DistInfo, progress: bool = True) -> dict[str, Any]:
     config, loop = job.config, job.config.loop
     device = dist.device
     use_cuda = device.type == "cuda"
+    cpu_bf16 = device.type == "cpu" and loop.cpu_bf16
+    if cpu_bf16:
+        from dtpm_core.device import cpu_has_native_bf16
+        if not cpu_has_native_bf16():
+            raise TrainingError("loop.cpu_bf16 needs a CPU with AMX or AVX512-BF16; this one "
+                                "has neither (set loop.cpu_bf16 = false)")
+    channels_last = (use_cuda and loop.channels_last) or cpu_bf16
     job.model.to(device)
-    if use_cuda and loop.channels_last:
+    if channels_last:
         job.model.to(memory_format=torch.channels_last)
     params = list(job.trainable.values())
     optimizer = torch.optim.Adam(params, lr=config.optim.lr,
@@ -129,6 +137,7 @@ def run(job: TrainJob, dist: DistInfo, progress: bool = True) -> dict[str, Any]:
         if state.get("kind") != job.kind:
             raise CheckpointError(f"{ckpt} belongs to a {state.get('kind')} run, not "
                                   f"{job.kind}; use another --run-dir")
+        check_training_state(state, job.trainable, ckpt)
         with torch.no_grad():
             for name, value in state["trainable"].items():
                 job.trainable[name].copy_(value)
@@ -172,12 +181,13 @@ def run(job: TrainJob, dist: DistInfo, progress: bool = True) -> dict[str, Any]:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
-            if use_cuda and loop.channels_last:
+            if channels_last:
                 batch = {k: v.contiguous(memory_format=torch.channels_last)
                          for k, v in batch.items()}
             generator = _step_generator(loop.seed, step, dist.rank)
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda and loop.amp):
+            with torch.autocast(device.type, dtype=torch.bfloat16,
+                                enabled=(use_cuda and loop.amp) or cpu_bf16):
                 loss = loss_module(batch, generator)
             finite = mean_across_ranks(torch.isfinite(loss).float())
             if finite.item() < 1.0:  # every rank skips together

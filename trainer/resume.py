@@ -4,9 +4,13 @@ stored in it (nanoGPT style: the model is rebuilt from the checkpoint, not from 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from .checkpoint import checkpoint_path, load_checkpoint
+from dtpm_core.errors import ConfigError
+
+from .checkpoint import CHECKPOINT_REMEDY, CheckpointError, checkpoint_path, load_checkpoint
 from .config import TrainConfig
 
 
@@ -18,8 +22,26 @@ def resumed_config(config: TrainConfig, run_dir: Path) -> tuple[TrainConfig, dic
     if not ckpt.is_file():
         return config, {}
     state = load_checkpoint(ckpt)
-    stored = TrainConfig.from_dict(state["config"])
+    stored = stored_config(state, ckpt)
     if config.loop.iterations != stored.loop.iterations:
         stored = dataclasses.replace(
             stored, loop=dataclasses.replace(stored.loop, iterations=config.loop.iterations))
     return stored, dict(state.get("extra", {}))
+
+
+def stored_config(state: Mapping[str, Any], path: Path) -> TrainConfig:
+    """The resolved config a checkpoint was trained with; one that cannot be read is a
+    CheckpointError naming the file."""
+    try:
+        return TrainConfig.from_dict(state["config"])
+    except (ConfigError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"checkpoint {path}: its stored config cannot be read ({exc}); "
+                              f"{CHECKPOINT_REMEDY}") from exc
+
+
+def extra_value(extra: Mapping[str, Any], key: str, path: Path) -> Any:
+    """extra[key] of a checkpoint, or a CheckpointError naming the file and the entry."""
+    if key not in extra:
+        raise CheckpointError(f"checkpoint {path} lacks the entry extra[{key!r}] that this "
+                              f"kind of run stores; {CHECKPOINT_REMEDY}")
+    return extra[key]

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from dtpm_core.calibration import Calibration
+from dtpm_core.config import ModelConfig
 from dtpm_core.errors import ConfigError
 from dtpm_core.model import DTPM, Stage2Options, configure_stage2_trainable
 from dtpm_core.objectives import stage2_loss, stage2_problem
@@ -18,10 +19,11 @@ from dtpm_core.restore import Restorer
 from dtpm_core.semantic import resolve_semantic_mode
 from dtpm_core.weights import load_adapter, load_base, save_adapter, save_base
 
+from .checkpoint import checkpoint_path
 from .config import TrainConfig
 from .loop import TrainJob
 from .provenance import training_summary
-from .resume import resumed_config
+from .resume import extra_value, resumed_config
 from .sampling_calibration import HeldOutCalibration, residual_scale_of
 from .stage1 import stage1_model_config
 from .task_data import build_datasets
@@ -48,6 +50,10 @@ def _warm_start(model: DTPM, path: Path, base: DTPM, base_info, config: TrainCon
         raise ConfigError(f"stage2.init {path} is a {parts.info.task!r} adapter with options "
                           f"{parts.info.stage2.to_dict()}; this run trains {config.stage2.task!r}"
                           f" with {model.stage2.to_dict()}")
+    if parts.info.config.predictor != model.config.predictor:
+        raise ConfigError(f"stage2.init {path} has the initial predictor "
+                          f"{parts.info.config.predictor}; this run builds "
+                          f"{model.config.predictor} (drop the predictor overrides or the init)")
     if parts.denoiser_overrides:
         raise ConfigError(f"stage2.init {path}: continuing a fine-tuning ablation is not "
                           "supported; use an adapters-mode file")
@@ -60,6 +66,19 @@ def _warm_start(model: DTPM, path: Path, base: DTPM, base_info, config: TrainCon
 
 def stage2_batch_problem(model: DTPM, batch: dict[str, torch.Tensor]):
     return stage2_problem(model, batch["degraded"], batch["clean"])
+
+
+def stage2_model_config(config: TrainConfig, base_config: ModelConfig) -> ModelConfig:
+    """The base's model config with the run's predictor overrides (`model.overrides` keys
+    `predictor.*`: a wider or deeper initial predictor, a pixel-unshuffle stem). The denoiser
+    and adapters follow the base; any other override cannot be honoured and is an error."""
+    overrides = dict(config.model.overrides)
+    others = sorted(k for k in overrides if not k.startswith("predictor."))
+    if others and not config.stage2.from_scratch:
+        raise ConfigError(f"Stage II takes the denoiser and adapters from the base; model."
+                          f"overrides {others} cannot apply (only predictor.* keys can)")
+    predictor = {k: v for k, v in overrides.items() if k.startswith("predictor.")}
+    return base_config.with_overrides(predictor) if predictor else base_config
 
 
 def stage2_options(config: TrainConfig) -> Stage2Options:
@@ -83,7 +102,7 @@ def build_stage2(config: TrainConfig, run_dir: Path, base_path: Path | None) -> 
     config, extra = resumed_config(config, run_dir)
     options = stage2_options(config)
     if extra:
-        base_path = Path(extra["base_path"])
+        base_path = Path(extra_value(extra, "base_path", checkpoint_path(run_dir)))
     if options.from_scratch:
         # "w/o Stage I": a randomly initialised base, trained together with the task parts
         if not extra:
@@ -105,7 +124,7 @@ def build_stage2(config: TrainConfig, run_dir: Path, base_path: Path | None) -> 
              "stage2": options.to_dict(), "semantic": base.config.denoiser.semantic,
              "semantic_note": f"semantic encoder: {base.config.denoiser.semantic} (from base)"}
     torch.manual_seed(config.loop.seed)
-    model = DTPM(base.config, options)
+    model = DTPM(stage2_model_config(config, base.config), options)
     model.denoiser.load_state_dict(base.denoiser.state_dict())
     if resumed_scale is None and config.stage2.init:  # a resumed run has these weights already
         resumed_scale = _warm_start(model, Path(config.stage2.init), base, base_info, config)

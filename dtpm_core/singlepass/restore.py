@@ -17,17 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..device import (
-    autocast_context,
-    prepare_for_inference,
-    resolve_device,
-    resolve_precision,
-    to_network_layout,
-)
+from ..backends import OPENVINO, TORCH, resolve_backend
+from ..backends.torch_backend import torch_network
+from ..device import prepare_for_inference, resolve_device, resolve_precision
 from ..errors import ConfigError, ModelOutputError
 from ..inference import (
     PassCounter,
     ProgressCallback,
+    RestoreProgress,
     StopCheck,
     check_image,
     run_with_tile_backoff,
@@ -80,16 +77,26 @@ class SinglePassRestorer:
     `precision` None or "auto" takes the fast path where the device has one, as `Restorer`
     does (bf16 weights converted once, channels-last, autocast; see `dtpm_core.device`); the
     result leaves the network in fp32. `max_experts` (default `INFERENCE_TOP_K`) runs only
-    that many MoE experts per adaptor, those the router weights most; 0 runs all of them."""
+    that many MoE experts per adaptor, those the router weights most; 0 runs all of them.
+    `backend` as for `Restorer`: "torch" (the default here), "openvino" or "auto"."""
 
     def __init__(self, path: str | Path, device: str = "auto", *, precision: str | None = None,
-                 max_experts: int = INFERENCE_TOP_K) -> None:
+                 max_experts: int = INFERENCE_TOP_K, backend: str = TORCH) -> None:
         self.device = resolve_device(device)
         self.precision = resolve_precision(self.device, precision)
+        self.backend = resolve_backend(backend, self.device, experts=True)
         net, info = load_singlepass(path)
         self.info: SinglePassInfo = info
         net.set_inference_top_k(max_experts)
-        self.net = prepare_for_inference(net, self.device, self.precision)
+        self._openvino = None
+        self._notes: list[str] = []  # about a graph conversion, for the next result
+        if self.backend == OPENVINO:
+            from ..backends.openvino_backend import OpenVINOSession
+
+            self.net = net  # as loaded (fp32): what gets converted
+            self._openvino = OpenVINOSession(self.precision, torch.get_num_threads())
+        else:
+            self.net = prepare_for_inference(net, self.device, self.precision)
 
     @property
     def tasks(self) -> dict[str, int]:
@@ -121,12 +128,29 @@ class SinglePassRestorer:
         result, tile, notes = run_with_tile_backoff(
             lambda t: self._run(image, t_mat, t, ensemble, progress, should_stop),
             tile, image.shape[:2], self.device)
+        notes[:0], self._notes = self._notes, []
         return SinglePassResult(result, task, t_mat, tile, time.perf_counter() - started, notes)
+
+    def _network(self, progress: ProgressCallback | None) -> Callable[..., torch.Tensor]:
+        """net(x, t) -> y on the chosen backend; a first use of the OpenVINO backend converts
+        the network (reported as the stage "converting")."""
+        if self._openvino is None:
+            return torch_network(self.net, self.device, self.precision)
+        from .graph import singlepass_graph
+
+        def on_convert(spec) -> None:
+            if progress is not None:
+                progress(RestoreProgress(0, 1, "converting"))
+        net, entry = self._openvino.network(singlepass_graph(self.net, self.info), on_convert)
+        if entry is not None and entry.problem:
+            self._notes.append(f"the converted single-pass network in {entry.folder} was "
+                               f"unusable ({entry.problem}): converted again")
+        return lambda x, t: net(x=x, t=t)
 
     @torch.no_grad()
     def _run(self, image: np.ndarray, t_mat: int, tile: int, ensemble: bool,
              progress: ProgressCallback | None, should_stop: StopCheck | None) -> np.ndarray:
-        net, device = self.net, self.device
+        net, device = self._network(progress), self.device
         height, width = image.shape[:2]
         blender = TileBlender(height, width, tile, device)
         transforms = dihedral_transforms(ENSEMBLE_SIZE if ensemble else 1)
@@ -136,14 +160,11 @@ class SinglePassRestorer:
         source = torch.from_numpy(image).to(device)  # (H, W, 3) in [0, 1]
         t = torch.full((1,), t_mat, dtype=torch.long, device=device)  # (1,)
 
-        autocast = autocast_context(device, self.precision)
-
         def one_window(w: Window) -> torch.Tensor:
             x = source[w.slices].permute(2, 0, 1)[None].mul(2.0).sub_(1.0)  # (1, 3, h, w)
             acc = None
             for forward, inverse in transforms:
-                with autocast:
-                    y = net(to_network_layout(forward(x)), t)
+                y = net(forward(x), t)
                 y = inverse(y.float())  # y = x - f(x, t_mat), [-1, 1]
                 acc = y if acc is None else acc.add_(y)
                 tick()

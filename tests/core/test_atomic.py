@@ -49,3 +49,15 @@ def test_replacing_a_file_keeps_its_permissions(tmp_path):
     write_text_atomic(path, '{"k": 1}')
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert path.read_text() == '{"k": 1}'
+
+
+def test_no_replace_keeps_a_file_that_appeared_meanwhile(tmp_path):
+    target = tmp_path / "result.png"
+    target.write_bytes(b"someone else's")
+    with pytest.raises(FileExistsError), atomic_writer(target, replace=False) as handle:
+        handle.write(b"ours")
+    assert target.read_bytes() == b"someone else's"
+    assert [p.name for p in tmp_path.iterdir()] == ["result.png"]
+    write_bytes_atomic(tmp_path / "new.png", b"ours", replace=False)
+    assert (tmp_path / "new.png").read_bytes() == b"ours"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.png", "result.png"]

@@ -102,7 +102,8 @@ def test_help_explains_the_options(capsys):
         main(["--help"])
     text = capsys.readouterr().out
     for option in ("--adapter", "--base", "--steps", "--seed", "--tile", "--device", "-o",
-                   "--engine", "--model", "--task", "--ensemble", "--precision"):
+                   "--engine", "--model", "--task", "--ensemble", "--precision",
+                   "--on-conflict", "--overwrite"):
         assert option in text
     assert "a file with several needs --task" in " ".join(text.split())
 
@@ -124,9 +125,9 @@ def singlepass(tmp_path_factory):
 
 def test_single_pass_engine(singlepass, tmp_path, capsys):
     model = singlepass / "fast.safetensors"
-    source = _photo(tmp_path / "x.png")
+    source = _photo(tmp_path / "x.png", size=(96, 80))  # tiled: 4 windows of 64
     digest = _digest(source)
-    args = ["--engine", "single-pass", "--model", str(model), "-q", "--tile", "32"]
+    args = ["--engine", "single-pass", "--model", str(model), "-q", "--tile", "64"]
     assert main([str(source), "-o", str(tmp_path / "o"), *args, "--task", "raindrop"]) == 0
     assert (tmp_path / "o" / "x.png").is_file() and _digest(source) == digest
     assert main([str(source), "-o", str(tmp_path / "o2"), *args, "--task", "raindrop"]) == 0
@@ -139,8 +140,8 @@ def test_single_pass_engine(singlepass, tmp_path, capsys):
 
 
 def test_single_pass_without_task_restores_the_file_s_only_task(singlepass, tmp_path, capsys):
-    source = _photo(tmp_path / "x.png")
-    common = [str(source), "-q", "--engine", "single-pass", "--tile", "32"]
+    source = _photo(tmp_path / "x.png", size=(96, 80))
+    common = [str(source), "-q", "--engine", "single-pass", "--tile", "64"]
     assert main([*common, "-o", str(tmp_path / "one"), "--model",
                  str(singlepass / "one.safetensors")]) == EXIT_OK
     assert main([*common, "-o", str(tmp_path / "named"), "--model",

@@ -49,10 +49,11 @@ def test_border_error_is_no_larger_than_the_interior(monkeypatch):
     from skimage import data as skdata
 
     from dtpm_core.restore import Restorer
-    from trainer.degradations import degrade
+    from trainer.degradations import MotionBlurRange, motion_blur
 
     clean = skdata.coffee().astype(np.float32) / 255.0  # 400 x 600
-    degraded = degrade("motion-deblur", clean, np.random.default_rng(3))
+    rng = np.random.default_rng(3)  # the first training ranges' draw the numbers below rest on
+    degraded = motion_blur(clean, rng, MotionBlurRange().sample(rng))
     restorer = Restorer(SHIPPED / "base.safetensors", SHIPPED / "motion-deblur.safetensors",
                         device="cpu")
     frames, margin_used = {}, denoiser_module.CONTEXT_MARGIN

@@ -1,5 +1,6 @@
-"""Issue 16, case 4: what changes results is covered by a checksum, and a non-finite result is
-an error naming the model file. The files are edited the way a user with a script would
+"""Issue 16, case 4 and issue 21, item 2: what changes results is covered by a checksum (a
+file without one is refused unless the user allows it), and a non-finite result is an error
+naming the model file. The files are edited the way a user with a script would
 (metadata rewritten, hashes left as they were), then used through `dtpm-restore`."""
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from dtpm_core.errors import WeightsError
 from dtpm_core.model import DTPM, Stage2Options
 from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
 from dtpm_core.singlepass.weights import load_singlepass, save_singlepass
+from dtpm_core.unverified import UNVERIFIED_ENV
 from dtpm_core.weights import (
     METADATA_HASH_KEY,
     content_sha256,
     load_base,
+    read_adapter_info,
     save_adapter,
     save_base,
     seal_metadata,
@@ -108,23 +111,107 @@ def test_edited_single_pass_t_mat_is_refused(files, tmp_path, capsys):
     assert code == EXIT_USAGE and "corrupted or was edited" in capsys.readouterr().err
 
 
-def test_content_hash_is_unchanged_and_files_without_metadata_hash_still_load(files,
-                                                                             tmp_path):
+def _without_checksum(source: Path, target: Path, drop: tuple[str, ...] = (METADATA_HASH_KEY,),
+                      **changes: str) -> Path:
+    """Copy `source` with the checksum entries `drop` deleted (and other values changed)."""
+    metadata = {**_metadata(source), **changes}
+    for key in drop:
+        metadata.pop(key, None)
+    with safe_open(str(source), framework="pt") as handle:
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+    save_file(tensors, str(target), metadata=metadata)
+    return target
+
+
+def test_content_hash_identifies_the_model(files):
     metadata = _metadata(files / "base.safetensors")
     model, info = load_base(files / "base.safetensors")
     assert metadata["content_sha256"] == content_sha256(model.base_state_dict()) == info.sha256
-    legacy = {k: v for k, v in metadata.items() if k != METADATA_HASH_KEY}
-    with safe_open(str(files / "base.safetensors"), framework="pt") as handle:
-        tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
-    save_file(tensors, str(tmp_path / "legacy.safetensors"), metadata=legacy)
-    assert load_base(tmp_path / "legacy.safetensors")[1].calibration.start_step == 400
+
+
+def test_deleting_the_metadata_hash_does_not_turn_the_check_off(files, tmp_path, capsys):
+    """Issue 21, item 2: an adapter's calibration edited and its metadata_sha256 deleted
+    restored with exit 0 (a 5.6 dB noise image); a file without a checksum is refused unless
+    the user asks for it with --allow-unverified-models."""
+    edited = _without_checksum(files / "motion.safetensors", tmp_path / "motion.safetensors",
+                               calibration=Calibration(residual_scale=9.0).to_json())
+    assert _restore(files, tmp_path, files / "base.safetensors", edited) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert str(edited) in err and "no checksum" in err and "--allow-unverified-models" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("drop", [(METADATA_HASH_KEY,), (METADATA_HASH_KEY, "content_sha256")])
+def test_files_without_a_checksum_load_only_when_allowed(files, tmp_path, monkeypatch, drop):
+    legacy = _without_checksum(files / "base.safetensors", tmp_path / "legacy.safetensors", drop)
+    with pytest.raises(WeightsError, match="no checksum") as err:
+        load_base(legacy)
+    assert str(legacy) in str(err.value) and UNVERIFIED_ENV in str(err.value)
+    monkeypatch.setenv(UNVERIFIED_ENV, "1")
+    model, info = load_base(legacy)
+    assert info.calibration.start_step == 400
+    assert info.sha256 == _metadata(files / "base.safetensors")["content_sha256"]
+
+
+def test_a_wrong_checksum_is_refused_even_when_unverified_files_are_allowed(files, tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.setenv(UNVERIFIED_ENV, "1")
+    edited = _edit(files / "base.safetensors", tmp_path / "base.safetensors",
+                   calibration=Calibration(residual_scale=1.0).to_json())
+    with pytest.raises(WeightsError, match="corrupted or was edited"):
+        load_base(edited)
+    # the metadata hash covers content_sha256: deleting that one is an edit too
+    stripped = _without_checksum(files / "base.safetensors", tmp_path / "stripped.safetensors",
+                                 ("content_sha256",))
+    with pytest.raises(WeightsError, match="corrupted or was edited"):
+        load_base(stripped)
+
+
+def test_allow_unverified_models_option_of_dtpm_restore(files, tmp_path, monkeypatch):
+    monkeypatch.setenv(UNVERIFIED_ENV, "0")  # restored after the test (the option sets it)
+    legacy = _without_checksum(files / "motion.safetensors", tmp_path / "motion.safetensors")
+    code = main([str(_photo(tmp_path / "a.png")), "-o", str(tmp_path / "out"), "--base",
+                 str(files / "base.safetensors"), "--adapter", str(legacy), "--steps", "1",
+                 "-q", "--allow-unverified-models"])
+    assert code == 0 and (tmp_path / "out" / "a.png").is_file()
+
+
+def test_single_pass_file_without_checksum_is_refused(files, tmp_path, capsys):
+    legacy = _without_checksum(files / "fast.safetensors", tmp_path / "fast.safetensors",
+                               tasks=json.dumps({"desnow": 40}))
+    code = main([str(_photo(tmp_path / "a.png")), "-o", str(tmp_path / "out"), "--engine",
+                 "single-pass", "--model", str(legacy), "-q"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and str(legacy) in err and "no checksum" in err
 
 
 @pytest.mark.skipif(not (SHIPPED / "base.safetensors").is_file(), reason="no shipped models")
-def test_shipped_models_written_before_the_metadata_hash_load():
-    assert load_base(SHIPPED / "base.safetensors")[1].sha256
-    if (SHIPPED / "singlepass.safetensors").is_file():
-        assert load_singlepass(SHIPPED / "singlepass.safetensors")[1].tasks
+@pytest.mark.parametrize("name", sorted(p.name for p in SHIPPED.glob("*.safetensors")))
+def test_every_shipped_model_carries_its_checksums(name):
+    metadata = _metadata(SHIPPED / name)
+    assert METADATA_HASH_KEY in metadata and "content_sha256" in metadata
+    if metadata["kind"] == "dtpm-singlepass":
+        assert load_singlepass(SHIPPED / name)[1].tasks
+    elif metadata["kind"] == "dtpm-base":
+        assert load_base(SHIPPED / name)[1].sha256 == metadata["content_sha256"]
+    else:
+        assert read_adapter_info(SHIPPED / name).base_sha256
+
+
+@pytest.mark.skipif(not (SHIPPED / "singlepass.safetensors").is_file(),
+                    reason="no shipped single-pass model")
+def test_edited_task_table_of_the_shipped_single_pass_model_is_refused(tmp_path, capsys):
+    """Issue 21, item 2: the shipped file had no metadata checksum, so an edited task table
+    restored with exit 0 and a different image."""
+    tasks = json.loads(_metadata(SHIPPED / "singlepass.safetensors")["tasks"])
+    edited = _edit(SHIPPED / "singlepass.safetensors", tmp_path / "singlepass.safetensors",
+                   tasks=json.dumps({**tasks, "desnow": 45}))
+    code = main([str(_photo(tmp_path / "a.png")), "-o", str(tmp_path / "out"), "--engine",
+                 "single-pass", "--model", str(edited), "--task", "desnow", "-q"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and str(edited) in err
+    assert not (tmp_path / "out" / "a.png").exists()
 
 
 def test_nan_weights_fail_the_image_and_write_nothing(tmp_path, capsys):

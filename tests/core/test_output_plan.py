@@ -17,7 +17,7 @@ from model_factory import tiny_model
 from PIL import Image
 
 import dtpm_core.imageio as imageio
-from dtpm_core.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
+from dtpm_core.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, main
 from dtpm_core.errors import ImageReadError
 from dtpm_core.model import Stage2Options
 from dtpm_core.output_plan import plan_outputs
@@ -150,7 +150,7 @@ def test_fifo_and_device_link_named_png_are_skipped_not_read(weights, tmp_path):
                           str(tmp_path / "out"), *_args(weights)],
                          capture_output=True, text=True, timeout=240,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert run.returncode == EXIT_OK, run.stderr
+    assert run.returncode == EXIT_SOME_FAILED, run.stderr  # skipped inputs: exit 1 (issue 21)
     assert "restored 1 of 1" in run.stdout
     assert "pipe.png: it is a named pipe (FIFO), not a regular file" in run.stderr
     assert "zero.png: it is a character device, not a regular file" in run.stderr

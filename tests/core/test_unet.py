@@ -170,4 +170,5 @@ def test_the_denoiser_adds_its_context_margin_in_eval_mode_only():
     assert denoiser.train().pad(x)[0].shape[-2:] == (32, 32)
     assert denoiser.eval().pad(x)[0].shape[-2:] == (64, 64)  # 20 + 2 * 16 -> 64
     predictor, _ = calls["predictor"]
-    assert predictor.eval().pad(x[:, :3])[0].shape[-2:] == (24, 24)  # 3 levels: 8
+    assert predictor.train().pad(x[:, :3])[0].shape[-2:] == (24, 24)  # 3 levels: 8
+    assert predictor.eval().pad(x[:, :3])[0].shape[-2:] == (32, 32)  # 20 + 2 * 4 -> 32

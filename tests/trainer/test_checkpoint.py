@@ -64,8 +64,15 @@ def test_damaged_anchor_gives_a_clean_message(tmp_path, damage):
     assert "weights_only" not in message and "\n" not in message
 
 
+def _minimal_state(step: int = 7) -> dict:
+    weights = {"w": torch.ones(2)}
+    return {"kind": "stage1", "step": step, "config": {}, "trainable": weights,
+            "optimizer": {"state": {}, "param_groups": []},
+            "ema": {"decay": 0.9, "updates": 0, "shadow": weights}, "rng": {}}
+
+
 def test_sound_files_still_load(tmp_path):
-    save_checkpoint(checkpoint_path(tmp_path), {"step": 7, "model": {"w": torch.ones(2)}})
+    save_checkpoint(checkpoint_path(tmp_path), _minimal_state())
     assert load_checkpoint(checkpoint_path(tmp_path))["step"] == 7
     save_anchor(tmp_path, Anchor({"w": torch.ones(2)}, {"w": torch.zeros(2)}))
     assert torch.equal(load_anchor(tmp_path).theta0["w"], torch.ones(2))

@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dtpm_core.atomic import atomic_writer
 from dtpm_core.singlepass.network import (
     SinglePassNet,
     from_net_range,
@@ -31,7 +30,7 @@ from dtpm_core.singlepass.network import (
 )
 from dtpm_core.singlepass.schedule import sigma_bars
 
-from ..checkpoint import CheckpointError, load_training_state
+from ..checkpoint import CheckpointError, load_training_state, save_training_state
 from ..config import SinglePassTrainConfig
 
 ANCHOR_NAME = "anchor.pt"
@@ -74,8 +73,8 @@ def compute_anchor(net: SinglePassNet, clean_batches: Iterator[torch.Tensor], co
 
 
 def save_anchor(run_dir: Path, anchor: Anchor) -> None:
-    with atomic_writer(Path(run_dir) / ANCHOR_NAME) as handle:
-        torch.save({"theta0": anchor.theta0, "omega": anchor.omega}, handle)
+    save_training_state(Path(run_dir) / ANCHOR_NAME,
+                        {"theta0": anchor.theta0, "omega": anchor.omega})
 
 
 def load_anchor(run_dir: Path) -> Anchor | None:

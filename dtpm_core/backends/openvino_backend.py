@@ -1,0 +1,167 @@
+"""The OpenVINO backend: the networks converted once to OpenVINO graphs (cached, see
+`graph_cache`), compiled for the CPU at the restorer's precision and run on numpy arrays.
+
+Precision: "fp32" compiles with INFERENCE_PRECISION_HINT f32 (which must be said: on CPUs with
+AMX, OpenVINO's own default is bf16), "bf16" with bf16. The converted graph itself is fp32 with
+dynamic height and width whatever the precision and shape policy, so one cache entry serves
+them all: "dynamic" compiles it once for every size, "static" once per padded input size (an
+image of tiles needs one or two). torch is imported only to convert a network and to hand
+results back to the restorers' torch code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openvino as ov
+
+from ..errors import ConfigError
+from . import GraphSpec
+from .graph_cache import CacheEntry, GraphCache
+
+PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
+"""The restorers' resolved precisions as OpenVINO's INFERENCE_PRECISION_HINT."""
+SHAPE_POLICIES = ("dynamic", "static")
+DEFAULT_SHAPE_POLICY = "static"
+"""Measured (benchmarks/bench_backends.py, tiny denoiser with adapters, fp32, 1 thread on a
+loaded machine): one pass at 512 px 1.98 s compiled for the size against 3.08 s with dynamic
+sizes (1.56x), at 256 px 277 against 423 ms. A tiled image needs one or two sizes."""
+STATIC_SHAPES_KEPT = 4
+"""Compiled sizes a network keeps (most recent first): tiles, edge tiles, a preview."""
+GRAPH_FILE = "model.xml"
+
+
+def runtime_version() -> str:
+    return ov.get_version()
+
+
+def pad_images(x: np.ndarray, multiple: int, margin: int
+               ) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """numpy twin of `dtpm_core.layers.pad_with_context`: (1, C, H, W) reflect-padded by
+    `margin` (replicated when the image is too small to reflect), then edge-padded on the
+    bottom/right to a multiple; returns the padded array and the slices of the original."""
+    h, w = x.shape[-2:]
+    if margin > 0:
+        mode = "reflect" if min(h, w) > margin else "edge"
+        x = np.pad(x, ((0, 0), (0, 0), (margin, margin), (margin, margin)), mode=mode)
+    pad_h, pad_w = (-x.shape[-2]) % multiple, (-x.shape[-1]) % multiple
+    if pad_h or pad_w:
+        x = np.pad(x, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), mode="edge")
+    return x, (slice(margin, margin + h), slice(margin, margin + w))
+
+
+def convert(spec: GraphSpec, folder: Path) -> None:
+    """Trace `spec`'s network with its example inputs and save the fp32 graph in `folder`,
+    with dynamic height and width on the image inputs."""
+    import torch
+
+    module, example = spec.build()
+    with torch.no_grad():
+        # traced here without torch's re-run check (seconds; the tests compare the outputs)
+        traced = torch.jit.trace(module, example, check_trace=False)
+        model = ov.convert_model(traced, example_input=example)
+    shapes = {}
+    for i, (port, name, x) in enumerate(zip(model.inputs, spec.inputs, example, strict=True)):
+        port.get_tensor().set_names({name})
+        shapes[name] = ov.PartialShape([1, int(x.shape[1]), -1, -1] if i < spec.images
+                                       else list(x.shape))
+    model.reshape(shapes)
+    ov.save_model(model, folder / GRAPH_FILE, compress_to_fp16=False)
+
+
+class OpenVINONetwork:
+    """One compiled network: call it with its inputs by name ((1, C, h, w) images as torch
+    tensors or arrays, unpadded); returns the fp32 output as a torch tensor."""
+
+    def __init__(self, core: ov.Core, graph: Path, spec: GraphSpec, config: dict[str, Any],
+                 shape_policy: str) -> None:
+        self.spec, self._core, self._config = spec, core, config
+        self._model = core.read_model(graph)
+        self._static = shape_policy == "static"
+        self._compiled: dict[tuple[int, ...], Any] = {}
+        if not self._static:
+            self._compiled[()] = core.compile_model(self._model, "CPU", config) \
+                .create_infer_request()
+
+    def _request(self, arrays: list[np.ndarray]) -> Any:
+        if not self._static:
+            return self._compiled[()]
+        shape = tuple(arrays[0].shape[-2:])
+        if shape in self._compiled:
+            self._compiled[shape] = self._compiled.pop(shape)  # the most recent: kept longest
+        else:
+            if len(self._compiled) >= STATIC_SHAPES_KEPT:
+                del self._compiled[next(iter(self._compiled))]
+            model = self._model.clone()
+            model.reshape({port.get_any_name(): ov.PartialShape(list(a.shape))
+                           for port, a in zip(model.inputs, arrays, strict=True)})
+            self._compiled[shape] = self._core.compile_model(model, "CPU", self._config) \
+                .create_infer_request()
+        return self._compiled[shape]
+
+    def __call__(self, **inputs: Any) -> Any:
+        import torch
+
+        spec = self.spec
+        missing = [name for name in spec.inputs if inputs.get(name) is None]
+        if missing:
+            raise ConfigError(f"the {spec.role} graph needs {', '.join(missing)}")
+        arrays = [np.ascontiguousarray(_numpy(inputs[name])) for name in spec.inputs]
+        crop = None
+        for i in range(spec.images):
+            arrays[i], crop = pad_images(arrays[i].astype(np.float32, copy=False),
+                                         spec.multiple, spec.margin)
+        request = self._request(arrays)
+        request.infer(arrays)
+        out = request.get_output_tensor(0).data  # (1, 3, H', W'), the request's own buffer
+        return torch.from_numpy(np.array(out[(..., *crop)], dtype=np.float32))
+
+
+def _numpy(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+class OpenVINOSession:
+    """Compiled networks of one restorer: converts (through the cache) and compiles each
+    network once, at the restorer's precision and thread count."""
+
+    def __init__(self, precision: str, threads: int, shape_policy: str = DEFAULT_SHAPE_POLICY,
+                 cache: GraphCache | None = None) -> None:
+        if precision not in PRECISION_HINTS:
+            raise ConfigError(f"the OpenVINO backend runs fp32 or bf16, not {precision!r}; use "
+                              "--precision fp32, bf16 or auto")
+        if shape_policy not in SHAPE_POLICIES:
+            raise ConfigError(f"unknown shape policy {shape_policy!r}; choose one of "
+                              f"{SHAPE_POLICIES}")
+        self.core = ov.Core()
+        self.config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision],
+                       "INFERENCE_NUM_THREADS": int(threads), "PERFORMANCE_HINT": "LATENCY"}
+        self.shape_policy = shape_policy
+        self.cache = cache if cache is not None else GraphCache()
+        self._networks: dict[str, tuple[str, OpenVINONetwork]] = {}
+
+    def network(self, spec: GraphSpec, on_convert: Callable[[GraphSpec], None] | None = None
+                ) -> tuple[OpenVINONetwork, CacheEntry | None]:
+        """The compiled network for `spec`, and the cache entry when it was looked up now
+        (None when this session had it compiled). `on_convert(spec)` is called before a
+        conversion (the slow part of a first use: seconds)."""
+        key = {**spec.key, "runtime": f"openvino {runtime_version()}"}
+        name = json.dumps(key, sort_keys=True)
+        held = self._networks.get(spec.role)
+        if held is not None and held[0] == name:
+            return held[1], None
+
+        def build(folder: Path) -> None:
+            if on_convert is not None:
+                on_convert(spec)
+            convert(spec, folder)
+
+        entry = self.cache.get(key, build)
+        network = OpenVINONetwork(self.core, entry.folder / GRAPH_FILE, spec, self.config,
+                                  self.shape_policy)
+        self._networks[spec.role] = (name, network)  # one per role: switching tasks frees
+        return network, entry

@@ -1,0 +1,112 @@
+"""Backend choice and the converted-graph cache (issue 22), without any graph runtime: the
+cache is plain files, so its safety is tested with a stand-in converter."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dtpm_core import backends
+from dtpm_core.backends import resolve_backend
+from dtpm_core.backends.graph_cache import MANIFEST, GraphCache, default_cache_root
+from dtpm_core.errors import ConfigError
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+KEY = {"role": "denoiser", "base_sha256": "ab" * 32, "runtime": "openvino 1"}
+
+
+def test_auto_is_openvino_where_measured_faster_and_choices_that_cannot_run_are_errors(
+        monkeypatch):
+    monkeypatch.setattr(backends, "openvino_installed", lambda: True)
+    assert resolve_backend("auto", CPU, native_bf16=True) == "openvino"
+    assert resolve_backend("auto", CPU, native_bf16=False) == "torch"  # level there
+    assert resolve_backend("auto", CPU, native_bf16=True, experts=True) == "torch"
+    assert resolve_backend("auto", CUDA, native_bf16=True) == "torch"
+    assert resolve_backend("openvino", CPU, native_bf16=False, experts=True) == "openvino"
+    assert resolve_backend("torch", CPU) == "torch"
+    with pytest.raises(ConfigError, match="runs on the CPU"):
+        resolve_backend("openvino", CUDA)
+    monkeypatch.setattr(backends, "openvino_installed", lambda: False)
+    assert resolve_backend("auto", CPU) == "torch"
+    with pytest.raises(ConfigError, match="pip install openvino"):
+        resolve_backend("openvino", CPU)
+    with pytest.raises(ConfigError, match="unknown backend"):
+        resolve_backend("onnx", CPU)
+
+
+def test_the_cache_folder_is_the_user_cache_unless_the_environment_says(monkeypatch, tmp_path):
+    monkeypatch.setenv("DTPM_GRAPH_CACHE", str(tmp_path))
+    assert default_cache_root() == tmp_path
+    monkeypatch.delenv("DTPM_GRAPH_CACHE")
+    root = default_cache_root()
+    assert root.name == "openvino" and "DTPM Studio" in str(root)
+
+
+class Converter:
+    """Writes a stand-in graph (an .xml and a 4 kB .bin) and counts the conversions."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, folder) -> None:
+        self.calls += 1
+        (folder / "model.xml").write_text("<net/>")
+        (folder / "model.bin").write_bytes(bytes(range(256)) * 16)
+
+
+def test_a_graph_is_converted_once_then_read_from_the_cache(tmp_path):
+    convert = Converter()
+    first = GraphCache(tmp_path).get(KEY, convert)
+    assert first.converted and first.problem == "" and convert.calls == 1
+    again = GraphCache(tmp_path).get(KEY, convert)  # another process, the same entry
+    assert not again.converted and again.folder == first.folder and convert.calls == 1
+    assert sorted(p.name for p in first.folder.iterdir()) == [MANIFEST, "model.bin",
+                                                              "model.xml"]
+    assert [p.name for p in tmp_path.iterdir()] == [first.folder.name]  # no temporary left
+    other = GraphCache(tmp_path).get({**KEY, "runtime": "openvino 2"}, convert)
+    assert other.converted and other.folder != first.folder and convert.calls == 2
+
+
+@pytest.mark.parametrize("damage, reported", [
+    (lambda f: (f / "model.bin").write_bytes((f / "model.bin").read_bytes()[:1000]),
+     "truncated"),
+    (lambda f: (f / "model.bin").write_bytes(b"\0" * 4096), "does not match its sha256"),
+    (lambda f: (f / "model.xml").unlink(), "missing"),
+    (lambda f: (f / MANIFEST).write_text("{"), "unreadable manifest"),
+    (lambda f: (f / MANIFEST).unlink(), "no manifest"),
+    (lambda f: (f / MANIFEST).write_text(json.dumps(
+        {**json.loads((f / MANIFEST).read_text()), "key": {**KEY, "base_sha256": "cd"}})),
+     "stale"),
+])
+def test_a_damaged_or_stale_entry_is_reported_and_rebuilt_never_used(tmp_path, damage,
+                                                                      reported):
+    convert = Converter()
+    cache = GraphCache(tmp_path)
+    folder = cache.get(KEY, convert).folder
+    damage(folder)
+    rebuilt = cache.get(KEY, convert)
+    assert rebuilt.converted and reported in rebuilt.problem and convert.calls == 2
+    assert (rebuilt.folder / "model.bin").read_bytes() == bytes(range(256)) * 16
+    assert not cache.get(KEY, convert).converted  # whole again
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]
+
+
+def test_a_conversion_that_fails_leaves_no_entry(tmp_path):
+    def broken(folder) -> None:
+        (folder / "model.xml").write_text("<net")
+        raise RuntimeError("conversion failed")
+
+    cache = GraphCache(tmp_path)
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        cache.get(KEY, broken)
+    assert list(tmp_path.iterdir()) == []
+    assert cache.get(KEY, Converter()).converted
+
+
+def test_a_key_with_tuples_finds_its_entry_again(tmp_path):
+    convert = Converter()
+    key = {**KEY, "enc_blocks": (1, 1, 1, 1)}  # configs hold tuples; the manifest JSON lists
+    assert GraphCache(tmp_path).get(key, convert).converted
+    assert not GraphCache(tmp_path).get(key, convert).converted and convert.calls == 1

@@ -1,0 +1,242 @@
+"""The OpenVINO backend (issue 22): every network and whole restorations match torch fp32
+within 1e-4 (max abs, images in [0, 1]); bf16 within the torch fast path's bar; converted
+once, with progress, and a damaged cache entry rebuilt. Skipped where openvino is missing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from model_factory import tiny_model
+
+pytest.importorskip("openvino")
+
+from dtpm_core import device as device_module  # noqa: E402
+from dtpm_core.backends.graphs import denoiser_graph, predictor_graph  # noqa: E402
+from dtpm_core.backends.openvino_backend import OpenVINOSession, pad_images  # noqa: E402
+from dtpm_core.engine import DTPMSpec, SinglePassSpec, load_engine  # noqa: E402
+from dtpm_core.layers import pad_with_context  # noqa: E402
+from dtpm_core.metrics import psnr  # noqa: E402
+from dtpm_core.model import Stage2Options  # noqa: E402
+from dtpm_core.restore import Restorer  # noqa: E402
+from dtpm_core.singlepass.graph import singlepass_graph  # noqa: E402
+from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset  # noqa: E402
+from dtpm_core.singlepass.restore import SinglePassRestorer  # noqa: E402
+from dtpm_core.singlepass.weights import load_singlepass, save_singlepass  # noqa: E402
+from dtpm_core.weights import load_adapter, load_base, save_adapter, save_base  # noqa: E402
+
+FP32_TOLERANCE = 1e-4
+"""Max abs difference from torch fp32 (issue 22), images in [0, 1] and network outputs."""
+BF16_PSNR = 40.0
+"""The bar the torch fast path meets against fp32 (tests/core/test_fast_path.py)."""
+SIZES = [(64, 64), (37, 70), (21, 9)]  # a multiple of 16, odd sizes, smaller than the margin
+TASKS = {"desnow": 15, "raindrop": 22}
+
+
+@pytest.fixture(scope="module")
+def dtpm_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ov_dtpm")
+    model = tiny_model(Stage2Options(), semantic="random", seed=3)
+    sha = save_base(folder / "base.safetensors", model)
+    save_adapter(folder / "motion.safetensors", model, "motion-deblur", sha)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def singlepass_file(tmp_path_factory):
+    torch.manual_seed(0)
+    net = SinglePassNet(singlepass_preset("tiny", width=8, cond_dim=16,
+                                          adaptor_tasks=tuple(TASKS)))
+    with torch.no_grad():  # adaptors that matter, routers that pick different experts
+        for adaptor in net.adaptors:
+            adaptor.scale.fill_(0.5)
+            for param in adaptor.router.parameters():
+                param.normal_(0.0, 1.0)
+    path = tmp_path_factory.mktemp("ov_sp") / "fast.safetensors"
+    save_singlepass(path, net.eval(), tasks=TASKS)
+    return path
+
+
+@pytest.fixture(scope="module")
+def photo():
+    from skimage import data
+    return np.ascontiguousarray(data.astronaut()[100:196, 120:248] / 255.0, dtype=np.float32)
+
+
+def _max_diff(a, b) -> float:
+    return float(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)).max())
+
+
+def _randn(*shape, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_the_padding_outside_the_graph_is_the_networks_own():
+    for h, w in [*SIZES, (16, 16), (17, 100)]:
+        x = _randn(1, 3, h, w)
+        for multiple, margin in ((16, 16), (8, 0)):
+            expected, crop = pad_with_context(x, multiple, margin)
+            padded, crop_np = pad_images(x.numpy(), multiple, margin)
+            assert np.array_equal(padded, expected.numpy()) and crop_np == crop, (h, w)
+
+
+def test_every_dtpm_network_matches_torch_fp32(dtpm_files):
+    model, info = load_base(dtpm_files / "base.safetensors")
+    task = load_adapter(dtpm_files / "motion.safetensors", model, info)
+    session = OpenVINOSession("fp32", threads=1)
+    denoiser, _ = session.network(denoiser_graph(model, info, task))
+    predictor, _ = session.network(predictor_graph(task))
+    plain, _ = session.network(denoiser_graph(model, info, None))  # Stage I, no adapters
+    semantic = _randn(1, 512, seed=9)
+    with torch.no_grad():
+        for i, (h, w) in enumerate(SIZES):
+            x, y_d, guide = (_randn(1, 3, h, w, seed=i * 3 + j) for j in range(3))
+            level = torch.full((1,), 0.3 + 0.2 * i)
+            expected = model.denoiser(x, y_d, level, semantic, adapters=task.adapters,
+                                      guidance=guide)
+            out = denoiser(x_t=x, y_d=y_d, sqrt_gamma=level, semantic_code=semantic,
+                           guidance=guide)
+            assert out.shape == expected.shape and out.dtype == torch.float32
+            assert _max_diff(out, expected) < FP32_TOLERANCE, (h, w)
+            assert _max_diff(plain(x_t=x, y_d=y_d, sqrt_gamma=level, semantic_code=semantic),
+                             model.denoiser(x, y_d, level, semantic)) < FP32_TOLERANCE
+            assert _max_diff(predictor(y_d=y_d), task.predictor(y_d)) < FP32_TOLERANCE
+
+
+def test_the_single_pass_network_matches_torch_fp32_with_top_k_experts(singlepass_file):
+    net, info = load_singlepass(singlepass_file)
+    net.eval().set_inference_top_k(2)
+    network, _ = OpenVINOSession("fp32", threads=1).network(singlepass_graph(net, info))
+    with torch.no_grad():
+        for i, (h, w) in enumerate(SIZES):
+            x = _randn(1, 3, h, w, seed=i)
+            for t_mat in TASKS.values():
+                t = torch.full((1,), t_mat, dtype=torch.long)
+                assert _max_diff(network(x=x, t=t), net(x, t)) < FP32_TOLERANCE, (h, w, t_mat)
+
+
+def test_dtpm_restorations_match_torch_fp32_at_k_1_4_10_with_tiles(dtpm_files, photo):
+    files = (dtpm_files / "base.safetensors", dtpm_files / "motion.safetensors")
+    exact = Restorer(*files, device="cpu", precision="fp32")
+    ov = Restorer(*files, device="cpu", precision="fp32", backend="openvino")
+    assert ov.backend == "openvino"
+    for tile in (64, 0):  # 2 x 3 overlapping tiles, then the whole image
+        a = exact.restore(photo, [1, 4, 10], seed=3, tile=tile)
+        b = ov.restore(photo, [1, 4, 10], seed=3, tile=tile)
+        assert _max_diff(b.initial, a.initial) < FP32_TOLERANCE
+        for k in (1, 4, 10):
+            assert _max_diff(b.results[k], a.results[k]) < FP32_TOLERANCE, (tile, k)
+
+
+def test_single_pass_restorations_match_torch_fp32_with_tiles_and_ensemble(singlepass_file,
+                                                                          photo):
+    exact = SinglePassRestorer(singlepass_file, "cpu", precision="fp32")
+    ov = SinglePassRestorer(singlepass_file, "cpu", precision="fp32", backend="openvino")
+    for tile, ensemble in ((64, False), (0, True)):
+        a = exact.restore(photo, "raindrop", tile=tile, ensemble=ensemble).result
+        b = ov.restore(photo, "raindrop", tile=tile, ensemble=ensemble).result
+        assert _max_diff(b, a) < FP32_TOLERANCE, (tile, ensemble)
+
+
+def test_bf16_is_within_the_fast_paths_bar(dtpm_files, singlepass_file, photo, monkeypatch):
+    # native bf16 said yes: OpenVINO runs bf16 where the CPU has it (and f32 where not)
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda flags=None: True)
+    files = (dtpm_files / "base.safetensors", dtpm_files / "motion.safetensors")
+    exact = Restorer(*files, device="cpu", precision="fp32").restore(photo, [1, 4], seed=3,
+                                                                     tile=64)
+    fast = Restorer(*files, device="cpu", backend="openvino")
+    assert fast.precision == "bf16"
+    out = fast.restore(photo, [1, 4], seed=3, tile=64)
+    for k in (1, 4):
+        assert out.results[k].dtype == np.float32
+        assert psnr(out.results[k], exact.results[k]) > BF16_PSNR, k
+    exact_sp = SinglePassRestorer(singlepass_file, "cpu", precision="fp32").restore(
+        photo, "desnow", tile=0).result
+    fast_sp = SinglePassRestorer(singlepass_file, "cpu", precision="bf16", backend="openvino")
+    assert psnr(fast_sp.restore(photo, "desnow", tile=0).result, exact_sp) > BF16_PSNR
+
+
+@pytest.mark.slow  # converts the network twice (seconds each on a quiet machine)
+def test_first_use_converts_with_progress_and_a_damaged_entry_is_rebuilt(singlepass_file,
+                                                                         photo, tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.setenv("DTPM_GRAPH_CACHE", str(tmp_path))
+    spec = SinglePassSpec(singlepass_file, task="desnow", device="cpu", precision="fp32",
+                          backend="openvino", tile=0)
+
+    def restore() -> tuple[list[str], object]:
+        stages: list[str] = []
+        result = load_engine(spec).restore(photo, progress=lambda p: stages.append(p.stage))
+        return stages, result
+
+    stages, first = restore()
+    assert stages[0] == "converting" and stages.count("converting") == 1
+    assert len(list(tmp_path.iterdir())) == 1
+    stages, again = restore()  # a new engine: read from the cache, not converted
+    assert "converting" not in stages
+    assert np.array_equal(again.image, first.image)
+    entry = next(tmp_path.iterdir())
+    (entry / "model.bin").write_bytes((entry / "model.bin").read_bytes()[:-100])  # truncated
+    stages, rebuilt = restore()
+    assert "converting" in stages
+    assert any("unusable" in note and "truncated" in note for note in rebuilt.notes)
+    assert np.array_equal(rebuilt.image, first.image)
+    assert "converting" not in restore()[0]  # the rebuilt entry checks out
+
+
+def test_the_engine_spec_chooses_the_backend(dtpm_files, photo, monkeypatch):
+    from dtpm_core import backends, device
+
+    files = (dtpm_files / "base.safetensors", dtpm_files / "motion.safetensors")
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda *a: True)
+    engine = load_engine(DTPMSpec(*files, steps=(2,), device="cpu", precision="fp32", tile=0))
+    assert engine.backend == "openvino"  # auto: installed, on a CPU with native bf16
+    torch_engine = load_engine(DTPMSpec(*files, steps=(2,), device="cpu", precision="fp32",
+                                        tile=0, backend="torch"))
+    assert torch_engine.backend == "torch"
+    assert _max_diff(engine.restore(photo).image,
+                     torch_engine.restore(photo).image) < FP32_TOLERANCE
+    monkeypatch.setattr(backends, "openvino_installed", lambda: False)
+    assert load_engine(DTPMSpec(*files, device="cpu")).backend == "torch"
+    monkeypatch.setattr(backends, "openvino_installed", lambda: True)
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda *a: False)
+    assert load_engine(DTPMSpec(*files, device="cpu")).backend == "torch"  # measured level
+
+
+def test_dtpm_restore_backend_option(dtpm_files, photo, tmp_path):
+    from dtpm_core.cli import EXIT_OK, EXIT_USAGE, main
+    from dtpm_core.imageio import read_image, write_image
+
+    source = tmp_path / "in.png"
+    write_image(source, photo, bit_depth=8)
+    args = ["--base", str(dtpm_files / "base.safetensors"), "--adapter",
+            str(dtpm_files / "motion.safetensors"), "--device", "cpu", "--precision", "fp32",
+            "--steps", "2", "--tile", "64", "-q"]
+    for backend in ("torch", "openvino"):
+        assert main([str(source), "-o", str(tmp_path / backend), *args,
+                     "--backend", backend]) == EXIT_OK
+    a, b = (read_image(tmp_path / name / "in.png").rgb for name in ("torch", "openvino"))
+    assert _max_diff(a, b) <= 1.0 / 255 + 1e-6  # 8-bit files: at most one step apart
+    with pytest.raises(SystemExit) as refused:  # argparse: not one of the choices
+        main([str(source), "-o", str(tmp_path / "x"), *args, "--backend", "onnx"])
+    assert refused.value.code == EXIT_USAGE
+
+
+@pytest.mark.slow
+def test_the_bundled_models_match_torch_fp32(photo):
+    models = Path(__file__).resolve().parents[2] / "resources" / "models"
+    files = (models / "base.safetensors", models / "motion-deblur.safetensors")
+    exact = Restorer(*files, device="cpu", precision="fp32")
+    ov = Restorer(*files, device="cpu", precision="fp32", backend="openvino")
+    a = exact.restore(photo, [1, 4, 10], seed=1, tile=64)
+    b = ov.restore(photo, [1, 4, 10], seed=1, tile=64)
+    assert _max_diff(b.initial, a.initial) < FP32_TOLERANCE
+    for k in (1, 4, 10):
+        assert _max_diff(b.results[k], a.results[k]) < FP32_TOLERANCE, k
+    single = models / "singlepass.safetensors"
+    a = SinglePassRestorer(single, "cpu", precision="fp32").restore(photo, "desnow", tile=64)
+    b = SinglePassRestorer(single, "cpu", precision="fp32", backend="openvino").restore(
+        photo, "desnow", tile=64)
+    assert _max_diff(b.result, a.result) < FP32_TOLERANCE
