@@ -4,7 +4,13 @@ No widgets here; `widgets.batch_queue.BatchQueue` shows this state. Targets come
 `dtpm_core.output_plan.plan_outputs`, the planner `dtpm-restore` uses: never over an input or
 another item's target, earlier results never taken as inputs, special files and unreadable
 image types listed as skipped. The output folder is proved writable before the batch starts,
-and finished items (output exists) are skipped by the worker.
+and finished items are skipped by the worker: those whose result in the output folder was
+made from this very input (its output marker says so); a file of that name that is not (the
+result of another photo of the same name, the person's own file) is kept and the result
+takes a free name, which the plan's notes report.
+
+The item running while the batch is paused shows "paused"; each finished item keeps the
+path of its result (`outputs`).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from .batch_worker import BatchEntry, BatchModels, BatchSettings, BatchSummary, 
 from .formats import OUTPUT_CHOICES
 from .workers import ThreadPool
 
-STATUSES = ("queued", "running", "done", "failed", "skipped")
+STATUSES = ("queued", "running", "paused", "done", "failed", "skipped")
 PLAN_NOTES_SHOWN = 8
 """Skipped files and renamed results named in the banner; the rest are counted."""
 
@@ -48,9 +54,31 @@ def match_reference(source: str | Path, reference_dir: str | Path | None) -> Pat
     return None
 
 
+DERIVED_SUFFIX = "-restored"
+"""The batch output folder derived from an input folder "shoot" is "shoot-restored"."""
+
+
+def default_output_dir(first: Path) -> Path:
+    """The output folder for a queue whose first input is `first`: "<folder>-restored"
+    beside a folder, "restored" beside a file."""
+    first = Path(first)
+    return (first.parent / f"{first.name}{DERIVED_SUFFIX}" if first.is_dir()
+            else first.parent / "restored")
+
+
+def looks_derived(folder: str | Path) -> bool:
+    """`folder` is "<x>-restored" beside an existing folder "<x>": what `default_output_dir`
+    makes (settings of older versions did not record which folder was derived)."""
+    folder = Path(folder)
+    name = folder.name
+    return (name.endswith(DERIVED_SUFFIX) and len(name) > len(DERIVED_SUFFIX)
+            and folder.with_name(name[:-len(DERIVED_SUFFIX)]).is_dir())
+
+
 def _plan_notes(plan: OutputPlan) -> str:
     """What the person should know about a plan: files left out, results renamed."""
-    lines = [f"Skipped {path.name}: {reason}" for path, reason in plan.skipped]
+    lines = [f"Skipped {path.name}: {reason}"
+             for path, reason in (*plan.skipped, *plan.earlier_results, *plan.conflicts)]
     lines += [f"{path.name}: {reason}" for path, reason in plan.renamed]
     if len(lines) > PLAN_NOTES_SHOWN:
         lines = [*lines[:PLAN_NOTES_SHOWN], f"… and {len(lines) - PLAN_NOTES_SHOWN} more"]
@@ -73,6 +101,7 @@ class BatchRunner(QObject):
         self.plan = OutputPlan([])
         self.status: list[str] = []
         self.messages: list[str] = []
+        self.outputs: list[str] = []  # the result's path of each finished item ("" if none)
         self.outdir: Path | None = None
         self.format_key = "png8"
         self.quality = 92
@@ -132,6 +161,7 @@ class BatchRunner(QObject):
         self.entries = entries
         self.status = ["queued"] * len(entries)
         self.messages = [""] * len(entries)
+        self.outputs = [""] * len(entries)
         self.summary = None
         self.queueChanged.emit()
         self.progressChanged.emit(0.0)
@@ -141,15 +171,17 @@ class BatchRunner(QObject):
         """Run the queue in a worker thread with `models` (DTPM at K, seed and texture
         strength, or the single-pass engine, which takes none of them); False when there is
         nothing to run. The worker loads its own engine (`BatchSettings.engine_spec`)."""
-        if self.running or not self.entries or self.outdir is None:
+        if self.running or not self.roots or self.outdir is None:
             return False
         self.replan()
         plan, outdir = self.plan, self.outdir
-        try:
+        try:  # an unusable folder is said as such, also when it left no item a name
             check_output_folder(plan, outdir)
         except OutputPlanError as exc:
             self.problem.emit(str(exc))
             return False
+        if not self.entries:
+            return False  # (the plan's notes said why)
         sweep_stale_temp_files(plan, outdir)
         settings = BatchSettings(models, device, k, seed, tile, self.format_key, self.quality,
                                  strength)
@@ -166,16 +198,25 @@ class BatchRunner(QObject):
         return True
 
     def pause(self) -> None:
+        """Hold the batch after the current network pass; the running item says "paused"
+        (and its time leaves the pause out)."""
         if self._worker is not None and not self.paused:
             self._worker.pause()
             self.paused = True
+            self._swap_status("running", "paused")
             self.pausedChanged.emit(True)
 
     def resume(self) -> None:
         if self._worker is not None and self.paused:
             self._worker.resume()
             self.paused = False
+            self._swap_status("paused", "running")
             self.pausedChanged.emit(False)
+
+    def _swap_status(self, old: str, new: str) -> None:
+        for i, status in enumerate(self.status):
+            if status == old:
+                self._set(i, new, self.messages[i])
 
     def cancel(self) -> None:
         if self._worker is not None:
@@ -195,23 +236,25 @@ class BatchRunner(QObject):
 
     @Slot(int)
     def _on_started(self, index: int) -> None:
-        self._set(index, "running", "")
+        self._set(index, "paused" if self.paused else "running", "")
 
     @Slot(int, int, int)
     def _on_progress(self, index: int, done: int, total: int) -> None:
         if total > 0 and self.entries:
             self.progressChanged.emit((self._finished_items + done / total) / len(self.entries))
 
-    @Slot(int, str, str)
-    def _on_item_finished(self, index: int, status: str, message: str) -> None:
+    @Slot(int, str, str, str)
+    def _on_item_finished(self, index: int, status: str, message: str, output: str) -> None:
         self._finished_items += 1
+        if 0 <= index < len(self.outputs):
+            self.outputs[index] = output
         self._set(index, status, message)
         self.progressChanged.emit(self._finished_items / max(1, len(self.entries)))
 
     @Slot(object)
     def _on_finished(self, summary: BatchSummary) -> None:
         for i, status in enumerate(self.status):
-            if status == "running":
+            if status in ("running", "paused"):
                 self._set(i, "queued", "cancelled")
         self._worker, self.paused, self.summary = None, False, summary
         self.runningChanged.emit(False)

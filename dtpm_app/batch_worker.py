@@ -1,12 +1,20 @@
 """`BatchWorker`: restores a list of files in its own thread with its own engine (DTPM or the
 single-pass network, loaded with `dtpm_core.engine.load_engine`), so the interactive session
 (task and engine switches included) never changes a running batch. Pause, resume and cancel are
-thread-safe; one file that fails is reported and the batch goes on."""
+thread-safe; one file that fails is reported and the batch goes on.
+
+Every result carries an output marker naming its input (`dtpm_core.output_marker`: the
+sha256 of the input's bytes), so a result already in the output folder counts as done only
+for the photo it was made from; the planner (`dtpm_core.output_plan`) gives any other file of
+that name a wide berth (the result takes a free name) and the worker never writes over a file
+that appeared after planning. An item's time excludes the time the batch was paused."""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +99,7 @@ class BatchSummary:
     remaining: int  # not processed because the batch was cancelled
     failures: tuple[tuple[str, str], ...]  # (file, reason)
     error: str = ""  # the whole batch could not run (e.g. the model failed to load)
+    cancelled: bool = False  # the person cancelled it (`remaining` were not processed)
 
 
 class BatchWorker(QObject):
@@ -98,7 +107,8 @@ class BatchWorker(QObject):
 
     item_started = Signal(int)
     item_progress = Signal(int, int, int)  # index, passes done, passes in all
-    item_finished = Signal(int, str, str)  # index, "done" | "failed" | "skipped", message
+    # index, "done" | "failed" | "skipped", message, the result's path ("" when none)
+    item_finished = Signal(int, str, str, str)
     finished = Signal(object)  # BatchSummary
 
     def __init__(self, entries: list[BatchEntry], settings: BatchSettings,
@@ -111,6 +121,7 @@ class BatchWorker(QObject):
         self._cancel = threading.Event()
         self._resume = threading.Event()
         self._resume.set()
+        self._paused_s = 0.0  # time the current item spent paused
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -123,8 +134,11 @@ class BatchWorker(QObject):
         self._resume.set()
 
     def _wait_if_paused(self) -> None:
-        while not self._resume.wait(0.05):
-            pass
+        if not self._resume.is_set():
+            start = time.monotonic()
+            while not self._resume.wait(0.05):
+                pass
+            self._paused_s += time.monotonic() - start
         if self._cancel.is_set():
             raise Cancelled("batch cancelled")
 
@@ -134,36 +148,47 @@ class BatchWorker(QObject):
         failures: list[tuple[str, str]] = []
         index = 0
         error = ""
+        cancelled = False
         try:
             engine = load_batch_engine(self._settings)
             for index, entry in enumerate(self._entries):
                 self._wait_if_paused()
                 self.item_started.emit(index)
-                status, message = self._one(engine, index, entry)
+                self._paused_s = 0.0
+                status, message, output = self._one(engine, index, entry)
                 counts[status] += 1
                 if status == "failed":
                     failures.append((str(entry.source), message))
-                self.item_finished.emit(index, status, message)
+                self.item_finished.emit(index, status, message, str(output or ""))
             index = len(self._entries)
         except Cancelled:
-            pass
+            cancelled = True
         # The thread's top level: report instead of dying silently.
         except Exception as exc:  # noqa: BLE001
             if not isinstance(exc, DTPMError):
                 log.exception("batch failed")
             error = describe_error(exc).message
         self.finished.emit(BatchSummary(counts["done"], counts["skipped"], counts["failed"],
-                                        len(self._entries) - index, tuple(failures), error))
+                                        len(self._entries) - index, tuple(failures), error,
+                                        cancelled))
 
-    def _one(self, engine: Engine, index: int, entry: BatchEntry) -> tuple[str, str]:
-        """Restore one file; returns (status, message). Cancelled propagates."""
+    def _one(self, engine: Engine, index: int,
+             entry: BatchEntry) -> tuple[str, str, Path | None]:
+        """Restore one file; returns (status, message, the result's path). Cancelled
+        propagates."""
         from dtpm_core.imageio import read_image, write_image
         from dtpm_core.metrics import psnr
+        from dtpm_core.output_marker import OutputMarker
 
         from .formats import OUTPUT_CHOICES, write_options
 
-        if entry.target.exists():
-            return "skipped", f"output exists: {entry.target.name}"
+        target = entry.target
+        if os.path.lexists(target):
+            if _result_of(target, entry.source):
+                return "skipped", "output exists: restored from this photo before", target
+            return "failed", (f"{target} is not a result of this photo and appeared after the "
+                              "batch was planned; it was kept (start the batch again to "
+                              "write under a free name)"), None
         s = self._settings
 
         def on_progress(p: Any) -> None:
@@ -176,17 +201,20 @@ class BatchWorker(QObject):
                                       should_stop=self._cancel.is_set)
             result = restored.image
             options = write_options(OUTPUT_CHOICES[s.format_key], s.quality, loaded.bit_depth,
-                                    entry.target)
-            write_image(entry.target, result, like=loaded, **options)
+                                    target)
+            # the marker names this input: a rerun finds the result again, and another
+            # photo's batch never takes it for its own; a file that appeared meanwhile is kept
+            write_image(target, result, like=loaded, marker=OutputMarker.for_input(loaded),
+                        replace=False, **options)
         except (ImageReadError, ImageWriteError, OutOfMemory, ConfigError,
                 ModelOutputError) as exc:  # a NaN result is never written
-            return "failed", str(exc)
-        message = f"{restored.seconds:.1f} s"
+            return "failed", str(exc), None
+        message = f"{max(0.0, restored.seconds - self._paused_s):.1f} s"
         if self._record is not None:
             try:
-                self._record(entry.target)
+                self._record(target)
             except OSError as exc:
-                log.warning("%s: the output ledger could not be updated: %s", entry.target, exc)
+                log.warning("%s: the output ledger could not be updated: %s", target, exc)
         if entry.reference is not None:
             try:
                 ref = read_image(entry.reference).rgb
@@ -194,7 +222,18 @@ class BatchWorker(QObject):
                     message += f", PSNR {psnr(result, ref):.2f} dB vs reference"
             except ImageReadError as exc:
                 message += f" (reference unreadable: {exc})"
-        return "done", "; ".join((message, *restored.notes))
+        return "done", "; ".join((message, *restored.notes)), target
+
+
+def _result_of(target: Path, source: Path) -> bool:
+    """`target`'s output marker names `source` (the sha256 of its bytes)."""
+    from dtpm_core.output_marker import file_sha256, read_output_marker
+
+    try:
+        marker = read_output_marker(target)
+        return marker is not None and marker.input_sha256 == file_sha256(source)
+    except OSError:
+        return False
 
 
 def load_batch_engine(s: BatchSettings) -> Engine:

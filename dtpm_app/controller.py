@@ -44,6 +44,7 @@ from .model_store import InstallReport, install_models, scores_of_fitting_adapte
 from .saving import ShownResult
 from .session import Session
 from .settings import AppSettings
+from .single_pass_scores import single_pass_scores
 from .state import ImageState, Progress
 from .texture_strength import checked_strength
 from .workers import ErrorInfo, InferenceWorker, ThreadPool
@@ -107,6 +108,7 @@ class Controller(QObject):
         s.dtpm.set_installed(s.catalog.base)
         s.single_pass.set_installed(s.catalog.singlepass)
         s.task_scores = scores_of_fitting_adapters(s.catalog.base, s.catalog.adapters)
+        s.single_pass_scores = single_pass_scores(s.catalog.singlepass, s.catalog.adapters)
         s.task = self.planner.pick_task()
         self._emit_models()
         self._changed()
@@ -324,13 +326,14 @@ class Controller(QObject):
         self.settings.add_recent(path)
         cheap = self.planner.cheap_k()
         if cheap is not None:  # never an expensive K kept from the last photo on a large one
-            s.k, (title, text) = cheap[0], cheap[1:]
+            s.k = cheap[0]
             self.stepsReset.emit(s.k)
-            self.message.emit("notice", title, text)
         s.user_stopped = False
         s.failed.clear()
         s.reference, s.reference_path = None, None
-        self.imageChanged.emit(s.image)
+        self.imageChanged.emit(s.image)  # (the window drops notes about the last photo)
+        if cheap is not None:
+            self.message.emit("notice", *cheap[1:])
         self.referenceChanged.emit(None)
         self._changed()
         match = reference or match_reference(path, self.settings.reference_dir)

@@ -17,7 +17,7 @@ from .jobs import CurvePointJob, Job, ResultKey
 from .saving import ShownResult
 from .session import Session
 from .state import CurveState, Display, ModelsState
-from .texture_strength import strength_text
+from .texture_strength import strength_tag, strength_text
 
 ENSEMBLE_LABEL = f"{ENGINE_LABELS[SINGLE_PASS]}, 8-way ensemble"
 
@@ -28,6 +28,8 @@ class ControllerViews:
     def __init__(self, session: Session, planner: JobPlanner) -> None:
         self.s, self.planner = session, planner
         self._warned: tuple[str, str] | None = None  # (engine, task) said unavailable
+        self._last_dtpm: ResultKey | None = None  # the DTPM result shown last
+        self._backbone = ""  # the perceptual distance the worker measures, once known
 
     def models(self, state: str | None = None) -> ModelsState:
         from dtpm_core.catalog import user_models_dir
@@ -55,7 +57,7 @@ class ControllerViews:
             planner.problem(SINGLE_PASS),
             tuple(s.catalog.adapters) if planner.has_dtpm else (), planner.dtpm_problem(),
             scores=adapter.scores if adapter and adapter.task == s.task else None,
-            task_scores=dict(s.task_scores))
+            task_scores=dict(s.task_scores), single_pass_scores=dict(s.single_pass_scores))
 
     def forget_warning(self) -> None:
         self._warned = None
@@ -78,17 +80,33 @@ class ControllerViews:
     def _dtpm_shown(self) -> tuple[ResultKey | None, int | None]:
         """The cache key and K of the DTPM result the view shows: the current K once it is
         restored, else the nearest K restored so far for the same image, task, seed, tile and
-        texture strength (labelled as such), else (None, None)."""
+        texture strength; after a new seed, the result shown before (another seed) until the
+        new one's arrives; each labelled as what it is. Else (None, None). A result of
+        another texture strength or tile is never shown for the current one."""
         key, results = self.planner.result_key(DTPM), self.s.dtpm.results
         if key is None:
             return None, None
         if results.get(key) is not None:
+            self._last_dtpm = key
             return key, self.s.k
-        near = [c for c in results.keys() if replace(c, steps=key.steps) == key]
-        if not near:
-            return None, None
+        cached = results.keys()
+        near = [c for c in cached if replace(c, steps=key.steps) == key]
+        if not near:  # a new seed: what was on screen stays there while it is computed
+            last = self._last_dtpm
+            if last is None or last not in cached or \
+                    replace(last, steps=key.steps, seed=key.seed) != key:
+                return None, None
+            near = [last]
         best = min(near, key=lambda c: (abs(c.steps - self.s.k), c.steps))
+        self._last_dtpm = best
         return best, best.steps
+
+    def _unlike(self, shown: ResultKey) -> str:
+        """How the settings differ from the DTPM result `shown` ("K=9", "seed 7", ...)."""
+        parts = [f"K={self.s.k}"] if shown.steps != self.s.k else []
+        if shown.seed != self.s.seed:
+            parts.append(f"seed {self.s.seed}")
+        return ", ".join(parts) or f"K={self.s.k}"
 
     def shown_result(self) -> ShownResult | None:
         """The result on screen for the engine in use (what Save and Copy take): for DTPM the
@@ -107,8 +125,9 @@ class ControllerViews:
         result = self.s.dtpm.results.get(key) if key is not None else None
         if key is None or result is None:
             return None
-        return ShownResult(result, f"dtpm-K{k}", f"DTPM, K={k}{strength_text(key.strength)}",
-                           key)
+        seed = f", seed {key.seed}" if key.seed != self.s.seed else ""
+        return ShownResult(result, f"dtpm-K{k}{strength_tag(key.strength)}",
+                           f"DTPM, K={k}{strength_text(key.strength)}{seed}", key)
 
     def shown_text(self) -> str:
         """One line for the status bar: what the result side shows now, and why it is not
@@ -123,9 +142,11 @@ class ControllerViews:
         seconds = s.engine_state(shown.key.engine).seconds.get(shown.key)
         took = f" (restored in {seconds:.1f} s)" if seconds is not None else ""
         text = f"Showing {shown.label}{took}"
-        if self.planner.active_engine == DTPM and shown.tag != f"dtpm-K{s.k}":
-            text += (f"; K={s.k} cancelled: press Restore (F5) to compute it"
-                     if s.user_stopped else f"; K={s.k} not restored yet")
+        wanted = self.planner.result_key(DTPM)
+        if self.planner.active_engine == DTPM and shown.key != wanted:
+            what = self._unlike(shown.key)
+            text += (f"; {what} cancelled: press Restore (F5) to compute it"
+                     if s.user_stopped else f"; {what} not restored yet")
         return text
 
     def display(self) -> Display:
@@ -140,7 +161,9 @@ class ControllerViews:
         if key is None:  # models still loading
             pending = not dtpm_problem and not s.dtpm.error and not s.user_stopped
         else:
-            pending = result_k != s.k and key not in s.failed and not s.user_stopped
+            pending = shown_key != key and key not in s.failed and not s.user_stopped
+        other_seed = shown_key.seed if shown_key is not None and shown_key.seed != s.seed \
+            else None
         single_key = planner.result_key(SINGLE_PASS)
         single = s.single_pass.results.get(single_key) if single_key is not None else None
         single_problem = planner.problem(SINGLE_PASS, short=True)
@@ -150,7 +173,7 @@ class ControllerViews:
             s.image.loaded.rgb, initial, result, s.reference, result_k, s.k,
             pending and planner.shows(DTPM), planner.active_engine, single,
             single_pending and planner.shows(SINGLE_PASS), single_problem, dtpm_problem,
-            s.strength)
+            s.strength, result_seed=other_seed, wanted_seed=s.seed)
 
     def curve(self, job: Job | None, error: str = "") -> CurveState:
         """The refined curve once complete, else the quick one from the small preview; `job`
@@ -163,10 +186,14 @@ class ControllerViews:
             else None
         computing = running.steps if (running is not None and running.key == key
                                       and running.side == side) else None
-        backbone = next((p.backbone for p in points.values()), "")
         against = "reference" if s.reference is not None else "initial prediction"
         single_key = planner.curve_key(SINGLE_PASS)
         single = s.single_pass.curve(single_key, side).get(None)
+        # one metric for the session (the worker's): its name stays when a new curve starts,
+        # so the single-pass number is never relabelled
+        measured = [*points.values(), *([single] if single is not None else [])]
+        self._backbone = next((p.backbone for p in measured if p.backbone), self._backbone)
+        backbone = self._backbone
         single_computing = single is None and running is not None and running.key == single_key
         return CurveState(
             {k: p.psnr for k, p in points.items()}, {k: p.lpips for k, p in points.items()},

@@ -36,7 +36,7 @@ from dtpm_core.catalog import resources_dir, user_models_dir
 from dtpm_core.imageio import SUPPORTED_EXTENSIONS
 from dtpm_core.options import ENGINE_LABELS, SINGLE_PASS
 
-from .batch_runner import BatchRunner
+from .batch_runner import BatchRunner, default_output_dir, looks_derived
 from .batch_worker import BatchSummary
 from .controller import Controller
 from .qt_workarounds import keep_singletons_alive
@@ -48,14 +48,20 @@ from .texture_strength import strength_text
 from .widgets.about import AboutDialog
 from .widgets.batch_queue import BatchQueue
 from .widgets.compare import CompareArea
+from .widgets.elided_label import ElidedLabel
 from .widgets.panels import EmptyState, MessageBanner
 from .widgets.restore_panel import RestorePanel
+from .window_shortcuts import keep_shortcuts
 
 REFERENCE_MODIFIER = Qt.KeyboardModifier.ShiftModifier
 """Held while dropping one file: use it as the reference instead of opening it."""
 NO_MODEL_TITLE = "No model installed"
 BATCH_NOTE_MS = 15_000
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(SUPPORTED_EXTENSIONS)) + ")"
+PHOTO_TITLES = ("Steps set to K=", "Cannot read the image", "Reference size differs",
+                "Restoration adjusted", "No image open")
+"""Banner titles about one photo: stale once another photo is open."""
+BATCH_RUNNING = "Batch running"
 
 
 def app_icon() -> QIcon:
@@ -113,6 +119,8 @@ class MainWindow(QMainWindow):
         self._connect()
         self._apply_settings()
         self._on_reference(None)
+        self._shortcut_keeper = keep_shortcuts(self, [self.swap_action])
+        self._batch_notice = ""  # title of the banner about the batch queue, while shown
 
     # ------------------------------------------------------------------ construction
 
@@ -252,7 +260,7 @@ class MainWindow(QMainWindow):
 
     def _build_status_bar(self) -> None:
         status = self.statusBar()
-        self.status_text = QLabel("Ready")
+        self.status_text = ElidedLabel("Ready")  # ends in "…" where the window is narrow
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(220)
         self.progress.setTextVisible(True)
@@ -289,7 +297,7 @@ class MainWindow(QMainWindow):
         self.controls.ensembleChanged.connect(c.set_ensemble)
         self.plot.stepsRequested.connect(self.set_steps)
         self.view.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f}%"))
-        self.batch_panel.outputChanged.connect(self._on_batch_output)
+        self.batch_panel.outputChanged.connect(self._on_batch_output_edited)
         self.batch_panel.referenceDirChanged.connect(self._on_reference_dir)
         self.batch_panel.startRequested.connect(self.start_batch)
         self.batch_panel.itemActivated.connect(
@@ -330,10 +338,12 @@ class MainWindow(QMainWindow):
         elif paths:
             self.open_paths(paths)
             queued, outdir = len(self.batch.entries), self.batch.outdir
-            self.show_message("notice", f"{queued} image{'s' if queued != 1 else ''} queued",
+            title = f"{queued} image{'s' if queued != 1 else ''} queued"
+            self.show_message("notice", title,
                               f"They will be restored into {outdir} with the task and engine "
                               "chosen on the right. Check the output folder in the Batch "
                               "panel, then press Start batch.")
+            self._batch_notice = title
 
     # ------------------------------------------------------------------ user actions
 
@@ -349,19 +359,28 @@ class MainWindow(QMainWindow):
             return
         if not paths:
             return
-        if not self.batch_panel.outdir.text().strip():
-            first = paths[0]
-            default = (first.parent / f"{first.name}-restored" if first.is_dir()
-                       else first.parent / "restored")
-            self.batch_panel.set_output(str(default), self.settings.output_format,
+        if self._output_follows_input():
+            default = str(default_output_dir(paths[0]))
+            self.batch_panel.set_output(default, self.settings.output_format,
                                         self.settings.quality)
-            self._on_batch_output(str(default), self.settings.output_format,
-                                  self.settings.quality)
+            self._on_batch_output(default, self.settings.output_format, self.settings.quality)
+            self.settings.output_dir_derived = default
         self.batch.add_paths(paths)
         if self.batch_dock.isHidden():
             self.batch_dock.show()
             self.resizeDocks([self.batch_dock], [260], Qt.Orientation.Vertical)
         self.batch_dock.raise_()
+
+    def _output_follows_input(self) -> bool:
+        """The batch output folder is derived from the folder queued: when none is set, and
+        for a new queue when the folder in use is one the app derived from an earlier input
+        (a folder the person chose stays): results of one shoot never land among another's."""
+        folder = self.batch_panel.outdir.text().strip()
+        if not folder:
+            return True
+        if self.batch.roots:
+            return False
+        return folder == self.settings.output_dir_derived or looks_derived(folder)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls():
@@ -443,7 +462,19 @@ class MainWindow(QMainWindow):
         if models.engine == SINGLE_PASS:
             how = ENGINE_LABELS[SINGLE_PASS] + (", 8-way ensemble" if models.ensemble else "")
         self.batch_panel.running_text = f"Running: {task}, {how}…"
-        self.batch.start(models, c.device, c.k, c.seed, c.tile, c.strength)
+        if self.batch.start(models, c.device, c.k, c.seed, c.tile, c.strength) \
+                and self._batch_banner_shown():
+            count = len(self.batch.entries)
+            self.show_message("notice", BATCH_RUNNING,
+                              f"Restoring {count} image{'s' if count != 1 else ''} into "
+                              f"{self.batch.outdir} ({task}, {how}); pause or cancel in the "
+                              "Batch panel.")
+            self._batch_notice = BATCH_RUNNING
+
+    def _batch_banner_shown(self) -> bool:
+        """The banner shows the queue's notice (stale once the batch starts or ends)."""
+        return bool(self._batch_notice) and self.banner.isVisible() \
+            and self.banner.title == self._batch_notice
 
     def show_message(self, level: str, title: str, text: str) -> None:
         """"info" goes to the status bar (a success also clears an error or warning banner
@@ -480,6 +511,7 @@ class MainWindow(QMainWindow):
         self.engine_picker.set_models(state)
         self.controls.set_engine(state.engine)
         self.controls.set_scores(state.scores)
+        self.controls.set_single_pass_score(state.single_pass_scores.get(state.task or ""))
         has_view = state.state != "none" or self.controller.session.image is not None
         self.stack.setCurrentWidget(self.compare if has_view else self.empty)
         if state.task:
@@ -491,6 +523,8 @@ class MainWindow(QMainWindow):
     def _on_image(self, image: ImageState | None) -> None:
         if image is None:
             return
+        if self.banner.isVisible() and self.banner.title.startswith(PHOTO_TITLES):
+            self.banner.hide()  # about the photo before this one
         h, w = image.loaded.rgb.shape[:2]
         self.setWindowTitle(f"{image.path.name} — DTPM Studio")
         self.image_label.setText(f"{w}×{h}, {image.loaded.bit_depth}-bit")
@@ -537,6 +571,12 @@ class MainWindow(QMainWindow):
         self.cancel_action.setEnabled(busy)
         self.cancel_button.setEnabled(busy)
 
+    def _on_batch_output_edited(self, folder: str, format_key: str, quality: int) -> None:
+        """The person set the output folder or format in the Batch panel."""
+        if folder != self.settings.output_dir:
+            self.settings.output_dir_derived = ""  # chosen: it stays for the next queues
+        self._on_batch_output(folder, format_key, quality)
+
     def _on_batch_output(self, folder: str, format_key: str, quality: int) -> None:
         self.settings.output_dir, self.settings.output_format = folder, format_key
         self.settings.quality = quality
@@ -547,6 +587,14 @@ class MainWindow(QMainWindow):
         self.batch.set_reference_dir(folder or None)
 
     def _on_batch_finished(self, summary: BatchSummary) -> None:
+        ended = "cancelled" if summary.cancelled else "stopped" if summary.error else "finished"
+        text = (f"Batch {ended}: {summary.done} restored, {summary.skipped} skipped, "
+                f"{summary.failed} failed" + (f", {summary.remaining} not processed"
+                                              if summary.remaining else ""))
+        if self._batch_banner_shown():  # the queue's notice is stale now
+            self.show_message("notice", f"Batch {ended}", text[len(f"Batch {ended}: "):]
+                              + f" (results in {self.batch.outdir})")
+        self._batch_notice = ""
         if summary.error:
             self.show_message("error", "Batch stopped", summary.error)
         elif summary.failed:
@@ -555,8 +603,6 @@ class MainWindow(QMainWindow):
                               f"{Path(first).name}: {reason}" +
                               (" (see the batch panel for all)" if summary.failed > 1 else ""))
         # for a while, unless a restoration on screen needs the status bar
-        text = (f"Batch finished: {summary.done} restored, {summary.skipped} skipped, "
-                f"{summary.failed} failed")
         if self.progress.isHidden():
             self.statusBar().showMessage(text, BATCH_NOTE_MS)
 

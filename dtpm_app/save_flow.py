@@ -1,10 +1,12 @@
 """Save, Save As and Copy of the result on screen, with the questions they ask.
 
 Save (Ctrl+S) writes the result on screen next to the last file saved for this photo, under a
-name that says what it holds ("photo_restored_dtpm-K4.png", "..._single-pass.png"); the first
-Save of a photo is a Save As. A file of that name is never replaced silently: the person chooses
-Replace, Keep both (the new one gets "-2", "-3"...) or Cancel. In Save As a typed extension
-picks the format (dtpm_app.saving.save_target).
+name that says what it holds ("photo_restored_dtpm-K4.png", "..._dtpm-K4-strength0.5.png",
+"..._single-pass.png"); the first Save of a photo is a Save As. A file of that name is never
+replaced silently: the person chooses Replace, Keep both (the new one gets "-2", "-3"...) or
+Cancel. A result already saved (the file written for it is still there, whatever its name)
+is not asked about again. In Save As a typed extension picks the format
+(dtpm_app.saving.save_target).
 """
 
 from __future__ import annotations
@@ -39,16 +41,27 @@ class SaveFlow:
         self.folder: Path | None = None  # where this photo's results went last
         self.choice: OutputChoice = default_choice(settings.output_format)
         self._last: tuple[Path, tuple] | None = None  # (file, result key) saved last
+        self._writing: tuple[Path, tuple] | None = None  # (file, result key) being written
+        controller.saved.connect(self._on_saved)
 
     def new_image(self) -> None:
         """Another photo: its first Save asks where (a Save As)."""
-        self.folder, self._last = None, None
+        self.folder, self._last, self._writing = None, None, None
 
     def _shown(self, verb: str) -> ShownResult | None:
         shown = self.controller.shown_result()
         if shown is None:
-            self.show_message("warning", f"Nothing to {verb}",
-                              "Open an image and wait for its result first.")
+            if self.controller.session.image is None:
+                self.show_message("warning", f"Nothing to {verb}",
+                                  "Open an image and wait for its result first.")
+            elif self.controller.busy:
+                self.show_message("warning", f"Nothing to {verb} yet",
+                                  "The result for the current settings is being computed "
+                                  "(see the status bar) and no earlier one fits them; "
+                                  f"{verb} once it is shown.")
+            else:
+                self.show_message("warning", f"Nothing to {verb}",
+                                  f"There is no result on screen: {self.controller.shown_text()}")
         return shown
 
     def save(self) -> None:
@@ -59,8 +72,11 @@ class SaveFlow:
             self.save_as()
             return
         target = self.folder / result_name(image.path, shown.tag, self.choice.suffix)
-        if self._last == (target, shown.key) and target.exists():
-            self.show_message("info", "Already saved", f"{shown.label} is in {target}")
+        last = self._last
+        if last is not None and last[1] == shown.key and last[0].exists() \
+                and last[0].parent == self.folder and last[0].suffix == target.suffix:
+            # (also after Keep both, which saved it under another name)
+            self.show_message("info", "Already saved", f"{shown.label} is in {last[0]}")
             return
         if target.exists():
             answer = self.ask_replace(target)
@@ -117,8 +133,13 @@ class SaveFlow:
         return REPLACE if clicked is replace else KEEP_BOTH if clicked is keep else None
 
     def _write(self, target: Path, choice: OutputChoice, shown: ShownResult) -> None:
-        self.folder, self.choice, self._last = target.parent, choice, (target, shown.key)
+        self.folder, self.choice, self._writing = target.parent, choice, (target, shown.key)
         self.controller.save_result(target, choice.key, self.settings.quality, shown)
+
+    def _on_saved(self, path: object) -> None:
+        """A write finished: that result is saved (a failed write leaves `_last` as it was)."""
+        if self._writing is not None:
+            self._last, self._writing = (Path(str(path)), self._writing[1]), None
 
     def copy(self) -> None:
         shown = self._shown("copy")

@@ -18,6 +18,7 @@ from dtpm_core.options import DTPM
 
 from .engine_state import DTPMState, EngineState, SinglePassState
 from .settings import AppSettings
+from .single_pass_scores import SinglePassScore
 from .state import ImageState
 
 
@@ -36,6 +37,7 @@ class Session:
     task: str | None = None
     catalog: Catalog = field(default_factory=lambda: Catalog(None, {}))
     task_scores: dict[str, HeldOutScores] = field(default_factory=dict)  # from adapter files
+    single_pass_scores: dict[str, SinglePassScore] = field(default_factory=dict)
     image: ImageState | None = None
     reference: np.ndarray | None = None
     reference_path: Path | None = None

@@ -68,6 +68,7 @@ class AppSettings:
     strength: float = 1.0  # DTPM texture strength: scale of the texture layer, 1 = as trained
     task: str = ""
     output_dir: str = ""
+    output_dir_derived: str = ""  # the batch output folder the app derived from an input
     output_format: str = "png8"  # a key of dtpm_app.formats.OUTPUT_CHOICES
     quality: int = 92  # JPEG / WebP quality
     reference_dir: str = ""  # batch: references matched by file name

@@ -12,6 +12,8 @@ from dtpm_core.catalog import ModelEntry
 from dtpm_core.imageio import LoadedImage
 from dtpm_core.model_scores import HeldOutScores
 
+from .single_pass_scores import SinglePassScore
+
 CACHE_BYTES = 1 << 30
 """Memory kept for restored images; the least recently used go first."""
 PREVIEW_SIDE = 256
@@ -68,6 +70,8 @@ class ModelsState:
     dtpm_problem: str = ""  # why DTPM cannot restore the current task ("" when it can)
     scores: HeldOutScores | None = None  # held-out scores of the loaded adapter of `task`
     task_scores: dict[str, HeldOutScores] = field(default_factory=dict)  # read from the files
+    # the single-pass network's held-out score per task (dtpm_app.single_pass_scores)
+    single_pass_scores: dict[str, SinglePassScore] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,8 @@ class Display:
     single_pass_problem: str = ""  # why there is no single-pass result for this task
     dtpm_problem: str = ""  # the same for DTPM
     strength: float = 1.0  # the DTPM texture strength of `result` and `wanted_k`
+    result_seed: int | None = None  # the seed of `result` where it is not the current one
+    wanted_seed: int = 0  # the current seed
 
 
 @dataclass(frozen=True)

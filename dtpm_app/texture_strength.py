@@ -16,12 +16,18 @@ from .settings import MAX_STRENGTH, STRENGTH_DECIMALS
 AS_TRAINED = 1.0
 """The strength the models were trained for; labels only mention a strength that differs."""
 
-__all__ = ["AS_TRAINED", "MAX_STRENGTH", "checked_strength", "strength_text"]
+__all__ = ["AS_TRAINED", "MAX_STRENGTH", "checked_strength", "strength_tag", "strength_text"]
 
 
 def strength_text(strength: float) -> str:
     """", texture strength 0.5" to append to a label; "" at AS_TRAINED."""
     return "" if strength == AS_TRAINED else f", texture strength {strength:g}"
+
+
+def strength_tag(strength: float) -> str:
+    """"-strength0.5" for a file name; "" at AS_TRAINED (results of two strengths never share
+    a name)."""
+    return "" if strength == AS_TRAINED else f"-strength{strength:g}"
 
 
 def checked_strength(strength: float) -> float:

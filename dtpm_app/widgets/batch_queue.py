@@ -34,8 +34,8 @@ from ..batch_runner import BatchRunner
 from ..batch_worker import BatchSummary
 from ..formats import OUTPUT_CHOICES
 
-STATUS_COLOURS = {"queued": "#6b7280", "running": "#2563eb", "done": "#15803d",
-                  "failed": "#b91c1c", "skipped": "#a16207"}
+STATUS_COLOURS = {"queued": "#6b7280", "running": "#2563eb", "paused": "#7c3aed",
+                  "done": "#15803d", "failed": "#b91c1c", "skipped": "#a16207"}
 
 
 class BatchQueue(QWidget):
@@ -209,12 +209,12 @@ class BatchQueue(QWidget):
         item = self.tree.topLevelItem(index)
         if item is None:
             return
-        status, message = self.runner.status[index], self.runner.messages[index]
-        entry = self.runner.entries[index]
+        text = row_text(self.runner, index)
+        status = self.runner.status[index]
         item.setText(1, status)
         item.setForeground(1, QBrush(QColor(STATUS_COLOURS.get(status, "#000000"))))
-        item.setText(2, message or str(entry.target))
-        item.setToolTip(2, message or str(entry.target))
+        item.setText(2, text)
+        item.setToolTip(2, text)
         if status == "running":
             self.tree.scrollToItem(item)
 
@@ -241,6 +241,8 @@ class BatchQueue(QWidget):
                 f"{summary.failed} failed")
         if summary.remaining:
             text += f", {summary.remaining} not processed (cancelled)"
+        text = ("Cancelled: " if summary.cancelled else
+                "Stopped: " if summary.error else "Finished: ") + text
         if summary.error:
             text += f"<br><span style='color:#b91c1c'>{html.escape(summary.error)}</span>"
         if summary.failures:
@@ -249,3 +251,15 @@ class BatchQueue(QWidget):
             if len(summary.failures) > 8:
                 text += f"<br>… and {len(summary.failures) - 8} more"
         self.summary.setText(text)
+
+
+def row_text(runner: BatchRunner, index: int) -> str:
+    """The "Output / message" cell of a row: where the result went (or will go) and what
+    became of it."""
+    status, message = runner.status[index], runner.messages[index]
+    output = runner.outputs[index] if index < len(runner.outputs) else ""
+    if status in ("done", "skipped") and output:
+        return f"{output} · {message}" if message else output
+    if status in ("failed",) or (status == "queued" and message):
+        return message or str(runner.entries[index].target)
+    return str(runner.entries[index].target)

@@ -148,7 +148,13 @@ class CompareArea(QWidget):
                              else f"Input (no {who}result)")
         text = f"{title} · K={d.result_k}" + (f", strength {d.strength:g}"
                                              if d.strength != AS_TRAINED else "")
-        return d.result, text + (f" (computing K={d.wanted_k}…)" if d.pending else "")
+        if d.result_seed is not None:  # shown while the new seed's result is computed
+            text += f", seed {d.result_seed}"
+        wanted = [f"K={d.wanted_k}"] if d.result_k != d.wanted_k else []
+        if d.result_seed is not None:
+            wanted.append(f"seed {d.wanted_seed}")
+        computing = ", ".join(wanted) or f"K={d.wanted_k}"
+        return d.result, text + (f" (computing {computing}…)" if d.pending else "")
 
     def _single_pass(self, title: str) -> tuple[np.ndarray | None, str]:
         d = self.display

@@ -206,6 +206,7 @@ class RestoreControls(QWidget):
         hint.setWordWrap(True)
         hint.setStyleSheet(HINT_STYLE)
         self._dtpm, self._scores = True, None
+        self._single_pass_score = None  # dtpm_app.single_pass_scores.SinglePassScore
         self._pending_k: int | None = None  # K moved to but not yet sent
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed, 1)
@@ -292,8 +293,21 @@ class RestoreControls(QWidget):
         self._scores = scores
         self._update_hint()
 
+    def set_single_pass_score(self, score: object | None) -> None:
+        """The single-pass network's held-out score for the task (a SinglePassScore): with
+        that engine the hint warns where it is below the degraded input."""
+        self._single_pass_score = score
+        self._update_hint()
+
     def _update_hint(self) -> None:
         if not self._dtpm:
+            score = self._single_pass_score
+            if score is not None and score.below_input:
+                self.hint.setText(f"<small>{html.escape(f'⚠ Single-pass: {score.note()}')}: "
+                                  "below the degraded input, not expected to improve such "
+                                  "photos</small>")
+                self.hint.setStyleSheet(WARNING_HINT_STYLE)
+                return
             self.hint.setText(ENSEMBLE_HINT if self.ensemble.isChecked() else SINGLE_PASS_HINT)
             self.hint.setStyleSheet(HINT_STYLE)
             return

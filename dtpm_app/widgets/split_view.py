@@ -140,12 +140,39 @@ class SplitView(QGraphicsView):
         self.centerOn(self._image_rect.center())
         self._update_clip()
 
-    def actual_size(self) -> None:
-        """1:1 (one image pixel per screen pixel), keeping the centre of the view."""
-        centre = self.mapToScene(self.viewport().rect().center())
+    def actual_size(self, anchor: QPointF | None = None) -> None:
+        """1:1 (one image pixel per screen pixel) around the image point at `anchor`
+        (viewport px; default the view's centre), moved as little as needed for the image to
+        fill the view (or, when smaller than the view, to be centred in it): an earlier pan
+        never leaves the image partly off screen beside an empty margin."""
+        if anchor is None:
+            anchor = QPointF(self.viewport().rect().center())
+        point = self._to_scene(QPointF(anchor))
         self._set_zoom(1.0)
-        self.centerOn(centre)
+        self.centerOn(self._clamped_centre(point))
         self._update_clip()
+
+    def _clamped_centre(self, point: QPointF) -> QPointF:
+        """`point`, moved so that a view centred on it shows as much of the image as fits."""
+        rect = self._image_rect
+        if rect.isEmpty():
+            return point
+        half_w = self.viewport().width() / self._zoom / 2
+        half_h = self.viewport().height() / self._zoom / 2
+
+        def clamp(value: float, low: float, high: float, half: float) -> float:
+            if high - low <= 2 * half:
+                return (low + high) / 2  # the whole image fits: centre it
+            return min(max(value, low + half), high - half)
+
+        return QPointF(clamp(point.x(), rect.left(), rect.right(), half_w),
+                       clamp(point.y(), rect.top(), rect.bottom(), half_h))
+
+    def visible_image_rect(self) -> QRectF:
+        """The part of the image in view, in image pixels (tests and the status bar)."""
+        view = self._to_scene(QPointF(0, 0)), self._to_scene(
+            QPointF(self.viewport().width(), self.viewport().height()))
+        return QRectF(view[0], view[1]).intersected(self._image_rect)
 
     def zoom_by(self, factor: float, anchor: QPointF | None = None) -> None:
         """Zoom by `factor` keeping the scene point under `anchor` (viewport px) in place."""

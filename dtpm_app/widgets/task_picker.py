@@ -14,8 +14,9 @@ DTPM_ONLY = " · DTPM only"
 SINGLE_PASS_ONLY = f" · {ENGINE_LABELS[SINGLE_PASS]} only"
 """Marks of the tasks that the engine in use lacks (only the other one restores them)."""
 BELOW_INPUT = " · below input"
-"""Mark of a DTPM task whose stored held-out score, at its best K, is below the degraded
-input's (the model is known to make such photos worse)."""
+"""Mark of a task whose stored held-out score with the engine in use (DTPM at its best K, or
+the single-pass network) is below the degraded input's (the model is known to make such
+photos worse)."""
 
 
 class TaskPicker(QWidget):
@@ -60,6 +61,12 @@ class TaskPicker(QWidget):
                 tip += (f"\nHeld-out score: {max(scores.psnr_at.values()):.1f} dB at its best "
                         f"K, below the degraded input's {scores.input_psnr:.1f} dB: this "
                         "model is not expected to improve such photos")
+            elif single_pass and (score := state.single_pass_scores.get(entry.task)) \
+                    and score.below_input:
+                mark = BELOW_INPUT
+                tip += (f"\nSingle-pass held-out score: {score.note()} (the evaluation "
+                        f"stored in {score.source}): the single-pass model is not expected "
+                        "to improve such photos")
             self.combo.addItem(entry.display_name + mark, entry.task)
             if mark:  # seen even where the combo cuts the name short
                 self.combo.setItemIcon(self.combo.count() - 1, self.style().standardIcon(

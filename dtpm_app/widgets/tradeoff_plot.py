@@ -4,14 +4,18 @@ the current K.
 Two stacked plots share a logarithmic K axis (1, 2, 4, 10, 20, 50 evenly apart). Items are
 created once and updated with `setData` (pyqtgraph habit). Dragging the marker asks for
 another K. The single-pass engine's result, measured against the same target on the same
-preview, is a dashed horizontal line labelled "single-pass" (it has no K); while that engine
-is in use the K marker is hidden.
+preview, is a dashed horizontal line labelled "single-pass" (it has no K) where the label
+finds room beside the line without touching the curve (at either end or the middle, above or
+below it), and in the caption above the plots always; while that engine is in use the K
+marker is hidden.
 
 The perceptual distance is LPIPS where its AlexNet has ImageNet weights; otherwise the worker
 measures the EffNet-Lite0 feature distance (real ImageNet features, installed by pip), and the
 axis, the status and the tooltip name it, so it is never mistaken for LPIPS. The curve's
-`backbone` reads "<metric>: <backbone>" (see `InferenceWorker._measure`). LPIPS on a random
-trunk (only without the EfficientNet package) is flagged in the status line.
+`backbone` reads "<metric>: <backbone>" (see `InferenceWorker._measure`); until the first
+point is measured it is empty and the axis says only "Distance", so that a label once shown
+never changes for the same number. LPIPS on a random trunk (only without the EfficientNet
+package) is flagged in the status line.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ AXIS_TEXT = "#374151"
 MIN_HEIGHT = 190  # of the two plots, with their K axis: fits a 1024x700 window
 AXIS_LINE = "#9ca3af"
 MIN_X_PAD = 0.06  # log10 units either side of K = 1 and K = max_k
+LABEL_CLEARANCE_PX = 5  # between the "single-pass" label and the curve (its dots: 3.5 px)
 FEATURE_DISTANCE = "EffNet-Lite0 feature distance"  # dtpm_core.metrics.FEATURE_DISTANCE_NAME
 FEATURE_DISTANCE_NOTE = (
     "LPIPS's formula on EfficientNet-Lite0 features with real ImageNet weights, without "
@@ -50,9 +55,57 @@ def _x(k: float) -> float:
 
 
 def distance_metric(backbone: str) -> tuple[str, str]:
-    """(metric name, its backbone) from a curve's "<metric>: <backbone>" (LPIPS if unnamed)."""
+    """(metric name, its backbone) from a curve's "<metric>: <backbone>" (LPIPS if unnamed;
+    "" while nothing was measured)."""
+    if not backbone:
+        return "", ""
     name, sep, rest = backbone.partition(": ")
     return (name, rest) if sep and name in ("LPIPS", FEATURE_DISTANCE) else ("LPIPS", backbone)
+
+
+def _crosses(p: tuple[float, float], q: tuple[float, float],
+             rect: tuple[float, float, float, float]) -> bool:
+    """The segment p-q meets the rectangle (x0, y0, x1, y1) (Liang-Barsky clipping)."""
+    x0, y0, x1, y1 = rect
+    t0, t1 = 0.0, 1.0
+    dx, dy = q[0] - p[0], q[1] - p[1]
+    for edge_p, edge_q in ((-dx, p[0] - x0), (dx, x1 - p[0]), (-dy, p[1] - y0),
+                           (dy, y1 - p[1])):
+        if edge_p == 0:
+            if edge_q < 0:
+                return False
+            continue
+        t = edge_q / edge_p
+        if edge_p < 0:
+            t0 = max(t0, t)
+        else:
+            t1 = min(t1, t)
+        if t0 > t1:
+            return False
+    return True
+
+
+def label_spot(points: list[tuple[float, float]], y: float, size: tuple[float, float],
+               x_range: tuple[float, float], view: tuple[float, float, float, float],
+               clearance: tuple[float, float]) -> tuple[float, tuple[float, float]] | None:
+    """Where a label of `size` (data units) beside the horizontal line at `y` touches neither
+    the polyline `points` nor the view's edges `view` (x0, y0, x1, y1): (x, anchor) for a
+    pyqtgraph TextItem, trying the right end, the left end and the middle, above then below
+    the line; None where there is no room."""
+    (w, h), (cx, cy) = size, clearance
+    left, right = x_range
+    mid = (left + right) / 2
+    for x, ax, span in ((right, 1.0, (right - w, right)), (left, 0.0, (left, left + w)),
+                        (mid, 0.5, (mid - w / 2, mid + w / 2))):
+        for above in (True, False):
+            lo, hi = (y, y + h) if above else (y - h, y)
+            if lo < view[1] or hi > view[3] or span[0] < view[0] or span[1] > view[2]:
+                continue
+            box = (span[0] - cx, lo - cy, span[1] + cx, hi + cy)
+            lines = list(zip(points, points[1:], strict=False)) or [(p, p) for p in points]
+            if not any(_crosses(a, b, box) for a, b in lines):
+                return x, (ax, 1.0 if above else 0.0)
+    return None
 
 
 class TradeoffPlot(QWidget):
@@ -111,6 +164,9 @@ class TradeoffPlot(QWidget):
             self.single_pass_labels.append(label)
         self.psnr_plot.getAxis("bottom").setStyle(showValues=False)
         self.lpips_plot.getViewBox().sigResized.connect(self._fit_k_range)
+        for plot in (self.psnr_plot, self.lpips_plot):
+            plot.getViewBox().sigResized.connect(self._place_labels)
+            plot.getViewBox().sigRangeChanged.connect(self._place_labels)
         self.lpips_plot.setLabel("bottom", "Sampling steps K", color=AXIS_TEXT)
         self.caption = QLabel()  # what the points are measured against (short axis labels)
         self.caption.setWordWrap(True)
@@ -157,19 +213,12 @@ class TradeoffPlot(QWidget):
         for curve, values in zip(self.curves, (state.psnr, state.lpips), strict=True):
             ks = sorted(k for k, v in values.items() if math.isfinite(v))
             curve.setData([_x(k) for k in ks], [values[k] for k in ks])
-        for line, label, value, curve in zip(
-                self.single_pass_lines, self.single_pass_labels,
-                (state.single_pass_psnr, state.single_pass_lpips), (state.psnr, state.lpips),
-                strict=True):
+        for line, value in zip(self.single_pass_lines,
+                               (state.single_pass_psnr, state.single_pass_lpips), strict=True):
             shown = value is not None and math.isfinite(value)
             line.setData([_x(1), _x(self._max_k)] if shown else [],
                          [value, value] if shown else [])
-            if shown:
-                # the label on the side of the line that stays inside the plot
-                on_top = all(value >= v for v in curve.values() if math.isfinite(v))
-                label.setAnchor((1, 0) if on_top else (1, 1))
-                label.setPos(_x(self._max_k), value)
-            label.setVisible(shown)
+        self._place_labels()
         for marker in self.markers:
             marker.setVisible(state.engine != SINGLE_PASS)
         self.canvas.setVisible(not state.unavailable)  # empty axes would only mislead
@@ -177,19 +226,57 @@ class TradeoffPlot(QWidget):
         metric, backbone = distance_metric(state.backbone)
         # short axis labels (the plots stay readable in a low panel); the caption says what
         # both are measured against
-        self.caption.setText(f"vs the {against} ({state.preview_side} px preview)")
+        legend = ""
+        if state.single_pass_psnr is not None or state.single_pass_lpips is not None:
+            # one piece where the caption wraps (non-breaking space and hyphen)
+            legend = (f" · <span style='color:{SINGLE_PASS_COLOUR}'>&#8209;&#8209;&nbsp;"
+                      f"{html.escape(SINGLE_PASS).replace('-', '&#8209;')}</span>")
+        self.caption.setText(f"vs the {html.escape(against)} ({state.preview_side} px "
+                             f"preview){legend}")
         self.psnr_plot.setLabel("left", "PSNR (dB)", color=AXIS_TEXT)
-        label = metric if metric == "LPIPS" else "EffNet<br>distance"  # fits a low plot
+        # fits a low plot; "Distance" until the first point says which one the worker measures
+        label = {"LPIPS": "LPIPS", FEATURE_DISTANCE: "EffNet<br>distance"}.get(metric, "Distance")
         self.lpips_plot.setLabel("left", label, color=AXIS_TEXT)
-        for plot, name in ((self.psnr_plot, "PSNR"), (self.lpips_plot, metric)):
+        named = metric or "the perceptual distance"
+        for plot, name in ((self.psnr_plot, "PSNR"), (self.lpips_plot, named)):
             plot.getAxis("left").label.setToolTip(f"{name} against the {against}")
         about = (f"{metric}: {FEATURE_DISTANCE_NOTE}" if metric == FEATURE_DISTANCE
-                 else f"LPIPS backbone: {backbone or 'not loaded yet'}")
+                 else f"LPIPS backbone: {backbone}" if metric == "LPIPS"
+                 else "The perceptual distance is named once the first point is measured.")
         self.canvas.setToolTip(
-            f"PSNR and {metric} of the result at each K against the {against}, on a preview"
+            f"PSNR and {named} of the result at each K against the {against}, on a preview"
             f" (longest side {state.preview_side} px); dashed: the single-pass engine's result, measured "
             f"the same way.\n{about}")
         self._update_status()
+
+    def _place_labels(self, *_: object) -> None:
+        """Put each "single-pass" label where it touches neither its plot's curve nor the
+        edges (`label_spot`); hidden where there is no room (the caption names the line)."""
+        state = self._state
+        for plot, label, value, values in zip(
+                (self.psnr_plot, self.lpips_plot), self.single_pass_labels,
+                (state.single_pass_psnr, state.single_pass_lpips), (state.psnr, state.lpips),
+                strict=True):
+            if value is None or not math.isfinite(value):
+                label.hide()
+                continue
+            box = plot.getViewBox()
+            (x0, x1), (y0, y1) = box.viewRange()
+            px, py = box.viewPixelSize()  # data units per pixel
+            text = label.textItem.boundingRect()
+            ks = sorted(k for k, v in values.items() if math.isfinite(v))
+            spot = label_spot([(_x(k), values[k]) for k in ks], value,
+                              (text.width() * px, text.height() * py), (_x(1), _x(self._max_k)),
+                              (x0, y0, x1, y1),
+                              (LABEL_CLEARANCE_PX * px, LABEL_CLEARANCE_PX * py))
+            if spot is None:
+                label.hide()
+                continue
+            x, anchor = spot
+            label.setAnchor(anchor)
+            label.setPos(x, value)
+            label.show()
+            label.updateTransform(force=True)  # not kept up to date while it was hidden
 
     def set_marker(self, k: int) -> None:
         self._k = int(k)
@@ -207,7 +294,8 @@ class TradeoffPlot(QWidget):
         state, k = self._state, self._k
         done = len(state.psnr)
         metric, _ = distance_metric(state.backbone)
-        metric = "EffNet-Lite0 distance" if metric == FEATURE_DISTANCE else metric  # fits a line
+        metric = {FEATURE_DISTANCE: "EffNet-Lite0 distance",  # fits a line
+                  "": "distance"}.get(metric, metric)
         dtpm = f"<b>{'DTPM ' if state.engine == SINGLE_PASS else ''}K = {k}</b>"
         if k in state.psnr:
             dtpm += f": PSNR {state.psnr[k]:.2f} dB, {metric} {state.lpips[k]:.3f}"

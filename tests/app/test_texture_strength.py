@@ -57,7 +57,7 @@ def test_strength_restores_again_and_zero_is_the_initial_prediction(models, imag
     assert not np.array_equal(half, as_trained)
     assert window.status_text.text().startswith("Showing DTPM, K=2, texture strength 0.5")
     assert window.view._labels[1] == "Result · K=2, strength 0.5"
-    assert window.controller.result_tag() == "dtpm-K2"  # file names do not change
+    assert window.controller.result_tag() == "dtpm-K2-strength0.5"  # issue 21: own name
 
     control.setValue(0.0)
     zero = _wait_strength(qtbot, window, 0.0)
