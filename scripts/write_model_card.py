@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"{a.calibration.start_step} | {a.calibration.x0_clip:.2f} |"
                           for a in adapters]
     adapter_steps = ", ".join(f"{a.task} {a.training.get('steps', '?')}" for a in adapters)
+    predictor_recipe = _predictor_recipe(adapters)
     evaluation = args.eval.read_text(encoding="utf-8") if args.eval and args.eval.is_file() \
         else "(no evaluation table was given)\n"
     text = f"""# Model card: the bundled DTPM Studio models
@@ -74,8 +75,7 @@ evaluation; the recipe that trained them is `scripts/train_bundled_models.sh`.
   sha256 `{base.sha256[:16]}...`, {steps} iterations in this run (it continues the previous
   bundled base, 12000 iterations on the scikit-image photographs).
 - One adapter per task ({', '.join(a.display_name for a in adapters)}): Conditional Guidance
-  Adapters and an initial predictor, Stage II iterations: {adapter_steps}. The initial
-  predictor is trained through the diffusion loss only, as in the paper.
+  Adapters and an initial predictor, Stage II iterations: {adapter_steps}. {predictor_recipe}
 - `{manifest.get('singlepass', 'singlepass.safetensors')}`: the single-pass network of the
   single-pass engine (DESIGN 6), trained earlier on the scikit-image photographs.
 - All were trained on one 2-core CPU: they are small models with a small budget (the paper
@@ -124,6 +124,24 @@ photo in this recipe; the earlier one held coffee out.
     write_text_atomic(args.models / "MODEL_CARD.md", text)
     print(f"wrote {args.models / 'MODEL_CARD.md'}")
     return 0
+
+
+def _predictor_recipe(adapters) -> str:
+    """How the initial predictors were trained, read from each file's stored training config
+    (`stage2.predictor_l1_weight`), not assumed."""
+    weights = {a.task: (a.training.get("config", {}).get("stage2", {})
+                        .get("predictor_l1_weight")) for a in adapters}
+    known = {w for w in weights.values() if w is not None}
+    if not known:
+        return "How the initial predictor was trained is not recorded in the files."
+    if known == {0.0}:
+        return "The initial predictor is trained through the diffusion loss only, as in the paper."
+    if len(known) == 1:
+        return (f"The initial predictor is trained through the diffusion loss plus an auxiliary "
+                f"L1 loss against the clean image (weight {known.pop()}; the paper uses the "
+                "diffusion loss only).")
+    return ("The initial predictor's auxiliary L1 weight (0 = diffusion loss only, as in the "
+            "paper) per task: " + ", ".join(f"{t} {w}" for t, w in weights.items()) + ".")
 
 
 if __name__ == "__main__":
