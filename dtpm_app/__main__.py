@@ -47,6 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
                         help="network precision, both engines (saved in the settings; "
                              "auto: bf16 on a CPU with AMX or AVX512-BF16, else fp32)")
+    parser.add_argument("--backend", choices=("auto", "torch", "openvino"),
+                        help="where the networks run, both engines (saved in the settings; "
+                             "auto: OpenVINO where it was measured faster, else torch)")
     commands = parser.add_mutually_exclusive_group()
     commands.add_argument("--self-test", action="store_true",
                         help="restore the sample photo offscreen with the default model, check "
@@ -88,9 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         settings.device = args.device
     if args.precision:
         settings.precision = args.precision
-    from dtpm_core.device import set_precision_preference  # torch-free: no start-up cost
+    if args.backend:
+        settings.backend = args.backend
+    from dtpm_core.backends import set_backend_preference  # torch-free: no start-up cost
+    from dtpm_core.device import set_precision_preference
 
-    set_precision_preference(settings.precision)  # every restorer of this process uses it
+    set_precision_preference(settings.precision)  # every restorer of this process uses them
+    set_backend_preference(settings.backend)
     window = MainWindow(settings)
     if args.screenshot:
         width, height = (int(v) for v in args.size.lower().split("x"))
@@ -108,11 +115,13 @@ def main(argv: list[str] | None = None) -> int:
 def _run_command(args: argparse.Namespace) -> int:
     """The flags that do one job and exit instead of opening the window."""
     if args.self_test:
+        from dtpm_core.backends import set_backend_preference
         from dtpm_core.device import set_precision_preference
 
         from .self_test import run_self_test
 
         set_precision_preference(args.precision or "auto")
+        set_backend_preference(args.backend or "auto")
         return run_self_test(args.device or "auto")
     from .desktop_entry import install_desktop_entry, uninstall_desktop_entry
 

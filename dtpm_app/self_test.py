@@ -185,7 +185,8 @@ def _restore_dtpm(catalog: Any, image: np.ndarray, device: str) -> tuple[np.ndar
     _say(f"  adapter:  {entry.task}: {_describe_model(entry.path.name, engine.adapter_info)}")
     _say(f"  folder:   {entry.path.parent}")
     _say(f"  device:   {engine.device} (torch {torch.__version__}, "
-         f"{torch.get_num_threads()} threads); loaded in {time.perf_counter() - clock:.2f} s")
+         f"{torch.get_num_threads()} threads), backend {engine.backend}; loaded in "
+         f"{time.perf_counter() - clock:.2f} s")
     clock = time.perf_counter()
     restored = engine.restore(image)
     _say(f"  restore:  K={SELF_TEST_STEPS}, seed {SELF_TEST_SEED}: "
@@ -204,7 +205,8 @@ def _restore_singlepass(catalog: Any, image: np.ndarray, device: str
     task = _default_task(engine.tasks)
     info = engine.info
     _say(f"  model:    {task}: {_describe_model(catalog.singlepass.name, info)}")
-    _say(f"  device:   {engine.device}; loaded in {time.perf_counter() - clock:.2f} s")
+    _say(f"  device:   {engine.device}, backend {engine.backend}; loaded in "
+         f"{time.perf_counter() - clock:.2f} s")
     clock = time.perf_counter()
     result = engine.restore(image, replace(engine.spec, task=task)).image
     _say(f"  restore:  one pass, t_mat {info.tasks[task]}: {time.perf_counter() - clock:.2f} s")

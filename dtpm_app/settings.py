@@ -20,6 +20,7 @@ from platformdirs import user_config_dir
 from dtpm_core.atomic import write_text_atomic
 from dtpm_core.catalog import APP_NAME
 from dtpm_core.options import (
+    BACKEND_CHOICES,
     DEFAULT_TILE,
     DEVICE_CHOICES,
     DTPM,
@@ -60,6 +61,7 @@ class AppSettings:
 
     device: str = "auto"
     precision: str = "auto"  # read at start-up, for both engines (dtpm_core.device)
+    backend: str = "auto"  # read at start-up, for both engines (dtpm_core.backends)
     engine: str = DTPM  # one of dtpm_core.options.ENGINES
     ensemble: bool = False  # single-pass engine: average the 8 flip/rotate variants
     tile: int = DEFAULT_TILE  # pixels, 0 = whole image at once
@@ -96,6 +98,8 @@ class AppSettings:
             fixed.device = defaults.device
         if fixed.precision not in PRECISION_CHOICES:
             fixed.precision = defaults.precision
+        if fixed.backend not in BACKEND_CHOICES:
+            fixed.backend = defaults.backend
         if not 1 <= fixed.default_k <= MAX_STEPS:
             fixed.default_k = defaults.default_k
         if fixed.tile != 0 and not 64 <= fixed.tile <= 8192:

@@ -35,8 +35,8 @@ class DTPMSpec:
     `steps` holds one K or several (the trade-off curve: one DDIM run each, same noise).
     `precision` None is the process preference (`dtpm_core.device.set_precision_preference`,
     which the app sets from its settings). `backend` runs the networks: "auto" (OpenVINO
-    where it is installed and the device is the CPU, else torch), "torch" or "openvino"
-    (`dtpm_core.backends`)."""
+    where it was measured faster, else torch), "torch" or "openvino"; None is the process
+    preference (`dtpm_core.backends.set_backend_preference`, "auto" unless the app set it)."""
 
     base: Path
     adapter: Path | None = None
@@ -47,7 +47,7 @@ class DTPMSpec:
     tile: int = DEFAULT_TILE
     device: str = "auto"
     precision: str | None = "auto"
-    backend: str = "auto"
+    backend: str | None = None
 
     engine = DTPM
 
@@ -76,7 +76,7 @@ class SinglePassSpec:
     tile: int = DEFAULT_TILE
     device: str = "auto"
     precision: str | None = "auto"
-    backend: str = "auto"
+    backend: str | None = None
 
     engine = SINGLE_PASS
 

@@ -73,12 +73,12 @@ class Restorer:
     conversion stay fp32 at every precision.
 
     `backend` runs the networks: "torch" (the default here), "openvino" (CPU; the networks
-    converted once and cached, `dtpm_core.backends`) or "auto" (OpenVINO where installed and
-    the device is the CPU; the engine specs' default)."""
+    converted once and cached, `dtpm_core.backends`), "auto" (OpenVINO where it was measured
+    faster) or None (the process preference; the engine specs' default)."""
 
     def __init__(self, base: str | Path, adapter: str | Path | None = None, *,
                  device: str = "auto", precision: str | None = None,
-                 backend: str = TORCH) -> None:
+                 backend: str | None = TORCH) -> None:
         self.device = resolve_device(device)
         self.precision = resolve_precision(self.device, precision)
         self.backend = resolve_backend(backend, self.device)

@@ -27,16 +27,32 @@ if TYPE_CHECKING:
 
 TORCH, OPENVINO = "torch", "openvino"
 
+_backend_preference = "auto"
+
+
+def set_backend_preference(name: str) -> None:
+    """The backend a restorer uses when none is passed (None): the app sets its saved
+    setting here once at start-up, as it does the precision."""
+    if name not in BACKEND_CHOICES:
+        raise ConfigError(f"unknown backend {name!r}; choose one of {BACKEND_CHOICES}")
+    global _backend_preference
+    _backend_preference = name
+
+
+def backend_preference() -> str:
+    return _backend_preference
+
 
 def openvino_installed() -> bool:
     """True where the `openvino` package can be imported (it is not imported here)."""
     return importlib.util.find_spec("openvino") is not None
 
 
-def resolve_backend(name: str, device: torch.device, *, experts: bool = False,
+def resolve_backend(name: str | None, device: torch.device, *, experts: bool = False,
                     native_bf16: bool | None = None) -> str:
-    """"torch" or "openvino" for a backend choice on a resolved device; an explicit choice
-    that cannot run is an error, never a silent fallback.
+    """"torch" or "openvino" for a backend choice on a resolved device (None: the process
+    preference, `set_backend_preference`); an explicit choice that cannot run is an error,
+    never a silent fallback.
 
     "auto" picks OpenVINO only where it was measured faster: on a CPU with native bf16 (AMX
     or AVX512-BF16: a denoiser pass 1.35x the torch fast path at 512 px, 1.9x at 1024,
@@ -44,6 +60,8 @@ def resolve_backend(name: str, device: torch.device, *, experts: bool = False,
     On a CPU without native bf16 OpenVINO fp32 measured level with torch fp32 (DTPM K = 4
     28.1 vs 28.5 s/MP), and the single-pass network (`experts`) runs all its experts in the
     graph (0.61x torch), so "auto" stays with torch there."""
+    if name is None:
+        name = _backend_preference
     if name not in BACKEND_CHOICES:
         raise ConfigError(f"unknown backend {name!r}; choose one of {BACKEND_CHOICES}")
     if name == "auto":

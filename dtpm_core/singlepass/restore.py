@@ -81,7 +81,7 @@ class SinglePassRestorer:
     `backend` as for `Restorer`: "torch" (the default here), "openvino" or "auto"."""
 
     def __init__(self, path: str | Path, device: str = "auto", *, precision: str | None = None,
-                 max_experts: int = INFERENCE_TOP_K, backend: str = TORCH) -> None:
+                 max_experts: int = INFERENCE_TOP_K, backend: str | None = TORCH) -> None:
         self.device = resolve_device(device)
         self.precision = resolve_precision(self.device, precision)
         self.backend = resolve_backend(backend, self.device, experts=True)

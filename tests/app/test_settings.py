@@ -122,3 +122,11 @@ def test_precision_setting_falls_back_to_auto(tmp_path):
     assert load_settings(tmp_path).precision == "auto"
     save_settings(AppSettings(precision="fp32"), tmp_path)
     assert load_settings(tmp_path).precision == "fp32"
+
+
+def test_backend_setting_falls_back_to_auto_and_persists(tmp_path):
+    assert AppSettings().backend == "auto"
+    (tmp_path / "settings.json").write_text(json.dumps({"backend": "onnx"}), encoding="utf-8")
+    assert load_settings(tmp_path).backend == "auto"
+    save_settings(AppSettings(backend="torch"), tmp_path)
+    assert load_settings(tmp_path).backend == "torch"

@@ -110,3 +110,22 @@ def test_a_key_with_tuples_finds_its_entry_again(tmp_path):
     key = {**KEY, "enc_blocks": (1, 1, 1, 1)}  # configs hold tuples; the manifest JSON lists
     assert GraphCache(tmp_path).get(key, convert).converted
     assert not GraphCache(tmp_path).get(key, convert).converted and convert.calls == 1
+
+
+def test_a_spec_without_a_backend_takes_the_process_preference(monkeypatch):
+    from dtpm_core.backends import backend_preference, set_backend_preference
+    from dtpm_core.engine import DTPMSpec, SinglePassSpec
+
+    assert DTPMSpec("b.safetensors").backend is None
+    assert SinglePassSpec("s.safetensors").backend is None
+    monkeypatch.setattr(backends, "openvino_installed", lambda: True)
+    before = backend_preference()
+    try:
+        set_backend_preference("openvino")
+        assert resolve_backend(None, CPU, native_bf16=False, experts=True) == "openvino"
+        set_backend_preference("torch")
+        assert resolve_backend(None, CPU, native_bf16=True) == "torch"
+        with pytest.raises(ConfigError, match="unknown backend"):
+            set_backend_preference("onnx")
+    finally:
+        set_backend_preference(before)
