@@ -102,7 +102,9 @@ def _slice_number(stage: Stage) -> int:
     if not log.is_file():
         return 1
     with log.open() as f:
-        return 1 + sum(1 for row in csv.DictReader(f, delimiter="\t") if row["stage"] == stage.name)
+        slices = [int(r["slice"]) for r in csv.DictReader(f, delimiter="\t")
+                  if r["stage"] == stage.name]
+    return 1 + max(slices, default=0)
 
 
 def _total_iterations(stage: Stage) -> int:
