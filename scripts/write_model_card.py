@@ -76,9 +76,9 @@ evaluation; the recipe that trained them is `scripts/train_bundled_models.sh`.
   bundled base, 12000 iterations on the scikit-image photographs).
 - One adapter per task ({', '.join(a.display_name for a in adapters)}): Conditional Guidance
   Adapters and an initial predictor, Stage II iterations of each file's last run: {adapter_steps}
-  (the motion-deblur adapter continues earlier runs: 13300 iterations in all, logged in
-  `checkpoints/campaign.tsv`; its last runs trained on the wide camera-like ranges of
-  `trainer/degradations.TRAIN_RANGES` with 128 px crops). {predictor_recipe}
+  (the motion-deblur and defocus-deblur adapters continue earlier runs: 13300 and 6100
+  iterations in all, logged in `checkpoints/campaign.tsv`; their last runs trained on the wide
+  camera-like ranges of `trainer/degradations.TRAIN_RANGES` with 128 px crops). {predictor_recipe}
 - `{manifest.get('singlepass', 'singlepass.safetensors')}`: the single-pass network of the
   single-pass engine (DESIGN 6), trained earlier on the scikit-image photographs.
 - All were trained on one 2-core CPU: they are small models with a small budget (the paper
