@@ -101,23 +101,21 @@ PLAN = (
 )
 
 
-def _slice_number(stage: Stage) -> int:
+def _logged(stage: Stage) -> list[dict[str, str]]:
+    """The rows of checkpoints/campaign.tsv for `stage`."""
     log = CHECKPOINTS / "campaign.tsv"
     if not log.is_file():
-        return 1
+        return []
     with log.open() as f:
-        slices = [int(r["slice"]) for r in csv.DictReader(f, delimiter="\t")
-                  if r["stage"] == stage.name]
-    return 1 + max(slices, default=0)
+        return [r for r in csv.DictReader(f, delimiter="\t") if r["stage"] == stage.name]
+
+
+def _slice_number(stage: Stage) -> int:
+    return 1 + max((int(r["slice"]) for r in _logged(stage)), default=0)
 
 
 def _total_iterations(stage: Stage) -> int:
-    log = CHECKPOINTS / "campaign.tsv"
-    if not log.is_file():
-        return 0
-    with log.open() as f:
-        return sum(int(r["iterations"]) for r in csv.DictReader(f, delimiter="\t")
-                   if r["stage"] == stage.name)
+    return sum(int(r["iterations"]) for r in _logged(stage))
 
 
 def _log(stage: Stage, number: int, seconds: float, cpu_seconds: float) -> None:

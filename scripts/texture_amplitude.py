@@ -25,16 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from dtpm_core.restore import Restorer
+from dtpm_core.texture_metrics import texture_stats
 from trainer.data import degraded_photos
-
-
-def layer_stats(generated: np.ndarray, missing: np.ndarray) -> tuple[float, float]:
-    """(amplitude ratio, correlation) of two texture layers."""
-    g, m = generated.ravel().astype(np.float64), missing.ravel().astype(np.float64)
-    rms_g, rms_m = np.sqrt(np.mean(g * g)), np.sqrt(np.mean(m * m))
-    ratio = rms_g / rms_m if rms_m > 0 else float("nan")
-    corr = float(np.mean(g * m) / (rms_g * rms_m)) if rms_g > 0 and rms_m > 0 else float("nan")
-    return float(ratio), corr
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         degraded = np.clip(degraded, 0, 1).astype(np.float32)
         out = restorer.restore(degraded, steps, seed=args.seed)
         for k in steps:
-            stats[k].append(layer_stats(out.results[k] - out.initial, clean - out.initial))
+            layer = texture_stats(out.results[k], out.initial, clean)
+            stats[k].append((layer.amplitude_ratio, layer.correlation))
     print(f"{args.task}: generated vs missing texture layer, mean of {len(stats[steps[0]])} "
           "images")
     print("K   amplitude ratio  correlation  PSNR vs initial, approx. (dB)")

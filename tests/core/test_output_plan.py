@@ -5,7 +5,6 @@ any work, Ctrl-C ending with the summary."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from model_factory import tiny_model
+from photo_files import noise_photo, sha256_of
 from PIL import Image
 
 import dtpm_core.imageio as imageio
@@ -38,46 +38,34 @@ def _args(weights: Path, *rest: str) -> list[str]:
             "--adapter", str(weights / "motion.safetensors"), "--steps", "1", "-q", *rest]
 
 
-def _photo(path: Path, seed: int = 0, size=(40, 32)) -> Path:
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path)
-    return path
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _files(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
 
 def _alone(weights: Path, source: Path, tmp: Path, *options: str) -> str:
     """The digest of `source` restored on its own (what its output must hold)."""
-    out = tmp / f"alone_{_digest(source)[:8]}"
+    out = tmp / f"alone_{sha256_of(source)[:8]}"
     assert main([str(source), "-o", str(out), *_args(weights, *options)]) == EXIT_OK
     (result,) = [p for p in out.iterdir() if not p.name.startswith(".")]
-    return _digest(result)
+    return sha256_of(result)
 
 
 # 1 -------------------------------------------------------------------------------------------
 def test_output_folder_equal_to_the_input_folder_never_replaces_an_input(weights, tmp_path,
                                                                          capsys):
     folder = tmp_path / "photos"
-    photo = _photo(folder / "photo.png", seed=1)
-    own = _photo(folder / "photo_restored.png", seed=2)  # the user's own file, an input too
-    before = {p: _digest(p) for p in (photo, own)}
+    photo = noise_photo(folder / "photo.png", seed=1)
+    own = noise_photo(folder / "photo_restored.png", seed=2)  # the user's own file, an input too
+    before = {p: sha256_of(p) for p in (photo, own)}
     assert main([str(folder), "-o", str(folder), *_args(weights)]) == EXIT_OK
-    assert {p: _digest(p) for p in before} == before
+    assert {p: sha256_of(p) for p in before} == before
     out = capsys.readouterr()
     assert "restored 2 of 2" in out.out and "photo_restored.png" in out.err  # the rename noted
     results = sorted(set(_files(folder)) - {"photo.png", "photo_restored.png"})
     assert results == [".dtpm-restore-outputs.json", "photo_restored-2.png",
                        "photo_restored_restored.png"]
-    assert _digest(folder / "photo_restored-2.png") == _alone(weights, photo, tmp_path)
-    assert _digest(folder / "photo_restored_restored.png") == _alone(weights, own, tmp_path)
+    assert sha256_of(folder / "photo_restored-2.png") == _alone(weights, photo, tmp_path)
+    assert sha256_of(folder / "photo_restored_restored.png") == _alone(weights, own, tmp_path)
     # the results are not inputs of the next run over the same folder
     stamps = {p: p.stat().st_mtime_ns for p in folder.iterdir()}
     assert main([str(folder), "-o", str(folder), "--skip-existing", *_args(weights)]) == EXIT_OK
@@ -94,7 +82,7 @@ def test_output_folder_equal_to_the_input_folder_never_replaces_an_input(weights
 def test_colliding_targets_each_keep_their_own_result(weights, tmp_path, capsys, names,
                                                       options):
     inputs = tmp_path / "in"
-    sources = [_photo(inputs / name, seed=i) for i, name in enumerate(names)]
+    sources = [noise_photo(inputs / name, seed=i) for i, name in enumerate(names)]
     args = [str(s) for s in sources] if "/" in names[0] else [str(inputs)]
     out = tmp_path / "out"
     assert main([*args, "-o", str(out), *_args(weights, *options)]) == EXIT_OK
@@ -102,12 +90,12 @@ def test_colliding_targets_each_keep_their_own_result(weights, tmp_path, capsys,
     results = _files(out)
     assert len(results) == 2 and len({r.casefold() for r in results}) == 2
     expected = {_alone(weights, s, tmp_path, *options) for s in sources}
-    assert {_digest(out / r) for r in results} == expected
+    assert {sha256_of(out / r) for r in results} == expected
 
 
 def test_plan_claims_by_type_then_path(tmp_path):
     for name in ("x.jpg", "x.png"):
-        _photo(tmp_path / "in" / name)
+        noise_photo(tmp_path / "in" / name)
     plan = plan_outputs([tmp_path / "in"], tmp_path / "out", "png")
     assert {i.source.name: i.target.name for i in plan.items} == \
         {"x.png": "x.png", "x.jpg": "x_restored.png"}
@@ -119,7 +107,7 @@ def test_output_inside_the_input_and_skip_existing_finish_a_killed_run(weights, 
                                                                        capsys):
     folder = tmp_path / "shoot"
     for i in range(3):
-        _photo(folder / f"{i}.png", seed=i)
+        noise_photo(folder / f"{i}.png", seed=i)
     out = folder / "restored"
     for _ in range(3):  # reruns restore the same 3 photos, never their own results
         assert main([str(folder), "-o", str(out), *_args(weights)]) == EXIT_OK
@@ -140,7 +128,7 @@ def test_output_inside_the_input_and_skip_existing_finish_a_killed_run(weights, 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 def test_fifo_and_device_link_named_png_are_skipped_not_read(weights, tmp_path):
     folder = tmp_path / "mixed"
-    _photo(folder / "good.png")
+    noise_photo(folder / "good.png")
     os.mkfifo(folder / "pipe.png")
     os.symlink("/dev/zero", folder / "zero.png")
     Image.new("RGB", (8, 8)).save(folder / "anim.gif")
@@ -167,7 +155,7 @@ def test_read_image_refuses_special_and_oversized_files(tmp_path, monkeypatch):
     os.symlink("/dev/zero", tmp_path / "zero.png")
     with pytest.raises(ImageReadError, match="character device"):
         imageio.read_image(tmp_path / "zero.png")
-    big = _photo(tmp_path / "big.png", size=(64, 64))
+    big = noise_photo(tmp_path / "big.png", size=(64, 64))
     monkeypatch.setattr(imageio, "MAX_IMAGE_FILE_BYTES", big.stat().st_size - 1)
     with pytest.raises(ImageReadError, match="more than the"):
         imageio.read_image(big)
@@ -182,7 +170,7 @@ def _no_image_may_be_read(monkeypatch):
 
 def test_output_folder_that_is_a_file_fails_before_any_work(weights, tmp_path, capsys,
                                                             monkeypatch):
-    photo = _photo(tmp_path / "a.png")
+    photo = noise_photo(tmp_path / "a.png")
     blocker = tmp_path / "results"
     blocker.write_text("a file where the output folder should go")
     _no_image_may_be_read(monkeypatch)
@@ -193,7 +181,7 @@ def test_output_folder_that_is_a_file_fails_before_any_work(weights, tmp_path, c
 
 @pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs a read-only /sys")
 def test_read_only_output_folder_fails_before_any_work(weights, tmp_path, capsys, monkeypatch):
-    photo = _photo(tmp_path / "a.png")
+    photo = noise_photo(tmp_path / "a.png")
     _no_image_may_be_read(monkeypatch)
     # /sys refuses new files even to root (a chmod would not stop a root test run)
     assert main([str(photo), "-o", "/sys/kernel", *_args(weights)]) == EXIT_USAGE
@@ -203,7 +191,7 @@ def test_read_only_output_folder_fails_before_any_work(weights, tmp_path, capsys
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes anywhere")
 def test_unwritable_output_folder_fails_before_any_work(weights, tmp_path, capsys,
                                                         monkeypatch):
-    photo = _photo(tmp_path / "a.png")
+    photo = noise_photo(tmp_path / "a.png")
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
@@ -220,7 +208,7 @@ def test_ctrl_c_prints_the_summary_and_skip_existing_finishes(weights, tmp_path,
                                                               monkeypatch):
     folder = tmp_path / "in"
     for i in range(3):
-        _photo(folder / f"{i}.png", seed=i)
+        noise_photo(folder / f"{i}.png", seed=i)
     out = tmp_path / "out"
     real_write, calls = imageio.write_image, []
 

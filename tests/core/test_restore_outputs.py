@@ -7,16 +7,15 @@ right exit status; a task id wins over a folder of that name."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import signal
 import stat
 from pathlib import Path
 
-import numpy as np
 import pytest
 from model_factory import tiny_model
+from photo_files import noise_photo, sha256_of
 from PIL import Image
 
 import dtpm_core.imageio as imageio
@@ -61,18 +60,6 @@ def _sp(model: Path, *rest: str) -> list[str]:
     return ["--engine", "single-pass", "--model", str(model), "--task", "desnow", "-q", *rest]
 
 
-def _photo(path: Path, seed: int = 0, size=(40, 32)) -> Path:
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path)
-    return path
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _files(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
                   if p.is_file() and not p.name.startswith("."))
@@ -82,11 +69,11 @@ def _files(folder: Path) -> list[str]:
 def test_an_older_file_with_the_result_name_is_kept_and_the_new_name_said(singlepass, tmp_path,
                                                                           capsys):
     folder = tmp_path / "folder"
-    photo = _photo(folder / "photo.png", seed=1)
-    older = _photo(folder / "photo_restored.png", seed=2)  # e.g. from another program
-    before = {p: _digest(p) for p in (photo, older)}
+    photo = noise_photo(folder / "photo.png", seed=1)
+    older = noise_photo(folder / "photo_restored.png", seed=2)  # e.g. from another program
+    before = {p: sha256_of(p) for p in (photo, older)}
     assert main([str(photo), "-o", str(folder), *_sp(singlepass)]) == EXIT_OK
-    assert {p: _digest(p) for p in before} == before
+    assert {p: sha256_of(p) for p in before} == before
     out = capsys.readouterr()
     new = folder / "photo_restored-2.png"
     assert new.is_file() and read_output_marker(new) is not None
@@ -98,80 +85,80 @@ def test_an_older_file_with_the_result_name_is_kept_and_the_new_name_said(single
 def test_an_unrelated_file_of_the_output_name_is_kept(singlepass, tmp_path, capsys, case):
     dl, pics = tmp_path / "dl", tmp_path / "pics"
     if case == "symlinked-subfolder":
-        source = _photo(dl / "trip" / "IMG_0001.jpg", seed=1)
+        source = noise_photo(dl / "trip" / "IMG_0001.jpg", seed=1)
         elsewhere = tmp_path / "elsewhere"
-        theirs = _photo(elsewhere / "IMG_0001.jpg", seed=2)
+        theirs = noise_photo(elsewhere / "IMG_0001.jpg", seed=2)
         pics.mkdir()
         os.symlink(elsewhere, pics / "trip")
         inputs = [str(dl)]
         expected = pics / "trip" / "IMG_0001_restored.jpg"
     else:
-        source = _photo(dl / "IMG_0001.jpg", seed=1)
-        theirs = _photo(pics / "IMG_0001.jpg", seed=2)
+        source = noise_photo(dl / "IMG_0001.jpg", seed=1)
+        theirs = noise_photo(pics / "IMG_0001.jpg", seed=2)
         inputs = [str(source)]
         expected = pics / "IMG_0001_restored.jpg"
     if case == "read-only":
         theirs.chmod(0o444)
-    before = _digest(theirs)
+    before = sha256_of(theirs)
     assert main([*inputs, "-o", str(pics), *_sp(singlepass)]) == EXIT_OK
-    assert _digest(theirs) == before and _digest(source) != before
+    assert sha256_of(theirs) == before and sha256_of(source) != before
     assert expected.is_file()
     assert str(expected) in capsys.readouterr().err
 
 
 def test_on_conflict_error_refuses_before_any_work(singlepass, tmp_path, capsys, monkeypatch):
-    source = _photo(tmp_path / "dl" / "a.png")
-    theirs = _photo(tmp_path / "pics" / "a.png", seed=3)
-    before = _digest(theirs)
+    source = noise_photo(tmp_path / "dl" / "a.png")
+    theirs = noise_photo(tmp_path / "pics" / "a.png", seed=3)
+    before = sha256_of(theirs)
     monkeypatch.setattr(imageio, "read_image", lambda p: pytest.fail(f"{p} was read"))
     assert main([str(source), "-o", str(tmp_path / "pics"), "--on-conflict", "error",
                  *_sp(singlepass)]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert str(theirs) in err and "--overwrite" in err
-    assert _digest(theirs) == before and _files(tmp_path / "pics") == ["a.png"]
+    assert sha256_of(theirs) == before and _files(tmp_path / "pics") == ["a.png"]
 
 
 def test_on_conflict_skip_restores_the_rest(singlepass, tmp_path, capsys):
     inputs = tmp_path / "dl"
     for i, name in enumerate(("a.png", "b.png")):
-        _photo(inputs / name, seed=i)
-    theirs = _photo(tmp_path / "pics" / "a.png", seed=3)
-    before = _digest(theirs)
+        noise_photo(inputs / name, seed=i)
+    theirs = noise_photo(tmp_path / "pics" / "a.png", seed=3)
+    before = sha256_of(theirs)
     assert main([str(inputs), "-o", str(tmp_path / "pics"), "--on-conflict", "skip",
                  *_sp(singlepass)]) == EXIT_OK
     out = capsys.readouterr()
     assert "restored 1 of 2" in out.out and "a.png" in out.err
-    assert _digest(theirs) == before and _files(tmp_path / "pics") == ["a.png", "b.png"]
+    assert sha256_of(theirs) == before and _files(tmp_path / "pics") == ["a.png", "b.png"]
 
 
 def test_overwrite_replaces_other_files_but_never_inputs_or_read_only_ones(singlepass, tmp_path,
                                                                            capsys):
     folder = tmp_path / "f"
-    photo = _photo(folder / "a.png", seed=1)
-    theirs = _photo(folder / "a_restored.png", seed=2)
-    locked = _photo(tmp_path / "out" / "a.png", seed=3)
+    photo = noise_photo(folder / "a.png", seed=1)
+    theirs = noise_photo(folder / "a_restored.png", seed=2)
+    locked = noise_photo(tmp_path / "out" / "a.png", seed=3)
     locked.chmod(0o444)
-    inputs = {photo: _digest(photo), locked: _digest(locked)}
+    inputs = {photo: sha256_of(photo), locked: sha256_of(locked)}
     assert main([str(photo), "-o", str(folder), "--overwrite", *_sp(singlepass)]) == EXIT_OK
     assert read_output_marker(theirs) is not None  # replaced, as asked
     assert main([str(photo), "-o", str(tmp_path / "out"), "--overwrite",
                  *_sp(singlepass)]) == EXIT_OK
-    assert {p: _digest(p) for p in inputs} == inputs  # the input and the read-only file
+    assert {p: sha256_of(p) for p in inputs} == inputs  # the input and the read-only file
     assert (tmp_path / "out" / "a_restored.png").is_file()
     assert "read-only" in capsys.readouterr().err
 
 
 def test_a_rerun_replaces_its_own_result_of_the_same_photo_only(singlepass, tmp_path):
-    source = _photo(tmp_path / "a" / "x.png", seed=1)
+    source = noise_photo(tmp_path / "a" / "x.png", seed=1)
     out = tmp_path / "out"
     for _ in range(2):
         assert main([str(source), "-o", str(out), *_sp(singlepass)]) == EXIT_OK
         assert _files(out) == ["x.png"]
     # another photo of the same name (the app's second batch, issue 21 item 8): kept
-    other = _photo(tmp_path / "b" / "x.png", seed=2)
-    first = _digest(out / "x.png")
+    other = noise_photo(tmp_path / "b" / "x.png", seed=2)
+    first = sha256_of(out / "x.png")
     assert main([str(other), "-o", str(out), *_sp(singlepass)]) == EXIT_OK
-    assert _files(out) == ["x.png", "x_restored.png"] and _digest(out / "x.png") == first
+    assert _files(out) == ["x.png", "x_restored.png"] and sha256_of(out / "x.png") == first
 
 
 # item 3: the tool's own results are recognised from their own metadata ---------------------
@@ -179,7 +166,7 @@ def test_a_rerun_replaces_its_own_result_of_the_same_photo_only(singlepass, tmp_
 def test_glob_reruns_over_the_output_folder_restore_once(singlepass, tmp_path, capsys,
                                                          skip_existing):
     g = tmp_path / "g"
-    _photo(g / "x.png")
+    noise_photo(g / "x.png")
     extra = ["--skip-existing"] if skip_existing else []
     restored = []
     for _ in range(3):
@@ -195,7 +182,7 @@ def test_glob_reruns_over_the_output_folder_restore_once(singlepass, tmp_path, c
 def test_skip_existing_after_a_crash_before_the_list_of_results_was_updated(weights, tmp_path,
                                                                             capsys):
     g = tmp_path / "g"
-    _photo(g / "x.png")
+    noise_photo(g / "x.png")
     assert main([str(g), "-o", str(g), *_dtpm(weights)]) == EXIT_OK
     (g / ".dtpm-restore-outputs.json").unlink()  # what a kill -9 before the update leaves
     stamp = (g / "x_restored.png").stat().st_mtime_ns
@@ -207,13 +194,13 @@ def test_skip_existing_after_a_crash_before_the_list_of_results_was_updated(weig
 
 
 def test_an_edited_photo_gets_a_new_result_and_the_old_one_is_kept(singlepass, tmp_path):
-    source = _photo(tmp_path / "x.png", seed=1)
+    source = noise_photo(tmp_path / "x.png", seed=1)
     out = tmp_path / "out"
     assert main([str(source), "-o", str(out), *_sp(singlepass)]) == EXIT_OK
-    old = _digest(out / "x.png")
-    _photo(source, seed=2)  # retouched after the first run
+    old = sha256_of(out / "x.png")
+    noise_photo(source, seed=2)  # retouched after the first run
     assert main([str(source), "-o", str(out), "--skip-existing", *_sp(singlepass)]) == EXIT_OK
-    assert _files(out) == ["x.png", "x_restored.png"] and _digest(out / "x.png") == old
+    assert _files(out) == ["x.png", "x_restored.png"] and sha256_of(out / "x.png") == old
 
 
 # item 4: long names, tile bound ------------------------------------------------------------
@@ -239,7 +226,7 @@ def test_a_result_name_longer_than_the_file_system_allows_is_shortened(singlepas
                                                                        capsys):
     folder = tmp_path / "g"
     stem = "雪" * 82  # 246 bytes: <stem>_restored.png would be 259
-    source = _photo(folder / f"{stem}.png")
+    source = noise_photo(folder / f"{stem}.png")
     with _deadline(20):
         plan = plan_outputs([source], folder)
     (item,) = plan.items
@@ -256,10 +243,10 @@ def test_a_result_name_longer_than_the_file_system_allows_is_shortened(singlepas
 def test_the_search_for_a_free_name_is_bounded(tmp_path, monkeypatch):
     import dtpm_core.output_plan as output_plan
     monkeypatch.setattr(output_plan, "MAX_NAME_CANDIDATES", 5)
-    source = _photo(tmp_path / "in" / "x.png")
+    source = noise_photo(tmp_path / "in" / "x.png")
     out = tmp_path / "out"
     for name in ("x.png", "x_restored.png", *(f"x_restored-{n}.png" for n in range(2, 9))):
-        _photo(out / name, seed=9)
+        noise_photo(out / name, seed=9)
     with _deadline(20):
         plan = plan_outputs([source], out)
     assert plan.items == [] and "no free name" in plan.conflicts[0][1]
@@ -268,7 +255,7 @@ def test_the_search_for_a_free_name_is_bounded(tmp_path, monkeypatch):
 @pytest.mark.parametrize("tile, ok", [(1, False), (7, False), (MIN_TILE - 1, False),
                                       (MIN_TILE, True), (0, True)])
 def test_tile_has_a_lower_bound(singlepass, tmp_path, capsys, tile, ok):
-    source = _photo(tmp_path / "x.png")
+    source = noise_photo(tmp_path / "x.png")
     code = main([str(source), "-o", str(tmp_path / "o"), *_sp(singlepass, "--tile", str(tile))])
     assert code == (EXIT_OK if ok else EXIT_USAGE)
     if not ok:
@@ -279,8 +266,8 @@ def test_tile_has_a_lower_bound(singlepass, tmp_path, capsys, tile, ok):
 def test_an_image_too_large_for_memory_is_skipped_and_the_batch_goes_on(weights, tmp_path,
                                                                         capsys, monkeypatch):
     folder = tmp_path / "in"
-    _photo(folder / "big.png", size=(400, 300))
-    _photo(folder / "small.png", size=(40, 32), seed=1)
+    noise_photo(folder / "big.png", size=(400, 300))
+    noise_photo(folder / "small.png", size=(40, 32), seed=1)
     small_need = memory_budget.estimate_bytes("dtpm", 32, 40, 512, "cpu")
     big_need = memory_budget.estimate_bytes("dtpm", 300, 400, MIN_TILE, "cpu")
     assert small_need < big_need
@@ -295,7 +282,7 @@ def test_an_image_too_large_for_memory_is_skipped_and_the_batch_goes_on(weights,
 
 
 def test_a_smaller_tile_is_used_when_it_fits(weights, tmp_path, capsys, monkeypatch):
-    source = _photo(tmp_path / "big.png", size=(400, 300))
+    source = noise_photo(tmp_path / "big.png", size=(400, 300))
     at_tile = {t: memory_budget.estimate_bytes("dtpm", 300, 400, t, "cpu") for t in (256, 128)}
     assert at_tile[128] < at_tile[256]
     monkeypatch.setattr(memory_budget, "available_memory_bytes", lambda: at_tile[128] + 1)
@@ -308,7 +295,7 @@ def test_a_smaller_tile_is_used_when_it_fits(weights, tmp_path, capsys, monkeypa
 def test_a_memory_error_fails_that_file_not_the_batch(weights, tmp_path, capsys, monkeypatch):
     folder = tmp_path / "in"
     for i in range(3):
-        _photo(folder / f"{i}.png", seed=i)
+        noise_photo(folder / f"{i}.png", seed=i)
     real_read = imageio.read_image
 
     def read(path):
@@ -343,7 +330,7 @@ def test_animations_and_multi_page_files_are_refused_by_name(tmp_path, name):
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 def test_skipped_inputs_make_the_exit_status_1_and_are_named(weights, tmp_path, capsys):
     folder = tmp_path / "in"
-    _photo(folder / "good.png")
+    noise_photo(folder / "good.png")
     os.mkfifo(folder / "pipe.png")
     Image.new("RGB", (8, 8)).save(folder / "anim.gif")
     _animated(folder / "anim.webp")
@@ -369,7 +356,7 @@ def test_a_task_id_wins_over_a_folder_of_that_name(weights, tmp_path, monkeypatc
         "adapters": [{"task": "motion-deblur", "file": "motion.safetensors"}]}))
     work = tmp_path / "work"
     (work / "motion-deblur").mkdir(parents=True)
-    source = _photo(work / "x.png")
+    source = noise_photo(work / "x.png")
     monkeypatch.chdir(work)
     assert main([str(source), "-o", "out", "--adapter", "motion-deblur", "--steps", "1",
                  "-q"]) == EXIT_OK
@@ -380,7 +367,7 @@ def test_a_task_id_wins_over_a_folder_of_that_name(weights, tmp_path, monkeypatc
 
 def test_read_only_check_uses_the_mode_bits(tmp_path):
     from dtpm_core.output_plan import is_read_only
-    path = _photo(tmp_path / "a.png")
+    path = noise_photo(tmp_path / "a.png")
     assert not is_read_only(path)
     path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
     assert is_read_only(path)
