@@ -188,7 +188,7 @@ def _add_diffusion_switches(p: argparse.ArgumentParser) -> None:
 
 def _add_singlepass_parser(sub) -> None:
     p = sub.add_parser("singlepass", help="the single-pass engine: pretrain, finetune, "
-                                          "multitask, calibrate",
+                                          "multitask, continue, calibrate",
                        description="Train the single-pass restoration network with diffusion "
                                    "objectives (DESIGN 6). Every training command resumes from "
                                    "RUN_DIR after a kill and runs under torchrun.")
@@ -217,6 +217,15 @@ def _add_singlepass_parser(sub) -> None:
     _add_singlepass_run_args(q, "singlepass_cpu")
     q.add_argument("--tasks", help="comma-separated tasks (default: the five)")
     q.add_argument("--step-iterations", type=int, help="iterations per incremental step")
+    _add_diffusion_switches(q)
+    q = ssub.add_parser("continue", help="more of MTUL's last step from a multi-task file",
+                        description="Continue a multi-task single-pass network (MTUL's last "
+                                    "step: GEF on every task at once, the adaptors trained, "
+                                    "theta_0 and Omega anchored on --init), e.g. on new "
+                                    "degradation ranges. Writes RUN_DIR/singlepass.safetensors.")
+    _add_singlepass_run_args(q, "singlepass_cpu")
+    q.add_argument("--tasks", help="comma-separated tasks (default: the five; the file must "
+                                   "restore them all)")
     _add_diffusion_switches(q)
     q = ssub.add_parser("calibrate", help="find t_mat of a custom task by a scan over t",
                         description="Restore validation pairs at every t = 0..50 with a "
@@ -404,7 +413,7 @@ def _singlepass(args: argparse.Namespace) -> int:
     from . import dist
     from .config import load_config
     from .loop import run
-    from .singlepass.train import build_finetune, build_pretrain, run_multitask
+    from .singlepass.train import build_continue, build_finetune, build_pretrain, run_multitask
 
     command = args.singlepass_command
     overrides = list(args.overrides)
@@ -428,11 +437,11 @@ def _singlepass(args: argparse.Namespace) -> int:
             overrides.append(f'singlepass.task="{args.task}"')
         if args.t_mat is not None:
             overrides.append(f"singlepass.t_mat={args.t_mat}")
-    if command == "multitask":
+    if command in ("multitask", "continue"):
         if args.tasks:
             names = [t.strip() for t in args.tasks.split(",") if t.strip()]
             overrides.append("singlepass.tasks=[" + ",".join(f'"{t}"' for t in names) + "]")
-        if args.step_iterations is not None:
+        if command == "multitask" and args.step_iterations is not None:
             overrides.append(f"singlepass.step_iterations={args.step_iterations}")
     config = load_config(args.config, overrides)
     info = dist.setup(args.device)
@@ -444,6 +453,8 @@ def _singlepass(args: argparse.Namespace) -> int:
             task = config.singlepass.task
             job = build_finetune(config, args.run_dir, [task], init, f"{task}.safetensors")
             run(job, info, progress=not args.quiet)
+        elif command == "continue":
+            run(build_continue(config, args.run_dir, init), info, progress=not args.quiet)
         else:
             run_multitask(config, args.run_dir, init, info, progress=not args.quiet)
     finally:

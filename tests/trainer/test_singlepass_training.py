@@ -230,6 +230,38 @@ def test_multitask_then_reload_is_bit_identical_and_reruns_skip_done_steps(tmp_p
     assert capsys.readouterr().out.count("already done") == 2
 
 
+@pytest.mark.slow
+def test_continue_trains_every_task_of_a_multitask_file_and_refuses_what_it_lacks(
+        tmp_path, clean_folder, capsys):
+    first = tmp_path / "mt"
+    assert train_main(["singlepass", "multitask", "--run-dir", str(first), "--tasks",
+                       "motion-deblur,desnow", "--step-iterations", "2", "--quiet",
+                       "--clean", str(clean_folder), *_sets()]) == 0
+    start = first / "singlepass.safetensors"
+    more = tmp_path / "more"
+    args = ["singlepass", "continue", "--init", str(start), "--run-dir", str(more), "--tasks",
+            "motion-deblur,desnow", "--iterations", "3", "--quiet", "--clean",
+            str(clean_folder), *_sets()]
+    assert train_main(args) == 0
+    before, _ = load_singlepass(start)
+    after, info = load_singlepass(more / "singlepass.safetensors")
+    assert info.tasks == {"desnow": 15, "motion-deblur": 50}
+    changed = [name for name, value in after.state_dict().items()
+               if not torch.equal(value, before.state_dict()[name])]
+    assert any(name.startswith("adaptors.") for name in changed)  # every task's adaptor trains
+    assert any(not name.startswith("adaptors.") for name in changed)
+    capsys.readouterr()
+    lacking = ["singlepass", "continue", "--init", str(start), "--run-dir",
+               str(tmp_path / "x"), "--tasks", "motion-deblur,raindrop", "--iterations", "1",
+               "--quiet", "--clean", str(clean_folder), *_sets()]
+    assert train_main(lacking) == 2
+    assert "raindrop" in capsys.readouterr().err
+    no_init = ["singlepass", "continue", "--run-dir", str(tmp_path / "y"), "--iterations",
+               "1", "--quiet", "--clean", str(clean_folder), *_sets()]
+    assert train_main(no_init) == 2
+    assert "--init" in capsys.readouterr().err
+
+
 def test_calibrate_command_writes_its_scan(tmp_path, clean_folder):
     torch.manual_seed(0)
     model = tmp_path / "m.safetensors"

@@ -5,7 +5,9 @@
   parts switched off);
 - `multitask`: MTUL, tasks in ascending t_mat, step k trains on the union of tasks 1..k with a
   fresh optimiser and schedule, theta_0 and Omega renewed; each step is its own resumable run
-  in RUN_DIR/step<k>-<task>/, finished steps are skipped on a rerun.
+  in RUN_DIR/step<k>-<task>/, finished steps are skipped on a rerun;
+- `continue`: more of MTUL's last step (GEF on every task at once, adaptors included) from a
+  multi-task file, for the training campaign.
 """
 
 from __future__ import annotations
@@ -247,6 +249,23 @@ def run_multitask(config: TrainConfig, run_dir: Path, init: str | Path | None,
         tmp.replace(final)
         print(f"exported the multi-task single-pass network to {final}")
     return final
+
+
+def build_continue(config: TrainConfig, run_dir: Path, init: str | Path | None) -> TrainJob:
+    """MTUL's last step continued: GEF on the union of `singlepass.tasks`, every task's adaptor
+    trained, from the multi-task file `init` (theta_0 and Omega anchored on it). Writes
+    RUN_DIR/singlepass.safetensors."""
+    if not init:
+        raise ConfigError("singlepass continue needs --init: the multi-task file to continue "
+                          "(e.g. resources/models/singlepass.safetensors)")
+    tasks = tuple(config.singlepass.tasks)
+    _, info = load_singlepass(init)
+    missing = sorted(set(tasks) - set(info.tasks))
+    if missing:
+        raise WeightsError(f"{init} restores {sorted(info.tasks)}, not {missing}: continue "
+                           "trains the tasks a multi-task file already has")
+    order = multitask_plan(tasks)[-1]
+    return build_finetune(config, run_dir, order, init, MULTITASK_FILE, adaptor_tasks=tasks)
 
 
 def export_singlepass_run(run_dir: Path, out: Path, use_ema: bool = True,
