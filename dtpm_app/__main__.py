@@ -73,6 +73,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.self_test or args.install_desktop_entry or args.uninstall_desktop_entry:
         return _run_command(args)
 
+    app, window = open_window(args)
+    if not args.screenshot:
+        code = app.exec()
+        window.shutdown()
+        return code
+    return _screenshot(app, window, Path(args.screenshot), args.timeout)
+
+
+def open_window(args: argparse.Namespace) -> tuple[QApplication, MainWindow]:
+    """The application and its window on screen, with the opening of `args.files` (or the
+    sample) queued as the first event: models and torch load after the window shows."""
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -105,11 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     window.show()
     # Models (and torch) load after the window is on screen.
     QTimer.singleShot(0, lambda: window.start(args.files, args.reference))
-    if not args.screenshot:
-        code = app.exec()
-        window.shutdown()
-        return code
-    return _screenshot(app, window, Path(args.screenshot), args.timeout)
+    return app, window
 
 
 def _run_command(args: argparse.Namespace) -> int:
