@@ -21,7 +21,7 @@ from skimage import data as skdata
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dtpm_core.imageio import write_image  # noqa: E402
+from dtpm_core.files.imageio import write_image  # noqa: E402
 from trainer.degradations import degrade  # noqa: E402
 
 USAGE_ERROR = 2  # dtpm-restore's exit status for options this machine cannot honour

@@ -68,7 +68,7 @@ def resolve_backend(name: str | None, device: torch.device, *, experts: bool = F
         if device.type != "cpu" or experts or not openvino_installed():
             return TORCH
         if native_bf16 is None:
-            from ..device import cpu_has_native_bf16  # torch-free module
+            from .device import cpu_has_native_bf16  # torch-free module
             native_bf16 = cpu_has_native_bf16()
         return OPENVINO if native_bf16 else TORCH
     if name == OPENVINO:

@@ -18,10 +18,13 @@ import numpy as np
 import torch
 
 from ..backends import OPENVINO, TORCH, resolve_backend
+from ..backends.device import prepare_for_inference, resolve_device, resolve_precision
 from ..backends.torch_backend import torch_network
-from ..device import prepare_for_inference, resolve_device, resolve_precision
 from ..errors import ConfigError, ModelOutputError
-from ..inference import (
+from ..options import DEFAULT_TILE
+from ..singlepass.network import INFERENCE_TOP_K
+from ..singlepass.weights import SinglePassInfo, load_singlepass
+from .inference import (
     PassCounter,
     ProgressCallback,
     RestoreProgress,
@@ -30,10 +33,7 @@ from ..inference import (
     run_with_tile_backoff,
     to_image,
 )
-from ..options import DEFAULT_TILE
-from ..tiling import TileBlender, Window
-from .network import INFERENCE_TOP_K
-from .weights import SinglePassInfo, load_singlepass
+from .tiling import TileBlender, Window
 
 ENSEMBLE_SIZE = 8
 """Flip/rotate variants of the self-ensemble: 4 rotations x (no flip, flip)."""
@@ -75,8 +75,8 @@ class SinglePassRestorer:
     """Holds one single-pass network and restores any of the tasks its file lists.
 
     `precision` None or "auto" takes the fast path where the device has one, as `Restorer`
-    does (bf16 weights converted once, channels-last, autocast; see `dtpm_core.device`); the
-    result leaves the network in fp32. `max_experts` (default `INFERENCE_TOP_K`) runs only
+    does (bf16 weights converted once, channels-last, autocast; see `dtpm_core.backends.device`);
+    the result leaves the network in fp32. `max_experts` (default `INFERENCE_TOP_K`) runs only
     that many MoE experts per adaptor, those the router weights most; 0 runs all of them.
     `backend` as for `Restorer`: "torch" (the default here), "openvino" or "auto"."""
 
@@ -136,7 +136,7 @@ class SinglePassRestorer:
         the network (reported as the stage "converting")."""
         if self._openvino is None:
             return torch_network(self.net, self.device, self.precision)
-        from .graph import singlepass_graph
+        from ..singlepass.graph import singlepass_graph
 
         def on_convert(spec) -> None:
             if progress is not None:

@@ -11,9 +11,9 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from .device import is_out_of_memory, release_cached_memory
-from .errors import Cancelled, ConfigError, OutOfMemory
-from .options import MIN_TILE  # the smallest tile the out-of-memory back-off tries
+from ..backends.device import is_out_of_memory, release_cached_memory
+from ..errors import Cancelled, ConfigError, OutOfMemory
+from ..options import MIN_TILE  # the smallest tile the out-of-memory back-off tries
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@
     result = y_eps + strength * x0_hat
 
 s (residual scale), t_s (start level) and the x0 clamp come from the model file's calibration
-(`dtpm_core.calibration`): the adapter's when one is loaded, else the base's.
+(`dtpm_core.diffusion.calibration`): the adapter's when one is loaded, else the base's.
 
 Large images run in overlapping tiles fused at every denoising step; an out-of-memory error
 retries with smaller tiles. The semantic code comes from the whole (downscaled) image.
@@ -21,17 +21,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .backends import OPENVINO, TORCH, resolve_backend
-from .backends.torch_backend import torch_denoiser, torch_network
-from .calibration import Calibration
-from .ddim import sample_ddim
-from .device import (
+from ..backends import OPENVINO, TORCH, resolve_backend
+from ..backends.device import (
     autocast_context,
     prepare_for_inference,
     resolve_device,
     resolve_precision,
 )
-from .errors import ConfigError, ModelOutputError
+from ..backends.torch_backend import torch_denoiser, torch_network
+from ..diffusion.calibration import Calibration
+from ..diffusion.ddim import sample_ddim
+from ..diffusion.schedule import alpha_bars, sampling_timesteps
+from ..errors import ConfigError, ModelOutputError
+from ..modelfiles.weights import AdapterInfo, BaseInfo, TaskParts, load_adapter, load_base
+from ..options import DEFAULT_TILE, MAX_SAMPLING_STEPS, MAX_STRENGTH
 from .inference import (
     PassCounter,
     ProgressCallback,
@@ -41,10 +44,7 @@ from .inference import (
     run_with_tile_backoff,
     to_image,
 )
-from .options import DEFAULT_TILE, MAX_SAMPLING_STEPS, MAX_STRENGTH
-from .schedule import alpha_bars, sampling_timesteps
 from .tiling import TileBlender, Window
-from .weights import AdapterInfo, BaseInfo, TaskParts, load_adapter, load_base
 
 
 @dataclass
@@ -68,7 +68,7 @@ class Restorer:
     """Holds one base model and, switchable without reloading the base, one task adapter.
 
     `precision` None or "auto" takes the fast path where the device has one (bf16 weights,
-    converted once, on a CPU with native bf16; see `dtpm_core.device`); `self.precision` is
+    converted once, on a CPU with native bf16; see `dtpm_core.backends.device`); `self.precision` is
     what runs ("fp32", "bf16" or "fp16"). The epsilon output, the DDIM update and the image
     conversion stay fp32 at every precision.
 
@@ -88,7 +88,7 @@ class Restorer:
         self._openvino = None
         self._notes: list[str] = []  # about graph conversions, for the next result
         if self.backend == OPENVINO:
-            from .backends.openvino_backend import OpenVINOSession
+            from ..backends.openvino_backend import OpenVINOSession
 
             # the torch modules stay as loaded (fp32): they are what gets converted
             self._openvino = OpenVINOSession(self.precision, torch.get_num_threads())
@@ -200,7 +200,7 @@ class Restorer:
                 self.model.denoiser, task.adapters if task is not None else None,
                 task.denoiser_overrides if task is not None else {}, self.device,
                 self.precision)
-        from .backends.graphs import denoiser_graph, predictor_graph
+        from ..backends.graphs import denoiser_graph, predictor_graph
 
         specs = [denoiser_graph(self.model, self.base_info, task)]
         if task is not None and task.predictor is not None:
@@ -294,6 +294,6 @@ def _downscale_for_semantics(y_eps: torch.Tensor) -> torch.Tensor:
     anyway); avoids image-sized temporaries for large photos."""
     from torch.nn import functional as F
 
-    from .semantic import SEMANTIC_INPUT_SIZE
+    from ..networks.semantic import SEMANTIC_INPUT_SIZE
     return F.interpolate(y_eps.float(), size=(SEMANTIC_INPUT_SIZE,) * 2, mode="bilinear",
                          antialias=True, align_corners=False)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from platformdirs import user_data_dir
 
-from .errors import WeightsError
+from ..errors import WeightsError
 
 APP_NAME = "DTPM Studio"
 MANIFEST_NAME = "manifest.json"
