@@ -75,7 +75,7 @@ class Runner:
         return prepare_for_inference(module, self.device, self.precision, keep_fp32)
 
     def compile_graphs(self, specs: Sequence[GraphSpec], progress: ProgressCallback | None
-                ) -> list[Callable[..., Any]]:
+                       ) -> list[Callable[..., Any]]:
         """The networks of `specs` compiled in the OpenVINO session, converted first where the
         cache has no usable graph: each conversion is reported as the stage "converting"
         (seconds, once per network), and one that replaced an unusable cache entry becomes a
