@@ -1,4 +1,5 @@
-"""Where the networks run: PyTorch (`torch_backend`) or OpenVINO (`openvino_backend`).
+"""Where the networks run: PyTorch (`torch_backend`) or OpenVINO (`openvino_backend`), on the
+device, precision and thread count that `device` chooses.
 
 The restorers keep one implementation of everything around the networks (DDIM loop, tiles,
 blending, out-of-memory back-off); a backend only makes the network calls:
