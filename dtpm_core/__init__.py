@@ -1,8 +1,10 @@
 """DTPM core: the Diffusion Texture Prior Model, its sampler, inference engines, metrics and I/O.
 
-Rooms, from the bottom up (each imports only those above it, and the shared names):
+Rooms, from the bottom up; each imports only those listed before it (an import-linter
+contract in pyproject.toml):
 
-    errors, options, config   shared names: exception types, user-facing choices, model configs
+    errors, options, config, cli_warnings
+                  shared names: exception types, user-facing choices, model configs, warnings
     files/        images in and results out (image I/O, atomic writes, output plans)
     networks/     the DTPM networks as torch modules
     diffusion/    schedule, DDIM sampling, calibration, training objectives, RTV
