@@ -8,7 +8,7 @@ Each path loads its engine the way it does in use (`dtpm_core.cli._load_engine`,
 `batch_worker.load_batch_engine`) with random-weight models, and restores the
 same photo at the default tile (512); times are medians of interleaved rounds. All of them
 build their restorers without a precision or thread count of their own, so they share the
-process's (`dtpm_core.device`): the bar is every path within 20% of the CLI.
+process's (`dtpm_core.backends.device`): the bar is every path within 20% of the CLI.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def main() -> None:
     from dtpm_app.jobs import Job, LoadEngine, Restore, ResultKey, SwitchAdapter
     from dtpm_app.workers import InferenceWorker
     from dtpm_core.cli import _load_engine, build_parser
-    from dtpm_core.engine import DTPMSpec, SinglePassSpec
+    from dtpm_core.engines.engine import DTPMSpec, SinglePassSpec
 
     image = photo(args.size)
     task = "desnow"

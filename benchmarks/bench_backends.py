@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dtpm_core.backends import openvino_installed  # noqa: E402
-from dtpm_core.device import configure_threads, cpu_has_native_bf16  # noqa: E402
-from dtpm_core.engine import DTPMSpec, SinglePassSpec, load_engine  # noqa: E402
-from dtpm_core.metrics import psnr  # noqa: E402
+from dtpm_core.backends.device import configure_threads, cpu_has_native_bf16  # noqa: E402
+from dtpm_core.engines.engine import DTPMSpec, SinglePassSpec, load_engine  # noqa: E402
+from dtpm_core.evaluation.metrics import psnr  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def compare_engines(models: Path, image: np.ndarray, steps: int, tile: int,
 def compare_shape_policies(models: Path, side: int, rounds: int) -> None:
     from dtpm_core.backends.graphs import denoiser_graph
     from dtpm_core.backends.openvino_backend import OpenVINOSession
-    from dtpm_core.weights import load_adapter, load_base
+    from dtpm_core.modelfiles.weights import load_adapter, load_base
 
     model, info = load_base(models / "base.safetensors")
     task = load_adapter(models / "motion-deblur.safetensors", model, info)

@@ -13,7 +13,7 @@ configuration is timed once per round, rounds interleaved, and the median is rep
 background load hits all of them alike. In the same run: the fp32 and bf16 matmul rates,
 against which the achieved GFLOP/s of each engine is shown (FLOPs from torch's counter), the
 Fast / DTPM-4 ratio, and the time projected for a 12 MP photo (s/MP x 12; tiling adds ~10%).
-The thread count is the one every restorer uses (`dtpm_core.device.configure_threads`: the
+The thread count is the one every restorer uses (`dtpm_core.backends.device.configure_threads`: the
 free cores, or $DTPM_THREADS, or --threads).
 """
 
@@ -34,19 +34,19 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dtpm_core.config import preset  # noqa: E402
-from dtpm_core.device import (  # noqa: E402
+from dtpm_core.backends.device import (  # noqa: E402
     configure_threads,
     describe_cpu_path,
     resolve_precision,
 )
-from dtpm_core.model import DTPM, Stage2Options  # noqa: E402
+from dtpm_core.config import preset  # noqa: E402
+from dtpm_core.engines.dtpm_restorer import Restorer  # noqa: E402
+from dtpm_core.engines.singlepass_restorer import SinglePassRestorer  # noqa: E402
+from dtpm_core.modelfiles.weights import save_adapter, save_base  # noqa: E402
+from dtpm_core.networks.model import DTPM, Stage2Options  # noqa: E402
 from dtpm_core.options import TASKS  # noqa: E402
-from dtpm_core.restore import Restorer  # noqa: E402
 from dtpm_core.singlepass.network import INFERENCE_TOP_K, SinglePassNet, singlepass_preset  # noqa: E402
-from dtpm_core.singlepass.restore import SinglePassRestorer  # noqa: E402
 from dtpm_core.singlepass.weights import save_singlepass  # noqa: E402
-from dtpm_core.weights import save_adapter, save_base  # noqa: E402
 
 KS = (1, 4, 10)
 PROJECT_MP = 12.0
@@ -111,10 +111,9 @@ def as_before_issue_17(*restorers: Restorer | SinglePassRestorer):
     """Run fp32 restorers as the code did before issue 17: NCHW weights and inputs, the
     eight-op LayerNorm2d and separate AdaLN, the MoE experts one by one (and, set at
     construction, all 10 of them)."""
-    from dtpm_core import restore
-    from dtpm_core.inference_layers import ChannelsLastLayerNorm2d, FoldedAdaLNBlock
-    from dtpm_core.layers import LayerNorm2d, NAFBlock
-    from dtpm_core.singlepass import restore as singlepass_restore
+    from dtpm_core.backends import torch_backend
+    from dtpm_core.networks.inference_layers import ChannelsLastLayerNorm2d, FoldedAdaLNBlock
+    from dtpm_core.networks.layers import LayerNorm2d, NAFBlock
     from dtpm_core.singlepass.network import MoEAdaptor
 
     def switch(module: torch.nn.Module, before: bool) -> None:
@@ -128,14 +127,14 @@ def as_before_issue_17(*restorers: Restorer | SinglePassRestorer):
                 child.fuse_at_inference = not before
 
     modules = [r.net if isinstance(r, SinglePassRestorer) else r.model for r in restorers]
-    layout = (restore.to_network_layout, singlepass_restore.to_network_layout)
+    layout = torch_backend.to_network_layout  # where both restorers' networks convert inputs
     for m in modules:
         switch(m, before=True)
-    restore.to_network_layout = singlepass_restore.to_network_layout = lambda x: x
+    torch_backend.to_network_layout = lambda x: x
     try:
         yield
     finally:
-        restore.to_network_layout, singlepass_restore.to_network_layout = layout
+        torch_backend.to_network_layout = layout
         for m in modules:
             switch(m, before=False)
 

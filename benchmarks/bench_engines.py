@@ -5,9 +5,10 @@
 For each preset, the same photo-sized input is restored by
 - the single-pass network (one forward pass; and the 8-way ensemble),
 - DTPM at K = 1, 4 and 10 (K denoiser passes + one initial-predictor pass),
-through the engine interface the app and `dtpm-restore` use (`dtpm_core.engine.load_engine`),
-untiled or tiled (--tile). The ratios DTPM / single-pass are printed from the same run. Models are
-untrained (random weights): speed does not depend on training. The bundled models use `tiny`.
+through the engine interface the app and `dtpm-restore` use
+(`dtpm_core.engines.engine.load_engine`), untiled or tiled (--tile). The ratios DTPM / single-pass
+are printed from the same run. Models are untrained (random weights): speed does not depend on
+training. The bundled models use `tiny`.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dtpm_core.config import preset  # noqa: E402
-from dtpm_core.engine import DTPMSpec, SinglePassSpec, load_engine  # noqa: E402
-from dtpm_core.model import DTPM, Stage2Options  # noqa: E402
+from dtpm_core.engines.engine import DTPMSpec, SinglePassSpec, load_engine  # noqa: E402
+from dtpm_core.modelfiles.weights import save_adapter, save_base  # noqa: E402
+from dtpm_core.networks.model import DTPM, Stage2Options  # noqa: E402
 from dtpm_core.options import TASKS  # noqa: E402
 from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset  # noqa: E402
 from dtpm_core.singlepass.weights import save_singlepass  # noqa: E402
-from dtpm_core.weights import save_adapter, save_base  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_rtv import best_of  # noqa: E402

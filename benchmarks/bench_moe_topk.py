@@ -25,9 +25,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dtpm_core.device import configure_threads  # noqa: E402
-from dtpm_core.metrics import psnr  # noqa: E402
-from dtpm_core.singlepass.restore import SinglePassRestorer  # noqa: E402
+from dtpm_core.backends.device import configure_threads  # noqa: E402
+from dtpm_core.engines.singlepass_restorer import SinglePassRestorer  # noqa: E402
+from dtpm_core.evaluation.metrics import psnr  # noqa: E402
 
 HQ = ROOT.parent / "shared" / "data" / "hq"
 

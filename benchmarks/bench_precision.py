@@ -5,10 +5,10 @@ against the fp32 result of the same image, task, K and seed.
                                          [--ks 1,4,10,50] [--tasks all]
 
 Runs the installed models (whichever are in the folder: nothing here depends on which) through
-both engines (`dtpm_core.engine.load_engine`) twice, precision="fp32" and precision="bf16" (the path
-"auto" takes on a CPU with AMX / AVX512-BF16), on skimage photos degraded with the held-out
-settings of each task. The bar (issue 17): every result within 45 dB of fp32, at every K and
-for the Fast engine. Also prints the initial prediction's PSNR against fp32.
+both engines (`dtpm_core.engines.engine.load_engine`) twice, precision="fp32" and precision="bf16"
+(the path "auto" takes on a CPU with AMX / AVX512-BF16), on skimage photos degraded with the
+held-out settings of each task. The bar (issue 17): every result within 45 dB of fp32, at every K
+and for the Fast engine. Also prints the initial prediction's PSNR against fp32.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dtpm_core.catalog import load_catalog  # noqa: E402
-from dtpm_core.device import (  # noqa: E402
+from dtpm_core.backends.device import (  # noqa: E402
     configure_threads,
     cpu_has_native_bf16,
     describe_cpu_path,
 )
-from dtpm_core.engine import DTPMSpec, SinglePassSpec, load_engine  # noqa: E402
-from dtpm_core.metrics import psnr  # noqa: E402
+from dtpm_core.engines.engine import DTPMSpec, SinglePassSpec, load_engine  # noqa: E402
+from dtpm_core.evaluation.metrics import psnr  # noqa: E402
+from dtpm_core.modelfiles.catalog import load_catalog  # noqa: E402
 
 BAR_DB = 45.0
 PHOTOS = ("astronaut", "coffee", "chelsea")

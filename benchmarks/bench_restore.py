@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dtpm_core.config import preset  # noqa: E402
-from dtpm_core.model import DTPM, Stage2Options  # noqa: E402
-from dtpm_core.restore import Restorer  # noqa: E402
-from dtpm_core.weights import save_adapter, save_base  # noqa: E402
+from dtpm_core.engines.dtpm_restorer import Restorer  # noqa: E402
+from dtpm_core.modelfiles.weights import save_adapter, save_base  # noqa: E402
+from dtpm_core.networks.model import DTPM, Stage2Options  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_rtv import best_of  # noqa: E402
@@ -102,7 +102,7 @@ def tiled_vs_untiled(folder: Path) -> dict:
 
 
 def rtv_seconds() -> dict:
-    from dtpm_core.smoothing import rtv_smooth
+    from dtpm_core.diffusion.smoothing import rtv_smooth
     image = torch.from_numpy(photo(512, 512)).permute(2, 0, 1)[None]
     rtv_smooth(image[..., :64, :64])
     return {"size": "512x512x3", "seconds": best_of(lambda: rtv_smooth(image), 3, warmup=0)}
@@ -115,7 +115,7 @@ def peak_memory_24mp(folder: Path) -> dict:
 import resource, sys, time
 import numpy as np
 sys.path.insert(0, {str(ROOT)!r})
-from dtpm_core.restore import Restorer
+from dtpm_core.engines.dtpm_restorer import Restorer
 restorer = Restorer({str(base)!r}, {str(task)!r}, device="cpu")
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 image = np.random.default_rng(0).random((4000, 6000, 3), dtype=np.float32)

@@ -1,4 +1,4 @@
-"""Speed of RTV texture removal (dtpm_core.smoothing.rtv_smooth) on a 512x512x3 photo.
+"""Speed of RTV texture removal (dtpm_core.diffusion.smoothing.rtv_smooth) on a 512x512x3 photo.
 
     python benchmarks/bench_rtv.py [--size N] [--repeats R] [--threads T] [--skip-exact]
 
@@ -34,7 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dtpm_core.smoothing import RTVConfig, _texture_weights, rtv_smooth  # noqa: E402
+from dtpm_core.diffusion.smoothing import RTVConfig, _texture_weights, rtv_smooth  # noqa: E402
 
 TARGET_SECONDS = 2.0
 """Goal for one 512x512x3 image on the 2-core CPU."""

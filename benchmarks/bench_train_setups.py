@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dtpm_core.config import preset  # noqa: E402
-from dtpm_core.model import DTPM, Stage2Options, configure_stage2_trainable  # noqa: E402
-from dtpm_core.objectives import stage2_loss  # noqa: E402
-from dtpm_core.predictor import InitialPredictor  # noqa: E402
+from dtpm_core.diffusion.objectives import stage2_loss  # noqa: E402
+from dtpm_core.networks.model import DTPM, Stage2Options, configure_stage2_trainable  # noqa: E402
+from dtpm_core.networks.predictor import InitialPredictor  # noqa: E402
 
 BATCH = 4
 
@@ -128,7 +128,7 @@ def main() -> None:
         config = preset("tiny").with_overrides(overrides).predictor
         n = sum(p.numel() for p in InitialPredictor(config).parameters())
         print(f"| {name} | {n / 1e6:.2f} M | {receptive_field(overrides)} |", flush=True)
-    from dtpm_core.device import cpu_has_native_bf16
+    from dtpm_core.backends.device import cpu_has_native_bf16
     modes = (False, True) if cpu_has_native_bf16() else (False,)
     if len(modes) == 1:
         print("\nthis CPU has neither AMX nor AVX512-BF16: bf16 would be emulated, fp32 only")

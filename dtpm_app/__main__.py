@@ -105,7 +105,7 @@ def open_window(args: argparse.Namespace) -> tuple[QApplication, MainWindow]:
     if args.backend:
         settings.backend = args.backend
     from dtpm_core.backends import set_backend_preference  # torch-free: no start-up cost
-    from dtpm_core.device import set_precision_preference
+    from dtpm_core.backends.device import set_precision_preference
 
     set_precision_preference(settings.precision)  # every restorer of this process uses them
     set_backend_preference(settings.backend)
@@ -123,7 +123,7 @@ def _run_command(args: argparse.Namespace) -> int:
     """The flags that do one job and exit instead of opening the window."""
     if args.self_test:
         from dtpm_core.backends import set_backend_preference
-        from dtpm_core.device import set_precision_preference
+        from dtpm_core.backends.device import set_precision_preference
 
         from .self_test import run_self_test
 

@@ -1,7 +1,7 @@
 """The batch queue: which files go where, their status, and the `BatchWorker` that runs them.
 
 No widgets here; `widgets.batch_queue.BatchQueue` shows this state. Targets come from
-`dtpm_core.output_plan.plan_outputs`, the planner `dtpm-restore` uses: never over an input or
+`dtpm_core.files.output_plan.plan_outputs`, the planner `dtpm-restore` uses: never over an input or
 another item's target, earlier results never taken as inputs, special files and unreadable
 image types listed as skipped. The output folder is proved writable before the batch starts,
 and finished items are skipped by the worker: those whose result in the output folder was
@@ -20,8 +20,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal, Slot
 
 from dtpm_core.errors import ImageReadError
-from dtpm_core.imageio import SUPPORTED_EXTENSIONS
-from dtpm_core.output_plan import (
+from dtpm_core.files.imageio import SUPPORTED_EXTENSIONS
+from dtpm_core.files.output_plan import (
     OutputPlan,
     OutputPlanError,
     check_output_folder,

@@ -1,11 +1,11 @@
 """`BatchWorker`: restores a list of files in its own thread with its own engine (DTPM or the
-single-pass network, loaded with `dtpm_core.engine.load_engine`), so the interactive session
+single-pass network, loaded with `dtpm_core.engines.engine.load_engine`), so the interactive session
 (task and engine switches included) never changes a running batch. Pause, resume and cancel are
 thread-safe; one file that fails is reported and the batch goes on.
 
-Every result carries an output marker naming its input (`dtpm_core.output_marker`: the
+Every result carries an output marker naming its input (`dtpm_core.files.output_marker`: the
 sha256 of the input's bytes), so a result already in the output folder counts as done only
-for the photo it was made from; the planner (`dtpm_core.output_plan`) gives any other file of
+for the photo it was made from; the planner (`dtpm_core.files.output_plan`) gives any other file of
 that name a wide berth (the result takes a free name) and the worker never writes over a file
 that appeared after planning. An item's time excludes the time the batch was paused."""
 
@@ -36,7 +36,7 @@ from dtpm_core.options import DTPM, SINGLE_PASS
 from .workers import describe_error, load_engine
 
 if TYPE_CHECKING:
-    from dtpm_core.engine import Engine, EngineSpec
+    from dtpm_core.engines.engine import Engine, EngineSpec
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class BatchSettings:
     def engine_spec(self) -> EngineSpec:
         """The engine spec of these settings: DTPM at K, seed and strength, or the single-pass
         network for the task; precision None is the app's setting (the process preference)."""
-        from dtpm_core.engine import DTPMSpec, SinglePassSpec
+        from dtpm_core.engines.engine import DTPMSpec, SinglePassSpec
 
         m = self.models
         if m.engine == SINGLE_PASS:
@@ -176,9 +176,9 @@ class BatchWorker(QObject):
              entry: BatchEntry) -> tuple[str, str, Path | None]:
         """Restore one file; returns (status, message, the result's path). Cancelled
         propagates."""
-        from dtpm_core.imageio import read_image, write_image
-        from dtpm_core.metrics import psnr
-        from dtpm_core.output_marker import OutputMarker
+        from dtpm_core.evaluation.metrics import psnr
+        from dtpm_core.files.imageio import read_image, write_image
+        from dtpm_core.files.output_marker import OutputMarker
 
         from .formats import OUTPUT_CHOICES, write_options
 
@@ -227,7 +227,7 @@ class BatchWorker(QObject):
 
 def _result_of(target: Path, source: Path) -> bool:
     """`target`'s output marker names `source` (the sha256 of its bytes)."""
-    from dtpm_core.output_marker import file_sha256, read_output_marker
+    from dtpm_core.files.output_marker import file_sha256, read_output_marker
 
     try:
         marker = read_output_marker(target)

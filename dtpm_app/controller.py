@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from dtpm_core.catalog import Catalog, load_catalog, user_models_dir
 from dtpm_core.errors import WeightsError
-from dtpm_core.imageio import LoadedImage, read_image
+from dtpm_core.files.imageio import LoadedImage, read_image
+from dtpm_core.modelfiles.catalog import Catalog, load_catalog, user_models_dir
 from dtpm_core.options import DTPM, ENGINE_LABELS, ENGINES, SINGLE_PASS
 
 from .batch_runner import match_reference
@@ -269,7 +269,7 @@ class Controller(QObject):
                                 target)
 
         def write() -> Path:
-            from dtpm_core.imageio import write_image
+            from dtpm_core.files.imageio import write_image
 
             return write_image(target, result, like=image.loaded, **options)
 

@@ -32,7 +32,7 @@ class ControllerViews:
         self._backbone = ""  # the perceptual distance the worker measures, once known
 
     def models(self, state: str | None = None) -> ModelsState:
-        from dtpm_core.catalog import user_models_dir
+        from dtpm_core.modelfiles.catalog import user_models_dir
 
         s, planner = self.s, self.planner
         dtpm, single_pass = s.dtpm, s.single_pass

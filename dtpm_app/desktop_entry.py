@@ -24,8 +24,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from dtpm_core.atomic import write_bytes_atomic, write_text_atomic
-from dtpm_core.catalog import resources_dir
+from dtpm_core.files.atomic import write_bytes_atomic, write_text_atomic
+from dtpm_core.modelfiles.catalog import resources_dir
 
 DESKTOP_ID = "dtpm-studio"
 """Name of the .desktop file and of the icon in the theme (also Qt's desktopFileName)."""

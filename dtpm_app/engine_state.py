@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dtpm_core.engine import SPEC_TYPES, EngineSpec
+from dtpm_core.engines.engine import SPEC_TYPES, EngineSpec
 from dtpm_core.options import DTPM, SINGLE_PASS
 
 from .jobs import AdapterLoaded, CurveKey, CurvePoint, EngineLoaded, LoadEngine, ResultKey

@@ -12,7 +12,7 @@ class OutputChoice:
 
     key: str
     label: str
-    batch_format: str  # an `dtpm_core.output_plan` format: "same" or a key of OUTPUT_FORMATS
+    batch_format: str  # an `dtpm_core.files.output_plan` format: "same" or a key of OUTPUT_FORMATS
     suffix: str  # "" for "same as input"
     bit_depth: int | None  # None: like the source (16-bit sources stay 16-bit where possible)
     uses_quality: bool = False

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from dtpm_core.catalog import ModelEntry
-from dtpm_core.engine import DTPMSpec, EngineSpec
+from dtpm_core.engines.engine import DTPMSpec, EngineSpec
+from dtpm_core.modelfiles.catalog import ModelEntry
 from dtpm_core.options import DTPM, ENGINE_LABELS, ENGINES, SINGLE_PASS, task_display_name
 
 from .batch_worker import BatchModels

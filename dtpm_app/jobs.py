@@ -1,7 +1,7 @@
 """What the controller asks the inference worker, what comes back, and the keys that name
 results (no Qt, no torch).
 
-Every request carries a `dtpm_core.engine` spec, so the worker loads and runs both engines
+Every request carries a `dtpm_core.engines.engine` spec, so the worker loads and runs both engines
 the same way. Results are cached under named keys: a result is only ever shown for the exact
 key it was computed for, and a late one for other settings is never mistaken for the current.
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dtpm_core.engine import DTPMSpec, EngineResult, EngineSpec
-from dtpm_core.model_scores import HeldOutScores
+from dtpm_core.engines.engine import DTPMSpec, EngineResult, EngineSpec
+from dtpm_core.evaluation.model_scores import HeldOutScores
 from dtpm_core.options import DTPM
 
 from .state import PREVIEW_SIDE

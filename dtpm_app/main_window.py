@@ -32,8 +32,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from dtpm_core.catalog import resources_dir, user_models_dir
-from dtpm_core.imageio import SUPPORTED_EXTENSIONS
+from dtpm_core.files.imageio import SUPPORTED_EXTENSIONS
+from dtpm_core.modelfiles.catalog import resources_dir, user_models_dir
 from dtpm_core.options import ENGINE_LABELS, SINGLE_PASS
 
 from .batch_runner import BatchRunner, default_output_dir, looks_derived

@@ -1,8 +1,9 @@
 """Installing a model file into the user's model folder ("Add model...").
 
-The file is verified first (`dtpm_core.weights` checks kind, version and the tensors' sha256),
-then copied and the folder's manifest updated, both atomically, so an interrupted import never
-leaves a half-written model or manifest behind. No Qt here: the app runs it in a worker thread.
+The file is verified first (`dtpm_core.modelfiles.weights` checks kind, version and the tensors'
+sha256), then copied and the folder's manifest updated, both atomically, so an interrupted import
+never leaves a half-written model or manifest behind. No Qt here: the app runs it in a worker
+thread.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dtpm_core.atomic import atomic_writer, write_text_atomic
-from dtpm_core.catalog import MANIFEST_NAME, user_models_dir
 from dtpm_core.errors import WeightsError
-from dtpm_core.model_scores import HeldOutScores, held_out_scores
+from dtpm_core.evaluation.model_scores import HeldOutScores, held_out_scores
+from dtpm_core.files.atomic import atomic_writer, write_text_atomic
+from dtpm_core.modelfiles.catalog import MANIFEST_NAME, user_models_dir
 
 
 class ModelInstallError(WeightsError):
@@ -70,8 +71,8 @@ class InstallReport:
 def _inspect(source: Path) -> tuple[str, Any]:
     """("adapter", AdapterInfo), ("base", BaseInfo) or ("singlepass", SinglePassInfo);
     WeightsError for anything else."""
+    from dtpm_core.modelfiles.weights import load_base, read_adapter_info
     from dtpm_core.singlepass.weights import read_singlepass_info  # lazy: imports torch
-    from dtpm_core.weights import load_base, read_adapter_info
 
     try:
         return "adapter", read_adapter_info(source)
@@ -114,7 +115,7 @@ def install_models(sources: list[str | Path], current_base_sha256: str | None = 
     Args:
         sources: adapter files (`dtpm-train export`), base files and/or single-pass files.
         current_base_sha256: the sha256 of the base in use, if any.
-        folder: the model folder (default: `dtpm_core.catalog.user_models_dir()`).
+        folder: the model folder (default: `dtpm_core.modelfiles.catalog.user_models_dir()`).
     """
     folder = folder or user_models_dir()
     installed: list[InstalledModel] = []

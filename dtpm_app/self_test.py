@@ -3,8 +3,8 @@ photo, without a screen.
 
 It starts Qt offscreen and imports the window's modules (a bundle missing a Qt plugin or a
 package fails here), loads the default models from the installed catalog through the app's
-engine interface (`dtpm_core.engine.load_engine`, as the app and `dtpm-restore`), restores the
-bundled sample photo, downscaled to a preview, with every installed engine (DTPM at K = 4 with
+engine interface (`dtpm_core.engines.engine.load_engine`, as the app and `dtpm-restore`), restores
+the bundled sample photo, downscaled to a preview, with every installed engine (DTPM at K = 4 with
 seed 0; one pass of the single-pass network) and judges each result with
 `check_restoration`. No model maths here.
 
@@ -77,7 +77,7 @@ def check_restoration(image: np.ndarray, result: np.ndarray) -> list[Check]:
     Returns:
         The checks in order; all must pass. When the shape is wrong nothing else is measured.
     """
-    from dtpm_core import metrics  # torch-backed: imported when the self-test runs
+    from dtpm_core.evaluation import metrics  # torch-backed: imported when the self-test runs
     image = np.asarray(image, dtype=np.float64)
     result = np.asarray(result, dtype=np.float64)
     if result.shape != image.shape or result.ndim != 3 or result.shape[2] != 3:
@@ -141,8 +141,8 @@ def _start_qt() -> str:
 
 def _installed() -> tuple[Any, str | None]:
     """(catalog, None) or (None, why no model can be tested)."""
-    from dtpm_core.catalog import bundled_models_dir, load_catalog, user_models_dir
     from dtpm_core.errors import WeightsError
+    from dtpm_core.modelfiles.catalog import bundled_models_dir, load_catalog, user_models_dir
 
     try:
         catalog = load_catalog()
@@ -173,7 +173,7 @@ def _restore_dtpm(catalog: Any, image: np.ndarray, device: str) -> tuple[np.ndar
     """The DTPM engine at K = 4, seed 0, with the default task's adapter."""
     import torch
 
-    from dtpm_core.engine import DTPMSpec, load_engine
+    from dtpm_core.engines.engine import DTPMSpec, load_engine
 
     entry = catalog.adapters[_default_task(catalog.adapters)]
     clock = time.perf_counter()
@@ -197,7 +197,7 @@ def _restore_dtpm(catalog: Any, image: np.ndarray, device: str) -> tuple[np.ndar
 def _restore_singlepass(catalog: Any, image: np.ndarray, device: str
                         ) -> tuple[np.ndarray, Any]:
     """The single-pass engine: one pass of the installed network for its default task."""
-    from dtpm_core.engine import SinglePassSpec, load_engine
+    from dtpm_core.engines.engine import SinglePassSpec, load_engine
 
     clock = time.perf_counter()
     engine = load_engine(SinglePassSpec(catalog.singlepass, tile=0, device=device,
@@ -228,7 +228,7 @@ def run_self_test(device: str = "auto") -> int:
     _say(f"  Qt:       {qt} ({time.perf_counter() - started:.1f} s)")
 
     from dtpm_core.errors import DTPMError
-    from dtpm_core.imageio import read_image
+    from dtpm_core.files.imageio import read_image
 
     from .main_window import sample_image
     from .workers import preview
@@ -275,7 +275,7 @@ def run_self_test(device: str = "auto") -> int:
 def _lpips_line(result: np.ndarray, image: np.ndarray, device: Any) -> str:
     """LPIPS of the result against the input, as the trade-off plot measures it (for
     information only: it proves the metric's package data are there; nothing downloads)."""
-    from dtpm_core.metrics import LPIPSMetric
+    from dtpm_core.evaluation.metrics import LPIPSMetric
 
     clock = time.perf_counter()
     metric = LPIPSMetric(device=device, allow_download=False)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dtpm_core.catalog import Catalog
-from dtpm_core.model_scores import HeldOutScores
+from dtpm_core.evaluation.model_scores import HeldOutScores
+from dtpm_core.modelfiles.catalog import Catalog
 from dtpm_core.options import DTPM
 
 from .engine_state import DTPMState, EngineState, SinglePassState

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from platformdirs import user_config_dir
 
-from dtpm_core.atomic import write_text_atomic
-from dtpm_core.catalog import APP_NAME
+from dtpm_core.files.atomic import write_text_atomic
+from dtpm_core.modelfiles.catalog import APP_NAME
 from dtpm_core.options import (
     BACKEND_CHOICES,
     DEFAULT_TILE,
@@ -60,7 +60,7 @@ class AppSettings:
     """Everything the app remembers between runs."""
 
     device: str = "auto"
-    precision: str = "auto"  # read at start-up, for both engines (dtpm_core.device)
+    precision: str = "auto"  # read at start-up, for both engines (dtpm_core.backends.device)
     backend: str = "auto"  # read at start-up, for both engines (dtpm_core.backends)
     engine: str = DTPM  # one of dtpm_core.options.ENGINES
     ensemble: bool = False  # single-pass engine: average the 8 flip/rotate variants

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dtpm_core.catalog import ModelEntry
-from dtpm_core.imageio import LoadedImage
-from dtpm_core.model_scores import HeldOutScores
+from dtpm_core.evaluation.model_scores import HeldOutScores
+from dtpm_core.files.imageio import LoadedImage
+from dtpm_core.modelfiles.catalog import ModelEntry
 
 from .single_pass_scores import SinglePassScore
 

@@ -1,5 +1,5 @@
 """The DTPM texture strength (issue 13): how much of the generated texture layer the result
-keeps. `dtpm_core.restore.Restorer` computes
+keeps. `dtpm_core.engines.dtpm_restorer.Restorer` computes
 
     result = y_eps + strength * x0_hat
 

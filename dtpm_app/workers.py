@@ -6,8 +6,8 @@ network pass, so a cancelled or superseded job stops within one step. The contro
 whatever comes back tagged with a run number it no longer waits for.
 
 - `InferenceWorker` lives for the whole session in one thread and holds one loaded
-  `dtpm_core.engine.Engine` per engine (DTPM, and the single-pass engine once installed); the
-  controller hands it one job at a time (dtpm_app.jobs).
+  `dtpm_core.engines.engine.Engine` per engine (DTPM, and the single-pass engine once installed);
+  the controller hands it one job at a time (dtpm_app.jobs).
 - `dtpm_app.batch_worker.BatchWorker` runs one batch in its own thread with its own model.
 - `CallWorker` runs one plain function (read or write a file, install a model).
 """
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from dtpm_core.engine import EngineSpec
+from dtpm_core.engines.engine import EngineSpec
 from dtpm_core.errors import (
     BaseMismatchError,
     Cancelled,
@@ -35,7 +35,7 @@ from dtpm_core.errors import (
     OutOfMemory,
     WeightsError,
 )
-from dtpm_core.model_scores import held_out_scores
+from dtpm_core.evaluation.model_scores import held_out_scores
 from dtpm_core.options import DTPM
 
 from .jobs import (
@@ -63,13 +63,13 @@ _IMPORT_LOCK = threading.Lock()  # the first torch import may come from two thre
 
 
 def load_engine(spec: EngineSpec) -> Any:
-    """`dtpm_core.engine.load_engine`, with torch imported on first use (and the CPU thread
+    """`dtpm_core.engines.engine.load_engine`, with torch imported on first use (and the CPU thread
     count set once per process: interactive and batch run alike)."""
     with _IMPORT_LOCK:
-        from dtpm_core.device import configure_threads
+        from dtpm_core.backends.device import configure_threads
 
         configure_threads()
-    from dtpm_core.engine import load_engine as load
+    from dtpm_core.engines.engine import load_engine as load
 
     return load(spec)
 
@@ -130,7 +130,7 @@ class InferenceWorker(QObject):
 
     def __init__(self) -> None:
         super().__init__()
-        self.engines: dict[str, Any] = {}  # engine id -> dtpm_core.engine.Engine
+        self.engines: dict[str, Any] = {}  # engine id -> dtpm_core.engines.engine.Engine
         self._lpips: Any = None
 
     @Slot(object)
@@ -225,7 +225,7 @@ class InferenceWorker(QObject):
         `target`: LPIPS, or the EffNet-Lite0 feature distance where LPIPS would have a random
         trunk (`perceptual_metric`)."""
         with _IMPORT_LOCK:
-            from dtpm_core.metrics import perceptual_metric, psnr
+            from dtpm_core.evaluation.metrics import perceptual_metric, psnr
 
         if cancel.is_set():
             raise Cancelled("trade-off point cancelled")

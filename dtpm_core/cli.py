@@ -1,6 +1,6 @@
 """`dtpm-restore`: restore photos from the command line with either engine: DTPM (a base and a
 task adapter) or the single-pass network. The options given build the engine's spec
-(`dtpm_core.engine.spec_from_options`); an option of the other engine is a usage error."""
+(`dtpm_core.engines.engine.spec_from_options`); an option of the other engine is a usage error."""
 
 from __future__ import annotations
 
@@ -14,6 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 from .cli_warnings import plain_warnings
 from .errors import Cancelled, ConfigError, DTPMError
+from .files.output_plan import (
+    ON_CONFLICT,
+    OUTPUT_FORMATS,
+    BatchItem,
+    OutputPlan,
+    check_output_folder,
+    plan_outputs,
+    record_output,
+    sweep_stale_temp_files,
+)
+from .modelfiles.unverified import UNVERIFIED_HELP, UNVERIFIED_OPTION, allow_unverified
 from .options import (
     BACKEND_CHOICES,
     DEFAULT_STEPS,
@@ -27,17 +38,6 @@ from .options import (
     PRECISION_CHOICES,
     SINGLE_PASS,
 )
-from .output_plan import (
-    ON_CONFLICT,
-    OUTPUT_FORMATS,
-    BatchItem,
-    OutputPlan,
-    check_output_folder,
-    plan_outputs,
-    record_output,
-    sweep_stale_temp_files,
-)
-from .unverified import UNVERIFIED_HELP, UNVERIFIED_OPTION, allow_unverified
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130
@@ -46,13 +46,13 @@ EARLIER_RESULTS_SHOWN = 10
 """Inputs left out as results of earlier runs that are named one by one; the rest counted."""
 SPEC_OPTIONS = ("model", "task", "ensemble", "base", "adapter", "steps", "seed", "strength",
                 "eta", "tile", "device", "precision", "backend")
-"""The options that go into the engine's spec (dtpm_core.engine), each named as the spec's
+"""The options that go into the engine's spec (dtpm_core.engines.engine), each named as the spec's
 field. They default to None, so that only those given reach the spec (its own defaults hold
 otherwise) and an option of the other engine is refused, not ignored."""
 DEFAULT_ADAPTER = "motion-deblur"
 
 if TYPE_CHECKING:
-    from .engine import Engine, EngineSpec
+    from .engines.engine import Engine, EngineSpec
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plain_warnings("dtpm-restore")  # one line each, library deprecation notices silenced
     if args.allow_unverified_models:
         allow_unverified()
-    from .device import configure_threads
+    from .backends.device import configure_threads
 
     configure_threads()  # the same count as the app and the benchmarks
     if args.steps is not None and not 1 <= args.steps <= MAX_SAMPLING_STEPS:
@@ -308,8 +308,8 @@ def _restore_one(args: argparse.Namespace, plan: OutputPlan, item: BatchItem, en
     MemoryError fails this item only."""
     from tqdm import tqdm
 
-    from .imageio import read_image, write_image
-    from .output_marker import OutputMarker
+    from .files.imageio import read_image, write_image
+    from .files.output_marker import OutputMarker
 
     spec, problem = _fit_memory(item, engine)
     if problem:
@@ -354,8 +354,8 @@ def _fit_memory(item: BatchItem, engine: Engine) -> tuple[EngineSpec | None, str
     tile; a reason to leave it out, or "") from the memory estimate of its size."""
     from tqdm import tqdm
 
-    from . import memory_budget
-    from .imageio import image_size
+    from .engines import memory_budget
+    from .files.imageio import image_size
 
     size = image_size(item.source)
     available = memory_budget.available_memory_bytes() if size is not None else None
@@ -386,7 +386,7 @@ def _given_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _check_engine_options(args: argparse.Namespace) -> None:
     """An option of the other engine is an error, before any file is looked at."""
-    from .engine import refused_options
+    from .engines.engine import refused_options
 
     refused = refused_options(args.engine, _given_options(args))
     if refused:
@@ -396,7 +396,7 @@ def _check_engine_options(args: argparse.Namespace) -> None:
 
 
 def _engine_flags(engine: str) -> str:
-    from .engine import engine_options
+    from .engines.engine import engine_options
 
     names = [n for n in engine_options(engine) if n in SPEC_OPTIONS]
     return ", ".join("--" + name.replace("_", "-") for name in names)
@@ -405,8 +405,8 @@ def _engine_flags(engine: str) -> str:
 def _engine_spec(args: argparse.Namespace) -> EngineSpec:
     """The spec of the options given, with the model files resolved (the installed ones
     unless given)."""
-    from .catalog import load_catalog, resolve_adapter, resolve_base, resolve_singlepass
-    from .engine import spec_from_options
+    from .engines.engine import spec_from_options
+    from .modelfiles.catalog import load_catalog, resolve_adapter, resolve_base, resolve_singlepass
 
     options = _given_options(args)
     if args.engine == SINGLE_PASS:
@@ -423,7 +423,7 @@ def _engine_spec(args: argparse.Namespace) -> EngineSpec:
 def _load_engine(args: argparse.Namespace) -> Engine:
     """Load the chosen engine once; what would fail every image (no task of that name, a
     file with several tasks and no --task) fails here, as a usage error."""
-    from .engine import load_engine
+    from .engines.engine import load_engine
 
     engine = load_engine(_engine_spec(args))
     engine.prepare()

@@ -7,7 +7,7 @@ What is shown, and what is silenced on purpose:
   they are shown as `PROG: warning: MESSAGE`;
 - a library's UserWarning (Pillow about an odd file, ...): shown the same way, marked with
   the library's name, since it may concern the user's image;
-- Pillow's DecompressionBombWarning: silenced; `dtpm_core.imageio` refuses images above twice
+- Pillow's DecompressionBombWarning: silenced; `dtpm_core.files.imageio` refuses images above twice
   Pillow's pixel limit with an error that names the file, and below that the warning says
   nothing the user can act on (and does not name the file);
 - deprecation notices of libraries (DeprecationWarning, PendingDeprecationWarning,

@@ -24,9 +24,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dtpm_core.metrics import psnr  # noqa: E402
-from dtpm_core.restore import Restorer  # noqa: E402
-from dtpm_core.singlepass.restore import SinglePassRestorer  # noqa: E402
+from dtpm_core.engines.dtpm_restorer import Restorer  # noqa: E402
+from dtpm_core.engines.singlepass_restorer import SinglePassRestorer  # noqa: E402
+from dtpm_core.evaluation.metrics import psnr  # noqa: E402
 from trainer.degradations import degrade  # noqa: E402
 
 MODELS = ROOT / "resources" / "models"

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from dtpm_core.config import preset
-from dtpm_core.model import DTPM, Stage2Options
-from dtpm_core.weights import save_adapter, save_base
+from dtpm_core.modelfiles.weights import save_adapter, save_base
+from dtpm_core.networks.model import DTPM, Stage2Options
 
 
 def main(outdir: str) -> None:

@@ -22,8 +22,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dtpm_core.metrics import psnr  # noqa: E402
-from dtpm_core.weights import load_adapter, load_base  # noqa: E402
+from dtpm_core.evaluation.metrics import psnr  # noqa: E402
+from dtpm_core.modelfiles.weights import load_adapter, load_base  # noqa: E402
 from trainer.data import degraded_photos  # noqa: E402
 
 

@@ -22,8 +22,12 @@ from safetensors.torch import save as st_save_bytes
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dtpm_core.atomic import write_bytes_atomic  # noqa: E402
-from dtpm_core.weights import METADATA_HASH_KEY, content_sha256, seal_metadata  # noqa: E402
+from dtpm_core.files.atomic import write_bytes_atomic  # noqa: E402
+from dtpm_core.modelfiles.weights import (  # noqa: E402
+    METADATA_HASH_KEY,
+    content_sha256,
+    seal_metadata,
+)
 
 
 def read_raw(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

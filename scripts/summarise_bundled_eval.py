@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dtpm_core.atomic import write_bytes_atomic, write_text_atomic
+from dtpm_core.files.atomic import write_bytes_atomic, write_text_atomic
 from dtpm_core.options import SINGLE_PASS, TASKS
 
 TASKS = list(TASKS)

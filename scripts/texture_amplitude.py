@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dtpm_core.restore import Restorer
-from dtpm_core.texture_metrics import texture_stats
+from dtpm_core.engines.dtpm_restorer import Restorer
+from dtpm_core.evaluation.texture_metrics import texture_stats
 from trainer.data import degraded_photos
 
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{k:<3d} {ratio:15.2f}  {corr:11.3f}  {-10 * np.log10(factor):+17.2f}")
         lines.append(f"{k},{ratio:.4f},{corr:.4f}")
     if args.csv is not None:
-        from dtpm_core.atomic import write_text_atomic
+        from dtpm_core.files.atomic import write_text_atomic
         write_text_atomic(args.csv, "\n".join(lines) + "\n")
     return 0
 

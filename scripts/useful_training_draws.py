@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 from dtpm_core.config import DiffusionConfig
-from dtpm_core.schedule import alpha_bars
+from dtpm_core.diffusion.schedule import alpha_bars
 
 
 def useful_fraction(rms: float, threshold: float, config: DiffusionConfig) -> float:

@@ -6,10 +6,10 @@ import json
 import sys
 from pathlib import Path
 
-from dtpm_core.atomic import write_text_atomic
+from dtpm_core.files.atomic import write_text_atomic
+from dtpm_core.modelfiles.weights import load_base, read_adapter_info
 from dtpm_core.options import TASKS
 from dtpm_core.singlepass.weights import read_singlepass_info
-from dtpm_core.weights import load_base, read_adapter_info
 
 SINGLEPASS_FILE = "singlepass.safetensors"
 

@@ -9,9 +9,9 @@ Every training-state file (checkpoint, single-pass anchor) carries `state_sha256
 over everything else in it (tensor bytes, dtypes and shapes, names, numbers, the config),
 checked on load like the model files' checksums (issue 21): a file whose checksum does not
 match is refused, one without a checksum unless the user allows unverified files
-(`dtpm_core.unverified`). `check_training_state` then checks that the state fits the model it
-is loaded into (names and shapes), so that a checkpoint of another model is refused with one
-line instead of a KeyError or a shape error deep in torch.
+(`dtpm_core.modelfiles.unverified`). `check_training_state` then checks that the state fits the
+model it is loaded into (names and shapes), so that a checkpoint of another model is refused with
+one line instead of a KeyError or a shape error deep in torch.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from typing import Any
 
 import torch
 
-from dtpm_core.atomic import atomic_writer
 from dtpm_core.errors import DTPMError
-from dtpm_core.unverified import no_checksum_message, unverified_allowed
+from dtpm_core.files.atomic import atomic_writer
+from dtpm_core.modelfiles.unverified import no_checksum_message, unverified_allowed
 
 CHECKPOINT_NAME = "checkpoint.pt"
 STATE_HASH_KEY = "state_sha256"

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dtpm_core.errors import DTPMError
-from dtpm_core.unverified import UNVERIFIED_HELP, UNVERIFIED_OPTION, allow_unverified
+from dtpm_core.modelfiles.unverified import UNVERIFIED_HELP, UNVERIFIED_OPTION, allow_unverified
 
 EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
 """A usage, config, data or checkpoint error; Ctrl-C (128 + SIGINT, as shells report it)."""
@@ -23,7 +23,7 @@ SET_HELP = ("override any config key, repeatable, e.g. --set optim.lr=3e-4 --set
 def build_parser() -> argparse.ArgumentParser:
     # imported here, not at the top: they bring in torch, and Ctrl-C while the command starts
     # must reach main's handler (no traceback)
-    from dtpm_core.model import STAGE2_MODES
+    from dtpm_core.networks.model import STAGE2_MODES
 
     parser = argparse.ArgumentParser(
         prog="dtpm-train",
@@ -311,7 +311,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from dtpm_core.restore import Restorer
+    from dtpm_core.engines.dtpm_restorer import Restorer
 
     from .evaluate import evaluate, write_all
     pairs = _eval_pairs(args)
@@ -321,7 +321,7 @@ def _eval(args: argparse.Namespace) -> int:
     restorer = Restorer(args.base, args.adapter, device=args.device, precision=args.precision)
     others = {}
     if args.singlepass is not None:
-        from dtpm_core.engine import SinglePassSpec, load_engine
+        from dtpm_core.engines.engine import SinglePassSpec, load_engine
         from dtpm_core.options import SINGLE_PASS
         if not args.task:
             raise DTPMError("--singlepass needs --task (the task the single-pass engine "
@@ -345,7 +345,7 @@ def _eval_pairs(args: argparse.Namespace) -> list:
             raise DTPMError("layout folders needs --degraded DIR and --clean DIR")
         return pairs_from_folders(args.degraded, args.clean[0])
     if args.layout == "synthetic":
-        from dtpm_core.imageio import write_image
+        from dtpm_core.files.imageio import write_image
 
         from .data import degraded_photos
         if not args.task or not args.clean:
@@ -365,8 +365,8 @@ def _eval_pairs(args: argparse.Namespace) -> list:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from dtpm_core.engine import DTPMSpec, SinglePassSpec, load_engine
-    from dtpm_core.metrics import LPIPSMetric
+    from dtpm_core.engines.engine import DTPMSpec, SinglePassSpec, load_engine
+    from dtpm_core.evaluation.metrics import LPIPSMetric
 
     from .compare import compare, dtpm_methods, single_pass_method, write_reports
 
@@ -467,9 +467,9 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from dtpm_core.atomic import write_text_atomic
-    from dtpm_core.device import resolve_device
-    from dtpm_core.imageio import list_images, read_image
+    from dtpm_core.backends.device import resolve_device
+    from dtpm_core.files.atomic import write_text_atomic
+    from dtpm_core.files.imageio import list_images, read_image
     from dtpm_core.singlepass.weights import load_singlepass
 
     from .pairs import pairs_from_folders

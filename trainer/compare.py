@@ -2,7 +2,7 @@
 that training never used (the held-out degradation distribution): the degraded input, the
 plain-L1 single-pass network, the diffusion-trained single-pass network and DTPM at K = 1
 and 4, per task, with PSNR / SSIM / LPIPS (DESIGN 6, "What to measure"). The engines run
-through `dtpm_core.engine`, as in the app and `dtpm-restore`."""
+through `dtpm_core.engines.engine`, as in the app and `dtpm-restore`."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dtpm_core.atomic import write_bytes_atomic, write_text_atomic
-from dtpm_core.metrics import LPIPSMetric, psnr, ssim
+from dtpm_core.evaluation.metrics import LPIPSMetric, psnr, ssim
+from dtpm_core.files.atomic import write_bytes_atomic, write_text_atomic
 
 from .data import degraded_photos
 
 if TYPE_CHECKING:
-    from dtpm_core.engine import Engine, EngineResult
+    from dtpm_core.engines.engine import Engine, EngineResult
 
 Method = Callable[[np.ndarray, str], np.ndarray]
 """(degraded image, task) -> restored image; KeyError when it has no model for the task."""

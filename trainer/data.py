@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dtpm_core.errors import ConfigError
-from dtpm_core.imageio import list_images, read_image
+from dtpm_core.files.imageio import list_images, read_image
 from dtpm_core.options import TASKS
 
 from .pairs import DataError, Pair

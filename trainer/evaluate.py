@@ -8,8 +8,8 @@ for every K), then compared with its clean target:
     K=k      y_eps + x0_hat   the DTPM result after k DDIM steps
 
 with PSNR, SSIM, MAE, LPIPS and the EffNet-Lite0 feature distance per image, for every K the
-texture DTPM added (`dtpm_core.texture_metrics`: its correlation with the missing detail, its
-amplitude and the coloured specks it leaves), their means per method, and patch-level FID per method where the Inception-v3 weights are at hand. LPIPS's
+texture DTPM added (`dtpm_core.evaluation.texture_metrics`: its correlation with the missing
+detail, its amplitude and the coloured specks it leaves), their means per method, and patch-level FID per method where the Inception-v3 weights are at hand. LPIPS's
 AlexNet trunk has random weights where its ImageNet file is not in the torch hub cache; the
 feature distance always rests on real ImageNet features (EfficientNet-Lite0, installed by pip)
 but has no learned calibration, so it is reported beside LPIPS, never as LPIPS. The report goes
@@ -33,10 +33,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dtpm_core.atomic import write_bytes_atomic
+from dtpm_core.engines.dtpm_restorer import Restorer
 from dtpm_core.errors import ConfigError, DTPMError
-from dtpm_core.imageio import read_image, write_image
-from dtpm_core.metrics import (
+from dtpm_core.evaluation.metrics import (
     FEATURE_DISTANCE_KEY,
     FEATURE_DISTANCE_NAME,
     FeatureDistanceMetric,
@@ -48,9 +47,10 @@ from dtpm_core.metrics import (
     psnr,
     ssim,
 )
+from dtpm_core.evaluation.texture_metrics import texture_stats
+from dtpm_core.files.atomic import write_bytes_atomic
+from dtpm_core.files.imageio import read_image, write_image
 from dtpm_core.options import DEFAULT_TILE, MAX_SAMPLING_STEPS
-from dtpm_core.restore import Restorer
-from dtpm_core.texture_metrics import texture_stats
 
 __all__ = [
     "DEFAULT_STEPS",

@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
-from dtpm_core.calibration import Calibration
+from dtpm_core.diffusion.calibration import Calibration
 from dtpm_core.errors import ConfigError
-from dtpm_core.model import DTPM, Stage2Options, configure_stage2_trainable
-from dtpm_core.weights import load_base
+from dtpm_core.modelfiles.weights import load_base
+from dtpm_core.networks.model import DTPM, Stage2Options, configure_stage2_trainable
 
 from .checkpoint import (
     CHECKPOINT_REMEDY,

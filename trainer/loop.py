@@ -117,7 +117,7 @@ def run(job: TrainJob, dist: DistInfo, progress: bool = True) -> dict[str, Any]:
     use_cuda = device.type == "cuda"
     cpu_bf16 = device.type == "cpu" and loop.cpu_bf16
     if cpu_bf16:
-        from dtpm_core.device import cpu_has_native_bf16
+        from dtpm_core.backends.device import cpu_has_native_bf16
         if not cpu_has_native_bf16():
             raise TrainingError("loop.cpu_bf16 needs a CPU with AMX or AVX512-BF16; this one "
                                 "has neither (set loop.cpu_bf16 = false)")
@@ -247,7 +247,7 @@ def _check_replicas(job: TrainJob, dist: DistInfo) -> str:
     """Hash the trained weights on every rank; DDP replicas must be identical."""
     import torch.distributed as torch_dist
 
-    from dtpm_core.weights import content_sha256
+    from dtpm_core.modelfiles.weights import content_sha256
     digest = content_sha256({k: v.detach() for k, v in job.trainable.items()})
     if dist.enabled:
         digests: list[str] = [""] * dist.world_size

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dtpm_core.errors import ConfigError, DTPMError
-from dtpm_core.imageio import SUPPORTED_EXTENSIONS, list_images
+from dtpm_core.files.imageio import SUPPORTED_EXTENSIONS, list_images
 
 LAYOUTS = ("gopro", "dpdd", "snow100k", "outdoor-rain", "raindrop", "folders")
 DEFAULT_SUFFIXES: tuple[str, ...] = (

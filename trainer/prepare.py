@@ -30,10 +30,10 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from dtpm_core.atomic import write_text_atomic
+from dtpm_core.diffusion.smoothing import RTVConfig, rtv_smooth
 from dtpm_core.errors import ConfigError, ImageReadError
-from dtpm_core.imageio import list_images, read_image, write_image
-from dtpm_core.smoothing import RTVConfig, rtv_smooth
+from dtpm_core.files.atomic import write_text_atomic
+from dtpm_core.files.imageio import list_images, read_image, write_image
 
 from .data import CLEAN_DIR, INDEX_NAME, SMOOTH_DIR, DataError
 

@@ -1,5 +1,5 @@
-"""Measuring a model's sampling calibration (`dtpm_core.calibration`) on training or held-out
-data: the residual scale s before training, and after training the start level t_s and the
+"""Measuring a model's sampling calibration (`dtpm_core.diffusion.calibration`) on training or
+held-out data: the residual scale s before training, and after training the start level t_s and the
 x0 clamp, from the curve of the denoiser's x0 error against t.
 
 The x0 error at t: noise the scaled residual to sqrt(alpha_bar_t), predict eps, form
@@ -17,11 +17,11 @@ from typing import Any
 
 import torch
 
-from dtpm_core.atomic import write_text_atomic
-from dtpm_core.calibration import Calibration, choose_start_step, residual_clip
-from dtpm_core.model import DTPM
-from dtpm_core.objectives import DiffusionProblem
-from dtpm_core.schedule import add_noise, alpha_bars
+from dtpm_core.diffusion.calibration import Calibration, choose_start_step, residual_clip
+from dtpm_core.diffusion.objectives import DiffusionProblem
+from dtpm_core.diffusion.schedule import add_noise, alpha_bars
+from dtpm_core.files.atomic import write_text_atomic
+from dtpm_core.networks.model import DTPM
 
 from .config import TrainConfig
 from .validation import stack_items

@@ -8,14 +8,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from dtpm_core.calibration import Calibration
 from dtpm_core.config import ModelConfig
+from dtpm_core.diffusion.calibration import Calibration
+from dtpm_core.diffusion.objectives import stage1_loss, stage1_problem
+from dtpm_core.engines.dtpm_restorer import Restorer
 from dtpm_core.errors import ConfigError
-from dtpm_core.model import DTPM
-from dtpm_core.objectives import stage1_loss, stage1_problem
-from dtpm_core.restore import Restorer
-from dtpm_core.semantic import resolve_semantic_mode
-from dtpm_core.weights import load_base, save_base
+from dtpm_core.modelfiles.weights import load_base, save_base
+from dtpm_core.networks.model import DTPM
+from dtpm_core.networks.semantic import resolve_semantic_mode
 
 from .config import TrainConfig
 from .data import PreparedPatches

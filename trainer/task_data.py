@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dtpm_core.errors import ConfigError
-from dtpm_core.imageio import list_images
+from dtpm_core.files.imageio import list_images
 from dtpm_core.options import TASKS
 
 from .config import TrainConfig

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from dtpm_core.imageio import write_image
-from dtpm_core.metrics import psnr, ssim
-from dtpm_core.restore import Restorer
+from dtpm_core.engines.dtpm_restorer import Restorer
+from dtpm_core.evaluation.metrics import psnr, ssim
+from dtpm_core.files.imageio import write_image
 
 from .config import LoopConfig
 

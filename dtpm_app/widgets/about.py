@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from dtpm_core.catalog import bundled_models_dir, user_models_dir
+from dtpm_core.modelfiles.catalog import bundled_models_dir, user_models_dir
 
 from .. import __version__
 

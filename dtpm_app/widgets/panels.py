@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from dtpm_core.model_scores import HeldOutScores
+from dtpm_core.evaluation.model_scores import HeldOutScores
 from dtpm_core.options import SINGLE_PASS
 
 from ..settings import DEVICE_CHOICES, MAX_STEPS, MAX_STRENGTH, STRENGTH_DECIMALS

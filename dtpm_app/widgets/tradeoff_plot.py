@@ -42,7 +42,8 @@ MIN_HEIGHT = 190  # of the two plots, with their K axis: fits a 1024x700 window
 AXIS_LINE = "#9ca3af"
 MIN_X_PAD = 0.06  # log10 units either side of K = 1 and K = max_k
 LABEL_CLEARANCE_PX = 5  # between the "single-pass" label and the curve (its dots: 3.5 px)
-FEATURE_DISTANCE = "EffNet-Lite0 feature distance"  # dtpm_core.metrics.FEATURE_DISTANCE_NAME
+# dtpm_core.evaluation.metrics.FEATURE_DISTANCE_NAME
+FEATURE_DISTANCE = "EffNet-Lite0 feature distance"
 FEATURE_DISTANCE_NOTE = (
     "LPIPS's formula on EfficientNet-Lite0 features with real ImageNet weights, without "
     "LPIPS's learned calibration: it ranks results like a perceptual distance, but its scale is "

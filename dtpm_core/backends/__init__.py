@@ -1,4 +1,5 @@
-"""Where the networks run: PyTorch (`torch_backend`) or OpenVINO (`openvino_backend`).
+"""Where the networks run: PyTorch (`torch_backend`) or OpenVINO (`openvino_backend`), on the
+device, precision and thread count that `device` chooses.
 
 The restorers keep one implementation of everything around the networks (DDIM loop, tiles,
 blending, out-of-memory back-off); a backend only makes the network calls:
@@ -68,7 +69,7 @@ def resolve_backend(name: str | None, device: torch.device, *, experts: bool = F
         if device.type != "cpu" or experts or not openvino_installed():
             return TORCH
         if native_bf16 is None:
-            from ..device import cpu_has_native_bf16  # torch-free module
+            from .device import cpu_has_native_bf16  # torch-free module
             native_bf16 = cpu_has_native_bf16()
         return OPENVINO if native_bf16 else TORCH
     if name == OPENVINO:

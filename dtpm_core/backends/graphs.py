@@ -21,10 +21,10 @@ import json
 import torch
 from torch import nn
 
-from ..denoiser import Denoiser
-from ..model import DTPM
-from ..unet import UNet
-from ..weights import BaseInfo, TaskParts
+from ..modelfiles.weights import BaseInfo, TaskParts
+from ..networks.denoiser import Denoiser
+from ..networks.model import DTPM
+from ..networks.unet import UNet
 from . import GraphSpec
 
 GRAPH_FORMAT = 2

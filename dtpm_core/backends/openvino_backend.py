@@ -41,7 +41,7 @@ def runtime_version() -> str:
 
 def pad_images(x: np.ndarray, multiple: int, margin: int
                ) -> tuple[np.ndarray, tuple[slice, slice]]:
-    """numpy twin of `dtpm_core.layers.pad_with_context`: (1, C, H, W) reflect-padded by
+    """numpy twin of `dtpm_core.networks.layers.pad_with_context`: (1, C, H, W) reflect-padded by
     `margin` (replicated when the image is too small to reflect), then edge-padded on the
     bottom/right to a multiple; returns the padded array and the slices of the original."""
     h, w = x.shape[-2:]

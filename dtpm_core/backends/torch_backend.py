@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..device import autocast_context, to_network_layout
+from .device import autocast_context, to_network_layout
 
 
 def torch_network(module: nn.Module, device: torch.device,

@@ -1,6 +1,6 @@
 """Batch restoration on a Ray cluster: `dtpm-restore --cluster [ADDRESS]`.
 
-The driver (the `dtpm-restore` process) plans every output name with `dtpm_core.output_plan`
+The driver (the `dtpm-restore` process) plans every output name with `dtpm_core.files.output_plan`
 before any work starts, exactly as a single-process run does; a pool of Ray actors, each
 holding one loaded engine, then restores the planned files one at a time with the CLI's own
 per-file function, reading and writing a folder that every node mounts.

@@ -1,7 +1,7 @@
 """`dtpm-restore --cluster`: one batch spread over a pool of Ray workers, with the guarantees
 of a single-process run.
 
-The CLI has already planned every output name (`dtpm_core.output_plan`, once, here on the
+The CLI has already planned every output name (`dtpm_core.files.output_plan`, once, here on the
 driver), checked that the output folder can be written, printed the plan's notes and built
 the engine's spec; this module connects to Ray, starts the workers (each loads the engine
 once), hands them the planned files, shows one progress line for the whole job and ends with
@@ -19,9 +19,9 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..atomic import TEMP_SUFFIX, remove_stale_temp_files
 from ..errors import ConfigError
-from ..output_plan import sweep_stale_temp_files
+from ..files.atomic import TEMP_SUFFIX, remove_stale_temp_files
+from ..files.output_plan import sweep_stale_temp_files
 from .arguments import LOCAL
 from .connect import ClusterError, WorkerShape, connect, disconnect, import_ray, size_workers
 from .faults import KILL_DRIVER_ENV, KILL_WORKER_ENV, Faults
@@ -30,8 +30,8 @@ from .tally import EXIT_INTERRUPTED, EXIT_USAGE, Tally
 from .worker import RestoreOne, RestoreWorker
 
 if TYPE_CHECKING:
-    from ..engine import EngineSpec
-    from ..output_plan import BatchItem, OutputPlan
+    from ..engines.engine import EngineSpec
+    from ..files.output_plan import BatchItem, OutputPlan
 
 SETTINGS_PREFIX = "DTPM_"
 """Environment variables with this prefix travel from the driver to the workers."""
@@ -144,7 +144,7 @@ def finished_already(item: BatchItem) -> bool:
     planned (or held another file) and now holds a result marked as this very photo's. The
     write was atomic, so that file is whole; restoring again would be refused (a result
     never replaces a file that appeared after planning) and is not needed."""
-    from ..output_marker import file_sha256, read_output_marker
+    from ..files.output_marker import file_sha256, read_output_marker
 
     if item.existing == "result":
         return False  # the earlier result was there before: cannot tell old from new

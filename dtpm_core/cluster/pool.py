@@ -22,7 +22,7 @@ from .results import FAILED, RESTORED
 from .worker import FileResult, WorkerInfo
 
 if TYPE_CHECKING:
-    from ..output_plan import BatchItem
+    from ..files.output_plan import BatchItem
 
 MAX_ATTEMPTS = 3
 """Times a file is started before the loss of its worker makes it a failure."""

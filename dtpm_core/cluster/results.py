@@ -9,7 +9,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..atomic import write_text_atomic
+from ..files.atomic import write_text_atomic
 
 RESULTS_TABLE_NAME = "dtpm-restore-results.tsv"
 """File name of the table, in the output folder (not an image: never taken for an input)."""

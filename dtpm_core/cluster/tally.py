@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..output_plan import record_output
+from ..files.output_plan import record_output
 from .results import (
     FAILED,
     MISSING,
@@ -28,7 +28,7 @@ from .results import (
 )
 
 if TYPE_CHECKING:
-    from ..output_plan import BatchItem, OutputPlan
+    from ..files.output_plan import BatchItem, OutputPlan
     from .pool import Outcome
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130

@@ -29,8 +29,8 @@ from ..errors import DTPMError
 from .results import FAILED, RESTORED
 
 if TYPE_CHECKING:
-    from ..engine import Engine, EngineSpec
-    from ..output_plan import BatchItem, OutputPlan
+    from ..engines.engine import Engine, EngineSpec
+    from ..files.output_plan import BatchItem, OutputPlan
 
 RestoreOne = Callable[[argparse.Namespace, "OutputPlan", "BatchItem", "Engine", bool],
                       tuple[str, str]]
@@ -82,8 +82,8 @@ class RestoreWorker:
 
     def __init__(self, args: argparse.Namespace, plan: OutputPlan, spec: EngineSpec,
                  restore_one: RestoreOne, threads: int, cwd: str) -> None:
+        from ..backends.device import configure_threads
         from ..cli_warnings import plain_warnings
-        from ..device import configure_threads
 
         plain_warnings("dtpm-restore")  # warnings as the CLI shows them (relayed by the driver)
         configure_threads(threads)  # the thread count can change the last bit of a pixel
@@ -131,7 +131,7 @@ class RestoreWorker:
 
     def _loaded(self) -> Engine:
         if self._engine is None:
-            from ..engine import load_engine
+            from ..engines.engine import load_engine
 
             engine = load_engine(self._spec)
             engine.prepare()

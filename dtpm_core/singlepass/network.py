@@ -30,8 +30,8 @@ from torch.nn import functional as F
 
 from ..config import dataclass_from_dict
 from ..errors import ConfigError
-from ..layers import sinusoidal_embedding
-from ..unet import UNet
+from ..networks.layers import sinusoidal_embedding
+from ..networks.unet import UNet
 from .schedule import NUM_STEPS, noisy_input, sample_time_steps
 
 FFT_WEIGHT = 0.1  # weight of the frequency term of the restoration loss
@@ -181,7 +181,7 @@ class MoEAdaptor(nn.Module):
 
 
 class SinglePassNet(UNet):
-    """y = x - f(x, t): the NAFNet U-Net of `dtpm_core.unet` with AdaLN conditioning on the
+    """y = x - f(x, t): the NAFNet U-Net of `dtpm_core.networks.unet` with AdaLN conditioning on the
     time step t (DESIGN 6), with optional MoE adaptors after each decoder level."""
 
     time_mlp: nn.Sequential

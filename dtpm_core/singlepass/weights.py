@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from safetensors.torch import save as st_save_bytes
 
-from ..atomic import write_bytes_atomic
 from ..errors import ConfigError, WeightsError
-from ..weights import (
+from ..files.atomic import write_bytes_atomic
+from ..modelfiles.weights import (
     FORMAT_VERSION,
     KIND_SINGLEPASS,
     _json_field,

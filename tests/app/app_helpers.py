@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dtpm_core.imageio import write_image
+from dtpm_core.files.imageio import write_image
 
 
 def make_image(path: Path, height: int = 48, width: int = 64, seed: int = 0) -> Path:

@@ -13,7 +13,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
 from dtpm_app.batch_runner import match_reference
-from dtpm_core.imageio import read_image
+from dtpm_core.files.imageio import read_image
 
 
 def _sha(path: Path) -> str:
@@ -226,8 +226,8 @@ def test_nan_weights_fail_the_item_and_write_nothing(tmp_path, qtbot):
 
     from dtpm_app.batch_worker import BatchEntry, BatchModels, BatchSettings, BatchWorker
     from dtpm_core.config import preset
-    from dtpm_core.model import DTPM, Stage2Options
-    from dtpm_core.weights import save_adapter, save_base
+    from dtpm_core.modelfiles.weights import save_adapter, save_base
+    from dtpm_core.networks.model import DTPM, Stage2Options
 
     model = DTPM(preset("tiny", denoiser__semantic="none"), Stage2Options()).eval()
     with torch.no_grad():
@@ -258,14 +258,14 @@ def _run_worker(qtbot, entries, settings):
 
 
 def test_batch_gives_the_engine_s_bytes_for_both_engines(model_dir, tmp_path, qtbot):
-    """The batch restores through dtpm_core.engine: K, seed, strength and tile (DTPM), task
+    """The batch restores through dtpm_core.engines.engine: K, seed, strength and tile (DTPM), task
     and ensemble (single-pass) reach the spec, and the file holds the engine's result."""
     import numpy as np
     import torch
 
     from dtpm_app.batch_worker import BatchEntry, BatchModels, BatchSettings
-    from dtpm_core.engine import DTPMSpec, SinglePassSpec, load_engine
-    from dtpm_core.imageio import write_image
+    from dtpm_core.engines.engine import DTPMSpec, SinglePassSpec, load_engine
+    from dtpm_core.files.imageio import write_image
     from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
     from dtpm_core.singlepass.weights import save_singlepass
 

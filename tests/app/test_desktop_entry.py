@@ -24,7 +24,7 @@ from dtpm_app.desktop_entry import (
     quote_exec_argument,
     uninstall_desktop_entry,
 )
-from dtpm_core.catalog import resources_dir
+from dtpm_core.modelfiles.catalog import resources_dir
 
 ICONS = resources_dir() / "icons"
 

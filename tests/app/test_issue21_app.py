@@ -184,7 +184,7 @@ def test_an_item_s_time_leaves_the_pause_out(tmp_path, qtbot, monkeypatch):
     """A restoration paused for 1.5 s in its middle reports its own time, not the pause."""
     from dtpm_app import batch_worker
     from dtpm_app.batch_worker import BatchEntry, BatchModels, BatchSettings, BatchWorker
-    from dtpm_core.engine import EngineResult
+    from dtpm_core.engines.engine import EngineResult
 
     class Progress:
         done, total = 1, 2
@@ -319,8 +319,8 @@ def scored_model_dir(single_pass_model_dir, tmp_path_factory) -> Path:  # noqa: 
     the single-pass network ("fast", as older evaluations call it) below the input, and DTPM
     above it."""
     from dtpm_core.config import preset
-    from dtpm_core.model import DTPM, Stage2Options
-    from dtpm_core.weights import save_adapter, save_base
+    from dtpm_core.modelfiles.weights import save_adapter, save_base
+    from dtpm_core.networks.model import DTPM, Stage2Options
 
     folder = tmp_path_factory.mktemp("scored-models")
     for file in single_pass_model_dir.iterdir():
@@ -340,7 +340,7 @@ def scored_model_dir(single_pass_model_dir, tmp_path_factory) -> Path:  # noqa: 
 
 
 def test_single_pass_scores_are_read_from_the_stored_evaluation(scored_model_dir):
-    from dtpm_core.catalog import ModelEntry
+    from dtpm_core.modelfiles.catalog import ModelEntry
 
     adapters = {"motion-deblur": ModelEntry("motion-deblur", "m",
                                             scored_model_dir / "motion-deblur.safetensors")}

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from app_helpers import make_image, wait_result
 
-from dtpm_core.imageio import read_image
+from dtpm_core.files.imageio import read_image
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,7 @@ from test_single_pass_engine import (  # noqa: F401  (fixtures)
 )
 
 from dtpm_app.job_planner import CHEAP_K, best_task
-from dtpm_core.model_scores import HeldOutScores
+from dtpm_core.evaluation.model_scores import HeldOutScores
 from dtpm_core.options import SINGLE_PASS
 
 

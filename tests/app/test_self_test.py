@@ -23,8 +23,8 @@ from dtpm_app.self_test import (
     check_restoration,
 )
 from dtpm_app.workers import preview
-from dtpm_core.catalog import resources_dir
-from dtpm_core.imageio import read_image
+from dtpm_core.files.imageio import read_image
+from dtpm_core.modelfiles.catalog import resources_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,7 +115,7 @@ def test_untrained_model_fails_as_measured(models, sample):
     level t_s = 250 of files without calibration), so the self-test rejects it. Its initial
     prediction alone (an untrained predictor is the identity) is accepted: the thresholds
     separate the two."""
-    from dtpm_core.engine import DTPMSpec, load_engine
+    from dtpm_core.engines.engine import DTPMSpec, load_engine
 
     out = load_engine(DTPMSpec(models / "base.safetensors", models / "motion-deblur.safetensors",
                                steps=(SELF_TEST_STEPS,), seed=SELF_TEST_SEED, tile=0,

@@ -19,13 +19,13 @@ from PySide6.QtWidgets import QApplication
 from dtpm_app.model_store import install_models
 from dtpm_app.settings import load_settings, save_settings
 from dtpm_app.workers import preview
-from dtpm_core.catalog import load_catalog
-from dtpm_core.imageio import read_image
-from dtpm_core.metrics import perceptual_metric, psnr
+from dtpm_core.engines.dtpm_restorer import Restorer
+from dtpm_core.engines.singlepass_restorer import SinglePassRestorer
+from dtpm_core.evaluation.metrics import perceptual_metric, psnr
+from dtpm_core.files.imageio import read_image
+from dtpm_core.modelfiles.catalog import load_catalog
 from dtpm_core.options import SINGLE_PASS
-from dtpm_core.restore import Restorer
 from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
-from dtpm_core.singlepass.restore import SinglePassRestorer
 from dtpm_core.singlepass.weights import save_singlepass
 
 SINGLE_PASS_TASKS = {"motion-deblur": 50, "desnow": 15}
@@ -214,7 +214,7 @@ def test_trade_off_plot_gets_the_single_pass_point(single_pass_models, image_fil
     state = plot._state
     assert len(state.psnr) == 6  # the point comes after the whole DTPM curve
     # known answer: the preview, restored in one pass, against the DTPM initial prediction
-    # of the preview (no reference), measured with dtpm_core.metrics
+    # of the preview (no reference), measured with dtpm_core.evaluation.metrics
     small = preview(read_image(image_file).rgb)
     fast = SinglePassRestorer(single_pass_models / SINGLE_PASS_FILE, device="cpu").restore(
         small, "motion-deblur", tile=0).result

@@ -14,7 +14,7 @@ from app_helpers import hold_first_pass, job_kind, make_image, wait_result, wait
 
 from dtpm_app.jobs import Restore
 from dtpm_app.settings import AppSettings, load_settings, save_settings
-from dtpm_core.imageio import read_image
+from dtpm_core.files.imageio import read_image
 
 
 def _record_restores(window) -> list[Restore]:
@@ -98,7 +98,7 @@ def test_a_result_for_another_strength_is_never_shown(models, tmp_path, make_win
 
 
 def test_batch_restores_at_the_strength_in_use(models, tmp_path, make_window, qtbot):
-    from dtpm_core.restore import Restorer
+    from dtpm_core.engines.dtpm_restorer import Restorer
 
     folder, outdir = tmp_path / "shoot", tmp_path / "out"
     folder.mkdir()

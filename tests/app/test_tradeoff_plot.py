@@ -8,7 +8,7 @@ from PySide6.QtGui import QFont, QImage, QPainter
 
 from dtpm_app.state import CurveState
 from dtpm_app.widgets.tradeoff_plot import FEATURE_DISTANCE, TICK_KS, TradeoffPlot
-from dtpm_core.metrics import FEATURE_DISTANCE_NAME
+from dtpm_core.evaluation.metrics import FEATURE_DISTANCE_NAME
 
 RANDOM_LPIPS = "LPIPS: alex (random weights: ImageNet backbone not in the torch hub cache)"
 FEATURES = f"{FEATURE_DISTANCE_NAME}: EfficientNet-Lite0 (ImageNet)"

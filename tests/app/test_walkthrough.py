@@ -16,7 +16,7 @@ from test_single_pass_engine import (  # noqa: F401  (fixtures)
 )
 
 from dtpm_app.save_flow import KEEP_BOTH, REPLACE
-from dtpm_core.imageio import read_image
+from dtpm_core.files.imageio import read_image
 from dtpm_core.options import SINGLE_PASS
 
 _TIMERS: list = []  # the pollers stay alive until they answered

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from dtpm_core.config import ModelConfig, preset
-from dtpm_core.model import DTPM, Stage2Options
+from dtpm_core.networks.model import DTPM, Stage2Options
 
 
 def tiny_config(semantic: str = "none") -> ModelConfig:

@@ -1,7 +1,7 @@
 """The parameter layout and seeded initialisation of every network, as a JSON-able record.
 
 `network_layouts.json` holds this record as it was before the three U-Nets (denoiser,
-initial predictor, single-pass network) shared one skeleton (dtpm_core/unet.py);
+initial predictor, single-pass network) shared one skeleton (dtpm_core/networks/unet.py);
 test_unet.py rebuilds it and compares, so that weight files stay loadable (same names and
 shapes, in the same order: optimiser states follow that order) and training starts from the
 same parameters under a seed. Regenerate only for an intended change of a network:
@@ -17,11 +17,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from dtpm_core.adapters import AdapterSet
 from dtpm_core.config import preset
-from dtpm_core.denoiser import Denoiser
-from dtpm_core.model import DTPM, Stage2Options
-from dtpm_core.predictor import InitialPredictor
+from dtpm_core.networks.adapters import AdapterSet
+from dtpm_core.networks.denoiser import Denoiser
+from dtpm_core.networks.model import DTPM, Stage2Options
+from dtpm_core.networks.predictor import InitialPredictor
 from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
 
 SEED = 1234

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from dtpm_core.atomic import atomic_writer, write_bytes_atomic, write_text_atomic
+from dtpm_core.files.atomic import atomic_writer, write_bytes_atomic, write_text_atomic
 
 
 def test_write_replaces_the_target_and_creates_folders(tmp_path):

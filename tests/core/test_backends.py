@@ -114,7 +114,7 @@ def test_a_key_with_tuples_finds_its_entry_again(tmp_path):
 
 def test_a_spec_without_a_backend_takes_the_process_preference(monkeypatch):
     from dtpm_core.backends import backend_preference, set_backend_preference
-    from dtpm_core.engine import DTPMSpec, SinglePassSpec
+    from dtpm_core.engines.engine import DTPMSpec, SinglePassSpec
 
     assert DTPMSpec("b.safetensors").backend is None
     assert SinglePassSpec("s.safetensors").backend is None

@@ -1,6 +1,7 @@
 """Issue 21, item 12: results had a lighter 1-2 px frame. The initial predictor's convolutions
 zero-pad, so its outermost pixels were predicted from zeros; in eval mode it now gets a 4 px
-mirrored margin (dtpm_core.predictor.CONTEXT_MARGIN), as the denoiser has had since issue 15.
+mirrored margin (dtpm_core.networks.predictor.CONTEXT_MARGIN), as the denoiser has had since
+issue 15.
 
 Two measures, with the bundled models on a small held-out crop (coffee, never trained on):
 - the bar of the issue: the mean abs error against the clean photo in the outer 2 px frame
@@ -63,7 +64,7 @@ def _inner(image: np.ndarray) -> np.ndarray:
 @needs_models
 @pytest.mark.parametrize("task", ["motion-deblur", "desnow"])
 def test_dtpm_results_have_no_frame(task):
-    from dtpm_core.restore import Restorer
+    from dtpm_core.engines.dtpm_restorer import Restorer
     restorer = Restorer(SHIPPED / "base.safetensors", SHIPPED / f"{task}.safetensors",
                         device="cpu", precision="fp32")
     crop, around, clean = _crop_with_context(task)
@@ -80,7 +81,7 @@ def test_single_pass_results_meet_the_frame_bar(task):
     """The single-pass network keeps zero padding: its frame error against the clean photo is
     already within the bar (a margin cost rain + haze 0.04-0.11 dB without bringing the
     frame closer to the truth, docs/evidence/border_frame.md)."""
-    from dtpm_core.singlepass.restore import SinglePassRestorer
+    from dtpm_core.engines.singlepass_restorer import SinglePassRestorer
     restorer = SinglePassRestorer(SHIPPED / "singlepass.safetensors", device="cpu",
                                   precision="fp32")
     crop, _, clean = _crop_with_context(task)

@@ -8,9 +8,9 @@ from model_factory import tiny_model
 from PIL import Image
 
 from dtpm_core.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, main
-from dtpm_core.imageio import read_image
-from dtpm_core.model import Stage2Options
-from dtpm_core.weights import save_adapter, save_base
+from dtpm_core.files.imageio import read_image
+from dtpm_core.modelfiles.weights import save_adapter, save_base
+from dtpm_core.networks.model import Stage2Options
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +181,7 @@ def test_an_option_of_the_other_engine_is_a_usage_error(weights, singlepass, tmp
 
 def test_a_precision_the_cpu_cannot_run_is_a_usage_error(weights, tmp_path, capsys,
                                                          monkeypatch):
-    from dtpm_core import device
+    from dtpm_core.backends import device
     source = _photo(tmp_path / "x.png")
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda flags=None: False)
     for precision, message in (("bf16", "no native bf16"), ("fp16", "fp16 is not supported")):

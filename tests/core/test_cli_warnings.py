@@ -44,4 +44,4 @@ def test_dtpm_restore_reports_a_dropped_exif_block_in_one_line(tmp_path, capsys)
 def test_warning_lines_name_the_library():
     pil = str(Path("/venv/lib/python3.11/site-packages/PIL/Image.py"))
     assert warning_line("odd\n file", UserWarning, pil) == "warning (Pillow): odd file"
-    assert warning_line("x", UserWarning, "/work/dtpm_core/imageio.py") == "warning: x"
+    assert warning_line("x", UserWarning, "/work/dtpm_core/files/imageio.py") == "warning: x"

@@ -26,7 +26,7 @@ from dtpm_core.cluster.connect import ClusterError, size_workers
 from dtpm_core.cluster.driver import finished_already
 from dtpm_core.cluster.faults import KILL_DRIVER_ENV, KILL_WORKER_ENV
 from dtpm_core.cluster.results import RESULTS_TABLE_NAME, read_results_table
-from dtpm_core.output_plan import BatchItem
+from dtpm_core.files.output_plan import BatchItem
 
 ROOT = Path(__file__).resolve().parents[2]
 # the torch backend where the CLI has a backend choice (no network conversion in a test)

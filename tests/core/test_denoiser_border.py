@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-import dtpm_core.denoiser as denoiser_module
+import dtpm_core.networks.denoiser as denoiser_module
 from dtpm_core.config import preset
-from dtpm_core.denoiser import Denoiser
-from dtpm_core.layers import pad_with_context
+from dtpm_core.networks.denoiser import Denoiser
+from dtpm_core.networks.layers import pad_with_context
 
 SHIPPED = Path(__file__).resolve().parents[2] / "resources" / "models"
 
@@ -48,7 +48,7 @@ def _frame_excess(clean, initial, result) -> tuple[float, float]:
 def test_border_error_is_no_larger_than_the_interior(monkeypatch):
     from skimage import data as skdata
 
-    from dtpm_core.restore import Restorer
+    from dtpm_core.engines.dtpm_restorer import Restorer
     from trainer.degradations import MotionBlurRange, motion_blur
 
     clean = skdata.coffee().astype(np.float32) / 255.0  # 400 x 600

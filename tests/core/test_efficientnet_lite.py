@@ -8,9 +8,9 @@ import pytest
 import torch
 from skimage import data
 
-from dtpm_core import efficientnet_lite
-from dtpm_core.efficientnet_lite import load_efficientnet_lite0
 from dtpm_core.errors import WeightsError
+from dtpm_core.networks import efficientnet_lite
+from dtpm_core.networks.efficientnet_lite import load_efficientnet_lite0
 
 IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 

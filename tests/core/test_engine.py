@@ -10,7 +10,8 @@ import pytest
 import torch
 from model_factory import tiny_model
 
-from dtpm_core.engine import (
+from dtpm_core.engines.dtpm_restorer import Restorer
+from dtpm_core.engines.engine import (
     DTPMSpec,
     EngineResult,
     SinglePassSpec,
@@ -18,13 +19,12 @@ from dtpm_core.engine import (
     load_engine,
     spec_from_options,
 )
+from dtpm_core.engines.singlepass_restorer import SinglePassRestorer
 from dtpm_core.errors import Cancelled, ConfigError
-from dtpm_core.model import Stage2Options
-from dtpm_core.restore import Restorer
+from dtpm_core.modelfiles.weights import save_adapter, save_base
+from dtpm_core.networks.model import Stage2Options
 from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
-from dtpm_core.singlepass.restore import SinglePassRestorer
 from dtpm_core.singlepass.weights import save_singlepass
-from dtpm_core.weights import save_adapter, save_base
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +144,7 @@ def test_check_options_refuses_before_any_file_is_resolved():
 
 
 def test_precision_none_is_the_process_preference(files, monkeypatch):
-    from dtpm_core import device
+    from dtpm_core.backends import device
     monkeypatch.setattr(device, "_precision_preference", "fp16")
     with pytest.raises(ConfigError, match="fp16 is not supported"):
         load_engine(SinglePassSpec(files / "one.safetensors", device="cpu", precision=None))
@@ -163,7 +163,7 @@ def test_engines_describe_their_files_and_load_without_torch_at_import(files):
     assert single.info.path == files / "fast.safetensors" and single.info.sha256
     import subprocess
     import sys
-    code = "import sys, dtpm_core.engine; print('torch' in sys.modules)"
+    code = "import sys, dtpm_core.engines.engine; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "False"  # the app builds specs on its start-up path

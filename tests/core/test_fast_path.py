@@ -8,21 +8,21 @@ import pytest
 import torch
 from model_factory import tiny_model
 
-from dtpm_core import device as device_module
-from dtpm_core.device import (
+from dtpm_core.backends import device as device_module
+from dtpm_core.backends.device import (
     configure_threads,
     cpu_has_native_bf16,
     default_thread_count,
     resolve_precision,
 )
+from dtpm_core.engines.dtpm_restorer import Restorer
+from dtpm_core.engines.singlepass_restorer import SinglePassRestorer
 from dtpm_core.errors import ConfigError
-from dtpm_core.metrics import psnr
-from dtpm_core.model import Stage2Options
-from dtpm_core.restore import Restorer
+from dtpm_core.evaluation.metrics import psnr
+from dtpm_core.modelfiles.weights import save_adapter, save_base
+from dtpm_core.networks.model import Stage2Options
 from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
-from dtpm_core.singlepass.restore import SinglePassRestorer
 from dtpm_core.singlepass.weights import load_singlepass, save_singlepass
-from dtpm_core.weights import save_adapter, save_base
 
 CPU = torch.device("cpu")
 
@@ -222,12 +222,12 @@ def test_single_pass_bf16_is_close_to_fp32(singlepass_file, photo, native_bf16):
 
 
 def test_fused_layer_norm_matches_layernorm2d_and_keeps_the_weights():
-    from dtpm_core.inference_layers import (
+    from dtpm_core.networks.inference_layers import (
         ChannelsLastLayerNorm2d,
         FoldedAdaLNBlock,
         use_fused_layer_norms,
     )
-    from dtpm_core.layers import LayerNorm2d, NAFBlock
+    from dtpm_core.networks.layers import LayerNorm2d, NAFBlock
 
     torch.manual_seed(0)
     block = NAFBlock(8, 16)

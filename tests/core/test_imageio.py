@@ -1,4 +1,4 @@
-"""Tests of dtpm_core.imageio: formats, bit depths, ICC/EXIF/alpha, errors, atomic writes."""
+"""Tests of dtpm_core.files.imageio: formats, bit depths, ICC/EXIF/alpha, errors, atomic writes."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 import tifffile
 from PIL import Image, ImageCms, ImageOps
 
-from dtpm_core import imageio
 from dtpm_core.errors import ImageReadError, ImageWriteError
-from dtpm_core.imageio import (
+from dtpm_core.files import imageio
+from dtpm_core.files.imageio import (
     SUPPORTED_EXTENSIONS,
     LoadedImage,
     is_supported_image,

@@ -16,14 +16,11 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from dtpm_core.calibration import Calibration
 from dtpm_core.cli import EXIT_SOME_FAILED, EXIT_USAGE, main
+from dtpm_core.diffusion.calibration import Calibration
 from dtpm_core.errors import WeightsError
-from dtpm_core.model import DTPM, Stage2Options
-from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
-from dtpm_core.singlepass.weights import load_singlepass, save_singlepass
-from dtpm_core.unverified import UNVERIFIED_ENV
-from dtpm_core.weights import (
+from dtpm_core.modelfiles.unverified import UNVERIFIED_ENV
+from dtpm_core.modelfiles.weights import (
     METADATA_HASH_KEY,
     content_sha256,
     load_base,
@@ -32,6 +29,9 @@ from dtpm_core.weights import (
     save_base,
     seal_metadata,
 )
+from dtpm_core.networks.model import DTPM, Stage2Options
+from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+from dtpm_core.singlepass.weights import load_singlepass, save_singlepass
 
 SHIPPED = Path(__file__).resolve().parents[2] / "resources" / "models"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dtpm_core import memory_budget as mb
+from dtpm_core.engines import memory_budget as mb
 from dtpm_core.options import DTPM, MIN_TILE, SINGLE_PASS
 
 
@@ -60,7 +60,7 @@ def test_an_address_space_limit_is_seen():
             "vm = int(re.search(r'VmSize:\\s+(\\d+)', open('/proc/self/status').read())[1])\n"
             "resource.setrlimit(resource.RLIMIT_AS, (vm * 1024 + 300 * 2**20, "
             "resource.RLIM_INFINITY))\n"
-            "from dtpm_core.memory_budget import available_memory_bytes\n"
+            "from dtpm_core.engines.memory_budget import available_memory_bytes\n"
             "print(available_memory_bytes())\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, cwd=Path(__file__).resolve().parents[2],
@@ -77,7 +77,7 @@ def test_reading_a_photo_does_not_reserve_the_largest_file_size(tmp_path):
     from PIL import Image
     Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(tmp_path / "a.png")
     code = ("import resource, re, sys\n"
-            "from dtpm_core.imageio import read_image\n"
+            "from dtpm_core.files.imageio import read_image\n"
             "vm = int(re.search(r'VmSize:\\s+(\\d+)', open('/proc/self/status').read())[1])\n"
             "resource.setrlimit(resource.RLIMIT_AS, (vm * 1024 + 400 * 2**20, "
             "resource.RLIM_INFINITY))\n"

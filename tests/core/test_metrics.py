@@ -1,5 +1,5 @@
-"""Tests of dtpm_core.metrics (PSNR, SSIM, MAE, LPIPS, EffNet-Lite0 feature distance, FID) and
-dtpm_core.hub.
+"""Tests of dtpm_core.evaluation.metrics (PSNR, SSIM, MAE, LPIPS, EffNet-Lite0 feature distance,
+FID) and dtpm_core.networks.hub.
 
 Nothing here downloads: every test that could reach the hub points TORCH_HOME at a temporary
 directory, sets DTPM_OFFLINE=1 and replaces requests.get with a stub.
@@ -23,9 +23,8 @@ from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 import dtpm_core
-from dtpm_core import hub
 from dtpm_core.errors import DTPMError, WeightsError
-from dtpm_core.metrics import (
+from dtpm_core.evaluation.metrics import (
     FEATURE_DISTANCE_NAME,
     INCEPTION_FILE,
     LPIPS_BACKBONE_FILES,
@@ -40,6 +39,7 @@ from dtpm_core.metrics import (
     psnr,
     ssim,
 )
+from dtpm_core.networks import hub
 
 # --------------------------------------------------------------------------------------------
 # fixtures
@@ -98,7 +98,7 @@ def test_import_is_light() -> None:
     """Importing the metrics module pulls in neither torch, lpips nor requests."""
     root = str(Path(dtpm_core.__file__).resolve().parents[1])
     code = (
-        "import sys, dtpm_core.metrics, dtpm_core.hub; "
+        "import sys, dtpm_core.evaluation.metrics, dtpm_core.networks.hub; "
         "bad = [m for m in ('torch', 'lpips', 'requests', 'skimage') if m in sys.modules]; "
         "assert not bad, bad"
     )
@@ -353,7 +353,7 @@ def test_perceptual_metric_prefers_real_imagenet_features(empty_hub, monkeypatch
     random trunk only where neither has real weights."""
     assert isinstance(perceptual_metric(), FeatureDistanceMetric)  # empty hub cache
     with monkeypatch.context() as without_package:
-        without_package.setattr("dtpm_core.efficientnet_lite.weights_path", lambda: None)
+        without_package.setattr("dtpm_core.networks.efficientnet_lite.weights_path", lambda: None)
         fallback = perceptual_metric()
     assert isinstance(fallback, LPIPSMetric) and not fallback.pretrained_backbone
     from torchvision.models import alexnet
@@ -501,7 +501,7 @@ def test_fid_compute_uses_feature_statistics(fid_small: FIDMetric, monkeypatch) 
         seen.update(mu1=mu1, sigma1=sigma1, mu2=mu2, sigma2=sigma2)
         return 1.25
 
-    monkeypatch.setattr("dtpm_core.metrics.frechet_distance", spy)
+    monkeypatch.setattr("dtpm_core.evaluation.metrics.frechet_distance", spy)
     assert fid_small.compute() == 1.25 and fid_small.reason == ""
     a = np.concatenate([a1, a2])
     np.testing.assert_allclose(seen["mu1"], a.mean(0))

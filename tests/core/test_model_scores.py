@@ -2,7 +2,7 @@
 
 import math
 
-from dtpm_core.model_scores import held_out_scores
+from dtpm_core.evaluation.model_scores import held_out_scores
 
 
 def _rows(values: dict[str, list[float]]) -> dict:

@@ -13,19 +13,24 @@ from model_factory import tiny_model
 
 pytest.importorskip("openvino")
 
-from dtpm_core import device as device_module  # noqa: E402
+from dtpm_core.backends import device as device_module  # noqa: E402
 from dtpm_core.backends.graphs import denoiser_graph, predictor_graph  # noqa: E402
 from dtpm_core.backends.openvino_backend import OpenVINOSession, pad_images  # noqa: E402
-from dtpm_core.engine import DTPMSpec, SinglePassSpec, load_engine  # noqa: E402
-from dtpm_core.layers import pad_with_context  # noqa: E402
-from dtpm_core.metrics import psnr  # noqa: E402
-from dtpm_core.model import Stage2Options  # noqa: E402
-from dtpm_core.restore import Restorer  # noqa: E402
+from dtpm_core.engines.dtpm_restorer import Restorer  # noqa: E402
+from dtpm_core.engines.engine import DTPMSpec, SinglePassSpec, load_engine  # noqa: E402
+from dtpm_core.engines.singlepass_restorer import SinglePassRestorer  # noqa: E402
+from dtpm_core.evaluation.metrics import psnr  # noqa: E402
+from dtpm_core.modelfiles.weights import (  # noqa: E402
+    load_adapter,
+    load_base,
+    save_adapter,
+    save_base,
+)
+from dtpm_core.networks.layers import pad_with_context  # noqa: E402
+from dtpm_core.networks.model import Stage2Options  # noqa: E402
 from dtpm_core.singlepass.graph import singlepass_graph  # noqa: E402
 from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset  # noqa: E402
-from dtpm_core.singlepass.restore import SinglePassRestorer  # noqa: E402
 from dtpm_core.singlepass.weights import load_singlepass, save_singlepass  # noqa: E402
-from dtpm_core.weights import load_adapter, load_base, save_adapter, save_base  # noqa: E402
 
 FP32_TOLERANCE = 1e-4
 """Max abs difference from torch fp32 (issue 22), images in [0, 1] and network outputs."""
@@ -187,7 +192,8 @@ def test_first_use_converts_with_progress_and_a_damaged_entry_is_rebuilt(singlep
 
 
 def test_the_engine_spec_chooses_the_backend(dtpm_files, photo, monkeypatch):
-    from dtpm_core import backends, device
+    from dtpm_core import backends
+    from dtpm_core.backends import device
 
     files = (dtpm_files / "base.safetensors", dtpm_files / "motion.safetensors")
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda *a: True)
@@ -207,7 +213,7 @@ def test_the_engine_spec_chooses_the_backend(dtpm_files, photo, monkeypatch):
 
 def test_dtpm_restore_backend_option(dtpm_files, photo, tmp_path):
     from dtpm_core.cli import EXIT_OK, EXIT_USAGE, main
-    from dtpm_core.imageio import read_image, write_image
+    from dtpm_core.files.imageio import read_image, write_image
 
     source = tmp_path / "in.png"
     write_image(source, photo, bit_depth=8)

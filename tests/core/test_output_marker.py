@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dtpm_core.imageio import read_image, write_image
-from dtpm_core.output_marker import OutputMarker, read_output_marker
+from dtpm_core.files.imageio import read_image, write_image
+from dtpm_core.files.output_marker import OutputMarker, read_output_marker
 
 FORMATS = [".png", ".jpg", ".tif", ".webp", ".bmp"]
 

@@ -9,8 +9,8 @@ import torch
 from dtpm_core.backends.graphs import unpadded
 from dtpm_core.config import PredictorConfig
 from dtpm_core.errors import ConfigError
-from dtpm_core.layers import pad_with_context
-from dtpm_core.predictor import InitialPredictor
+from dtpm_core.networks.layers import pad_with_context
+from dtpm_core.networks.predictor import InitialPredictor
 
 STEM = PredictorConfig(width=16, stem=2, enc_blocks=(1, 1), dec_blocks=(1, 1), middle_blocks=1)
 

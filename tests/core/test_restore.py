@@ -5,11 +5,11 @@ import pytest
 import torch
 from model_factory import tiny_model
 
+from dtpm_core.engines.dtpm_restorer import Restorer
+from dtpm_core.engines.tiling import TileBlender, tile_windows
 from dtpm_core.errors import Cancelled, ConfigError, OutOfMemory
-from dtpm_core.model import Stage2Options
-from dtpm_core.restore import Restorer
-from dtpm_core.tiling import TileBlender, tile_windows
-from dtpm_core.weights import save_adapter, save_base
+from dtpm_core.modelfiles.weights import save_adapter, save_base
+from dtpm_core.networks.model import Stage2Options
 
 
 @pytest.fixture(scope="module")

@@ -18,15 +18,15 @@ from model_factory import tiny_model
 from photo_files import noise_photo, sha256_of
 from PIL import Image
 
-import dtpm_core.imageio as imageio
-from dtpm_core import memory_budget
+import dtpm_core.files.imageio as imageio
 from dtpm_core.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, main
+from dtpm_core.engines import memory_budget
 from dtpm_core.errors import ImageReadError
-from dtpm_core.model import Stage2Options
+from dtpm_core.files.output_marker import read_output_marker
+from dtpm_core.files.output_plan import plan_outputs
+from dtpm_core.modelfiles.weights import save_adapter, save_base
+from dtpm_core.networks.model import Stage2Options
 from dtpm_core.options import MIN_TILE
-from dtpm_core.output_marker import read_output_marker
-from dtpm_core.output_plan import plan_outputs
-from dtpm_core.weights import save_adapter, save_base
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +241,7 @@ def test_a_result_name_longer_than_the_file_system_allows_is_shortened(singlepas
 
 
 def test_the_search_for_a_free_name_is_bounded(tmp_path, monkeypatch):
-    import dtpm_core.output_plan as output_plan
+    import dtpm_core.files.output_plan as output_plan
     monkeypatch.setattr(output_plan, "MAX_NAME_CANDIDATES", 5)
     source = noise_photo(tmp_path / "in" / "x.png")
     out = tmp_path / "out"
@@ -366,7 +366,7 @@ def test_a_task_id_wins_over_a_folder_of_that_name(weights, tmp_path, monkeypatc
 
 
 def test_read_only_check_uses_the_mode_bits(tmp_path):
-    from dtpm_core.output_plan import is_read_only
+    from dtpm_core.files.output_plan import is_read_only
     path = noise_photo(tmp_path / "a.png")
     assert not is_read_only(path)
     path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)

@@ -4,14 +4,14 @@ import pytest
 import torch
 
 from dtpm_core.config import DiffusionConfig
-from dtpm_core.ddim import sample_ddim
-from dtpm_core.errors import Cancelled, ConfigError
-from dtpm_core.schedule import (
+from dtpm_core.diffusion.ddim import sample_ddim
+from dtpm_core.diffusion.schedule import (
     add_noise,
     alpha_bars,
     sample_training_noise_level,
     sampling_timesteps,
 )
+from dtpm_core.errors import Cancelled, ConfigError
 
 CONFIG = DiffusionConfig()
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 from model_factory import randomise_zero_inits
 
-from dtpm_core import efficientnet_lite, semantic
 from dtpm_core.config import SEMANTIC_CHOICES, preset
 from dtpm_core.errors import WeightsError
-from dtpm_core.model import DTPM
-from dtpm_core.semantic import EFFICIENTNET, SemanticEncoder, resolve_semantic_mode
-from dtpm_core.weights import load_base, save_base
+from dtpm_core.modelfiles.weights import load_base, save_base
+from dtpm_core.networks import efficientnet_lite, semantic
+from dtpm_core.networks.model import DTPM
+from dtpm_core.networks.semantic import EFFICIENTNET, SemanticEncoder, resolve_semantic_mode
 
 
 def _images(seed: int = 0) -> torch.Tensor:

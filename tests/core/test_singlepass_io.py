@@ -11,13 +11,13 @@ from model_factory import tiny_model
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from dtpm_core.engines.singlepass_restorer import SinglePassRestorer, dihedral_transforms
+from dtpm_core.engines.tiling import tile_windows
 from dtpm_core.errors import Cancelled, ConfigError, WeightsError
+from dtpm_core.modelfiles.weights import content_sha256, load_base, save_base, seal_metadata
 from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset, tmddp_loss
-from dtpm_core.singlepass.restore import SinglePassRestorer, dihedral_transforms
 from dtpm_core.singlepass.schedule import sigma_bars
 from dtpm_core.singlepass.weights import load_singlepass, save_singlepass
-from dtpm_core.tiling import tile_windows
-from dtpm_core.weights import content_sha256, load_base, save_base, seal_metadata
 
 CONFIG = singlepass_preset("tiny", width=8, cond_dim=16, adaptor_tasks=("desnow", "raindrop"))
 TASKS = {"desnow": 15, "raindrop": 22}

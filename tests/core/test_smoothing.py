@@ -1,4 +1,4 @@
-"""Tests of RTV texture removal (dtpm_core.smoothing): behaviour on synthetic and real
+"""Tests of RTV texture removal (dtpm_core.diffusion.smoothing): behaviour on synthetic and real
 textures, agreement of the matrix-free multigrid-PCG solve with an exact sparse solve, batch
 and layout handling, and input validation. All CPU, seeded, well under a second each."""
 
@@ -14,7 +14,7 @@ import scipy.sparse.linalg as spla
 import skimage.data
 import torch
 
-from dtpm_core.smoothing import (
+from dtpm_core.diffusion.smoothing import (
     RTVConfig,
     _gaussian_taps,
     _solve_screened_laplacian,

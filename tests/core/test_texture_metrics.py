@@ -1,11 +1,12 @@
-"""Texture diagnostics (dtpm_core.texture_metrics): what issue 20 measures of DTPM's texture."""
+"""Texture diagnostics (dtpm_core.evaluation.texture_metrics): what issue 20 measures of DTPM's
+texture."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from dtpm_core.texture_metrics import colour_specks_per_million, texture_stats
+from dtpm_core.evaluation.texture_metrics import colour_specks_per_million, texture_stats
 
 
 @pytest.fixture()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from dtpm_core.tiling import TileBlender, Window, tile_windows
+from dtpm_core.engines.tiling import TileBlender, Window, tile_windows
 
 SHIPPED = Path(__file__).resolve().parents[2] / "resources" / "models"
 
@@ -100,7 +100,7 @@ def test_shipped_model_residual_has_no_seams_at_window_edges():
     window edges no more than the untiled one does at the same columns."""
     from skimage import data as skdata
 
-    from dtpm_core.restore import Restorer
+    from dtpm_core.engines.dtpm_restorer import Restorer
     from trainer.degradations import degrade
 
     clean = skdata.coffee()[:192, :448].astype(np.float32) / 255.0

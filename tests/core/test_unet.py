@@ -1,5 +1,5 @@
 """The U-Net skeleton shared by the denoiser, the initial predictor and the single-pass network
-(dtpm_core/unet.py): its hooks, and that the three networks kept their weights' names,
+(dtpm_core/networks/unet.py): its hooks, and that the three networks kept their weights' names,
 shapes, order and seeded initial values (network_layouts.json, recorded before they shared
 it) and still load the shipped models strictly."""
 
@@ -14,16 +14,16 @@ from model_factory import randomise_zero_inits
 from network_layouts import CASES, layout
 from safetensors.torch import load_file
 
+from dtpm_core.backends.device import prepare_for_inference, to_network_layout
 from dtpm_core.config import preset
-from dtpm_core.denoiser import Denoiser
-from dtpm_core.device import prepare_for_inference, to_network_layout
-from dtpm_core.inference_layers import ChannelsLastLayerNorm2d, FoldedAdaLNBlock
-from dtpm_core.layers import LayerNorm2d, NAFBlock
-from dtpm_core.predictor import InitialPredictor
+from dtpm_core.modelfiles.weights import load_adapter, load_base
+from dtpm_core.networks.denoiser import Denoiser
+from dtpm_core.networks.inference_layers import ChannelsLastLayerNorm2d, FoldedAdaLNBlock
+from dtpm_core.networks.layers import LayerNorm2d, NAFBlock
+from dtpm_core.networks.predictor import InitialPredictor
+from dtpm_core.networks.unet import UNet
 from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
 from dtpm_core.singlepass.weights import load_singlepass
-from dtpm_core.unet import UNet
-from dtpm_core.weights import load_adapter, load_base
 
 RECORDED = json.loads((Path(__file__).with_name("network_layouts.json")).read_text())
 SHIPPED = Path(__file__).resolve().parents[2] / "resources" / "models"

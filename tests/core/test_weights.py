@@ -7,14 +7,14 @@ import torch
 from model_factory import tiny_model
 
 from dtpm_core.errors import BaseMismatchError, WeightsError
-from dtpm_core.model import Stage2Options
-from dtpm_core.weights import (
+from dtpm_core.modelfiles.weights import (
     load_adapter,
     load_base,
     read_adapter_info,
     save_adapter,
     save_base,
 )
+from dtpm_core.networks.model import Stage2Options
 
 
 @pytest.fixture()

@@ -19,9 +19,9 @@ import torch
 from fast_settings import FAST
 
 from dtpm_core.config import preset
-from dtpm_core.model import DTPM, Stage2Options, configure_stage2_trainable
-from dtpm_core.unverified import UNVERIFIED_ENV, UNVERIFIED_OPTION
-from dtpm_core.weights import load_adapter, load_base, save_base
+from dtpm_core.modelfiles.unverified import UNVERIFIED_ENV, UNVERIFIED_OPTION
+from dtpm_core.modelfiles.weights import load_adapter, load_base, save_base
+from dtpm_core.networks.model import DTPM, Stage2Options, configure_stage2_trainable
 from trainer.checkpoint import (
     STATE_HASH_KEY,
     CheckpointError,

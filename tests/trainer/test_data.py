@@ -14,7 +14,7 @@ import torch
 
 import trainer
 from dtpm_core.errors import ConfigError
-from dtpm_core.imageio import write_image
+from dtpm_core.files.imageio import write_image
 from trainer import data as td
 from trainer import pairs as tp
 from trainer.pairs import DataError, Pair, UnmatchedFilesWarning

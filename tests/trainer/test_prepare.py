@@ -14,8 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
+from dtpm_core.diffusion.smoothing import RTVConfig, rtv_smooth
 from dtpm_core.errors import ConfigError
-from dtpm_core.smoothing import RTVConfig, rtv_smooth
 from trainer.data import DataError, PreparedPatches, read_index
 from trainer.prepare import _grid, prepare
 
@@ -100,7 +100,7 @@ def test_smooth_is_the_rtv_of_the_stored_clean_patch(prepared, sources):
 
 
 def test_smooth_of_a_16_bit_source_is_taken_from_the_stored_8_bit_patch(tmp_path):
-    from dtpm_core.imageio import write_image
+    from dtpm_core.files.imageio import write_image
 
     ramp = np.linspace(0.0, 1.0, PATCH * PATCH * 3, dtype=np.float32).reshape(PATCH, PATCH, 3)
     write_image(tmp_path / "deep.png", np.sin(40 * ramp) * 0.4 + 0.5, bit_depth=16)

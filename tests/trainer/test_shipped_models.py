@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from dtpm_core.catalog import load_catalog, resolve_singlepass
-from dtpm_core.metrics import psnr
-from dtpm_core.singlepass.restore import SinglePassRestorer
+from dtpm_core.engines.singlepass_restorer import SinglePassRestorer
+from dtpm_core.evaluation.metrics import psnr
+from dtpm_core.modelfiles.catalog import load_catalog, resolve_singlepass
 from trainer.compare import held_out_pairs
 
 REAL_RESOURCES = Path(__file__).resolve().parents[2] / "resources"
@@ -32,7 +32,7 @@ needs_singlepass = pytest.mark.skipif(not SINGLEPASS.is_file(),
 def held_out_photos(tmp_path_factory) -> list[Path]:
     """Crops of held-out photographs (chelsea, and an hq photo where ../shared has it), small
     enough for a fast test."""
-    from dtpm_core.imageio import read_image, write_image
+    from dtpm_core.files.imageio import read_image, write_image
     folder = tmp_path_factory.mktemp("held_out")
     images = {"chelsea": skdata.chelsea()[:128, :192].astype(np.float32) / 255.0}
     if (SHARED_HQ / HELD_OUT_HQ).is_file():
@@ -51,7 +51,7 @@ def singlepass_held_out_photos(tmp_path_factory) -> list[Path]:
     """The bundled single-pass model was trained (scripts/train_singlepass_models.sh, with the
     photo split of its time) on the scikit-image photographs with coffee and chelsea held
     out: crops of those two."""
-    from dtpm_core.imageio import write_image
+    from dtpm_core.files.imageio import write_image
     folder = tmp_path_factory.mktemp("singlepass_held_out")
     paths = []
     for name in ("coffee", "chelsea"):
@@ -113,7 +113,7 @@ def test_shipped_models_fit_the_size_budget():
 
 @needs_dtpm
 def test_catalog_lists_the_shipped_base_and_five_adapters_made_for_it(monkeypatch):
-    from dtpm_core.weights import load_base, read_adapter_info
+    from dtpm_core.modelfiles.weights import load_base, read_adapter_info
     monkeypatch.setenv("DTPM_RESOURCES", str(REAL_RESOURCES))
     catalog = load_catalog()
     assert catalog.base is not None and catalog.base.resolve() == BASE.resolve()
@@ -129,8 +129,8 @@ def test_shipped_dtpm_never_costs_more_than_a_tenth_of_a_db_at_any_k(held_out_ph
                                                                     monkeypatch):
     """Every K is usable (the sampling starts at the adapter's calibrated level): no K makes
     a held-out photo noticeably worse than the degraded input, for any task."""
-    from dtpm_core.catalog import resolve_adapter
-    from dtpm_core.restore import Restorer
+    from dtpm_core.engines.dtpm_restorer import Restorer
+    from dtpm_core.modelfiles.catalog import resolve_adapter
     monkeypatch.setenv("DTPM_RESOURCES", str(REAL_RESOURCES))
     restorer = Restorer(BASE, resolve_adapter(task), device="cpu", precision="fp32")
     for k in (1, 4, 10, 50):
@@ -145,8 +145,8 @@ def test_shipped_dtpm_never_costs_more_than_a_tenth_of_a_db_at_any_k(held_out_ph
 
 @needs_dtpm
 def test_shipped_adapters_carry_their_calibration_and_held_out_scores():
-    from dtpm_core.model_scores import held_out_scores
-    from dtpm_core.weights import load_base, read_adapter_info
+    from dtpm_core.evaluation.model_scores import held_out_scores
+    from dtpm_core.modelfiles.weights import load_base, read_adapter_info
     assert load_base(BASE)[1].calibration.note.startswith("measured on")
     for task in TASKS:
         info = read_adapter_info(BASE.parent / f"{task}.safetensors")

@@ -11,7 +11,7 @@ import torch
 from fast_settings import FAST
 
 from dtpm_core.cli import main as restore_main
-from dtpm_core.weights import load_adapter, load_base, read_adapter_info
+from dtpm_core.modelfiles.weights import load_adapter, load_base, read_adapter_info
 from trainer.checkpoint import checkpoint_path, load_checkpoint
 from trainer.cli import main as train_main
 from trainer.loop import EXIT_SIGTERM
@@ -122,7 +122,7 @@ def test_two_cpu_processes_under_torchrun_end_identical(tmp_path, prepared_folde
     assert "2 processes finished with identical weights" in result.stdout
     step, weights, _, _ = _trained_state(tmp_path / "ddp")
     assert step == 3
-    from dtpm_core.weights import content_sha256
+    from dtpm_core.modelfiles.weights import content_sha256
     assert content_sha256(weights) in result.stdout
 
 
@@ -146,8 +146,8 @@ def test_missing_data_is_a_clear_error(tmp_path, capsys):
 def test_stage2_ablation_flags_select_the_trained_parameters(tmp_path, clean_folder, flags,
                                                              expected, monkeypatch):
     from dtpm_core.config import preset
-    from dtpm_core.model import DTPM
-    from dtpm_core.weights import save_base
+    from dtpm_core.modelfiles.weights import save_base
+    from dtpm_core.networks.model import DTPM
     from trainer import cli, loop
 
     base = tmp_path / "base.safetensors"
@@ -180,8 +180,8 @@ def test_stage2_ablation_flags_select_the_trained_parameters(tmp_path, clean_fol
 
 def test_no_semantic_ablation_needs_a_matching_base(tmp_path, clean_folder, capsys):
     from dtpm_core.config import preset
-    from dtpm_core.model import DTPM
-    from dtpm_core.weights import save_base
+    from dtpm_core.modelfiles.weights import save_base
+    from dtpm_core.networks.model import DTPM
     base = tmp_path / "base.safetensors"
     save_base(base, DTPM(preset("tiny", denoiser__semantic="random")))
     code = train_main(["stage2", "--run-dir", str(tmp_path / "r"), "--base", str(base),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dtpm_core.metrics import psnr
+from dtpm_core.evaluation.metrics import psnr
 from dtpm_core.singlepass.network import SinglePassNet
 
 

@@ -93,7 +93,7 @@ class TaskMixture(Dataset):
 
 def clean_images(config: TrainConfig) -> tuple[list[Path], list[Path]]:
     """(training, held-out) clean photos of `data.clean`, split by `data.held_out_fraction`."""
-    from dtpm_core.imageio import list_images
+    from dtpm_core.files.imageio import list_images
 
     from ..data import split_held_out
     if not config.data.clean:

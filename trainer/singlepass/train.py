@@ -22,14 +22,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from dtpm_core.engines.singlepass_restorer import SinglePassRestorer
 from dtpm_core.errors import ConfigError
-from dtpm_core.imageio import write_image
-from dtpm_core.metrics import psnr
+from dtpm_core.evaluation.metrics import psnr
+from dtpm_core.files.imageio import write_image
+from dtpm_core.modelfiles.weights import WeightsError
 from dtpm_core.singlepass.network import SinglePassNet
-from dtpm_core.singlepass.restore import SinglePassRestorer
 from dtpm_core.singlepass.schedule import MATCHED_TIME_STEPS, time_step_for
 from dtpm_core.singlepass.weights import load_singlepass, save_singlepass
-from dtpm_core.weights import WeightsError
 
 from ..checkpoint import CheckpointError, checkpoint_path, load_checkpoint
 from ..config import TrainConfig, singlepass_net_config

@@ -5,7 +5,7 @@
     result = y_eps + strength * x0_hat
 
 s (residual scale), t_s (start level) and the x0 clamp come from the model file's calibration
-(`dtpm_core.calibration`): the adapter's when one is loaded, else the base's.
+(`dtpm_core.diffusion.calibration`): the adapter's when one is loaded, else the base's.
 
 Large images run in overlapping tiles fused at every denoising step; an out-of-memory error
 retries with smaller tiles. The semantic code comes from the whole (downscaled) image.
@@ -13,7 +13,6 @@ retries with smaller tiles. The semantic code comes from the whole (downscaled) 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,30 +20,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .backends import OPENVINO, TORCH, resolve_backend
-from .backends.torch_backend import torch_denoiser, torch_network
-from .calibration import Calibration
-from .ddim import sample_ddim
-from .device import (
-    autocast_context,
-    prepare_for_inference,
-    resolve_device,
-    resolve_precision,
-)
-from .errors import ConfigError, ModelOutputError
+from ..backends import TORCH
+from ..backends.torch_backend import torch_denoiser, torch_network
+from ..diffusion.calibration import Calibration
+from ..diffusion.ddim import sample_ddim
+from ..diffusion.schedule import alpha_bars, sampling_timesteps
+from ..errors import ConfigError
+from ..modelfiles.weights import AdapterInfo, BaseInfo, TaskParts, load_adapter, load_base
+from ..options import DEFAULT_TILE, MAX_SAMPLING_STEPS, MAX_STRENGTH
 from .inference import (
     PassCounter,
     ProgressCallback,
-    RestoreProgress,
     StopCheck,
     check_image,
-    run_with_tile_backoff,
+    require_finite,
     to_image,
 )
-from .options import DEFAULT_TILE, MAX_SAMPLING_STEPS, MAX_STRENGTH
-from .schedule import alpha_bars, sampling_timesteps
+from .runner import Runner
 from .tiling import TileBlender, Window
-from .weights import AdapterInfo, BaseInfo, TaskParts, load_adapter, load_base
 
 
 @dataclass
@@ -68,38 +61,40 @@ class Restorer:
     """Holds one base model and, switchable without reloading the base, one task adapter.
 
     `precision` None or "auto" takes the fast path where the device has one (bf16 weights,
-    converted once, on a CPU with native bf16; see `dtpm_core.device`); `self.precision` is
+    converted once, on a CPU with native bf16; see `dtpm_core.backends.device`); `self.precision` is
     what runs ("fp32", "bf16" or "fp16"). The epsilon output, the DDIM update and the image
     conversion stay fp32 at every precision.
 
     `backend` runs the networks: "torch" (the default here), "openvino" (CPU; the networks
     converted once and cached, `dtpm_core.backends`), "auto" (OpenVINO where it was measured
-    faster) or None (the process preference; the engine specs' default)."""
+    faster) or None (the process preference; the engine specs' default). Both run through
+    `self.runner` (`dtpm_core.engines.runner`), as the single-pass engine's restorer does."""
 
     def __init__(self, base: str | Path, adapter: str | Path | None = None, *,
                  device: str = "auto", precision: str | None = None,
                  backend: str | None = TORCH) -> None:
-        self.device = resolve_device(device)
-        self.precision = resolve_precision(self.device, precision)
-        self.backend = resolve_backend(backend, self.device)
-        autocast_context(self.device, self.precision)  # validates the combination early
+        self.runner = Runner(device, precision, backend)
         model, self.base_info = load_base(base)
         self.model = model.to(self.device)
-        self._openvino = None
-        self._notes: list[str] = []  # about graph conversions, for the next result
-        if self.backend == OPENVINO:
-            from .backends.openvino_backend import OpenVINOSession
-
-            # the torch modules stay as loaded (fp32): they are what gets converted
-            self._openvino = OpenVINOSession(self.precision, torch.get_num_threads())
-        else:
-            # the ending convolution stays fp32: eps_hat leaves the denoiser in fp32
-            prepare_for_inference(model.denoiser, self.device, self.precision,
-                                  keep_fp32=[model.denoiser.ending])
+        # the ending convolution stays fp32: eps_hat leaves the denoiser in fp32
+        self.runner.prepare(model.denoiser, keep_fp32=[model.denoiser.ending])
         self.task: TaskParts | None = None
         self._alpha_bar = alpha_bars(self.base_info.config.diffusion)
         if adapter is not None:
             self.load_adapter(adapter)
+
+    @property
+    def device(self) -> torch.device:
+        return self.runner.device
+
+    @property
+    def precision(self) -> str:
+        """The precision that runs: "fp32", "bf16" or "fp16"."""
+        return self.runner.precision
+
+    @property
+    def backend(self) -> str:
+        return self.runner.backend
 
     @property
     def adapter_info(self) -> AdapterInfo | None:
@@ -112,10 +107,10 @@ class Restorer:
     def load_adapter(self, path: str | Path) -> AdapterInfo:
         """Switch task: load and verify an adapter file for the loaded base."""
         parts = load_adapter(path, self.model, self.base_info)
-        if self.backend == OPENVINO:
+        if self.runner.openvino is not None:  # converted as loaded (fp32)
             self.task = parts
             return parts.info
-        prepare_for_inference(parts, self.device, self.precision)
+        self.runner.prepare(parts)
         # ablation files replace denoiser weights: give them the loaded denoiser's dtype and
         # layout, so that the pass runs as with the base's own weights
         params = dict(self.model.denoiser.named_parameters())
@@ -168,23 +163,15 @@ class Restorer:
             raise ConfigError(f"texture strength must be between 0 and {MAX_STRENGTH}, "
                               f"got {strength}")
         image = check_image(image)
-        started = time.perf_counter()
-        (initial, results), tile, notes = run_with_tile_backoff(
+        run = self.runner.run_tiled(
             lambda t: self._run(image, ks, seed, eta, t, strength, progress, should_stop),
-            tile, image.shape[:2], self.device)
-        notes[:0], self._notes = self._notes, []
-        return RestoreResult(initial, results, seed, tile, time.perf_counter() - started, notes)
+            tile, image.shape[:2])
+        initial, results = run.value
+        return RestoreResult(initial, results, seed, run.tile, run.seconds, run.notes)
 
     def _require_finite(self, tensor: torch.Tensor, what: str) -> None:
-        """NaN or infinite values mean broken weights: say which file, never show or save a
-        clipped image of them. Checked before any clamp (which would hide an infinity)."""
-        if not bool(torch.isfinite(tensor).all()):
-            files = [str(self.base_info.path)]
-            if self.task is not None:
-                files.append(str(self.task.info.path))
-            raise ModelOutputError(
-                f"the {what} contains NaN or infinite values: the model file(s) "
-                f"{' / '.join(files)} hold broken weights; export or download them again")
+        files = [self.base_info.path] + ([self.task.info.path] if self.task is not None else [])
+        require_finite(tensor, what, files)
 
     def _networks(self, progress: ProgressCallback | None
                   ) -> tuple[Callable[..., torch.Tensor] | None, Callable[..., torch.Tensor]]:
@@ -192,7 +179,7 @@ class Restorer:
         semantic_code, guidance) -> eps_hat) on the chosen backend. A first use of the
         OpenVINO backend converts the networks (reported as the stage "converting")."""
         task = self.task
-        if self._openvino is None:
+        if self.runner.openvino is None:
             predictor = None
             if task is not None and task.predictor is not None:
                 predictor = torch_network(task.predictor, self.device, self.precision)
@@ -200,21 +187,12 @@ class Restorer:
                 self.model.denoiser, task.adapters if task is not None else None,
                 task.denoiser_overrides if task is not None else {}, self.device,
                 self.precision)
-        from .backends.graphs import denoiser_graph, predictor_graph
+        from ..backends.graphs import denoiser_graph, predictor_graph
 
         specs = [denoiser_graph(self.model, self.base_info, task)]
         if task is not None and task.predictor is not None:
             specs.append(predictor_graph(task))
-        nets = []
-        for i, spec in enumerate(specs):
-            def on_convert(spec, i=i) -> None:
-                if progress is not None:
-                    progress(RestoreProgress(i, len(specs), "converting"))
-            net, entry = self._openvino.network(spec, on_convert)
-            if entry is not None and entry.problem:
-                self._notes.append(f"the converted {spec.role} in {entry.folder} was unusable "
-                                   f"({entry.problem}): converted again")
-            nets.append(net)
+        nets = self.runner.compile_graphs(specs, progress)
         denoise_net = nets[0]
 
         def denoise(x_t, y_d, sqrt_gamma, semantic_code, guidance) -> torch.Tensor:
@@ -294,6 +272,6 @@ def _downscale_for_semantics(y_eps: torch.Tensor) -> torch.Tensor:
     anyway); avoids image-sized temporaries for large photos."""
     from torch.nn import functional as F
 
-    from .semantic import SEMANTIC_INPUT_SIZE
+    from ..networks.semantic import SEMANTIC_INPUT_SIZE
     return F.interpolate(y_eps.float(), size=(SEMANTIC_INPUT_SIZE,) * 2, mode="bilinear",
                          antialias=True, align_corners=False)

@@ -4,16 +4,17 @@ image going in and coming out."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import torch
 
-from .device import is_out_of_memory, release_cached_memory
-from .errors import Cancelled, ConfigError, OutOfMemory
-from .options import MIN_TILE  # the smallest tile the out-of-memory back-off tries
+from ..backends.device import is_out_of_memory, release_cached_memory
+from ..errors import Cancelled, ConfigError, ModelOutputError, OutOfMemory
+from ..options import MIN_TILE  # the smallest tile the out-of-memory back-off tries
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,19 @@ def check_image(image: np.ndarray) -> np.ndarray:
     if not np.isfinite(image).all():
         raise ConfigError("the image contains NaN or infinite values")
     return image
+
+
+def require_finite(tensor: torch.Tensor, what: str, files: Sequence[str | Path]) -> None:
+    """NaN or infinite values mean broken weights: say which model file(s), never show or save
+    a clipped image of them. Check before any clamp (which would hide an infinity)."""
+    if bool(torch.isfinite(tensor).all()):
+        return
+    named = " / ".join(str(f) for f in files)
+    if len(files) == 1:
+        fault = f"the model file {named} holds broken weights; export or download it again"
+    else:
+        fault = f"the model files {named} hold broken weights; export or download them again"
+    raise ModelOutputError(f"the {what} contains NaN or infinite values: {fault}")
 
 
 def to_image(x: torch.Tensor) -> np.ndarray:

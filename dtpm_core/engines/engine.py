@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ConfigError
-from .options import DEFAULT_STEPS, DEFAULT_TILE, DTPM, ENGINES, SINGLE_PASS
+from ..errors import ConfigError
+from ..options import DEFAULT_STEPS, DEFAULT_TILE, DTPM, ENGINES, SINGLE_PASS
 
 if TYPE_CHECKING:  # torch-free at import: the app builds specs on its start-up path
     from .inference import ProgressCallback, StopCheck
@@ -33,10 +33,11 @@ if TYPE_CHECKING:  # torch-free at import: the app builds specs on its start-up 
 class DTPMSpec:
     """The diffusion texture prior: a base, a task adapter and the sampling options.
     `steps` holds one K or several (the trade-off curve: one DDIM run each, same noise).
-    `precision` None is the process preference (`dtpm_core.device.set_precision_preference`,
-    which the app sets from its settings). `backend` runs the networks: "auto" (OpenVINO
-    where it was measured faster, else torch), "torch" or "openvino"; None is the process
-    preference (`dtpm_core.backends.set_backend_preference`, "auto" unless the app set it)."""
+    `precision` None is the process preference
+    (`dtpm_core.backends.device.set_precision_preference`, which the app sets from its settings).
+    `backend` runs the networks: "auto" (OpenVINO where it was measured faster, else torch), "torch"
+    or "openvino"; None is the process preference (`dtpm_core.backends.set_backend_preference`,
+    "auto" unless the app set it)."""
 
     base: Path
     adapter: Path | None = None
@@ -180,7 +181,7 @@ class Engine(ABC):
 
 class DTPMEngine(Engine):
     def __init__(self, spec: DTPMSpec) -> None:
-        from .restore import Restorer
+        from .dtpm_restorer import Restorer
 
         super().__init__(spec, Restorer(spec.base, spec.adapter, device=spec.device,
                                         precision=spec.precision, backend=spec.backend))
@@ -216,7 +217,7 @@ class DTPMEngine(Engine):
 
 class SinglePassEngine(Engine):
     def __init__(self, spec: SinglePassSpec) -> None:
-        from .singlepass.restore import SinglePassRestorer
+        from .singlepass_restorer import SinglePassRestorer
 
         super().__init__(spec, SinglePassRestorer(spec.model, spec.device,
                                                   precision=spec.precision,

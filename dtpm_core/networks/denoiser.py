@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..config import DenoiserConfig
 from .adapters import AdapterSet
-from .config import DenoiserConfig
 from .layers import sinusoidal_embedding
 from .semantic import SEMANTIC_FEATURE_DIMS
 from .unet import UNet
@@ -25,7 +25,7 @@ keeps the downsampled grids aligned with the image. Used in eval mode only (see
 
 class Denoiser(UNet):
     """eps_hat = f(concat(x_noisy, cond), sqrt(gamma), semantic code): the NAFNet U-Net of
-    `dtpm_core.unet` with AdaLN blocks, a context margin in eval mode, an fp32 ending and,
+    `dtpm_core.networks.unet` with AdaLN blocks, a context margin in eval mode, an fp32 ending and,
     in Stage II, a guidance adapter after every block."""
 
     noise_mlp: nn.Sequential

@@ -1,5 +1,5 @@
 """Inference-only replacements of layers that are slow on the CPU, swapped in at load time by
-`dtpm_core.device.prepare_for_inference`. They keep the parameters, their names and the
+`dtpm_core.backends.device.prepare_for_inference`. They keep the parameters, their names and the
 maths of the layer they replace: weight files and training are untouched."""
 
 from __future__ import annotations

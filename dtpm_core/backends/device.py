@@ -22,8 +22,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ConfigError
-from .options import DEVICE_CHOICES, PRECISION_CHOICES
+from ..errors import ConfigError
+from ..options import DEVICE_CHOICES, PRECISION_CHOICES
 
 if TYPE_CHECKING:
     import torch
@@ -143,13 +143,13 @@ def prepare_for_inference(module: nn.Module, device: torch.device, precision: st
                           keep_fp32: Iterable[nn.Module] = ()) -> nn.Module:
     """Move a network to `device` for inference at a resolved precision, once:
     - on the CPU, channels-last weights (convolutions run 1.3-1.6x faster, same output) and
-      LayerNorm2d as one fused op over the channels (`dtpm_core.inference_layers`);
+      LayerNorm2d as one fused op over the channels (`dtpm_core.networks.inference_layers`);
     - bf16: weights converted to bf16 once, except the modules in `keep_fp32` (the
       denoiser's ending convolution, which runs outside autocast so that epsilon stays
       fp32). Returns the module (changed in place)."""
     import torch
 
-    from .inference_layers import use_fused_layer_norms
+    from ..networks.inference_layers import use_fused_layer_norms
 
     module.to(device).eval().requires_grad_(False)
     if device.type == "cpu":

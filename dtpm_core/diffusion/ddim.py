@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import Cancelled
+from ..errors import Cancelled
 
 NoisePredictor = Callable[[torch.Tensor, float], torch.Tensor]
 """eps_hat = f(x_t, sqrt(alpha_bar_t)): the denoiser with everything but x_t bound."""

@@ -6,7 +6,7 @@ what a photo carries besides its pixels: alpha, source bit depth, ICC profile an
 orientation is applied on reading, so pixels are always upright and the kept EXIF says so.
 
 Writes are atomic (temporary file, fsync, rename) and never go over the source image; a result
-can carry an output marker (`dtpm_core.output_marker`) saying which input it came from.
+can carry an output marker (`dtpm_core.files.output_marker`) saying which input it came from.
 Animations and multi-page files are refused by name (only still images are restored).
 """
 
@@ -30,8 +30,8 @@ import numpy as np
 import tifffile
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import ImageReadError, ImageWriteError
 from .atomic import atomic_writer
-from .errors import ImageReadError, ImageWriteError
 from .output_marker import OutputMarker, bmp_with_marker, jpeg_comment, png_chunk, xmp_packet
 
 _FORMAT_BY_SUFFIX = {
@@ -598,7 +598,7 @@ def write_image(
     `like` (the LoadedImage the result came from) supplies the default bit depth, ICC profile,
     EXIF (orientation reset to 1, pixel size updated), alpha and grayscale-ness. Alpha is kept
     by PNG, TIFF and WebP; 16 bit by PNG and TIFF. `marker` is written into the file (see
-    `dtpm_core.output_marker`). With `replace` False an existing file of that name is kept and
+    `dtpm_core.files.output_marker`). With `replace` False an existing file of that name is kept and
     ImageWriteError raised. Returns the written path.
     """
     path = Path(path)

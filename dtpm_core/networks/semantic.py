@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import WeightsError
 from . import efficientnet_lite
-from .errors import WeightsError
 from .hub import fetch_weights
 
 RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .model import DTPM
+from ..networks.model import DTPM
 from .schedule import add_noise, sample_training_noise_level
 
 
@@ -74,7 +74,7 @@ def stage2_problem(model: DTPM, degraded: torch.Tensor, clean: torch.Tensor
 def diffusion_loss(model: DTPM, problem: DiffusionProblem, generator: torch.Generator | None,
                    residual_scale: float = 1.0) -> torch.Tensor:
     """|| eps - f(sqrt(gamma) x0 / s + sqrt(1 - gamma) eps) ||_p (DESIGN 1.1); s scales the
-    residual to about unit RMS (`dtpm_core.calibration`)."""
+    residual to about unit RMS (`dtpm_core.diffusion.calibration`)."""
     x0 = problem.x0 / residual_scale
     sqrt_gamma, eps, x_noisy = _draw(model, x0, generator)
     return _noise_loss(model, problem.eps_model(x_noisy, sqrt_gamma), eps)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from .config import DiffusionConfig
-from .errors import ConfigError
+from ..config import DiffusionConfig
+from ..errors import ConfigError
 
 
 def alpha_bars(config: DiffusionConfig) -> torch.Tensor:

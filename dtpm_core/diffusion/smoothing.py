@@ -44,7 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 INHERENT_EPS = 1e-3
 """eps of eq. (4)/(5): floor of the windowed inherent variation (vareps in tsmooth.m)."""

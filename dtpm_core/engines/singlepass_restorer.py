@@ -9,7 +9,6 @@ ensemble averages the 8 flip/rotate variants of every tile, each mapped back fir
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,23 +16,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..backends import OPENVINO, TORCH, resolve_backend
+from ..backends import TORCH
 from ..backends.torch_backend import torch_network
-from ..device import prepare_for_inference, resolve_device, resolve_precision
-from ..errors import ConfigError, ModelOutputError
-from ..inference import (
+from ..errors import ConfigError
+from ..options import DEFAULT_TILE
+from ..singlepass.network import INFERENCE_TOP_K
+from ..singlepass.weights import SinglePassInfo, load_singlepass
+from .inference import (
     PassCounter,
     ProgressCallback,
-    RestoreProgress,
     StopCheck,
     check_image,
-    run_with_tile_backoff,
+    require_finite,
     to_image,
 )
-from ..options import DEFAULT_TILE
-from ..tiling import TileBlender, Window
-from .network import INFERENCE_TOP_K
-from .weights import SinglePassInfo, load_singlepass
+from .runner import Runner
+from .tiling import TileBlender, Window
 
 ENSEMBLE_SIZE = 8
 """Flip/rotate variants of the self-ensemble: 4 rotations x (no flip, flip)."""
@@ -75,28 +73,32 @@ class SinglePassRestorer:
     """Holds one single-pass network and restores any of the tasks its file lists.
 
     `precision` None or "auto" takes the fast path where the device has one, as `Restorer`
-    does (bf16 weights converted once, channels-last, autocast; see `dtpm_core.device`); the
-    result leaves the network in fp32. `max_experts` (default `INFERENCE_TOP_K`) runs only
+    does (bf16 weights converted once, channels-last, autocast; see `dtpm_core.backends.device`);
+    the result leaves the network in fp32. `max_experts` (default `INFERENCE_TOP_K`) runs only
     that many MoE experts per adaptor, those the router weights most; 0 runs all of them.
-    `backend` as for `Restorer`: "torch" (the default here), "openvino" or "auto"."""
+    `backend` as for `Restorer`: "torch" (the default here), "openvino" or "auto". Both run
+    through `self.runner` (`dtpm_core.engines.runner`)."""
 
     def __init__(self, path: str | Path, device: str = "auto", *, precision: str | None = None,
                  max_experts: int = INFERENCE_TOP_K, backend: str | None = TORCH) -> None:
-        self.device = resolve_device(device)
-        self.precision = resolve_precision(self.device, precision)
-        self.backend = resolve_backend(backend, self.device, experts=True)
+        self.runner = Runner(device, precision, backend, experts=True)
         net, info = load_singlepass(path)
         self.info: SinglePassInfo = info
         net.set_inference_top_k(max_experts)
-        self._openvino = None
-        self._notes: list[str] = []  # about a graph conversion, for the next result
-        if self.backend == OPENVINO:
-            from ..backends.openvino_backend import OpenVINOSession
+        self.net = self.runner.prepare(net)  # OpenVINO: as loaded (fp32), what gets converted
 
-            self.net = net  # as loaded (fp32): what gets converted
-            self._openvino = OpenVINOSession(self.precision, torch.get_num_threads())
-        else:
-            self.net = prepare_for_inference(net, self.device, self.precision)
+    @property
+    def device(self) -> torch.device:
+        return self.runner.device
+
+    @property
+    def precision(self) -> str:
+        """The precision that runs: "fp32", "bf16" or "fp16"."""
+        return self.runner.precision
+
+    @property
+    def backend(self) -> str:
+        return self.runner.backend
 
     @property
     def tasks(self) -> dict[str, int]:
@@ -124,27 +126,19 @@ class SinglePassRestorer:
         """
         t_mat = self.t_mat(task)
         image = check_image(image)
-        started = time.perf_counter()
-        result, tile, notes = run_with_tile_backoff(
+        run = self.runner.run_tiled(
             lambda t: self._run(image, t_mat, t, ensemble, progress, should_stop),
-            tile, image.shape[:2], self.device)
-        notes[:0], self._notes = self._notes, []
-        return SinglePassResult(result, task, t_mat, tile, time.perf_counter() - started, notes)
+            tile, image.shape[:2])
+        return SinglePassResult(run.value, task, t_mat, run.tile, run.seconds, run.notes)
 
     def _network(self, progress: ProgressCallback | None) -> Callable[..., torch.Tensor]:
         """net(x, t) -> y on the chosen backend; a first use of the OpenVINO backend converts
         the network (reported as the stage "converting")."""
-        if self._openvino is None:
+        if self.runner.openvino is None:
             return torch_network(self.net, self.device, self.precision)
-        from .graph import singlepass_graph
+        from ..singlepass.graph import singlepass_graph
 
-        def on_convert(spec) -> None:
-            if progress is not None:
-                progress(RestoreProgress(0, 1, "converting"))
-        net, entry = self._openvino.network(singlepass_graph(self.net, self.info), on_convert)
-        if entry is not None and entry.problem:
-            self._notes.append(f"the converted single-pass network in {entry.folder} was "
-                               f"unusable ({entry.problem}): converted again")
+        (net,) = self.runner.compile_graphs([singlepass_graph(self.net, self.info)], progress)
         return lambda x, t: net(x=x, t=t)
 
     @torch.no_grad()
@@ -171,8 +165,5 @@ class SinglePassRestorer:
             return acc if len(transforms) == 1 else acc.div_(len(transforms))
 
         out = blender.blend(one_window, channels=3)  # (1, 3, H, W) in [-1, 1]
-        if not torch.isfinite(out).all():  # checked before clipping, which would hide +-inf
-            raise ModelOutputError(
-                f"the single-pass result contains NaN or infinite values: the model file "
-                f"{self.info.path} holds broken weights; export or download it again")
+        require_finite(out, "single-pass result", [self.info.path])  # before the clip
         return to_image(out)  # clipped to [0, 1]

@@ -19,7 +19,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 LEGACY_START_STEP = 250
 """t_s for files written before calibration existed: measured on the first shipped models

@@ -7,7 +7,7 @@ Every rule is checked for the whole batch before anything is computed:
    cannot be read (GIF, HEIC, raw, ...) and named folders without images are listed in
    `OutputPlan.skipped`, never opened.
 2. Earlier results are never sources: files inside the output folder when it lies inside an
-   input folder; files whose own metadata holds an output marker (`dtpm_core.output_marker`,
+   input folder; files whose own metadata holds an output marker (`dtpm_core.files.output_marker`,
    written with every result), listed in `OutputPlan.earlier_results`; and, for outputs of
    older versions, the files the output folder's ledger (`LEDGER_NAME`) lists.
 3. A target is OUTDIR / (the path relative to its input folder, or the file name) with the
@@ -37,8 +37,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import DTPMError
 from .atomic import TEMP_SUFFIX, remove_stale_temp_files, write_text_atomic
-from .errors import DTPMError
 from .imageio import SUPPORTED_EXTENSIONS, scan_images
 from .output_marker import file_sha256, read_output_marker
 

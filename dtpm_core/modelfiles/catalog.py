@@ -14,7 +14,7 @@ from pathlib import Path
 
 from platformdirs import user_data_dir
 
-from .errors import WeightsError
+from ..errors import WeightsError
 
 APP_NAME = "DTPM Studio"
 MANIFEST_NAME = "manifest.json"
@@ -25,7 +25,7 @@ def resources_dir() -> Path:
     override = os.environ.get("DTPM_RESOURCES")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parent.parent / "resources"
+    return Path(__file__).resolve().parents[2] / "resources"  # <root>/dtpm_core/modelfiles/
 
 
 def bundled_models_dir() -> Path:

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..config import ModelConfig
+from ..errors import ConfigError
 from .adapters import AdapterSet
-from .config import ModelConfig
 from .denoiser import Denoiser
-from .errors import ConfigError
 from .predictor import InitialPredictor
 from .semantic import SemanticEncoder
 
