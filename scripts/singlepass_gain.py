@@ -23,8 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dtpm_core.engine import SinglePassSpec, load_engine  # noqa: E402
-from dtpm_core.metrics import psnr  # noqa: E402
+from dtpm_core.engines.engine import SinglePassSpec, load_engine  # noqa: E402
+from dtpm_core.evaluation.metrics import psnr  # noqa: E402
 from dtpm_core.options import TASKS  # noqa: E402
 from trainer.data import degraded_photos  # noqa: E402
 
