@@ -11,6 +11,11 @@ and writes into OUT:
 - `examples/<task>.jpg`: the before/after strip of one held-out image per task (if the
   evaluation saved strips in `EVAL/<task>/examples/`).
 
+With `--singlepass-eval DIR`, the single-pass rows come from `DIR/<task>/eval.csv` instead: an
+evaluation of the shipped single-pass file on the same photos and settings (`dtpm-train eval
+... --steps 1 --singlepass FILE`), for a single-pass network newer than the adapters'
+evaluations. Its input rows must match the adapter evaluation's (the same degraded photos).
+
     python scripts/summarise_bundled_eval.py eval docs/evidence/dtpm --example coffee_1.png
 """
 
@@ -164,12 +169,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--example", default="chelsea_1.png",
                         help="which held-out image's strip to keep per task")
+    parser.add_argument("--singlepass-eval", type=Path, metavar="DIR",
+                        help="take the single-pass rows from DIR/<task>/eval.csv")
     args = parser.parse_args(argv)
 
     results = {task: read_means(args.eval_dir / task / "eval.csv") for task in TASKS
                if (args.eval_dir / task / "eval.csv").is_file()}
     if not results:
         raise SystemExit(f"no {args.eval_dir}/<task>/eval.csv found")
+    if args.singlepass_eval is not None:
+        for task, means in results.items():
+            means.pop(SINGLE_PASS, None)
+            path = args.singlepass_eval / task / "eval.csv"
+            if path.is_file():
+                newer = read_means(path)
+                if abs(newer["input"]["psnr"] - means["input"]["psnr"]) > 1e-6:
+                    raise SystemExit(f"{path} scored other degraded photos than "
+                                     f"{args.eval_dir / task / 'eval.csv'} (input PSNR "
+                                     f"{newer['input']['psnr']:.4f} vs "
+                                     f"{means['input']['psnr']:.4f})")
+                means[SINGLE_PASS] = newer[SINGLE_PASS]
     textures = {task: read_texture(args.eval_dir / task / "texture.csv") for task in results}
     ks = sorted({int(m[2:]) for means in results.values() for m in means if m.startswith("K=")})
     methods = ["input", "initial", *(f"K={k}" for k in ks)]

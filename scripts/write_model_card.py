@@ -80,7 +80,9 @@ evaluation; the recipe that trained them is `scripts/train_bundled_models.sh`.
   iterations in all, logged in `checkpoints/campaign.tsv`; their last runs trained on the wide
   camera-like ranges of `trainer/degradations.TRAIN_RANGES` with 128 px crops). {predictor_recipe}
 - `{manifest.get('singlepass', 'singlepass.safetensors')}`: the single-pass network of the
-  single-pass engine (DESIGN 6), trained earlier on the scikit-image photographs.
+  single-pass engine (DESIGN 6), trained earlier on the scikit-image photographs, then
+  continued by the training campaign (`dtpm-train singlepass continue`, 1000 iterations of
+  MTUL's last step on the camera-like ranges with 128 px crops).
 - All were trained on one 2-core CPU: they are small models with a small budget (the paper
   trains 800K + 600K iterations on GPUs), for demonstration and as a starting point.
 
