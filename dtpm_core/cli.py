@@ -14,6 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from .cli_warnings import plain_warnings
 from .errors import Cancelled, ConfigError, DTPMError
+from .files.batch_report import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    BatchEnd,
+    failures_before_running,
+    report_batch_end,
+)
 from .files.output_plan import (
     ON_CONFLICT,
     OUTPUT_FORMATS,
@@ -39,9 +46,6 @@ from .options import (
     SINGLE_PASS,
 )
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
-EXIT_INTERRUPTED = 130
-"""Ctrl-C: 128 + SIGINT, as shells report a process ended by the signal."""
 EARLIER_RESULTS_SHOWN = 10
 """Inputs left out as results of earlier runs that are named one by one; the rest counted."""
 SPEC_OPTIONS = ("model", "task", "ensemble", "base", "adapter", "steps", "seed", "strength",
@@ -237,9 +241,7 @@ def _run_batch(args: argparse.Namespace, plan: OutputPlan, engine: Engine,
     from tqdm import tqdm
 
     items = plan.items
-    failures: list[tuple[str, str]] = [(p, "no such file or folder") for p in missing]
-    if args.on_conflict != "skip":  # no free name for them: a failure, not a choice
-        failures += [(str(path), reason) for path, reason in plan.conflicts]
+    failures = failures_before_running(plan, missing, args.on_conflict)
     renamed = {source for source, _ in plan.renamed}
     done = skipped = processed = done_renamed = 0
     interrupted = False
@@ -263,33 +265,10 @@ def _run_batch(args: argparse.Namespace, plan: OutputPlan, engine: Engine,
         interrupted = True
     finally:
         files_bar.close()
-    seconds = time.perf_counter() - started
-    total = len(items) + len(missing) + len(plan.conflicts)
-    summary = f"restored {done} of {total} image(s) into {args.output} in {seconds:.1f} s"
-    if skipped:
-        summary += f" ({skipped} already there, skipped)"
-    if done_renamed:
-        summary += f"; {done_renamed} result(s) written under another name (see the notes)"
-    print(summary)
-    if interrupted:
-        print(f"interrupted: {len(items) - processed} image(s) not processed; run the same "
-              "command with --skip-existing to finish", file=sys.stderr)
-    if plan.skipped:
-        print(f"{len(plan.skipped)} input(s) skipped, not restored:", file=sys.stderr)
-        for path, reason in plan.skipped:
-            print(f"  {path}: {reason}", file=sys.stderr)
-    if plan.conflicts and args.on_conflict == "skip":
-        print(f"{len(plan.conflicts)} photo(s) left out (--on-conflict skip), not restored:",
-              file=sys.stderr)
-        for path, reason in plan.conflicts:
-            print(f"  {path}: {reason}", file=sys.stderr)
-    if failures:
-        print(f"{len(failures)} failed:", file=sys.stderr)
-        for path, reason in failures:
-            print(f"  {path}: {reason}", file=sys.stderr)
-    if interrupted:
-        return EXIT_INTERRUPTED
-    return EXIT_SOME_FAILED if failures or plan.skipped else EXIT_OK
+    end = BatchEnd(str(args.output), len(items) + len(missing) + len(plan.conflicts), done,
+                   skipped, done_renamed, len(items) - processed, failures,
+                   time.perf_counter() - started, interrupted)
+    return report_batch_end(end, plan, args.on_conflict)
 
 
 def _conflict_error(plan: OutputPlan) -> str:

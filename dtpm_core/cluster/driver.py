@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..files.atomic import TEMP_SUFFIX, remove_stale_temp_files
+from ..files.batch_report import EXIT_INTERRUPTED, EXIT_USAGE
 from ..files.output_plan import sweep_stale_temp_files
 from .arguments import LOCAL
 from .connect import ClusterError, WorkerShape, connect, disconnect, import_ray, size_workers
 from .faults import KILL_DRIVER_ENV, KILL_WORKER_ENV, Faults
 from .pool import MAX_WORKER_RESTARTS, Outcome, Pool
-from .tally import EXIT_INTERRUPTED, EXIT_USAGE, Tally
+from .tally import Tally
 from .worker import RestoreOne, RestoreWorker
 
 if TYPE_CHECKING:

@@ -1,9 +1,7 @@
 """The bookkeeping of one cluster batch: what became of each planned file, the results table
-beside the outputs, and the end summary and exit status of a single-process run.
-
-The summary and the exit status follow `dtpm_core.cli._run_batch` rule for rule (which files
---skip-existing leaves, what counts as a failure, the wording); tests/core/test_cluster.py
-runs both on the same inputs and compares them, so the two cannot drift apart unnoticed.
+beside the outputs, and the end summary and exit status of a single-process run (one
+function for both, `dtpm_core.files.batch_report`; tests/core/test_cluster.py runs both on
+the same inputs and compares them).
 """
 
 from __future__ import annotations
@@ -15,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..files.batch_report import BatchEnd, failures_before_running, report_batch_end
 from ..files.output_plan import record_output
 from .results import (
     FAILED,
@@ -31,9 +30,6 @@ if TYPE_CHECKING:
     from ..files.output_plan import BatchItem, OutputPlan
     from .pool import Outcome
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-"""dtpm-restore's exit statuses (dtpm_core.cli, which this package must not import; a test
-keeps the two equal)."""
 NO_WORKER_LEFT = "no worker was left to restore it"
 
 
@@ -45,18 +41,14 @@ class Tally:
         self.plan = plan
         self.outdir = Path(args.output)
         self.rows: dict[str, Row] = {}
-        self.failures: list[tuple[str, str]] = []
+        self.failures = failures_before_running(plan, missing, args.on_conflict)
         for path in missing:
             self._add(path, "", MISSING, message="no such file or folder")
-            self.failures.append((path, "no such file or folder"))
         for path, reason in plan.skipped:
             self._add(str(path), "", SKIPPED, message=reason)
-        for path, reason in plan.conflicts:
-            if args.on_conflict == "skip":
-                self._add(str(path), "", SKIPPED, message=reason)
-            else:  # no free name for them: a failure, not a choice
-                self._add(str(path), "", FAILED, message=reason)
-                self.failures.append((str(path), reason))
+        for path, reason in plan.conflicts:  # without a free name: a failure, unless skipped
+            self._add(str(path), "", SKIPPED if args.on_conflict == "skip" else FAILED,
+                      message=reason)
         self.renamed = {source for source, _ in plan.renamed}
         self.total = len(plan.items) + len(missing) + len(plan.conflicts)
         self.done = self.skipped = self.done_renamed = 0
@@ -106,35 +98,12 @@ class Tally:
         """Write the results table, print the summary; the exit status. `workers` describes
         the pool for the last line (empty: no pool was started)."""
         seconds = time.perf_counter() - self.started
-        summary = f"restored {self.done} of {self.total} image(s) into {self.args.output} " \
-                  f"in {seconds:.1f} s"
-        if self.skipped:
-            summary += f" ({self.skipped} already there, skipped)"
-        if self.done_renamed:
-            summary += f"; {self.done_renamed} result(s) written under another name (see " \
-                       "the notes)"
-        print(summary)
-        self._write_table(seconds, workers)
         not_processed = sum(row.status == NOT_PROCESSED for row in self.rows.values())
-        if interrupted:
-            print(f"interrupted: {not_processed} image(s) not processed; run the same "
-                  "command with --skip-existing to finish", file=sys.stderr)
-        if self.plan.skipped:
-            print(f"{len(self.plan.skipped)} input(s) skipped, not restored:", file=sys.stderr)
-            for path, reason in self.plan.skipped:
-                print(f"  {path}: {reason}", file=sys.stderr)
-        if self.plan.conflicts and self.args.on_conflict == "skip":
-            print(f"{len(self.plan.conflicts)} photo(s) left out (--on-conflict skip), not "
-                  "restored:", file=sys.stderr)
-            for path, reason in self.plan.conflicts:
-                print(f"  {path}: {reason}", file=sys.stderr)
-        if self.failures:
-            print(f"{len(self.failures)} failed:", file=sys.stderr)
-            for path, reason in self.failures:
-                print(f"  {path}: {reason}", file=sys.stderr)
-        if interrupted:
-            return EXIT_INTERRUPTED
-        return EXIT_SOME_FAILED if self.failures or self.plan.skipped else EXIT_OK
+        end = BatchEnd(str(self.args.output), self.total, self.done, self.skipped,
+                       self.done_renamed, not_processed, self.failures, seconds, interrupted)
+        code = report_batch_end(end, self.plan, self.args.on_conflict)
+        self._write_table(seconds, workers)
+        return code
 
     def _write_table(self, seconds: float, workers: str) -> None:
         try:

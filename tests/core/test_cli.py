@@ -7,7 +7,8 @@ import pytest
 from model_factory import tiny_model
 from PIL import Image
 
-from dtpm_core.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, main
+from dtpm_core.cli import main
+from dtpm_core.files.batch_report import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 from dtpm_core.files.imageio import read_image
 from dtpm_core.modelfiles.weights import save_adapter, save_base
 from dtpm_core.networks.model import Stage2Options

@@ -19,13 +19,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dtpm_core import cli
-from dtpm_core.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, build_parser, main
-from dtpm_core.cluster import tally
+from dtpm_core.cli import build_parser, main
 from dtpm_core.cluster.connect import ClusterError, size_workers
 from dtpm_core.cluster.driver import finished_already
 from dtpm_core.cluster.faults import KILL_DRIVER_ENV, KILL_WORKER_ENV
 from dtpm_core.cluster.results import RESULTS_TABLE_NAME, read_results_table
+from dtpm_core.files.batch_report import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 from dtpm_core.files.output_plan import BatchItem
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,12 +82,6 @@ def test_help_and_the_single_process_path_never_import_ray():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
-
-
-def test_exit_statuses_match_the_cli():
-    assert (tally.EXIT_OK, tally.EXIT_SOME_FAILED, tally.EXIT_USAGE,
-            tally.EXIT_INTERRUPTED) == (cli.EXIT_OK, cli.EXIT_SOME_FAILED, cli.EXIT_USAGE,
-                                        cli.EXIT_INTERRUPTED)
 
 
 # ------------------------------------------------------------------ on a local Ray
@@ -223,7 +216,9 @@ def test_a_rerun_after_a_killed_driver_restores_only_the_missing_photos(
         with _suppress_lookup():
             os.killpg(driver_process.pid, signal.SIGKILL)
     assert driver_process.returncode == -signal.SIGKILL, log.decode(errors="replace")
-    finished = {name for name in _files(out) if not name.split("/")[-1].startswith(".")}
+    # a worker of the killed run may still finish the photo it held (its local Ray outlives
+    # the driver for a moment): count the results once the folder has stopped changing
+    finished = _settled_results(out)
     assert 4 <= len(finished) < PHOTOS
 
     assert main([*args, "--skip-existing"]) == EXIT_OK
@@ -231,6 +226,21 @@ def test_a_rerun_after_a_killed_driver_restores_only_the_missing_photos(
     assert f"restored {PHOTOS - len(finished)} of {PHOTOS} image(s)" in text
     assert f"({len(finished)} already there, skipped)" in text
     assert _files(out) == reference  # the killed run's temporary files are gone too
+
+
+def _settled_results(out, quiet_s=2.0, timeout_s=60.0):
+    """The finished results in `out` once no file has appeared for `quiet_s` seconds."""
+    import time
+
+    def listing():
+        return {name for name in _files(out) if not name.split("/")[-1].startswith(".")}
+    seen, since, deadline = listing(), time.monotonic(), time.monotonic() + timeout_s
+    while time.monotonic() - since < quiet_s and time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = listing()
+        if now != seen:
+            seen, since = now, time.monotonic()
+    return seen
 
 
 def _summary(text):

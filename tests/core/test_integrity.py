@@ -16,9 +16,10 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from dtpm_core.cli import EXIT_SOME_FAILED, EXIT_USAGE, main
+from dtpm_core.cli import main
 from dtpm_core.diffusion.calibration import Calibration
 from dtpm_core.errors import WeightsError
+from dtpm_core.files.batch_report import EXIT_SOME_FAILED, EXIT_USAGE
 from dtpm_core.modelfiles.unverified import UNVERIFIED_ENV
 from dtpm_core.modelfiles.weights import (
     METADATA_HASH_KEY,

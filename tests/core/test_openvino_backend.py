@@ -212,7 +212,8 @@ def test_the_engine_spec_chooses_the_backend(dtpm_files, photo, monkeypatch):
 
 
 def test_dtpm_restore_backend_option(dtpm_files, photo, tmp_path):
-    from dtpm_core.cli import EXIT_OK, EXIT_USAGE, main
+    from dtpm_core.cli import main
+    from dtpm_core.files.batch_report import EXIT_OK, EXIT_USAGE
     from dtpm_core.files.imageio import read_image, write_image
 
     source = tmp_path / "in.png"

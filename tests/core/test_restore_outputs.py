@@ -19,9 +19,10 @@ from photo_files import noise_photo, sha256_of
 from PIL import Image
 
 import dtpm_core.files.imageio as imageio
-from dtpm_core.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, main
+from dtpm_core.cli import main
 from dtpm_core.engines import memory_budget
 from dtpm_core.errors import ImageReadError
+from dtpm_core.files.batch_report import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 from dtpm_core.files.output_marker import read_output_marker
 from dtpm_core.files.output_plan import plan_outputs
 from dtpm_core.modelfiles.weights import save_adapter, save_base
