@@ -22,6 +22,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from singlepass_gain import as_stored  # noqa: E402  (what `dtpm-train eval` reads back)
 
 from dtpm_core.engines.dtpm_restorer import Restorer  # noqa: E402
 from dtpm_core.evaluation.metrics import FeatureDistanceMetric, psnr  # noqa: E402
@@ -31,10 +34,6 @@ from trainer.data import degraded_photos  # noqa: E402
 KS = (1, 2, 4, 10)
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
 PSNR_MARGIN = 0.3
-
-
-def as_stored(image: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.float32) / 255.0
 
 
 def main() -> None:

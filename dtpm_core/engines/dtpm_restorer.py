@@ -36,7 +36,7 @@ from .inference import (
     require_finite,
     to_image,
 )
-from .runner import Runner
+from .runner import Runner, RunsOnRunner
 from .tiling import TileBlender, Window
 
 
@@ -57,7 +57,7 @@ class RestoreResult:
         return self.results[next(reversed(self.results))]
 
 
-class Restorer:
+class Restorer(RunsOnRunner):
     """Holds one base model and, switchable without reloading the base, one task adapter.
 
     `precision` None or "auto" takes the fast path where the device has one (bf16 weights,
@@ -82,19 +82,6 @@ class Restorer:
         self._alpha_bar = alpha_bars(self.base_info.config.diffusion)
         if adapter is not None:
             self.load_adapter(adapter)
-
-    @property
-    def device(self) -> torch.device:
-        return self.runner.device
-
-    @property
-    def precision(self) -> str:
-        """The precision that runs: "fp32", "bf16" or "fp16"."""
-        return self.runner.precision
-
-    @property
-    def backend(self) -> str:
-        return self.runner.backend
 
     @property
     def adapter_info(self) -> AdapterInfo | None:

@@ -104,3 +104,22 @@ class Runner:
         notes[:0], self.notes = self.notes, []
         return TiledRun(value, tile, notes, time.perf_counter() - started)
 
+
+
+class RunsOnRunner:
+    """What a restorer says about where it runs: its runner's device, precision ("fp32",
+    "bf16" or "fp16", what runs) and backend, read-only."""
+
+    runner: Runner
+
+    @property
+    def device(self) -> torch.device:
+        return self.runner.device
+
+    @property
+    def precision(self) -> str:
+        return self.runner.precision
+
+    @property
+    def backend(self) -> str:
+        return self.runner.backend

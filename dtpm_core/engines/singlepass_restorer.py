@@ -30,7 +30,7 @@ from .inference import (
     require_finite,
     to_image,
 )
-from .runner import Runner
+from .runner import Runner, RunsOnRunner
 from .tiling import TileBlender, Window
 
 ENSEMBLE_SIZE = 8
@@ -69,7 +69,7 @@ def dihedral_transforms(count: int = ENSEMBLE_SIZE) -> list[tuple[Transform, Tra
     return pairs[:count]
 
 
-class SinglePassRestorer:
+class SinglePassRestorer(RunsOnRunner):
     """Holds one single-pass network and restores any of the tasks its file lists.
 
     `precision` None or "auto" takes the fast path where the device has one, as `Restorer`
@@ -86,19 +86,6 @@ class SinglePassRestorer:
         self.info: SinglePassInfo = info
         net.set_inference_top_k(max_experts)
         self.net = self.runner.prepare(net)  # OpenVINO: as loaded (fp32), what gets converted
-
-    @property
-    def device(self) -> torch.device:
-        return self.runner.device
-
-    @property
-    def precision(self) -> str:
-        """The precision that runs: "fp32", "bf16" or "fp16"."""
-        return self.runner.precision
-
-    @property
-    def backend(self) -> str:
-        return self.runner.backend
 
     @property
     def tasks(self) -> dict[str, int]:
