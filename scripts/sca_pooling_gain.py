@@ -25,6 +25,9 @@ from torch.nn import functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from predictor_gain import initial_prediction  # noqa: E402
 
 from dtpm_core.evaluation.metrics import psnr  # noqa: E402
 from dtpm_core.modelfiles.weights import load_adapter, load_base  # noqa: E402
@@ -81,13 +84,6 @@ def use_local_pooling(net: nn.Module, crop: int, factor: float) -> None:
         net(torch.zeros(1, 3, PROBE_SIZE, PROBE_SIZE))
     for pool, width in pools:
         pool.radius = max(1, round(factor * crop * width[0] / PROBE_SIZE))
-
-
-def initial_prediction(parts, degraded: np.ndarray) -> np.ndarray:
-    x = torch.from_numpy(np.clip(degraded, 0, 1)).permute(2, 0, 1)[None].float() * 2 - 1
-    with torch.no_grad():
-        y = parts.predictor(x)
-    return ((y[0].permute(1, 2, 0).numpy() + 1) / 2).clip(0, 1)
 
 
 def main() -> None:
