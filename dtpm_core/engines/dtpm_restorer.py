@@ -196,8 +196,8 @@ class Restorer(RunsOnRunner):
         height, width = image.shape[:2]
         predictor, denoiser = self._networks(progress)
         blender = TileBlender(height, width, tile, device)
-        passes = PassCounter(len(blender) * (1 + sum(ks)), "initial prediction", progress,
-                             should_stop)
+        passes = PassCounter(len(blender) * (1 + sum(ks) * (strength != 0.0)),
+                             "initial prediction", progress, should_stop)
         tick = passes.tick
 
         # the degraded image y_d stays in its (H, W, 3) [0, 1] array (no copy on the CPU);
@@ -213,6 +213,8 @@ class Restorer(RunsOnRunner):
         else:
             y_eps = y_d(Window(0, height, 0, width))  # no predictor: y_eps = y_d
             passes.done += len(blender)
+        if strength == 0.0:  # result = y_eps + 0 * x0_hat: no DDIM pass can change it
+            return to_image(y_eps), {k: to_image(y_eps) for k in ks}
         semantic = None
         if model.semantic is not None:  # the encoder sees the whole image, downscaled
             semantic = model.semantic_code(_downscale_for_semantics(y_eps).add_(1.0).mul_(0.5))

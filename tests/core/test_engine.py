@@ -64,6 +64,30 @@ def test_dtpm_engine_gives_the_restorer_bytes_and_switches_adapters(files, photo
     assert not np.array_equal(snow.image, result.image)
 
 
+def test_strength_zero_runs_no_ddim_pass_and_gives_the_initial_prediction(files, photo):
+    """Texture strength 0 (the recommendation for rain + haze and snow): the result is the
+    initial prediction, bit for bit, and the denoiser never runs; progress counts only the
+    initial prediction's passes (one per tile), so a bar reaches its end."""
+    spec = DTPMSpec(files / "base.safetensors", files / "motion.safetensors", steps=(1, 4),
+                    device="cpu", precision="fp32", tile=32, backend="torch")
+    engine = load_engine(spec)
+    denoiser_calls = []
+    engine.restorer.model.denoiser.register_forward_hook(
+        lambda *_: denoiser_calls.append(1))
+    seen = []
+    zero = engine.restore(photo, replace(spec, strength=0.0), progress=seen.append)
+    tiles = len(seen)
+    assert denoiser_calls == [] and tiles > 1  # 64x96 in 32 px tiles: several windows
+    assert [(p.done, p.total) for p in seen] == [(i, tiles) for i in range(1, tiles + 1)]
+    assert set(zero.by_steps) == {1, 4}
+    for image in zero.by_steps.values():
+        assert np.array_equal(image, zero.initial)
+    as_trained = engine.restore(photo, progress=seen.append)
+    assert denoiser_calls and np.array_equal(as_trained.initial, zero.initial)
+    assert not np.array_equal(as_trained.image, zero.image)
+    assert seen[-1].total == tiles * (1 + 1 + 4)  # with texture: every DDIM pass is counted
+
+
 def test_single_pass_engine_gives_the_restorer_bytes(files, photo):
     spec = SinglePassSpec(files / "fast.safetensors", task="raindrop", device="cpu",
                           precision="fp32", tile=0, backend="torch")
