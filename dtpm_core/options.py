@@ -27,6 +27,9 @@ BACKEND_CHOICES: tuple[str, ...] = ("auto", "torch", "openvino")
 """auto: OpenVINO where it is installed and the networks run on the CPU, torch elsewhere."""
 
 DEFAULT_STEPS = 4
+"""K for an adapter without a measured recommendation (dtpm_core.modelfiles.recommended)."""
+DEFAULT_STRENGTH = 1.0
+"""Texture strength for an adapter without a measured recommendation: the layer as trained."""
 MAX_SAMPLING_STEPS = 50
 """Largest K the product offers (DESIGN 1.1); the sampler itself accepts any K <= T."""
 MAX_STRENGTH = 2.0

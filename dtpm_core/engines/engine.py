@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError
-from ..options import DEFAULT_STEPS, DEFAULT_TILE, DTPM, ENGINES, SINGLE_PASS
+from ..options import DEFAULT_STEPS, DEFAULT_STRENGTH, DEFAULT_TILE, DTPM, ENGINES, SINGLE_PASS
 
 if TYPE_CHECKING:  # torch-free at import: the app builds specs on its start-up path
     from .inference import ProgressCallback, StopCheck
@@ -44,7 +44,7 @@ class DTPMSpec:
     steps: tuple[int, ...] = (DEFAULT_STEPS,)
     seed: int = 0
     eta: float = 0.0
-    strength: float = 1.0
+    strength: float = DEFAULT_STRENGTH
     tile: int = DEFAULT_TILE
     device: str = "auto"
     precision: str | None = "auto"

@@ -3,6 +3,8 @@
 Two places hold models: the bundled folder (`resources/models/`, with a `manifest.json`
 naming the base and the task adapters) and the user's folder from platformdirs, where the
 app's "Add model..." and `dtpm-train export` put files. A user file wins over a bundled one.
+An adapter entry may carry the K and texture strength measured best for it
+(`dtpm_core.modelfiles.recommended`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from platformdirs import user_data_dir
 
 from ..errors import WeightsError
+from .recommended import RECOMMENDED_KEY, Recommendation, parse_recommendation
 
 APP_NAME = "DTPM Studio"
 MANIFEST_NAME = "manifest.json"
@@ -42,11 +45,13 @@ def user_models_dir() -> Path:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One adapter known by name: its task name, display name and file."""
+    """One adapter known by name: its task name, display name and file, and the K and
+    texture strength measured best for it (None: none measured, the global defaults hold)."""
 
     task: str
     display_name: str
     path: Path
+    recommended: Recommendation | None = None
 
 
 @dataclass(frozen=True)
@@ -69,9 +74,15 @@ def _read_manifest(folder: Path) -> tuple[Path | None, dict[str, ModelEntry], Pa
         singlepass = folder / data["singlepass"] if data.get("singlepass") else None
         adapters = {}
         for item in data.get("adapters", []):
+            recommended = None
+            if RECOMMENDED_KEY in item:
+                try:
+                    recommended = parse_recommendation(item[RECOMMENDED_KEY])
+                except ValueError as exc:
+                    raise ValueError(f"adapter {item['task']!r}: {exc}") from None
             adapters[item["task"]] = ModelEntry(item["task"], item.get("display_name",
                                                                        item["task"]),
-                                                folder / item["file"])
+                                                folder / item["file"], recommended)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise WeightsError(f"the model manifest {manifest} is damaged: {exc}") from exc
     return base, adapters, singlepass
@@ -84,6 +95,16 @@ def load_catalog() -> Catalog:
     adapters.update(user_adapters)
     return Catalog(base=user_base or base, adapters=adapters,
                    singlepass=user_singlepass or singlepass)
+
+
+def entry_for_adapter(path: str | Path, catalog: Catalog) -> ModelEntry | None:
+    """The catalog entry of an adapter file (by its resolved path), None for a file the
+    catalog does not name (its recommendation, if any, is then unknown)."""
+    wanted = Path(path).resolve()
+    for entry in catalog.adapters.values():
+        if entry.path.resolve() == wanted:
+            return entry
+    return None
 
 
 def resolve_singlepass(path: str | Path | None, catalog: Catalog | None = None) -> Path:
