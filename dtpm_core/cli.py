@@ -35,6 +35,7 @@ from .modelfiles.unverified import UNVERIFIED_HELP, UNVERIFIED_OPTION, allow_unv
 from .options import (
     BACKEND_CHOICES,
     DEFAULT_STEPS,
+    DEFAULT_STRENGTH,
     DEFAULT_TILE,
     DEVICE_CHOICES,
     DTPM,
@@ -107,14 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, metavar="K",
                         help=f"DTPM engine: DDIM steps, 1-{MAX_SAMPLING_STEPS}: fewer favour "
                              "fidelity (PSNR), more favour texture and realism (LPIPS) "
-                             f"(default: {DEFAULT_STEPS})")
+                             "(default: the K recommended for the adapter in its model "
+                             "manifest, measured per task, e.g. 1 for the bundled "
+                             f"motion-deblur; {DEFAULT_STEPS} for an adapter without one; "
+                             "a note says which values came from there)")
     parser.add_argument("--seed", type=int, metavar="S",
                         help="DTPM engine: seed of the sampling noise; the same seed gives "
                              "identical output (default: 0)")
     parser.add_argument("--strength", type=float, metavar="A",
                         help="DTPM engine: texture strength, the scale of the generated "
-                             "texture layer, 0 = the initial prediction only, 1 = as trained, "
-                             f"up to {MAX_STRENGTH:g} (default: 1)")
+                             "texture layer, 0 = the initial prediction only (no DDIM steps "
+                             f"run), 1 = as trained, up to {MAX_STRENGTH:g} (default: the "
+                             "strength recommended for the adapter in its model manifest, "
+                             "e.g. 0.25 for the bundled motion-deblur and 0 for derain-dehaze; "
+                             f"{DEFAULT_STRENGTH:g} for an adapter without one)")
     parser.add_argument("--eta", type=float,
                         help="DTPM engine: DDIM stochasticity, 0 = deterministic DDIM "
                              "(default: 0)")
@@ -204,10 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.on_conflict == "error" and plan.conflicts:
             raise ConfigError(_conflict_error(plan))
         check_output_folder(plan, args.output)
-        if args.cluster is None:
-            engine = _load_engine(args)
-        else:  # --- batch on a Ray cluster: the workers load the engine from its spec ---
-            spec = _engine_spec(args)
+        spec, defaults_note = _engine_spec(args)
+        if args.cluster is None:  # (on a Ray cluster the workers load it from the spec)
+            engine = _load_engine(spec)
     except (DTPMError, ValueError) as exc:
         print(f"dtpm-restore: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -224,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               "of earlier runs, not restored again", file=sys.stderr)
     for path, reason in plan.renamed:
         print(f"note: {path}: {reason}", file=sys.stderr)
+    if defaults_note:
+        print(f"note: {defaults_note}", file=sys.stderr)
     for path, reason in plan.conflicts:
         print(f"{'skipped' if args.on_conflict == 'skip' else 'failed'}: {path}: {reason}",
               file=sys.stderr)
@@ -381,30 +389,56 @@ def _engine_flags(engine: str) -> str:
     return ", ".join("--" + name.replace("_", "-") for name in names)
 
 
-def _engine_spec(args: argparse.Namespace) -> EngineSpec:
-    """The spec of the options given, with the model files resolved (the installed ones
-    unless given)."""
+def _engine_spec(args: argparse.Namespace) -> tuple[EngineSpec, str]:
+    """(the spec of the options given, with the model files resolved (the installed ones
+    unless given) and K and strength, where not given, the adapter's recommended ones;
+    a note saying which values came from the recommendation, or "")."""
     from .engines.engine import spec_from_options
-    from .modelfiles.catalog import load_catalog, resolve_adapter, resolve_base, resolve_singlepass
+    from .modelfiles.catalog import (
+        entry_for_adapter,
+        load_catalog,
+        resolve_adapter,
+        resolve_base,
+        resolve_singlepass,
+    )
 
     options = _given_options(args)
     if args.engine == SINGLE_PASS:
         options["model"] = resolve_singlepass(args.model)
-    else:
-        catalog = load_catalog()
-        options["base"] = resolve_base(args.base, catalog)
-        if args.adapter is None and DEFAULT_ADAPTER not in catalog.adapters:
-            raise DTPMError("no adapter given and none installed: pass --adapter NAME|PATH")
-        options["adapter"] = resolve_adapter(args.adapter or DEFAULT_ADAPTER, catalog)
-    return spec_from_options(args.engine, **options)
+        return spec_from_options(args.engine, **options), ""
+    catalog = load_catalog()
+    options["base"] = resolve_base(args.base, catalog)
+    if args.adapter is None and DEFAULT_ADAPTER not in catalog.adapters:
+        raise DTPMError("no adapter given and none installed: pass --adapter NAME|PATH")
+    options["adapter"] = resolve_adapter(args.adapter or DEFAULT_ADAPTER, catalog)
+    entry = entry_for_adapter(options["adapter"], catalog)
+    recommended = entry.recommended if entry is not None else None
+    taken = []
+    if recommended is not None:
+        if args.steps is None:
+            options["steps"] = recommended.steps
+            taken.append(f"K={recommended.steps}")
+        if args.strength is None:
+            options["strength"] = recommended.strength
+            taken.append(f"texture strength {recommended.strength:g}")
+    spec = spec_from_options(args.engine, **options)
+    notes = []
+    if taken and entry is not None:
+        notes.append(f"{' and '.join(taken)}: recommended for {entry.task} in its model "
+                     "manifest (measured per task); --steps and --strength override it")
+    if spec.strength == 0.0 and args.steps is not None:
+        notes.append(f"at texture strength 0 the result is the initial prediction: --steps "
+                     f"{args.steps} changes nothing (give --strength, e.g. "
+                     f"{DEFAULT_STRENGTH:g}, for the texture layer)")
+    return spec, "; ".join(notes)
 
 
-def _load_engine(args: argparse.Namespace) -> Engine:
+def _load_engine(spec: EngineSpec) -> Engine:
     """Load the chosen engine once; what would fail every image (no task of that name, a
     file with several tasks and no --task) fails here, as a usage error."""
     from .engines.engine import load_engine
 
-    engine = load_engine(_engine_spec(args))
+    engine = load_engine(spec)
     engine.prepare()
     return engine
 

@@ -207,3 +207,106 @@ def test_fp16_on_the_cpu_is_a_usage_error_for_both_engines(weights, singlepass, 
     assert code == EXIT_USAGE
     assert "fp16 is not supported on the CPU" in capsys.readouterr().err
     assert not (tmp_path / "o" / "x.png").exists()
+
+
+# ------------------------------------------------------------------ recommended K and strength
+
+@pytest.fixture
+def installed(weights, tmp_path, monkeypatch):
+    """The test base and adapter installed as motion-deblur, whose manifest recommends K = 2 at
+    texture strength 0.5 (the bundled models are out of sight)."""
+    import json
+    import shutil
+
+    folder = tmp_path / "user_models"
+    folder.mkdir()
+    for name in ("base.safetensors", "motion.safetensors"):
+        shutil.copy(weights / name, folder / name)
+    (folder / "manifest.json").write_text(json.dumps({
+        "base": "base.safetensors",
+        "adapters": [{"task": "motion-deblur", "file": "motion.safetensors",
+                      "recommended": {"steps": 2, "strength": 0.5}}]}), encoding="utf-8")
+    monkeypatch.setenv("DTPM_USER_MODELS", str(folder))
+    monkeypatch.setenv("DTPM_RESOURCES", str(tmp_path / "no_resources"))
+    return folder
+
+
+def _restore(tmp_path, name, *options):
+    source = tmp_path / "x.png"
+    if not source.exists():
+        _photo(source)
+    assert main([str(source), "-o", str(tmp_path / name), "-q", "--device", "cpu",
+                 *options]) == EXIT_OK
+    return _digest(tmp_path / name / "x.png")
+
+
+def test_steps_and_strength_default_to_the_adapter_s_recommendation(installed, tmp_path,
+                                                                    capsys):
+    recommended = _restore(tmp_path, "recommended")  # the installed motion-deblur
+    note = capsys.readouterr().err
+    assert "note: K=2 and texture strength 0.5: recommended for motion-deblur" in note
+    assert _restore(tmp_path, "explicit", "--steps", "2", "--strength", "0.5") == recommended
+    assert "recommended" not in capsys.readouterr().err  # nothing came from there
+    assert _restore(tmp_path, "by_path", "--adapter",
+                    str(installed / "motion.safetensors")) == recommended  # the same file
+    old_defaults = _restore(tmp_path, "old", "--steps", "4", "--strength", "1")
+    assert old_defaults != recommended
+
+
+def test_an_explicit_value_wins_and_the_other_stays_recommended(installed, tmp_path, capsys):
+    k3 = _restore(tmp_path, "k3", "--steps", "3")
+    assert "note: texture strength 0.5: recommended for motion-deblur" in capsys.readouterr().err
+    assert _restore(tmp_path, "k3_explicit", "--steps", "3", "--strength", "0.5") == k3
+    s1 = _restore(tmp_path, "s1", "--strength", "1")
+    assert "note: K=2: recommended for motion-deblur" in capsys.readouterr().err
+    assert _restore(tmp_path, "s1_explicit", "--steps", "2", "--strength", "1") == s1
+
+
+def test_an_adapter_without_a_recommendation_keeps_the_global_defaults(installed, tmp_path,
+                                                                      capsys):
+    import shutil
+
+    own = shutil.copy(installed / "motion.safetensors", tmp_path / "own.safetensors")
+    result = _restore(tmp_path, "own", "--adapter", str(own))
+    assert "recommended" not in capsys.readouterr().err
+    assert _restore(tmp_path, "defaults", "--adapter", str(own), "--steps", "4",
+                    "--strength", "1") == result
+
+
+def test_steps_at_strength_zero_are_said_to_change_nothing(installed, tmp_path, capsys):
+    import json
+
+    manifest = installed / "manifest.json"
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    data["adapters"][0]["recommended"] = {"steps": 1, "strength": 0.0}
+    manifest.write_text(json.dumps(data), encoding="utf-8")
+    zero = _restore(tmp_path, "zero", "--steps", "7")
+    err = capsys.readouterr().err
+    assert "texture strength 0: recommended" in err
+    assert "the result is the initial prediction: --steps 7 changes nothing" in err
+    assert _restore(tmp_path, "zero_k1") == zero
+
+
+def test_the_cluster_path_gets_the_same_resolved_values(installed, tmp_path, monkeypatch,
+                                                        capsys):
+    from dtpm_core.cluster import driver
+
+    specs = []
+    monkeypatch.setattr(driver, "run_on_cluster",
+                        lambda args, plan, spec, missing, restore_one: specs.append(spec) or 0)
+    source = _photo(tmp_path / "x.png")
+    assert main([str(source), "-o", str(tmp_path / "o"), "-q", "--cluster"]) == EXIT_OK
+    assert "note: K=2 and texture strength 0.5" in capsys.readouterr().err
+    assert main([str(source), "-o", str(tmp_path / "o"), "-q", "--cluster",
+                 "--strength", "1.5"]) == EXIT_OK
+    assert [(s.steps, s.strength) for s in specs] == [((2,), 0.5), ((2,), 1.5)]
+
+
+def test_help_says_where_the_defaults_come_from(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "default: the K recommended for the adapter in its model manifest" in text
+    assert "4 for an adapter without one" in text
+    assert "default: the strength recommended for the adapter in its model manifest" in text
+    assert "1 for an adapter without one" in text
