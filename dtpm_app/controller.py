@@ -46,6 +46,7 @@ from .session import Session
 from .settings import AppSettings
 from .single_pass_scores import single_pass_scores
 from .state import ImageState, Progress
+from .task_values import apply_to, forget, in_use, remember
 from .texture_strength import checked_strength
 from .workers import ErrorInfo, InferenceWorker, ThreadPool
 
@@ -62,7 +63,9 @@ class Controller(QObject):
     saved = Signal(object)  # Path
     settled = Signal()  # nothing left to compute for the current settings
     jobCancelled = Signal(int)  # the worker's `cancelled`, relayed in the GUI thread
-    stepsReset = Signal(int)  # K was changed by the controller (a large new photo)
+    # TaskValues: K and strength moved here (task chosen, "Use recommended", a large new
+    # photo) or set by the person (then only where they come from changes)
+    taskValuesChanged = Signal(object)
     _submit = Signal(object)  # Job, to the worker thread
 
     def __init__(self, settings: AppSettings, parent: QObject | None = None) -> None:
@@ -110,6 +113,7 @@ class Controller(QObject):
         s.task_scores = scores_of_fitting_adapters(s.catalog.base, s.catalog.adapters)
         s.single_pass_scores = single_pass_scores(s.catalog.singlepass, s.catalog.adapters)
         s.task = self.planner.pick_task()
+        self.taskValuesChanged.emit(apply_to(s, self.settings))
         self._emit_models()
         self._changed()
 
@@ -145,22 +149,40 @@ class Controller(QObject):
     def clear_reference(self) -> None:
         self._apply_reference(None, None)
 
-    def _choose(self, name: str, value: object) -> None:
-        """Set one of the person's choices; a change resumes after a cancel."""
-        if getattr(self.session, name) != value:
-            setattr(self.session, name, value)
-            self.session.user_stopped = False
-            self._changed()
+    def _choose(self, name: str, value: object) -> bool:
+        """Set one of the person's choices; a change resumes after a cancel. True if it
+        changed."""
+        if getattr(self.session, name) == value:
+            return False
+        setattr(self.session, name, value)
+        self.session.user_stopped = False
+        self._changed()
+        return True
+
+    def _remember(self, **values: float) -> None:
+        """The person's K or strength: kept for the current task (dtpm_app.task_values)."""
+        remember(self.settings, self.session.catalog, self.session.task, **values)
+        self.taskValuesChanged.emit(in_use(self.session, self.settings))
 
     def set_steps(self, k: int) -> None:
-        self._choose("k", int(k))
+        if self._choose("k", int(k)):
+            self._remember(steps=int(k))
 
     def set_seed(self, seed: int) -> None:
         self._choose("seed", int(seed))
 
     def set_strength(self, strength: float) -> None:
         """DTPM texture strength (in steps of 0.1); each has its own cached results."""
-        self._choose("strength", checked_strength(strength))
+        if self._choose("strength", checked_strength(strength)):
+            self._remember(strength=self.session.strength)
+
+    def use_recommended(self) -> None:
+        """Forget the person's K and strength for the current task: back to the values
+        measured for its adapter (or the defaults where none were)."""
+        forget(self.settings, self.session.task)
+        self.taskValuesChanged.emit(apply_to(self.session, self.settings))
+        self.session.user_stopped = False
+        self._changed()
 
     def set_ensemble(self, ensemble: bool) -> None:
         """Single-pass engine: one pass per tile, or the 8-way flip/rotate ensemble (8x the
@@ -194,6 +216,7 @@ class Controller(QObject):
             s.task = s.preferred_task = task
             s.dtpm.adapter_failed = None
             s.user_stopped = False
+            self.taskValuesChanged.emit(apply_to(s, self.settings))
             self._emit_models()
             self._changed()
             self._warn_unavailable()
@@ -326,8 +349,8 @@ class Controller(QObject):
         self.settings.add_recent(path)
         cheap = self.planner.cheap_k()
         if cheap is not None:  # never an expensive K kept from the last photo on a large one
-            s.k = cheap[0]
-            self.stepsReset.emit(s.k)
+            s.k = cheap[0]  # for this photo: the task's values stay as they were
+            self.taskValuesChanged.emit(in_use(s, self.settings))
         s.user_stopped = False
         s.failed.clear()
         s.reference, s.reference_path = None, None
@@ -508,6 +531,8 @@ class Controller(QObject):
     def _on_single_pass_loaded(self) -> None:
         task = self.session.task
         self.session.task = self.planner.pick_task()
+        if self.session.task != task:
+            self.taskValuesChanged.emit(apply_to(self.session, self.settings))
         self._emit_models()
         if self.session.task != task:  # the task chosen last is one of the network's
             self._changed()

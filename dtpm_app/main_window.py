@@ -295,7 +295,7 @@ class MainWindow(QMainWindow):
         self.controls.deviceChanged.connect(c.set_device)
         self.controls.tileChanged.connect(c.set_tile)
         self.controls.ensembleChanged.connect(c.set_ensemble)
-        self.plot.stepsRequested.connect(self.set_steps)
+        self.plot.stepsRequested.connect(self.controls.slider.setValue)  # as if dragged there
         self.view.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f}%"))
         self.batch_panel.outputChanged.connect(self._on_batch_output_edited)
         self.batch_panel.referenceDirChanged.connect(self._on_reference_dir)
@@ -305,7 +305,8 @@ class MainWindow(QMainWindow):
         self.batch.problem.connect(lambda text: self.show_message("warning", "Batch", text))
         self.batch.finished.connect(self._on_batch_finished)
         self.batch.runningChanged.connect(c.set_batch_running)
-        c.stepsReset.connect(self.set_steps)
+        c.taskValuesChanged.connect(self.controls.set_task_values)
+        self.controls.recommendedRequested.connect(c.use_recommended)
 
     def _apply_settings(self) -> None:
         s = self.settings
@@ -434,9 +435,6 @@ class MainWindow(QMainWindow):
         folder = user_models_dir()
         folder.mkdir(parents=True, exist_ok=True)
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
-
-    def set_steps(self, k: int) -> None:
-        self.controls.slider.setValue(int(k))
 
     def save(self) -> None:
         self.saver.save()
@@ -610,8 +608,8 @@ class MainWindow(QMainWindow):
 
     def store_settings(self) -> None:
         s, c = self.settings, self.controller.session
-        s.default_k, s.seed, s.strength = c.k, c.seed, c.strength
-        s.engine, s.ensemble, s.device, s.tile = c.engine, c.ensemble, c.device, c.tile
+        s.seed, s.engine, s.ensemble = c.seed, c.engine, c.ensemble  # K, strength: per task
+        s.device, s.tile = c.device, c.tile
         s.left_side, s.right_side = self.compare.sides()
         s.geometry = base64.b64encode(bytes(self.saveGeometry())).decode("ascii")
         s.window_state = base64.b64encode(bytes(self.saveState())).decode("ascii")

@@ -3,7 +3,9 @@
 `DTPM_SETTINGS_DIR` overrides the folder (tests, portable installs). The file is written
 atomically; a missing, damaged or partly wrong file falls back to defaults field by field, so a
 bad value never stops the app from starting. Files written by older versions still load: their
-engine "fast" is the single-pass engine (`OLD_NAMES`), `fast_ensemble` is `ensemble`.
+engine "fast" is the single-pass engine (`OLD_NAMES`), `fast_ensemble` is `ensemble`, and a K
+or strength they kept (one K and strength for every task) that is not the old default becomes
+the person's own choice for the task they had open (`task_values`, dtpm_app.task_values).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +24,8 @@ from dtpm_core.files.atomic import write_text_atomic
 from dtpm_core.modelfiles.catalog import APP_NAME
 from dtpm_core.options import (
     BACKEND_CHOICES,
+    DEFAULT_STEPS,
+    DEFAULT_STRENGTH,
     DEFAULT_TILE,
     DEVICE_CHOICES,
     DTPM,
@@ -36,8 +41,9 @@ log = logging.getLogger(__name__)
 SETTINGS_FILE = "settings.json"
 MAX_STEPS = MAX_SAMPLING_STEPS
 """Largest K offered."""
-STRENGTH_DECIMALS = 1
-"""The texture strength is offered and stored in steps of 0.1."""
+STRENGTH_DECIMALS = 2
+"""The texture strength is offered and stored to 0.01 (measured recommendations are such as
+0.25)."""
 MAX_RECENT = 10
 SIDE_CHOICES = ("input", "initial", "result", DTPM, SINGLE_PASS, "reference")
 """What one side of the split view can show (see dtpm_app.widgets.compare)."""
@@ -65,9 +71,14 @@ class AppSettings:
     engine: str = DTPM  # one of dtpm_core.options.ENGINES
     ensemble: bool = False  # single-pass engine: average the 8 flip/rotate variants
     tile: int = DEFAULT_TILE  # pixels, 0 = whole image at once
-    default_k: int = 4
+    # K and DTPM texture strength (scale of the texture layer, 1 = as trained) of a task whose
+    # adapter has no measured recommendation and that the person set nothing for
+    default_k: int = DEFAULT_STEPS
     seed: int = 0
-    strength: float = 1.0  # DTPM texture strength: scale of the texture layer, 1 = as trained
+    strength: float = DEFAULT_STRENGTH
+    # the person's own K and strength per task: {task: {"steps": K, "strength": s}}, each key
+    # only where set (they win over the task's recommendation; dtpm_app.task_values)
+    task_values: dict[str, dict] = field(default_factory=dict)
     task: str = ""
     output_dir: str = ""
     output_dir_derived: str = ""  # the batch output folder the app derived from an input
@@ -109,6 +120,7 @@ class AppSettings:
         if not 0.0 <= fixed.strength <= MAX_STRENGTH:  # NaN too
             fixed.strength = defaults.strength
         fixed.strength = round(fixed.strength, STRENGTH_DECIMALS)  # what the spin box shows
+        fixed.task_values = _valid_task_values(fixed.task_values)
         if not 1 <= fixed.quality <= 100:
             fixed.quality = defaults.quality
         if fixed.engine not in ENGINES:
@@ -120,6 +132,28 @@ class AppSettings:
         if fixed.right_side not in SIDE_CHOICES:
             fixed.right_side = defaults.right_side
         return fixed
+
+
+def _valid_task_values(values: dict) -> dict[str, dict]:
+    """The entries of `task_values` that are valid (K and strength in range), others left out
+    with a log line."""
+    valid: dict[str, dict] = {}
+    for task, entry in values.items():
+        if not isinstance(entry, dict) or not task or not isinstance(task, str):
+            log.warning("settings: ignoring task_values[%r]=%r", task, entry)
+            continue
+        own: dict = {}
+        for key, value in entry.items():
+            if key == "steps" and type(value) is int and 1 <= value <= MAX_STEPS:
+                own[key] = value
+            elif key == "strength" and type(value) in (int, float) and math.isfinite(value) \
+                    and 0.0 <= value <= MAX_STRENGTH:
+                own[key] = round(float(value), STRENGTH_DECIMALS)
+            else:
+                log.warning("settings: ignoring task_values[%r][%r]=%r", task, key, value)
+        if own:
+            valid[task] = own
+    return valid
 
 
 def load_settings(folder: Path | None = None) -> AppSettings:
@@ -163,6 +197,14 @@ def _migrated(raw: dict) -> dict:
         value = raw.get(key)
         if isinstance(value, str):
             raw[key] = OLD_NAMES.get(value, value)
+    if "task_values" not in raw and isinstance(raw.get("task"), str) and raw["task"]:
+        # one K and strength for every task, last used: where not the old defaults, the
+        # person's own for the task they had open (validated with the rest)
+        kept = (("steps", "default_k", DEFAULT_STEPS), ("strength", "strength",
+                                                         DEFAULT_STRENGTH))
+        own = {key: raw[name] for key, name, default in kept
+               if name in raw and raw[name] != default}
+        raw["task_values"] = {raw["task"]: own} if own else {}
     return raw
 
 

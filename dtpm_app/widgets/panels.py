@@ -28,6 +28,8 @@ from dtpm_core.evaluation.model_scores import HeldOutScores
 from dtpm_core.options import SINGLE_PASS
 
 from ..settings import DEVICE_CHOICES, MAX_STEPS, MAX_STRENGTH, STRENGTH_DECIMALS
+from ..task_values import TaskValues
+from .start_values import StartValuesRow
 
 STEPS_HINT = "<small>← fidelity &nbsp;·&nbsp; texture →</small>"
 SINGLE_PASS_HINT = ("<small>Single-pass engine: one network pass, no steps, seed or texture "
@@ -35,6 +37,9 @@ SINGLE_PASS_HINT = ("<small>Single-pass engine: one network pass, no steps, seed
 ENSEMBLE_HINT = ("<small>Single-pass engine: 8 flipped/rotated passes averaged, no steps, "
                  "seed or texture strength</small>")
 STRENGTH_HINT = "<small>0 = none · 1 = as trained</small>"
+STRENGTH_ZERO_HINT = ("<small>Texture strength 0: the result is the initial prediction, K "
+                      "changes nothing</small>")
+STRENGTH_STEP = 0.05
 HINT_STYLE = "color:#6b7280"
 WARNING_HINT_STYLE = "color:#b45309; font-weight:bold"
 SETTLE_MS = 300
@@ -158,6 +163,7 @@ class RestoreControls(QWidget):
     deviceChanged = Signal(str)
     tileChanged = Signal(int)
     ensembleChanged = Signal(bool)
+    recommendedRequested = Signal()  # back to the task's own K and strength
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -176,8 +182,9 @@ class RestoreControls(QWidget):
         self.dice = dice = QToolButton(text="Random")
         dice.setToolTip("New random seed")
         dice.clicked.connect(lambda: self.seed.setValue(random.randrange(0, 100_000)))
-        self.strength = QDoubleSpinBox(minimum=0.0, maximum=MAX_STRENGTH, singleStep=0.1,
-                                       decimals=STRENGTH_DECIMALS, value=1.0)
+        self.strength = QDoubleSpinBox(minimum=0.0, maximum=MAX_STRENGTH,
+                                       singleStep=STRENGTH_STEP, decimals=STRENGTH_DECIMALS,
+                                       value=1.0)
         self.strength.setToolTip(
             "Texture strength: the scale of the texture layer DTPM generates on top of the "
             "initial prediction (the paper's alpha). 0 = the initial prediction only (smooth, "
@@ -229,6 +236,9 @@ class RestoreControls(QWidget):
         strength_row.addWidget(self.strength)
         strength_row.addWidget(self.strength_hint, 1)
         form.addRow(strength_row)
+        self.start_values = StartValuesRow()
+        self.start_values.resetRequested.connect(self.recommendedRequested)
+        form.addRow(self.start_values)
         form.addRow("", self.ensemble)
         device_row = QHBoxLayout()  # one row: the panel must fit a 700 px high window
         device_row.addWidget(self.device, 1)
@@ -249,6 +259,7 @@ class RestoreControls(QWidget):
         self.slider.sliderReleased.connect(self.flush)
         self.seed.valueChanged.connect(self.seedChanged)
         self.strength.valueChanged.connect(self.strengthChanged)
+        self.strength.valueChanged.connect(self._update_hint)
         self.device.currentIndexChanged.connect(
             lambda: self.deviceChanged.emit(self.device.currentData()))
         self.tile.valueChanged.connect(self.tileChanged)
@@ -274,6 +285,23 @@ class RestoreControls(QWidget):
             widget.blockSignals(False)
         self._update_hint()
 
+    def set_task_values(self, values: TaskValues) -> None:
+        """Show the K and strength in use (moved by a task change, "Use recommended" or a
+        large photo: no change signal goes back) and where they come from."""
+        if (values.steps, values.strength) != (self.slider.value(), self.strength.value()):
+            self._settle.stop()  # a K still settling belonged to the values before
+            self._pending_k = None
+            for widget in (self.slider, self.steps, self.strength):
+                widget.blockSignals(True)
+            self.slider.setValue(values.steps)
+            self.steps.setValue(values.steps)
+            self.strength.setValue(values.strength)
+            for widget in (self.slider, self.steps, self.strength):
+                widget.blockSignals(False)
+            self.stepsMoved.emit(values.steps)  # the trade-off plot's marker
+            self._update_hint()
+        self.start_values.set_values(values)
+
     def set_engine(self, engine: str) -> None:
         """The steps, the seed and the texture strength belong to DTPM, the ensemble to the
         single-pass engine, which is one pass (or eight with the ensemble): the hint under
@@ -281,7 +309,7 @@ class RestoreControls(QWidget):
         self._dtpm = engine != SINGLE_PASS
         for widget in (self.slider, self.steps, self.seed, self.dice, self.strength,
                        self.steps_label, self.seed_label, self.strength_label,
-                       self.strength_hint):
+                       self.strength_hint, self.start_values):
             widget.setEnabled(self._dtpm)
         self.ensemble.setEnabled(not self._dtpm)
         self._form.setRowVisible(self.ensemble, not self._dtpm)  # no room kept for it in DTPM
@@ -311,8 +339,14 @@ class RestoreControls(QWidget):
             self.hint.setText(ENSEMBLE_HINT if self.ensemble.isChecked() else SINGLE_PASS_HINT)
             self.hint.setStyleSheet(HINT_STYLE)
             return
+        if self.strength.value() == 0.0:
+            self.hint.setText(STRENGTH_ZERO_HINT)
+            self.hint.setStyleSheet(HINT_STYLE)
+            return
         k = self.slider.value()
         level, note = self._scores.step_note(k) if self._scores else ("", "")
+        if note and self.strength.value() != 1.0:
+            note += ", at strength 1"  # how the held-out evaluation ran
         if level == "info" and below_input(self._scores, k):  # as clear as the noise warning
             level, note = "warning", (f"⚠ {note}: below the degraded input, this model is "
                                       "not expected to improve such photos")

@@ -80,7 +80,7 @@ def test_a_large_new_photo_does_not_inherit_an_expensive_k(models, tmp_path, mak
     c = window.controller
     c.start()
     qtbot.waitUntil(lambda: c.models_ready and c.idle, timeout=30_000)
-    with qtbot.waitSignal(c.stepsReset, timeout=30_000):
+    with qtbot.waitSignal(c.taskValuesChanged, timeout=30_000):
         c.open_image(big)
     c.cancel()  # the test needs no 1 MP restoration
     assert c.session.k == CHEAP_K and window.controls.slider.value() == CHEAP_K

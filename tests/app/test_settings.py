@@ -20,8 +20,9 @@ from dtpm_app.settings import (
 from dtpm_core.options import SINGLE_PASS
 
 
-def test_settings_survive_a_restart(make_window, tmp_path, qtbot):
+def test_settings_survive_a_restart(models, make_window, tmp_path, qtbot):
     window = make_window()
+    window.controller.start()  # the task is known: K is the person's own for it
     window.resize(780, 560)  # within the offscreen screen (800x800): no clamping
     size = (window.width(), window.height())
     window.controls.slider.setValue(7)
@@ -37,6 +38,7 @@ def test_settings_survive_a_restart(make_window, tmp_path, qtbot):
     assert (settings_dir() / "settings.json").is_file()
 
     again = make_window()
+    again.controller.start()
     assert again.controls.slider.value() == 7 and again.controls.steps.value() == 7
     assert again.controller.session.k == 7 and again.plot.marker_k() == pytest.approx(7)
     assert again.controller.session.seed == 123 and again.controls.seed.value() == 123

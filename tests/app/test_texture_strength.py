@@ -44,7 +44,8 @@ def test_strength_restores_again_and_zero_is_the_initial_prediction(models, imag
     wait_result(qtbot, window)
     control = window.controls.strength
     assert control.isEnabled() and control.value() == 1.0
-    assert (control.minimum(), control.maximum(), control.singleStep()) == (0.0, 2.0, 0.1)
+    assert (control.minimum(), control.maximum(), control.singleStep()) == (0.0, 2.0, 0.05)
+    assert control.decimals() == 2  # measured recommendations such as 0.25
     assert "texture layer" in control.toolTip() and "initial prediction" in control.toolTip()
     as_trained, initial = window.controller.current_result(), window._display.initial
     assert [j.spec.strength for j in jobs] == [1.0]
@@ -127,18 +128,21 @@ def test_batch_restores_at_the_strength_in_use(models, tmp_path, make_window, qt
 
 def test_strength_persists_across_a_restart(models, make_window, qtbot):
     window = make_window()
+    window.controller.start()
     window.controls.strength.setValue(0.3)
     assert window.controller.session.strength == 0.3
     window.close()
     again = make_window()
+    again.controller.start()
     assert again.controls.strength.value() == pytest.approx(0.3)
-    assert again.controller.session.strength == 0.3 and again.settings.strength == 0.3
+    assert again.controller.session.strength == 0.3
+    assert again.settings.task_values == {again.controller.session.task: {"strength": 0.3}}
 
 
-def test_strength_setting_falls_back_and_is_offered_in_tenths(tmp_path):
+def test_strength_setting_falls_back_and_is_offered_in_hundredths(tmp_path):
     assert AppSettings().strength == 1.0
     for stored, loaded in ((5.0, 1.0), (-0.1, 1.0), ("x", 1.0), (math.nan, 1.0), (True, 1.0),
-                           (0, 0.0), (2, 2.0), (0.25, 0.2), (1.7, 1.7)):
+                           (0, 0.0), (2, 2.0), (0.25, 0.25), (0.333, 0.33), (1.7, 1.7)):
         (tmp_path / "settings.json").write_text(json.dumps({"strength": stored}),
                                                 encoding="utf-8")
         value = load_settings(tmp_path).strength
