@@ -302,7 +302,10 @@ def test_the_cluster_path_gets_the_same_resolved_values(installed, tmp_path, mon
     assert [(s.steps, s.strength) for s in specs] == [((2,), 0.5), ((2,), 1.5)]
 
 
-def test_help_says_where_the_defaults_come_from(capsys):
+def test_help_says_where_the_defaults_come_from(capsys, monkeypatch, tmp_path):
+    from dtpm_core.modelfiles.catalog import load_catalog
+
+    monkeypatch.setenv("COLUMNS", "1000")  # no line breaks inside a name
     with pytest.raises(SystemExit):
         main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
@@ -310,3 +313,11 @@ def test_help_says_where_the_defaults_come_from(capsys):
     assert "4 for an adapter without one" in text
     assert "default: the strength recommended for the adapter in its model manifest" in text
     assert "1 for an adapter without one" in text
+    # its examples are the bundled manifest's values
+    monkeypatch.delenv("DTPM_RESOURCES", raising=False)
+    monkeypatch.setenv("DTPM_USER_MODELS", str(tmp_path))
+    adapters = load_catalog().adapters
+    motion, rain = adapters["motion-deblur"].recommended, adapters["derain-dehaze"].recommended
+    assert f"e.g. {motion.steps} for the bundled motion-deblur" in text
+    assert f"e.g. {motion.strength:g} for the bundled motion-deblur and " \
+           f"{rain.strength:g} for derain-dehaze" in text

@@ -156,3 +156,25 @@ def test_shipped_adapters_carry_their_calibration_and_held_out_scores():
         assert scores is not None and scores.images == 14 and set(scores.psnr_at) == {1, 4, 10, 50}
         for k in (1, 4, 10, 50):  # no K is known to give noise any more
             assert scores.step_note(k)[0] == "info", (task, k)
+
+
+def test_the_recommended_values_are_the_rule_s_choice_from_the_saved_measurement(tmp_path):
+    """resources/models/manifest.json holds what scripts/choose_defaults.py picks from the means
+    it measured (docs/evidence/campaign/choose_defaults_means.json), not numbers typed in."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    root = REAL_RESOURCES.parent
+    bundled = REAL_RESOURCES / "models" / "manifest.json"
+    copy = shutil.copy(bundled, tmp_path / "manifest.json")
+    data = json.loads(bundled.read_text(encoding="utf-8"))
+    for entry in data["adapters"]:
+        entry.pop("recommended")
+    Path(copy).write_text(json.dumps(data), encoding="utf-8")
+    subprocess.run([sys.executable, str(root / "scripts" / "choose_defaults.py"), "--from-means",
+                    str(root / "docs" / "evidence" / "campaign" / "choose_defaults_means.json"),
+                    "--write-manifest", str(copy)], check=True, capture_output=True, cwd=root)
+    assert json.loads(Path(copy).read_text(encoding="utf-8")) == \
+        json.loads(bundled.read_text(encoding="utf-8"))
