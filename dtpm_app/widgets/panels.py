@@ -345,8 +345,8 @@ class RestoreControls(QWidget):
             return
         k = self.slider.value()
         level, note = self._scores.step_note(k) if self._scores else ("", "")
-        if note and self.strength.value() != 1.0:
-            note += ", at strength 1"  # how the held-out evaluation ran
+        if note and self.strength.value() != 1.0:  # how the held-out evaluation ran
+            note = note.replace(f"K={k}", f"K={k} at strength 1", 1)
         if level == "info" and below_input(self._scores, k):  # as clear as the noise warning
             level, note = "warning", (f"⚠ {note}: below the degraded input, this model is "
                                       "not expected to improve such photos")
