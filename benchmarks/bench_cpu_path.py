@@ -39,13 +39,14 @@ from dtpm_core.backends.device import (  # noqa: E402
     describe_cpu_path,
     resolve_precision,
 )
-from dtpm_core.config import preset  # noqa: E402
+from dtpm_core.config import Stage2Options, preset  # noqa: E402
 from dtpm_core.engines.dtpm_restorer import Restorer  # noqa: E402
 from dtpm_core.engines.singlepass_restorer import SinglePassRestorer  # noqa: E402
 from dtpm_core.modelfiles.weights import save_adapter, save_base  # noqa: E402
-from dtpm_core.networks.model import DTPM, Stage2Options  # noqa: E402
+from dtpm_core.networks.model import DTPM  # noqa: E402
 from dtpm_core.options import TASKS  # noqa: E402
-from dtpm_core.singlepass.network import INFERENCE_TOP_K, SinglePassNet, singlepass_preset  # noqa: E402
+from dtpm_core.singlepass.config import INFERENCE_TOP_K, singlepass_preset  # noqa: E402
+from dtpm_core.singlepass.network import SinglePassNet  # noqa: E402
 from dtpm_core.singlepass.weights import save_singlepass  # noqa: E402
 
 KS = (1, 4, 10)
@@ -90,7 +91,7 @@ def count_gflop(fn: Callable[[], object]) -> float:
 def dtpm_gflop(restorer: Restorer, side: int, k: int) -> float:
     """One predictor pass + K denoiser passes (with adapters) at `side` x `side` (an fp32
     restorer: the FLOPs are those of every precision)."""
-    model, task = restorer.model, restorer.task
+    model, task = restorer.networks.model, restorer.networks.task
     x = torch.zeros(1, 3, side, side)
     with torch.no_grad():
         predictor = count_gflop(lambda: task.predictor(x))

@@ -26,12 +26,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dtpm_core.config import preset  # noqa: E402
+from dtpm_core.config import Stage2Options, preset  # noqa: E402
 from dtpm_core.engines.engine import DTPMSpec, SinglePassSpec, load_engine  # noqa: E402
 from dtpm_core.modelfiles.weights import save_adapter, save_base  # noqa: E402
-from dtpm_core.networks.model import DTPM, Stage2Options  # noqa: E402
+from dtpm_core.networks.model import DTPM  # noqa: E402
 from dtpm_core.options import TASKS  # noqa: E402
-from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset  # noqa: E402
+from dtpm_core.singlepass.config import singlepass_preset  # noqa: E402
+from dtpm_core.singlepass.network import SinglePassNet  # noqa: E402
 from dtpm_core.singlepass.weights import save_singlepass  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

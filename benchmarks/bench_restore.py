@@ -30,10 +30,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dtpm_core.config import preset  # noqa: E402
+from dtpm_core.config import Stage2Options, preset  # noqa: E402
 from dtpm_core.engines.dtpm_restorer import Restorer  # noqa: E402
 from dtpm_core.modelfiles.weights import save_adapter, save_base  # noqa: E402
-from dtpm_core.networks.model import DTPM, Stage2Options  # noqa: E402
+from dtpm_core.networks.model import DTPM  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_rtv import best_of  # noqa: E402
@@ -56,7 +56,7 @@ def photo(height: int, width: int) -> np.ndarray:
 @torch.no_grad()
 def bare_passes(restorer: Restorer, image: np.ndarray, k: int) -> float:
     """K denoiser passes + 1 predictor pass on the whole image, nothing else."""
-    model, task = restorer.model, restorer.task
+    model, task = restorer.networks.model, restorer.networks.task
     x = torch.from_numpy(image).permute(2, 0, 1)[None] * 2 - 1
     level = torch.full((1,), 0.5)
     code = torch.zeros(1, 512)

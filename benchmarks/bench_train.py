@@ -20,9 +20,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dtpm_core.config import preset  # noqa: E402
+from dtpm_core.config import Stage2Options, preset  # noqa: E402
 from dtpm_core.diffusion.objectives import stage1_loss, stage2_loss  # noqa: E402
-from dtpm_core.networks.model import DTPM, Stage2Options, configure_stage2_trainable  # noqa: E402
+from dtpm_core.networks.model import DTPM, configure_stage2_trainable  # noqa: E402
 from trainer.ema import EMA  # noqa: E402
 
 BATCH, CROP = 4, 128

@@ -24,9 +24,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dtpm_core.config import preset  # noqa: E402
+from dtpm_core.config import Stage2Options, preset  # noqa: E402
 from dtpm_core.diffusion.objectives import stage2_loss  # noqa: E402
-from dtpm_core.networks.model import DTPM, Stage2Options, configure_stage2_trainable  # noqa: E402
+from dtpm_core.networks.model import DTPM, configure_stage2_trainable  # noqa: E402
 from dtpm_core.networks.predictor import InitialPredictor  # noqa: E402
 
 BATCH = 4

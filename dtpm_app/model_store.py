@@ -71,13 +71,13 @@ class InstallReport:
 def _inspect(source: Path) -> tuple[str, Any]:
     """("adapter", AdapterInfo), ("base", BaseInfo) or ("singlepass", SinglePassInfo);
     WeightsError for anything else."""
-    from dtpm_core.modelfiles.weights import load_base, read_adapter_info
-    from dtpm_core.singlepass.weights import read_singlepass_info  # lazy: imports torch
+    from dtpm_core.modelfiles.verified import read_adapter_info, read_base_info
+    from dtpm_core.singlepass.info import read_singlepass_info
 
     try:
         return "adapter", read_adapter_info(source)
     except WeightsError as adapter_error:
-        for kind, read in (("base", lambda p: load_base(p)[1]),
+        for kind, read in (("base", read_base_info),
                            ("singlepass", read_singlepass_info)):
             try:
                 return kind, read(source)

@@ -171,8 +171,6 @@ def _describe_model(name: str, info: Any) -> str:
 
 def _restore_dtpm(catalog: Any, image: np.ndarray, device: str) -> tuple[np.ndarray, Any]:
     """The DTPM engine at K = 4, seed 0, with the default task's adapter."""
-    import torch
-
     from dtpm_core.engines.engine import DTPMSpec, load_engine
 
     entry = catalog.adapters[_default_task(catalog.adapters)]
@@ -184,14 +182,26 @@ def _restore_dtpm(catalog: Any, image: np.ndarray, device: str) -> tuple[np.ndar
     _say(f"  base:     {_describe_model(catalog.base.name, engine.info)}")
     _say(f"  adapter:  {entry.task}: {_describe_model(entry.path.name, engine.adapter_info)}")
     _say(f"  folder:   {entry.path.parent}")
-    _say(f"  device:   {engine.device} (torch {torch.__version__}, "
-         f"{torch.get_num_threads()} threads), backend {engine.backend}; loaded in "
-         f"{time.perf_counter() - clock:.2f} s")
+    _say(f"  device:   {engine.device} ({_runtime(engine.backend)}), backend {engine.backend}; "
+         f"loaded in {time.perf_counter() - clock:.2f} s")
     clock = time.perf_counter()
     restored = engine.restore(image)
     _say(f"  restore:  K={SELF_TEST_STEPS}, seed {SELF_TEST_SEED}: "
          f"{time.perf_counter() - clock:.2f} s")
     return restored.image, engine.device
+
+
+def _runtime(backend: str) -> str:
+    """The runtime's version and threads, importing only the runtime in use."""
+    from dtpm_core.backends.device import thread_count
+
+    if backend == "openvino":
+        from dtpm_core.backends.openvino_backend import runtime_version
+
+        return f"OpenVINO {runtime_version()}, {thread_count()} threads"
+    import torch
+
+    return f"torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def _restore_singlepass(catalog: Any, image: np.ndarray, device: str

@@ -105,6 +105,31 @@ class PredictorConfig:
         return len(self.enc_blocks)
 
 
+STAGE2_MODES = ("adapters", "finetune-encoder", "finetune-decoder", "finetune-both")
+"""What Stage II trains besides the initial predictor: the paper's adapters, or (ablations)
+the denoiser's encoder, decoder or both, without adapters."""
+
+
+@dataclass(frozen=True)
+class Stage2Options:
+    """How a task model is built and trained (the paper's ablations, section 4.4)."""
+
+    mode: str = "adapters"
+    use_predictor: bool = True  # False: "w/o initial predictor", y_eps = y_d
+    from_scratch: bool = False  # True: "w/o Stage I", the denoiser is trained too, from random
+
+    def __post_init__(self) -> None:
+        if self.mode not in STAGE2_MODES:
+            raise ConfigError(f"stage2 mode must be one of {STAGE2_MODES}, got {self.mode!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def uses_adapters(self) -> bool:
+        return self.mode == "adapters"
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild a DTPM model."""

@@ -130,7 +130,7 @@ def main() -> None:
         run = saved["run"]
         all_means = {t: _means_from_json(saved["tasks"][t]) for t in tasks}
     else:
-        from dtpm_core.modelfiles.weights import read_adapter_info
+        from dtpm_core.modelfiles.verified import read_adapter_info
 
         all_means, photos, adapters = {}, 0, {}
         for task in tasks:

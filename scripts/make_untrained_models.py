@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from dtpm_core.config import preset
+from dtpm_core.config import Stage2Options, preset
 from dtpm_core.modelfiles.weights import save_adapter, save_base
-from dtpm_core.networks.model import DTPM, Stage2Options
+from dtpm_core.networks.model import DTPM
 
 
 def main(outdir: str) -> None:

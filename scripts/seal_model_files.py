@@ -23,11 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dtpm_core.files.atomic import write_bytes_atomic  # noqa: E402
-from dtpm_core.modelfiles.weights import (  # noqa: E402
-    METADATA_HASH_KEY,
-    content_sha256,
-    seal_metadata,
-)
+from dtpm_core.modelfiles.verified import METADATA_HASH_KEY, seal_metadata  # noqa: E402
+from dtpm_core.modelfiles.weights import content_sha256  # noqa: E402
 
 
 def read_raw(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

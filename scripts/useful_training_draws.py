@@ -19,7 +19,7 @@ from dtpm_core.diffusion.schedule import alpha_bars
 def useful_fraction(rms: float, threshold: float, config: DiffusionConfig) -> float:
     table = alpha_bars(config)[1:]  # t = 1..T
     snr = table * rms ** 2 / (1.0 - table)
-    return float((snr > threshold).double().mean())
+    return float((snr > threshold).mean())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from dtpm_core.files.atomic import write_text_atomic
 from dtpm_core.modelfiles.recommended import RECOMMENDED_KEY, SOURCE_KEY
-from dtpm_core.modelfiles.weights import load_base, read_adapter_info
+from dtpm_core.modelfiles.verified import read_adapter_info
+from dtpm_core.modelfiles.weights import load_base
 from dtpm_core.options import TASKS
-from dtpm_core.singlepass.weights import read_singlepass_info
+from dtpm_core.singlepass.info import read_singlepass_info
 
 SINGLEPASS_FILE = "singlepass.safetensors"
 

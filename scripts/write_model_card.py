@@ -25,7 +25,8 @@ from collect_demo_photos import (  # noqa: E402
 )
 
 from dtpm_core.files.atomic import write_text_atomic  # noqa: E402
-from dtpm_core.modelfiles.weights import load_base, read_adapter_info  # noqa: E402
+from dtpm_core.modelfiles.verified import read_adapter_info  # noqa: E402
+from dtpm_core.modelfiles.weights import load_base  # noqa: E402
 
 
 def _md(text: str) -> str:

@@ -23,7 +23,7 @@ SET_HELP = ("override any config key, repeatable, e.g. --set optim.lr=3e-4 --set
 def build_parser() -> argparse.ArgumentParser:
     # imported here, not at the top: they bring in torch, and Ctrl-C while the command starts
     # must reach main's handler (no traceback)
-    from dtpm_core.networks.model import STAGE2_MODES
+    from dtpm_core.config import STAGE2_MODES
 
     parser = argparse.ArgumentParser(
         prog="dtpm-train",
@@ -140,6 +140,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", type=Path, required=True, help="the .safetensors to write")
     p.add_argument("--raw", action="store_true", help="export the raw weights, not the EMA")
     p.add_argument("--metrics", type=Path, help="eval.csv whose summary goes into the metadata")
+    p.add_argument("--graphs", action="store_true",
+                   help="also convert the file's networks to OpenVINO graphs in graphs/ beside "
+                        "it (what the OpenVINO backend runs without torch)")
+    _add_trust_option(p)
+
+    p = sub.add_parser("graphs", help="convert an installed models folder's networks to "
+                                      "OpenVINO graphs",
+                       description="Convert every network of the models a folder's manifest "
+                                   "lists (base, adapters with their initial predictors, the "
+                                   "single-pass network) to OpenVINO graphs in FOLDER/graphs, "
+                                   "which the OpenVINO backend runs without torch (the CPU "
+                                   "bundle ships them). Graphs already there and whole are "
+                                   "kept.")
+    p.add_argument("--models", type=Path, required=True,
+                   help="the models folder (with manifest.json), e.g. resources/models")
+    p.add_argument("--base", type=Path,
+                   help="the base file for adapters in a folder without one (default: the "
+                        "installed base)")
     _add_trust_option(p)
     return parser
 
@@ -404,7 +422,39 @@ def _export(args: argparse.Namespace) -> int:
             metrics = {"eval": list(csv.DictReader(handle))}
     path = export_run(args.run_dir, args.out, use_ema=not args.raw, metrics=metrics)
     print(f"wrote {path}")
+    if args.graphs:
+        from .export import graphs_of_export
+
+        _write_graphs(graphs_of_export(args.run_dir, path), path.parent)
     return 0
+
+
+def _graphs(args: argparse.Namespace) -> int:
+    from dtpm_core.engines.graph_export import dtpm_graphs, singlepass_graphs
+    from dtpm_core.errors import ConfigError
+    from dtpm_core.modelfiles.catalog import folder_catalog, load_catalog
+
+    folder = folder_catalog(args.models)
+    base = args.base or folder.base or load_catalog().base
+    if base is None and folder.adapters:
+        raise ConfigError(f"{args.models} lists adapters but no base; name it with --base")
+    specs = dtpm_graphs(base) if folder.base is not None else []
+    for entry in folder.adapters.values():
+        specs += dtpm_graphs(base, entry.path)
+    if folder.singlepass is not None:
+        specs += singlepass_graphs(folder.singlepass)
+    if not specs:
+        raise ConfigError(f"{args.models} lists no models (manifest.json)")
+    _write_graphs(specs, args.models)
+    return 0
+
+
+def _write_graphs(specs: list, folder: Path) -> None:
+    from dtpm_core.engines.graph_export import write_shipped_graphs
+
+    converted = write_shipped_graphs(specs, folder)
+    print(f"{len(specs)} graphs in {folder / 'graphs'} ({converted} converted now, "
+          f"{len(specs) - converted} whole already)")
 
 
 def _singlepass(args: argparse.Namespace) -> int:
@@ -513,7 +563,8 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"prepare": _prepare, "stage1": _train, "stage2": _train, "eval": _eval,
-            "export": _export, "singlepass": _singlepass, "compare": _compare}
+            "export": _export, "graphs": _graphs, "singlepass": _singlepass,
+            "compare": _compare}
 
 if __name__ == "__main__":
     sys.exit(main())

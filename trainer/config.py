@@ -248,7 +248,7 @@ def load_config(path_or_name: str | Path | None = None,
 def singlepass_net_config(config: TrainConfig, adaptor_tasks: tuple[str, ...] = ()):
     """The SinglePassConfig of `config.singlepass` (preset + overrides), with adaptors for
     `adaptor_tasks` (none by default)."""
-    from dtpm_core.singlepass.network import singlepass_preset
+    from dtpm_core.singlepass.config import singlepass_preset
     section = config.singlepass
     overrides = dict(section.overrides)
     for key in ("enc_blocks", "dec_blocks"):

@@ -9,10 +9,11 @@ from typing import Any
 
 import torch
 
+from dtpm_core.config import Stage2Options
 from dtpm_core.diffusion.calibration import Calibration
 from dtpm_core.errors import ConfigError
 from dtpm_core.modelfiles.weights import load_base
-from dtpm_core.networks.model import DTPM, Stage2Options, configure_stage2_trainable
+from dtpm_core.networks.model import DTPM, configure_stage2_trainable
 
 from .checkpoint import (
     CHECKPOINT_REMEDY,
@@ -94,3 +95,18 @@ def export_run(run_dir: str | Path, out: str | Path, use_ema: bool = True,
     else:
         export_stage2(model, out, config, step, extra, metrics, calibration)
     return Path(out)
+
+
+def graphs_of_export(run_dir: str | Path, out: Path) -> list:
+    """The graphs of the file `export_run` wrote from `run_dir` (an adapter's with the base
+    its run trained on)."""
+    from dtpm_core.engines.graph_export import dtpm_graphs, singlepass_graphs
+
+    state = load_checkpoint(checkpoint_path(run_dir))
+    kind = str(state.get("kind", ""))
+    if kind.startswith("singlepass"):
+        return singlepass_graphs(out)
+    if kind == "stage1":
+        return dtpm_graphs(out)
+    path = checkpoint_path(run_dir)
+    return dtpm_graphs(Path(extra_value(state.get("extra", {}), "base_path", path)), out)

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from dtpm_core.diffusion.calibration import Calibration, choose_start_step, residual_clip
-from dtpm_core.diffusion.objectives import DiffusionProblem
-from dtpm_core.diffusion.schedule import add_noise, alpha_bars
+from dtpm_core.diffusion.objectives import DiffusionProblem, add_noise
+from dtpm_core.diffusion.schedule import alpha_bars
 from dtpm_core.files.atomic import write_text_atomic
 from dtpm_core.networks.model import DTPM
 

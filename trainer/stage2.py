@@ -9,13 +9,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from dtpm_core.config import ModelConfig
+from dtpm_core.config import ModelConfig, Stage2Options
 from dtpm_core.diffusion.calibration import Calibration
 from dtpm_core.diffusion.objectives import stage2_loss, stage2_problem
 from dtpm_core.engines.dtpm_restorer import Restorer
 from dtpm_core.errors import ConfigError
 from dtpm_core.modelfiles.weights import load_adapter, load_base, save_adapter, save_base
-from dtpm_core.networks.model import DTPM, Stage2Options, configure_stage2_trainable
+from dtpm_core.networks.model import DTPM, configure_stage2_trainable
 from dtpm_core.networks.semantic import resolve_semantic_mode
 from dtpm_core.options import task_display_name
 

@@ -8,7 +8,7 @@ blending, out-of-memory back-off); a backend only makes the network calls:
     denoise(x_t, y_d, sqrt_gamma, semantic_code, guidance) -> eps     denoiser + adapters
     net(x, t) -> y                                                    single-pass network
 
-all on (1, C, h, w) torch tensors in [-1, 1], outputs in fp32. Only the backend modules
+all on (1, C, h, w) float32 numpy arrays in [-1, 1], outputs float32 arrays. Only the backend modules
 import a runtime (an import-linter contract in pyproject.toml); this module imports none, so
 that `dtpm-restore --help` and the app read the choices without paying for one.
 """
@@ -16,15 +16,14 @@ that `dtpm-restore --help` and the app read the choices without paying for one.
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 from ..options import BACKEND_CHOICES
-
-if TYPE_CHECKING:
-    import torch
 
 TORCH, OPENVINO = "torch", "openvino"
 
@@ -49,54 +48,132 @@ def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
-def resolve_backend(name: str | None, device: torch.device, *, experts: bool = False,
+def torch_installed() -> bool:
+    """True where PyTorch can be imported (it is not imported here): a pip install; the CPU
+    bundle leaves it out."""
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # a broken or blocked installation
+        return False
+
+
+@dataclass(frozen=True)
+class CPUDevice:
+    """The CPU as the OpenVINO backend names it: what the engines read of a `torch.device`
+    (`type`, `str()`), without importing torch."""
+
+    type: str = "cpu"
+
+    def __str__(self) -> str:
+        return self.type
+
+
+def resolve_backend(name: str | None, device: str = "auto", *, experts: bool = False,
                     native_bf16: bool | None = None) -> str:
-    """"torch" or "openvino" for a backend choice on a resolved device (None: the process
+    """"torch" or "openvino" for a backend choice and a device choice (None: the process
     preference, `set_backend_preference`); an explicit choice that cannot run is an error,
-    never a silent fallback.
+    never a silent fallback. OpenVINO runs on the CPU: with it, "auto" means the CPU. Only
+    "auto" on a machine with torch may import torch (to look for a GPU).
 
     "auto" picks OpenVINO only where it was measured faster: on a CPU with native bf16 (AMX
     or AVX512-BF16: a denoiser pass 1.35x the torch fast path at 512 px, 1.9x at 1024,
     shared/CPU_SPEED_NOTES.md), with OpenVINO installed, for networks without MoE experts.
     On a CPU without native bf16 OpenVINO fp32 measured level with torch fp32 (DTPM K = 4
     28.1 vs 28.5 s/MP), and the single-pass network (`experts`) runs all its experts in the
-    graph (0.61x torch), so "auto" stays with torch there."""
+    graph (0.61x torch), so "auto" stays with torch there. Without torch (the CPU bundle)
+    "auto" is OpenVINO."""
     if name is None:
         name = _backend_preference
     if name not in BACKEND_CHOICES:
         raise ConfigError(f"unknown backend {name!r}; choose one of {BACKEND_CHOICES}")
+    on_cpu = device in ("auto", "cpu")
     if name == "auto":
-        if device.type != "cpu" or experts or not openvino_installed():
-            return TORCH
+        if not torch_installed() and openvino_installed() and on_cpu:
+            return OPENVINO
+        if not torch_installed():
+            return _checked(TORCH, device)  # refused, with the reason
+        if not on_cpu or experts or not openvino_installed():
+            return _checked(TORCH, device)
         if native_bf16 is None:
             from .device import cpu_has_native_bf16  # torch-free module
             native_bf16 = cpu_has_native_bf16()
-        return OPENVINO if native_bf16 else TORCH
+        if not native_bf16:
+            return TORCH
+        if device == "auto":
+            from .device import resolve_device  # imports torch: a GPU goes first
+            if resolve_device("auto").type != "cpu":
+                return TORCH
+        return OPENVINO
+    return _checked(name, device)
+
+
+def _checked(name: str, device: str) -> str:
     if name == OPENVINO:
-        if device.type != "cpu":
-            raise ConfigError(f"the OpenVINO backend runs on the CPU, not on {device.type}; use "
+        if device not in ("auto", "cpu"):
+            raise ConfigError(f"the OpenVINO backend runs on the CPU, not on {device}; use "
                               "--device cpu, or --backend torch for the GPU")
         if not openvino_installed():
             raise ConfigError("the OpenVINO backend needs the openvino package: "
                               "pip install openvino (or use --backend torch)")
+    elif not torch_installed():
+        raise ConfigError("the torch backend needs PyTorch, which this installation leaves "
+                          "out: use --backend openvino (or pip install torch)")
     return name
+
+
+@dataclass(frozen=True)
+class GraphLayout:
+    """How a converted graph is called: its `inputs` by name, images first (`images` of them,
+    (1, C, H, W) with H and W multiples of `multiple`, already padded), then vectors; the
+    runtime pads the images as the torch network pads itself (`margin` mirrored pixels, then
+    a multiple) and crops the output. Stored beside the graph (`LAYOUT_FILE`), so that a
+    graph runs without building its network."""
+
+    inputs: tuple[str, ...]
+    images: int
+    margin: int
+    multiple: int
+
+    def to_json(self) -> str:
+        return json.dumps({"inputs": list(self.inputs), "images": self.images,
+                           "margin": self.margin, "multiple": self.multiple}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> GraphLayout:
+        data = json.loads(text)
+        return cls(tuple(data["inputs"]), int(data["images"]), int(data["margin"]),
+                   int(data["multiple"]))
+
+
+LAYOUT_FILE = "layout.json"
 
 
 @dataclass(frozen=True)
 class GraphSpec:
     """One network to convert for a graph runtime, described without importing one.
 
-    `build()` returns (module, example inputs): an fp32 torch module whose forward takes the
-    `inputs` in order, images first (`images` of them, (1, C, H, W) with H and W multiples of
-    `multiple`, already padded), then vectors; the runtime pads the images as the torch
-    network pads itself (`margin` mirrored pixels, then a multiple) and crops the output.
     `key` names the weights (content hashes), config and graph layout: what the converted
-    graph depends on, and so what a cache entry is keyed by."""
+    graph depends on, and so what a cache entry is keyed by; it is known without torch.
+    `build()` (torch, only when no converted graph is at hand) returns (module, example
+    inputs, layout): an fp32 torch module whose forward takes the layout's inputs in order."""
 
     role: str
     key: dict[str, Any]
-    inputs: tuple[str, ...]
-    images: int
-    margin: int
-    multiple: int
-    build: Callable[[], tuple[Any, tuple[Any, ...]]] = field(compare=False, repr=False)
+    build: Callable[[], tuple[Any, tuple[Any, ...], GraphLayout]] = field(compare=False,
+                                                                         repr=False)
+    shipped: tuple[Path, ...] = ()
+    """Read-only folders that may hold this graph converted already, in the cache's layout:
+    the `SHIPPED_GRAPHS` folder beside the weight files (`dtpm-train export --graphs`)."""
+
+
+SHIPPED_GRAPHS = "graphs"
+"""The folder beside a model's weight files that holds its converted graphs."""
+
+
+def shipped_graph_folders(*paths: Path | None) -> tuple[Path, ...]:
+    """The `SHIPPED_GRAPHS` folders beside these weight files, each once."""
+    folders: list[Path] = []
+    for path in paths:
+        if path is not None and path.parent / SHIPPED_GRAPHS not in folders:
+            folders.append(path.parent / SHIPPED_GRAPHS)
+    return tuple(folders)

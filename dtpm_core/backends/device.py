@@ -100,8 +100,6 @@ def resolve_precision(device: torch.device, precision: str | None = None,
     Args:
         bf16_cpu: whether the CPU has native bf16 (default: detected; tests pass it).
     """
-    import torch
-
     precision = _precision_preference if precision is None else precision
     if precision not in PRECISION_CHOICES:
         raise ConfigError(f"unknown precision {precision!r}; choose one of {PRECISION_CHOICES}")
@@ -119,7 +117,11 @@ def resolve_precision(device: torch.device, precision: str | None = None,
         return precision
     if precision == "auto":
         return "fp32"  # GPUs: unchanged until measured there
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    if precision == "bf16" and device.type == "cuda":
+        import torch
+
+        if torch.cuda.is_bf16_supported():
+            return precision
         raise ConfigError("this GPU does not support bf16; use --precision fp16 or fp32")
     return precision
 
@@ -203,24 +205,44 @@ def configure_threads(threads: int | None = None) -> int:
     global _configured_threads
     if _configured_threads is not None:
         return _configured_threads
-    import torch
-
     if threads is None:
-        env = os.environ.get(THREADS_ENV, "").strip()
-        if env:
-            try:
-                threads = int(env)
-            except ValueError:
-                raise ConfigError(f"{THREADS_ENV}={env!r} is not a whole number of threads") from None
-        elif os.environ.get("OMP_NUM_THREADS", "").strip():
-            threads = torch.get_num_threads()  # the user's OpenMP setting stands
-        else:
-            threads = default_thread_count()
+        threads = _threads_from_environment()
     if threads < 1:
         raise ConfigError(f"the thread count must be at least 1, got {threads}")
-    torch.set_num_threads(threads)
     _configured_threads = threads
+    if "torch" in sys.modules:  # else `apply_threads_to_torch` when a torch backend starts
+        apply_threads_to_torch()
     return threads
+
+
+def _threads_from_environment() -> int:
+    for name in (THREADS_ENV, "OMP_NUM_THREADS"):  # OMP_NUM_THREADS: as torch reads it
+        value = os.environ.get(name, "").strip()
+        if not value:
+            continue
+        try:
+            return int(value.split(",")[0])
+        except ValueError:
+            if name == THREADS_ENV:
+                raise ConfigError(f"{THREADS_ENV}={value!r} is not a whole number of "
+                                  "threads") from None
+    return default_thread_count()
+
+
+def thread_count() -> int:
+    """The configured thread count (`configure_threads`), else what it would choose."""
+    return _configured_threads if _configured_threads is not None \
+        else _threads_from_environment()
+
+
+def apply_threads_to_torch() -> None:
+    """Give torch the configured thread count (no-op before `configure_threads`)."""
+    if _configured_threads is None:
+        return
+    import torch
+
+    if torch.get_num_threads() != _configured_threads:
+        torch.set_num_threads(_configured_threads)
 
 
 def describe_cpu_path(device: torch.device, precision: str) -> str:
@@ -233,10 +255,11 @@ def describe_cpu_path(device: torch.device, precision: str) -> str:
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    """True for CUDA/MPS/CPU allocation failures, which a smaller tile may avoid."""
-    import torch
-
-    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+    """True for CUDA/MPS/CPU allocation failures, which a smaller tile may avoid (torch's own
+    error class is checked only where torch is loaded already)."""
+    torch = sys.modules.get("torch")
+    if isinstance(exc, MemoryError) or (
+            torch is not None and isinstance(exc, torch.OutOfMemoryError)):
         return True
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and ("out of memory" in text
@@ -245,6 +268,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def release_cached_memory(device: torch.device) -> None:
+    if device.type not in ("cuda", "mps"):
+        return
     import torch
 
     if device.type == "cuda":

@@ -2,7 +2,11 @@
 
     <root>/<first 32 hex digits of sha256(key)>/
         model.xml, model.bin      the converted graph
+        layout.json               its inputs and padding (`GraphLayout`)
         manifest.json             the key and the size and sha256 of every file
+
+The graphs shipped beside the models (`<models>/graphs/`, `dtpm-train export --graphs`) have
+the same layout and are read first, never written.
 
 `root` is the user cache folder ("DTPM Studio"/openvino), or $DTPM_GRAPH_CACHE. The key holds
 the weight files' content hashes, the network's config and graph layout, and the runtime's
@@ -24,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from . import LAYOUT_FILE, GraphLayout
 
 CACHE_ENV = "DTPM_GRAPH_CACHE"
 """Environment variable naming the cache folder (tests point it at a temporary folder)."""
@@ -49,6 +55,11 @@ class CacheEntry:
     folder: Path
     converted: bool
     problem: str = ""
+
+    @property
+    def layout(self) -> GraphLayout:
+        """How the graph here is called (`LAYOUT_FILE`, checked with the entry)."""
+        return GraphLayout.from_json((self.folder / LAYOUT_FILE).read_text(encoding="utf-8"))
 
 
 def key_digest(key: dict[str, Any]) -> str:
@@ -97,6 +108,22 @@ def check_entry(folder: Path, key: dict[str, Any]) -> str:
     return ""
 
 
+def find_shipped(key: dict[str, Any], roots: tuple[Path, ...]) -> tuple[CacheEntry | None, str]:
+    """The whole entry for `key` in one of the read-only `roots` (graphs shipped beside the
+    models, written by `GraphCache(root).get`), and what was wrong with a damaged one ("" when
+    none); a damaged entry is left as it is, never used."""
+    key = canonical_key(key)
+    digest = key_digest(key)[:32]
+    problem = ""
+    for root in roots:
+        if (root / digest).exists():
+            wrong = check_entry(root / digest, key)
+            if not wrong:
+                return CacheEntry(root / digest, converted=False), ""
+            problem = problem or f"the graph shipped in {root / digest} is unusable ({wrong})"
+    return None, problem
+
+
 class GraphCache:
     """Converted graphs under `root`, one folder per key."""
 
@@ -106,6 +133,11 @@ class GraphCache:
     def folder(self, key: dict[str, Any]) -> Path:
         return self.root / key_digest(key)[:32]
 
+    def has(self, key: dict[str, Any]) -> bool:
+        """True when a whole, current entry for `key` is here (nothing would be built)."""
+        folder = self.folder(canonical_key(key))
+        return folder.exists() and not check_entry(folder, key)
+
     def get(self, key: dict[str, Any], build: Callable[[Path], None]) -> CacheEntry:
         """The checked entry for `key`, built with `build(folder)` (which writes the graph
         files into an empty folder) when there is none or it is damaged or stale."""
@@ -113,9 +145,10 @@ class GraphCache:
         folder = self.folder(key)
         problem = ""
         if folder.exists():
-            problem = check_entry(folder, key)
-            if not problem:
+            cached = check_entry(folder, key)
+            if not cached:
                 return CacheEntry(folder, converted=False)
+            problem = f"the graph cached in {folder} was unusable ({cached})"
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=self.root))
         try:

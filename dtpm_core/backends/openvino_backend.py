@@ -5,8 +5,8 @@ Precision: "fp32" compiles with INFERENCE_PRECISION_HINT f32 (which must be said
 AMX, OpenVINO's own default is bf16), "bf16" with bf16. The converted graph itself is fp32 with
 dynamic height and width whatever the precision and shape policy, so one cache entry serves
 them all: "dynamic" compiles it once for every size, "static" once per padded input size (an
-image of tiles needs one or two). torch is imported only to convert a network and to hand
-results back to the restorers' torch code.
+image of tiles needs one or two). torch is imported only to convert a network that neither
+the models' shipped graphs nor the cache hold.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import numpy as np
 import openvino as ov
 
 from ..errors import ConfigError
-from . import GraphSpec
-from .graph_cache import CacheEntry, GraphCache
+from . import LAYOUT_FILE, GraphLayout, GraphSpec, torch_installed
+from .graph_cache import CacheEntry, GraphCache, find_shipped
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
 """The restorers' resolved precisions as OpenVINO's INFERENCE_PRECISION_HINT."""
@@ -56,30 +56,31 @@ def pad_images(x: np.ndarray, multiple: int, margin: int
 
 def convert(spec: GraphSpec, folder: Path) -> None:
     """Trace `spec`'s network with its example inputs and save the fp32 graph in `folder`,
-    with dynamic height and width on the image inputs."""
+    with dynamic height and width on the image inputs, and its `GraphLayout` beside it."""
     import torch
 
-    module, example = spec.build()
+    module, example, layout = spec.build()
     with torch.no_grad():
         # traced here without torch's re-run check (seconds; the tests compare the outputs)
         traced = torch.jit.trace(module, example, check_trace=False)
         model = ov.convert_model(traced, example_input=example)
     shapes = {}
-    for i, (port, name, x) in enumerate(zip(model.inputs, spec.inputs, example, strict=True)):
+    for i, (port, name, x) in enumerate(zip(model.inputs, layout.inputs, example, strict=True)):
         port.get_tensor().set_names({name})
-        shapes[name] = ov.PartialShape([1, int(x.shape[1]), -1, -1] if i < spec.images
+        shapes[name] = ov.PartialShape([1, int(x.shape[1]), -1, -1] if i < layout.images
                                        else list(x.shape))
     model.reshape(shapes)
     ov.save_model(model, folder / GRAPH_FILE, compress_to_fp16=False)
+    (folder / LAYOUT_FILE).write_text(layout.to_json(), encoding="utf-8")
 
 
 class OpenVINONetwork:
-    """One compiled network: call it with its inputs by name ((1, C, h, w) images as torch
-    tensors or arrays, unpadded); returns the fp32 output as a torch tensor."""
+    """One compiled network: call it with its inputs by name ((1, C, h, w) images as float32
+    arrays, unpadded); returns the output as a new float32 array."""
 
-    def __init__(self, core: ov.Core, graph: Path, spec: GraphSpec, config: dict[str, Any],
-                 shape_policy: str) -> None:
-        self.spec, self._core, self._config = spec, core, config
+    def __init__(self, core: ov.Core, graph: Path, role: str, layout: GraphLayout,
+                 config: dict[str, Any], shape_policy: str) -> None:
+        self.role, self.layout, self._core, self._config = role, layout, core, config
         self._model = core.read_model(graph)
         self._static = shape_policy == "static"
         self._compiled: dict[tuple[int, ...], Any] = {}
@@ -103,26 +104,20 @@ class OpenVINONetwork:
                 .create_infer_request()
         return self._compiled[shape]
 
-    def __call__(self, **inputs: Any) -> Any:
-        import torch
-
-        spec = self.spec
-        missing = [name for name in spec.inputs if inputs.get(name) is None]
+    def __call__(self, **inputs: Any) -> np.ndarray:
+        layout = self.layout
+        missing = [name for name in layout.inputs if inputs.get(name) is None]
         if missing:
-            raise ConfigError(f"the {spec.role} graph needs {', '.join(missing)}")
-        arrays = [np.ascontiguousarray(_numpy(inputs[name])) for name in spec.inputs]
+            raise ConfigError(f"the {self.role} graph needs {', '.join(missing)}")
+        arrays = [np.ascontiguousarray(inputs[name]) for name in layout.inputs]
         crop = None
-        for i in range(spec.images):
+        for i in range(layout.images):
             arrays[i], crop = pad_images(arrays[i].astype(np.float32, copy=False),
-                                         spec.multiple, spec.margin)
+                                         layout.multiple, layout.margin)
         request = self._request(arrays)
         request.infer(arrays)
         out = request.get_output_tensor(0).data  # (1, 3, H', W'), the request's own buffer
-        return torch.from_numpy(np.array(out[(..., *crop)], dtype=np.float32))
-
-
-def _numpy(x: Any) -> np.ndarray:
-    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+        return np.array(out[(..., *crop)], dtype=np.float32)
 
 
 class OpenVINOSession:
@@ -146,22 +141,58 @@ class OpenVINOSession:
 
     def network(self, spec: GraphSpec, on_convert: Callable[[GraphSpec], None] | None = None
                 ) -> tuple[OpenVINONetwork, CacheEntry | None]:
-        """The compiled network for `spec`, and the cache entry when it was looked up now
-        (None when this session had it compiled). `on_convert(spec)` is called before a
-        conversion (the slow part of a first use: seconds)."""
-        key = {**spec.key, "runtime": f"openvino {runtime_version()}"}
-        name = json.dumps(key, sort_keys=True)
+        """The compiled network for `spec`, and the entry it came from when it was looked up
+        now (None when this session had it compiled): a graph shipped beside the models,
+        else the cache's (converted now where the cache has none). `on_convert(spec)` is
+        called before a conversion (the slow part of a first use: seconds). An unusable
+        shipped or cached graph is named in the entry's `problem`."""
+        name = json.dumps(spec.key, sort_keys=True)
         held = self._networks.get(spec.role)
         if held is not None and held[0] == name:
             return held[1], None
+        entry, shipped_problem = find_shipped(spec.key, spec.shipped)
+        if entry is None:
+            if not self.cache.has(cache_key := {**spec.key,
+                                                 "runtime": f"openvino {runtime_version()}"}) \
+                    and not torch_installed():
+                raise ConfigError(_no_graph_message(spec, shipped_problem))
 
-        def build(folder: Path) -> None:
-            if on_convert is not None:
-                on_convert(spec)
-            convert(spec, folder)
+            def build(folder: Path) -> None:
+                if on_convert is not None:
+                    on_convert(spec)
+                convert(spec, folder)
 
-        entry = self.cache.get(key, build)
-        network = OpenVINONetwork(self.core, entry.folder / GRAPH_FILE, spec, self.config,
-                                  self.shape_policy)
+            # the cache's graphs were converted here: keyed by this runtime's version too
+            entry = self.cache.get(cache_key, build)
+            if shipped_problem:
+                entry = CacheEntry(entry.folder, entry.converted,
+                                   "; ".join(filter(None, (shipped_problem, entry.problem))))
+        network = OpenVINONetwork(self.core, entry.folder / GRAPH_FILE, spec.role,
+                                  entry.layout, self.config, self.shape_policy)
         self._networks[spec.role] = (name, network)  # one per role: switching tasks frees
         return network, entry
+
+
+def _no_graph_message(spec: GraphSpec, shipped_problem: str) -> str:
+    where = " or ".join(str(folder) for folder in spec.shipped) or "beside the model files"
+    found = f" ({shipped_problem})" if shipped_problem else ""
+    return (f"the {spec.role} network has no usable converted graph in {where}{found} or in "
+            "the graph cache, and converting one needs PyTorch, which this installation "
+            "leaves out: use model files that come with their graphs (`dtpm-train graphs "
+            "--models FOLDER` writes them on a machine with PyTorch)")
+
+
+def write_graphs(specs: list[GraphSpec], folder: Path,
+                 on_convert: Callable[[GraphSpec], None] | None = None) -> list[CacheEntry]:
+    """Convert `specs` into `folder` in the cache's layout, keyed without the runtime version:
+    the graphs that ship beside the models (`GraphSpec.shipped`). An entry there that checks
+    out is kept; a damaged or stale one is converted again."""
+    cache = GraphCache(folder)
+    entries = []
+    for spec in specs:
+        def build(target: Path, spec: GraphSpec = spec) -> None:
+            if on_convert is not None:
+                on_convert(spec)
+            convert(spec, target)
+        entries.append(cache.get(spec.key, build))
+    return entries

@@ -8,8 +8,27 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config import DiffusionConfig
 from ..networks.model import DTPM
-from .schedule import add_noise, sample_training_noise_level
+from .schedule import alpha_bars
+
+
+def sample_training_noise_level(config: DiffusionConfig, batch: int,
+                                generator: torch.Generator | None = None,
+                                device: torch.device | str = "cpu") -> torch.Tensor:
+    """Draw sqrt(gamma) for a training batch as in SR3: t ~ U{1..T}, then sqrt(gamma) uniform
+    between sqrt(alpha_bar_t) and sqrt(alpha_bar_{t-1}). Returns float32, shape (batch,)."""
+    table = torch.from_numpy(alpha_bars(config)).sqrt()  # (T + 1,)
+    t = torch.randint(1, config.num_steps + 1, (batch,), generator=generator)
+    u = torch.rand(batch, generator=generator, dtype=torch.float64)
+    low, high = table[t], table[t - 1]  # sqrt(alpha_bar_t) <= sqrt(alpha_bar_{t-1})
+    return (low + u * (high - low)).to(device=device, dtype=torch.float32)
+
+
+def add_noise(x0: torch.Tensor, sqrt_gamma: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """x_noisy = sqrt(gamma) x0 + sqrt(1 - gamma) eps; sqrt_gamma has shape (B,)."""
+    g = sqrt_gamma.view(-1, 1, 1, 1).to(x0.dtype)
+    return g * x0 + (1.0 - g * g).clamp_min(0.0).sqrt() * eps
 
 
 def _to_signed(image01: torch.Tensor) -> torch.Tensor:

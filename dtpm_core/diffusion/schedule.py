@@ -1,4 +1,5 @@
-"""The linear noise schedule and the continuous noise levels of DTPM (DESIGN 1.1).
+"""The linear noise schedule of DTPM and the steps a DDIM run samples at (DESIGN 1.1); plain
+numpy, for inference without torch (the training draws are in `objectives`).
 
 Symbols (Ho et al. 2020; Saharia et al. 2021, SR3):
     beta_t                 linear from beta_start to beta_end, t = 1..T
@@ -9,35 +10,16 @@ Symbols (Ho et al. 2020; Saharia et al. 2021, SR3):
 
 from __future__ import annotations
 
-import torch
+import numpy as np
 
 from ..config import DiffusionConfig
 from ..errors import ConfigError
 
 
-def alpha_bars(config: DiffusionConfig) -> torch.Tensor:
+def alpha_bars(config: DiffusionConfig) -> np.ndarray:
     """alpha_bar_t for t = 0..T as float64, shape (T + 1,), with alpha_bar_0 = 1."""
-    betas = torch.linspace(config.beta_start, config.beta_end, config.num_steps,
-                           dtype=torch.float64)
-    return torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1.0 - betas, dim=0)])
-
-
-def sample_training_noise_level(config: DiffusionConfig, batch: int,
-                                generator: torch.Generator | None = None,
-                                device: torch.device | str = "cpu") -> torch.Tensor:
-    """Draw sqrt(gamma) for a training batch as in SR3: t ~ U{1..T}, then sqrt(gamma) uniform
-    between sqrt(alpha_bar_t) and sqrt(alpha_bar_{t-1}). Returns float32, shape (batch,)."""
-    table = alpha_bars(config).sqrt()  # (T + 1,)
-    t = torch.randint(1, config.num_steps + 1, (batch,), generator=generator)
-    u = torch.rand(batch, generator=generator, dtype=torch.float64)
-    low, high = table[t], table[t - 1]  # sqrt(alpha_bar_t) <= sqrt(alpha_bar_{t-1})
-    return (low + u * (high - low)).to(device=device, dtype=torch.float32)
-
-
-def add_noise(x0: torch.Tensor, sqrt_gamma: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """x_noisy = sqrt(gamma) x0 + sqrt(1 - gamma) eps; sqrt_gamma has shape (B,)."""
-    g = sqrt_gamma.view(-1, 1, 1, 1).to(x0.dtype)
-    return g * x0 + (1.0 - g * g).clamp_min(0.0).sqrt() * eps
+    betas = np.linspace(config.beta_start, config.beta_end, config.num_steps, dtype=np.float64)
+    return np.concatenate([np.ones(1), np.cumprod(1.0 - betas)])
 
 
 def sampling_timesteps(num_steps: int, config: DiffusionConfig, start: int | None = None

@@ -7,10 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
-import torch
 
 from ..backends.device import is_out_of_memory, release_cached_memory
 from ..errors import Cancelled, ConfigError, ModelOutputError, OutOfMemory
@@ -28,6 +27,23 @@ class RestoreProgress:
 
 ProgressCallback = Callable[[RestoreProgress], None]
 StopCheck = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class DTPMCalls:
+    """The DTPM engine's networks on one backend, for one restore: every image a (1, C, h, w)
+    float32 array in [-1, 1], every output a new float32 array.
+
+        predict(y_d) -> y_eps                             None without an initial predictor
+        semantic(y_eps) -> code (1, D)                    the whole image; None without one
+        denoise(x_t, y_d, sqrt_gamma, code, guidance) -> eps_hat
+    `guided`: the task's adapters take the initial prediction (guidance) as input."""
+
+    predict: Callable[[np.ndarray], np.ndarray] | None
+    semantic: Callable[[np.ndarray], np.ndarray] | None
+    denoise: Callable[[np.ndarray, np.ndarray, float, np.ndarray | None, np.ndarray | None],
+                      np.ndarray]
+    guided: bool
 
 
 class PassCounter:
@@ -52,7 +68,7 @@ T = TypeVar("T")
 
 
 def run_with_tile_backoff(run: Callable[[int], T], tile: int, shape: tuple[int, int],
-                          device: torch.device) -> tuple[T, int, list[str]]:
+                          device: Any) -> tuple[T, int, list[str]]:
     """Call run(tile); on out-of-memory halve the tile (down to MIN_TILE) and call it again.
     Returns (result, tile used, notes about each retry); raises OutOfMemory at the end."""
     notes: list[str] = []
@@ -85,10 +101,10 @@ def check_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def require_finite(tensor: torch.Tensor, what: str, files: Sequence[str | Path]) -> None:
+def require_finite(array: np.ndarray, what: str, files: Sequence[str | Path]) -> None:
     """NaN or infinite values mean broken weights: say which model file(s), never show or save
-    a clipped image of them. Check before any clamp (which would hide an infinity)."""
-    if bool(torch.isfinite(tensor).all()):
+    a clipped image of them. Check before any clip (which would hide an infinity)."""
+    if np.isfinite(array).all():
         return
     named = " / ".join(str(f) for f in files)
     if len(files) == 1:
@@ -98,13 +114,22 @@ def require_finite(tensor: torch.Tensor, what: str, files: Sequence[str | Path])
     raise ModelOutputError(f"the {what} contains NaN or infinite values: {fault}")
 
 
-def to_image(x: torch.Tensor) -> np.ndarray:
+def to_image(x: np.ndarray) -> np.ndarray:
     """(1, 3, H, W) in [-1, 1] -> (H, W, 3) float32 in [0, 1]; `x` is not modified."""
     out = np.empty((x.shape[2], x.shape[3], 3), dtype=np.float32)
     for c in range(3):  # channel by channel: no second full-size temporary
-        plane = x[0, c].float().add(1.0).mul_(0.5).clamp_(0.0, 1.0)
-        out[..., c] = plane.cpu().numpy()
+        plane = x[0, c] + np.float32(1.0)
+        plane *= np.float32(0.5)
+        out[..., c] = np.clip(plane, 0.0, 1.0, out=plane)
     return out
+
+
+def to_network_input(image: np.ndarray) -> np.ndarray:
+    """(h, w, 3) in [0, 1] -> (1, 3, h, w) float32 in [-1, 1], a new array."""
+    x = np.multiply(image.transpose(2, 0, 1)[None], np.float32(2.0),
+                    out=np.empty((1, 3, *image.shape[:2]), dtype=np.float32))
+    x -= np.float32(1.0)
+    return x
 
 
 def smaller_tile(tile: int, shape: tuple[int, int]) -> int | None:

@@ -14,18 +14,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import torch
-
-from ..backends import OPENVINO, TORCH, GraphSpec, resolve_backend
-from ..backends.device import (
-    autocast_context,
-    prepare_for_inference,
-    resolve_device,
-    resolve_precision,
-)
+from ..backends import OPENVINO, TORCH, CPUDevice, GraphSpec, resolve_backend
+from ..backends.device import resolve_precision, thread_count
 from .inference import ProgressCallback, RestoreProgress, run_with_tile_backoff
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
     from ..backends.openvino_backend import OpenVINOSession
@@ -51,19 +45,26 @@ class Runner:
     `precision` None or "auto" takes the fast path where the device has one (see
     `dtpm_core.backends.device`); `backend` "torch", "openvino", "auto" or None (the process
     preference), `experts` whether the networks have MoE experts (`resolve_backend`). A
-    combination the device cannot run is a `ConfigError` here, before any file is read."""
+    combination the device cannot run is a `ConfigError` here, before any file is read.
+    With the OpenVINO backend nothing here imports torch; `device` is then `CPUDevice()`."""
 
     def __init__(self, device: str = "auto", precision: str | None = None,
                  backend: str | None = TORCH, *, experts: bool = False) -> None:
-        self.device = resolve_device(device)
-        self.precision = resolve_precision(self.device, precision)
-        self.backend = resolve_backend(backend, self.device, experts=experts)
-        autocast_context(self.device, self.precision)  # validates the combination early
+        self.backend = resolve_backend(backend, device, experts=experts)
         self.openvino: OpenVINOSession | None = None
         if self.backend == OPENVINO:
             from ..backends.openvino_backend import OpenVINOSession
 
-            self.openvino = OpenVINOSession(self.precision, torch.get_num_threads())
+            self.device: torch.device | CPUDevice = CPUDevice()
+            self.precision = resolve_precision(self.device, precision)
+            self.openvino = OpenVINOSession(self.precision, thread_count())
+        else:
+            from ..backends.device import apply_threads_to_torch, autocast_context, resolve_device
+
+            apply_threads_to_torch()
+            self.device = resolve_device(device)
+            self.precision = resolve_precision(self.device, precision)
+            autocast_context(self.device, self.precision)  # validates the combination early
         self.notes: list[str] = []  # for the next result
 
     def prepare(self, module: Module, keep_fp32: Iterable[nn.Module] = ()) -> Module:
@@ -72,6 +73,8 @@ class Runner:
         converts the fp32 modules as loaded, so there they are returned untouched."""
         if self.openvino is not None:
             return module
+        from ..backends.device import prepare_for_inference
+
         return prepare_for_inference(module, self.device, self.precision, keep_fp32)
 
     def compile_graphs(self, specs: Sequence[GraphSpec], progress: ProgressCallback | None
@@ -90,8 +93,8 @@ class Runner:
                     progress(RestoreProgress(i, len(specs), "converting"))
             network, entry = self.openvino.network(spec, on_convert)
             if entry is not None and entry.problem:
-                self.notes.append(f"the converted {spec.role} graph in {entry.folder} was "
-                                  f"unusable ({entry.problem}): converted again")
+                done = "converted again" if entry.converted else "used the cached one"
+                self.notes.append(f"{spec.role} network: {entry.problem}; {done}")
             networks.append(network)
         return networks
 
@@ -113,7 +116,7 @@ class RunsOnRunner:
     runner: Runner
 
     @property
-    def device(self) -> torch.device:
+    def device(self) -> torch.device | CPUDevice:
         return self.runner.device
 
     @property

@@ -14,14 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..backends import TORCH
-from ..backends.torch_backend import torch_network
 from ..errors import ConfigError
 from ..options import DEFAULT_TILE
-from ..singlepass.network import INFERENCE_TOP_K
-from ..singlepass.weights import SinglePassInfo, load_singlepass
+from ..singlepass.config import INFERENCE_TOP_K
+from ..singlepass.info import SinglePassInfo
 from .inference import (
     PassCounter,
     ProgressCallback,
@@ -29,6 +27,7 @@ from .inference import (
     check_image,
     require_finite,
     to_image,
+    to_network_input,
 )
 from .runner import Runner, RunsOnRunner
 from .tiling import TileBlender, Window
@@ -49,22 +48,22 @@ class SinglePassResult:
     notes: list[str] = field(default_factory=list)
 
 
-Transform = Callable[[torch.Tensor], torch.Tensor]
+Transform = Callable[[np.ndarray], np.ndarray]
 
 
 def dihedral_transforms(count: int = ENSEMBLE_SIZE) -> list[tuple[Transform, Transform]]:
-    """(forward, inverse) pairs on (B, C, H, W) tensors: rot90^k after an optional
+    """(forward, inverse) pairs on (B, C, H, W) arrays: rot90^k after an optional
     left-right flip, and its inverse flip(rot90^-k). The first pair is the identity."""
     pairs: list[tuple[Transform, Transform]] = []
     for flip in (False, True):
         for k in range(4):
-            def forward(x: torch.Tensor, k: int = k, flip: bool = flip) -> torch.Tensor:
-                x = x.flip(-1) if flip else x
-                return torch.rot90(x, k, dims=(-2, -1))
+            def forward(x: np.ndarray, k: int = k, flip: bool = flip) -> np.ndarray:
+                x = x[..., ::-1] if flip else x
+                return np.ascontiguousarray(np.rot90(x, k, axes=(-2, -1)))
 
-            def inverse(y: torch.Tensor, k: int = k, flip: bool = flip) -> torch.Tensor:
-                y = torch.rot90(y, -k, dims=(-2, -1))
-                return y.flip(-1) if flip else y
+            def inverse(y: np.ndarray, k: int = k, flip: bool = flip) -> np.ndarray:
+                y = np.rot90(y, -k, axes=(-2, -1))
+                return y[..., ::-1] if flip else y
             pairs.append((forward, inverse))
     return pairs[:count]
 
@@ -82,10 +81,19 @@ class SinglePassRestorer(RunsOnRunner):
     def __init__(self, path: str | Path, device: str = "auto", *, precision: str | None = None,
                  max_experts: int = INFERENCE_TOP_K, backend: str | None = TORCH) -> None:
         self.runner = Runner(device, precision, backend, experts=True)
-        net, info = load_singlepass(path)
+        self.max_experts = max_experts
+        self.net = None  # the torch module, on the torch backend
+        if self.runner.openvino is None:
+            from ..singlepass.weights import load_singlepass
+
+            net, info = load_singlepass(path)
+            net.set_inference_top_k(max_experts)
+            self.net = self.runner.prepare(net)
+        else:
+            from ..singlepass.info import read_singlepass_info
+
+            info = read_singlepass_info(path)
         self.info: SinglePassInfo = info
-        net.set_inference_top_k(max_experts)
-        self.net = self.runner.prepare(net)  # OpenVINO: as loaded (fp32), what gets converted
 
     @property
     def tasks(self) -> dict[str, int]:
@@ -118,38 +126,41 @@ class SinglePassRestorer(RunsOnRunner):
             tile, image.shape[:2])
         return SinglePassResult(run.value, task, t_mat, run.tile, run.seconds, run.notes)
 
-    def _network(self, progress: ProgressCallback | None) -> Callable[..., torch.Tensor]:
-        """net(x, t) -> y on the chosen backend; a first use of the OpenVINO backend converts
-        the network (reported as the stage "converting")."""
+    def _network(self, progress: ProgressCallback | None
+                 ) -> Callable[[np.ndarray, int], np.ndarray]:
+        """net(x, t_mat) -> y on the chosen backend, on (1, 3, h, w) float32 arrays; a first
+        use of the OpenVINO backend converts the network where no graph was shipped or cached
+        (reported as the stage "converting")."""
         if self.runner.openvino is None:
-            return torch_network(self.net, self.device, self.precision)
+            from .singlepass_torch import torch_singlepass
+
+            return torch_singlepass(self.net, self.runner)
         from ..singlepass.graph import singlepass_graph
 
-        (net,) = self.runner.compile_graphs([singlepass_graph(self.net, self.info)], progress)
-        return lambda x, t: net(x=x, t=t)
+        (net,) = self.runner.compile_graphs([singlepass_graph(self.info, self.max_experts)],
+                                            progress)
+        return lambda x, t_mat: net(x=x, t=np.full((1,), t_mat, dtype=np.int64))
 
-    @torch.no_grad()
     def _run(self, image: np.ndarray, t_mat: int, tile: int, ensemble: bool,
              progress: ProgressCallback | None, should_stop: StopCheck | None) -> np.ndarray:
-        net, device = self._network(progress), self.device
+        net = self._network(progress)
         height, width = image.shape[:2]
-        blender = TileBlender(height, width, tile, device)
+        blender = TileBlender(height, width, tile)
         transforms = dihedral_transforms(ENSEMBLE_SIZE if ensemble else 1)
         stage = f"single pass, t={t_mat}" + (" (8-way ensemble)" if ensemble else "")
         tick = PassCounter(len(blender) * len(transforms), stage, progress, should_stop).tick
 
-        source = torch.from_numpy(image).to(device)  # (H, W, 3) in [0, 1]
-        t = torch.full((1,), t_mat, dtype=torch.long, device=device)  # (1,)
-
-        def one_window(w: Window) -> torch.Tensor:
-            x = source[w.slices].permute(2, 0, 1)[None].mul(2.0).sub_(1.0)  # (1, 3, h, w)
+        def one_window(w: Window) -> np.ndarray:
+            x = to_network_input(image[w.slices])  # (1, 3, h, w) in [-1, 1]
             acc = None
             for forward, inverse in transforms:
-                y = net(forward(x), t)
-                y = inverse(y.float())  # y = x - f(x, t_mat), [-1, 1]
-                acc = y if acc is None else acc.add_(y)
+                y = inverse(net(forward(x), t_mat))  # y = x - f(x, t_mat), [-1, 1]
+                acc = np.ascontiguousarray(y, dtype=np.float32) if acc is None \
+                    else np.add(acc, y, out=acc)
                 tick()
-            return acc if len(transforms) == 1 else acc.div_(len(transforms))
+            if len(transforms) > 1:
+                acc /= np.float32(len(transforms))
+            return acc
 
         out = blender.blend(one_window, channels=3)  # (1, 3, H, W) in [-1, 1]
         require_finite(out, "single-pass result", [self.info.path])  # before the clip

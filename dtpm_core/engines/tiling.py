@@ -1,7 +1,7 @@
 """Overlapping tiles with smooth blending (DESIGN 1.5).
 
-Pure functions: where the windows go, how much each pixel of a window weighs, and a blend of
-per-window outputs into one map. The restorer blends once per denoising step, so tiles are
+Pure functions on numpy arrays: where the windows go, how much each pixel of a window weighs,
+and a blend of per-window outputs into one map. The restorer blends once per denoising step, so tiles are
 fused at every step.
 
 The weight of a window is 1 in its interior and falls to ~0 (raised cosine) over the overlap
@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
+import numpy as np
 
 TILE_OVERLAP_FRACTION = 0.25
 """Overlap between neighbouring windows, as a fraction of the tile size."""
@@ -65,31 +65,29 @@ def tile_windows(height: int, width: int, tile: int,
     return windows
 
 
-def edge_taper(n: int, ramp: int, low: bool, high: bool) -> torch.Tensor:
+def edge_taper(n: int, ramp: int, low: bool, high: bool) -> np.ndarray:
     """Weights along one axis of a window of n pixels, (n,) float64: 1 inside, a raised cosine
     sin^2(pi/2 * (d + 0.5) / ramp) over the `ramp` pixels at distance d from an edge that is
     tapered (`low`: the first pixels, `high`: the last). Strictly positive (~1e-4 / ramp^2 at
     a tapered edge), and two tapers crossing over the same `ramp` pixels sum to 1."""
-    w = torch.ones(n, dtype=torch.float64)
+    w = np.ones(n, dtype=np.float64)
     ramp = min(ramp, n // 2)
     if ramp > 0:
-        d = torch.arange(ramp, dtype=torch.float64)
-        rise = torch.sin(0.5 * math.pi * (d + 0.5) / ramp) ** 2
+        d = np.arange(ramp, dtype=np.float64)
+        rise = np.sin(0.5 * math.pi * (d + 0.5) / ramp) ** 2
         if low:
             w[:ramp] = rise
         if high:
-            w[n - ramp:] = rise.flip(0)
+            w[n - ramp:] = rise[::-1]
     return w
 
 
-def window_weight(window: Window, height: int, width: int, ramp: int,
-                  device: torch.device | str = "cpu",
-                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Blending weight of `window` in a height x width image, (1, 1, h, w): `edge_taper` on
-    every edge inside the image, none on the image's borders."""
+def window_weight(window: Window, height: int, width: int, ramp: int) -> np.ndarray:
+    """Blending weight of `window` in a height x width image, (1, 1, h, w) float32:
+    `edge_taper` on every edge inside the image, none on the image's borders."""
     rows = edge_taper(window.bottom - window.top, ramp, window.top > 0, window.bottom < height)
     cols = edge_taper(window.right - window.left, ramp, window.left > 0, window.right < width)
-    return (rows[:, None] * cols[None, :]).to(device=device, dtype=dtype)[None, None]
+    return (rows[:, None] * cols[None, :]).astype(np.float32)[None, None]
 
 
 class TileBlender:
@@ -99,47 +97,49 @@ class TileBlender:
     every step, so a step costs one pass over the windows and one (B, C, H, W) accumulator.
     """
 
-    def __init__(self, height: int, width: int, tile: int, device: torch.device | str,
-                 overlap: int | None = None) -> None:
+    def __init__(self, height: int, width: int, tile: int, overlap: int | None = None) -> None:
         self.height, self.width = height, width
         self.windows = tile_windows(height, width, tile, overlap)
         # the taper spans the nominal overlap; neighbouring windows overlap at least that much
         self.ramp = int(tile * TILE_OVERLAP_FRACTION) if overlap is None else overlap
-        self.device = torch.device(device)
-        self._weights: dict[tuple[int, ...], torch.Tensor] = {}
+        self._weights: dict[tuple[int, ...], np.ndarray] = {}
         if len(self.windows) > 1:
-            total = torch.zeros(1, 1, height, width, device=self.device)
+            total = np.zeros((1, 1, height, width), dtype=np.float32)
             for window in self.windows:
                 rows, cols = window.slices
                 total[..., rows, cols] += self._weight(window)
-            self._inverse_total = total.reciprocal_()
+            self._inverse_total = np.reciprocal(total, out=total)
 
-    def _weight(self, window: Window) -> torch.Tensor:
+    def _weight(self, window: Window) -> np.ndarray:
         key = (window.bottom - window.top, window.right - window.left, window.top > 0,
                window.bottom < self.height, window.left > 0, window.right < self.width)
         if key not in self._weights:
-            self._weights[key] = window_weight(window, self.height, self.width, self.ramp,
-                                               device=self.device)
+            self._weights[key] = window_weight(window, self.height, self.width, self.ramp)
         return self._weights[key]
 
     def __len__(self) -> int:
         return len(self.windows)
 
-    def blend(self, fn: Callable[[Window], torch.Tensor], channels: int,
-              batch: int = 1, on_window: Callable[[], None] | None = None) -> torch.Tensor:
+    def blend(self, fn: Callable[[Window], np.ndarray], channels: int,
+              batch: int = 1, on_window: Callable[[], None] | None = None) -> np.ndarray:
         """out = sum_w weight_w * fn(w) / sum_w weight_w, as (batch, channels, H, W) float32.
 
-        `fn(window)` returns the output for that window; `on_window` is called after each
+        `fn(window)` returns the output for that window as a new array (it is weighted in
+        place); `on_window` is called after each
         (for progress reporting and cancellation checks)."""
         if len(self.windows) == 1:
-            out = fn(self.windows[0]).float()
+            out = np.asarray(fn(self.windows[0]), dtype=np.float32)
             if on_window is not None:
                 on_window()
             return out
-        acc = torch.zeros(batch, channels, self.height, self.width, device=self.device)
+        acc = np.zeros((batch, channels, self.height, self.width), dtype=np.float32)
         for window in self.windows:
             rows, cols = window.slices
-            acc[..., rows, cols] += fn(window).float() * self._weight(window)
+            part = np.asarray(fn(window), dtype=np.float32)
+            part *= self._weight(window)
+            acc[..., rows, cols] += part
+            del part
             if on_window is not None:
                 on_window()
-        return acc.mul_(self._inverse_total)
+        acc *= self._inverse_total
+        return acc

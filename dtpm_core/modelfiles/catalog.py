@@ -107,6 +107,12 @@ def entry_for_adapter(path: str | Path, catalog: Catalog) -> ModelEntry | None:
     return None
 
 
+def folder_catalog(folder: Path) -> Catalog:
+    """The models that one folder's manifest lists (no other folder's)."""
+    base, adapters, singlepass = _read_manifest(folder)
+    return Catalog(base=base, adapters=adapters, singlepass=singlepass)
+
+
 def resolve_singlepass(path: str | Path | None, catalog: Catalog | None = None) -> Path:
     """The single-pass network to load: the given path, else the installed one."""
     if path is not None:

@@ -1,20 +1,14 @@
-"""Weight files: safetensors with DTPM metadata, content hashes and strict loading (DESIGN 4).
+"""Weight files as torch modules (DESIGN 4): saving, and strict loading of files that
+`verified` has read and checked (kind, version, both hashes) without torch.
 
 A *base* file holds the Stage I denoiser; an *adapter* file holds one task's Stage II weights
-and the hash of the base it was trained on. Every file carries its model config as JSON, a
-sha256 of its tensors (`content_sha256`, which identifies the model: adapters name their base
-by it) and a sha256 of its metadata (`metadata_sha256`: config, task, base hash, Stage II
-options, calibration, task table, ... everything that changes results, and content_sha256, so
-it covers the tensors too), both checked on load. A file without them (written before
-`metadata_sha256` existed, or with it deleted) is refused unless the user allows unverified
-files (`dtpm_core.modelfiles.unverified`). Pickles are never read.
+and the hash of the base it was trained on. Loading is strict: a missing or extra tensor, or
+one of another shape, is an error, never silently dropped.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,77 +19,33 @@ from safetensors.torch import save as st_save_bytes
 
 from ..config import ModelConfig
 from ..diffusion.calibration import Calibration
-from ..errors import BaseMismatchError, ConfigError, WeightsError
+from ..errors import ConfigError, WeightsError
 from ..files.atomic import write_bytes_atomic
-from ..networks.model import (
-    DTPM,
-    Stage2Options,
-    build_task_modules,
-    denoiser_parameter_names_trained,
+from ..networks.model import DTPM, build_task_modules, denoiser_parameter_names_trained
+from .verified import (
+    FORMAT_VERSION,
+    KIND_ADAPTER,
+    KIND_BASE,
+    AdapterInfo,
+    BaseInfo,
+    VerifiedFile,
+    adapter_info,
+    base_info,
+    check_base_match,
+    read_verified,
+    seal_metadata,
+    tensor_digest,
 )
-from .unverified import no_checksum_message, unverified_allowed
-
-FORMAT_VERSION = 1
-KIND_BASE = "dtpm-base"
-KIND_ADAPTER = "dtpm-adapter"
-KIND_SINGLEPASS = "dtpm-singlepass"
-KIND_NAMES = {KIND_BASE: "base model", KIND_ADAPTER: "adapter",
-              KIND_SINGLEPASS: "single-pass model"}
-"""What each kind of weight file is called in messages."""
-
-
-@dataclass(frozen=True)
-class BaseInfo:
-    """What a base file says about itself."""
-
-    path: Path | None
-    sha256: str
-    config: ModelConfig
-    training: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    calibration: Calibration = field(default_factory=Calibration)
-
-
-@dataclass(frozen=True)
-class AdapterInfo:
-    """What an adapter file says about itself."""
-
-    path: Path | None
-    sha256: str
-    task: str
-    display_name: str
-    base_sha256: str
-    config: ModelConfig
-    stage2: Stage2Options
-    training: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    calibration: Calibration = field(default_factory=Calibration)
 
 
 def content_sha256(tensors: dict[str, torch.Tensor]) -> str:
-    """sha256 over names, dtypes, shapes and bytes of the tensors, in name order. It identifies
-    a model independently of file layout and metadata."""
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].detach().to("cpu").contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
-
-
-METADATA_HASH_KEY = "metadata_sha256"
-
-
-def metadata_sha256(metadata: dict[str, str]) -> str:
-    """sha256 over every metadata entry (content_sha256 included, so the metadata is bound to
-    its tensors) except this hash itself, in key order."""
-    covered = {k: v for k, v in metadata.items() if k != METADATA_HASH_KEY}
-    return hashlib.sha256(json.dumps(covered, sort_keys=True).encode()).hexdigest()
-
-
-def seal_metadata(metadata: dict[str, str]) -> dict[str, str]:
-    """`metadata` with its `metadata_sha256` added (every save function calls this last)."""
-    return {**metadata, METADATA_HASH_KEY: metadata_sha256(metadata)}
+    """`verified.tensor_digest` of torch tensors (what a file of them will be hashed as)."""
+    def entries():
+        for name, tensor in tensors.items():
+            t = tensor.detach().to("cpu").contiguous()
+            data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+            yield name, str(t.dtype), tuple(t.shape), data
+    return tensor_digest(entries())
 
 
 def _save(path: Path | str, tensors: dict[str, torch.Tensor], kind: str,
@@ -110,85 +60,7 @@ def _save(path: Path | str, tensors: dict[str, torch.Tensor], kind: str,
     return sha
 
 
-def _read(path: Path | str, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read and verify a DTPM safetensors file of the given kind (one of KIND_NAMES)."""
-    path = Path(path)
-    what = KIND_NAMES[kind]
-    if not path.is_file():
-        raise WeightsError(f"{what} file not found: {path}")
-    data = path.read_bytes()
-    try:
-        tensors = st_load_bytes(data)
-        header_len = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8:8 + header_len])
-    except (SafetensorError, ValueError, UnicodeDecodeError, OverflowError) as exc:
-        raise WeightsError(f"{path} is not a readable safetensors file (damaged or of another "
-                           f"format): {exc}") from exc
-    metadata = header.get("__metadata__") or {}
-    if metadata.get("format") != "dtpm":
-        raise WeightsError(f"{path} is a safetensors file but not a DTPM model (no DTPM metadata)")
-    try:
-        version = int(metadata.get("format_version", "0"))
-    except ValueError as exc:
-        raise WeightsError(f"{path}: bad format_version {metadata.get('format_version')!r}") \
-            from exc
-    if version > FORMAT_VERSION:
-        raise WeightsError(f"{path} was written by a newer DTPM Studio (format {version}); "
-                           f"this version reads format {FORMAT_VERSION}: please update")
-    found = metadata.get("kind")
-    if found != kind:
-        found_name = KIND_NAMES.get(found, "unknown kind of")
-        raise WeightsError(f"{path} is a DTPM {found_name} file ({found!r}), not {_a(what)} "
-                           f"(expected {_a(what)}); check which file goes to --base, --adapter "
-                           "or --model")
-    _verify(path, what, tensors, metadata)
-    return tensors, metadata
-
-
-def _verify(path: Path, what: str, tensors: dict[str, torch.Tensor],
-            metadata: dict[str, str]) -> None:
-    """Check the tensors against content_sha256 and the metadata against metadata_sha256 (which
-    covers content_sha256, so both together cover everything); a wrong hash is refused always,
-    a missing one unless the user allows unverified files. A file let through without
-    content_sha256 gets the computed one: it is the model's identity (adapters name their
-    base by it)."""
-    actual = content_sha256(tensors)
-    stated = metadata.get("content_sha256")
-    if stated is not None and stated != actual:
-        raise WeightsError(f"{path} is corrupted: its tensors do not match the sha256 recorded "
-                           "when it was saved; download or export it again")
-    recorded = metadata.get(METADATA_HASH_KEY)
-    if recorded is not None and recorded != metadata_sha256(metadata):
-        raise WeightsError(f"{path} is corrupted or was edited: its metadata (model config, "
-                           "task, base model hash, calibration, ...) do not match the sha256 "
-                           "recorded when it was saved; download or export it again")
-    missing = [key for key, value in (("content_sha256", stated), (METADATA_HASH_KEY, recorded))
-               if value is None]
-    if missing and not unverified_allowed():
-        raise WeightsError(no_checksum_message(path, what + " file", " and ".join(missing)))
-    metadata.setdefault("content_sha256", actual)
-
-
-def _a(noun: str) -> str:
-    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
-
-
-def _config_of(path: Path | str, metadata: dict[str, str]) -> ModelConfig:
-    try:
-        return ModelConfig.from_json(metadata["config"])
-    except (KeyError, ConfigError) as exc:
-        raise WeightsError(f"{path}: its model config cannot be read: {exc}") from exc
-
-
-def _json_field(metadata: dict[str, str], key: str) -> dict[str, Any]:
-    try:
-        value = json.loads(metadata.get(key, "{}"))
-    except json.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path | str,
+def load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path | str,
                  what: str) -> None:
     expected = set(module.state_dict())
     missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
@@ -224,25 +96,22 @@ def _calibration_field(calibration: Calibration | None) -> dict[str, str]:
     return {} if calibration is None else {"calibration": calibration.to_json()}
 
 
-def _calibration_of(path: Path | str, metadata: dict[str, str]) -> Calibration:
-    try:
-        return Calibration.from_metadata(metadata, str(path))
-    except ConfigError as exc:
-        raise WeightsError(str(exc)) from exc
-
-
 def load_base(path: Path | str) -> tuple[DTPM, BaseInfo]:
     """Rebuild the base model (on the CPU, eval mode, frozen) from a base file."""
-    tensors, metadata = _read(path, KIND_BASE)
-    config = _config_of(path, metadata)
-    model = DTPM(config)
-    _load_strict(model.denoiser, tensors, path, "base denoiser")
+    file = read_verified(path, KIND_BASE)
+    info = base_info(file)
+    model = DTPM(info.config)
+    load_strict(model.denoiser, tensors_of(file), path, "base denoiser")
     model.eval().requires_grad_(False)
-    info = BaseInfo(path=Path(path), sha256=metadata["content_sha256"], config=config,
-                    training=_json_field(metadata, "training"),
-                    metrics=_json_field(metadata, "metrics"),
-                    calibration=_calibration_of(path, metadata))
     return model, info
+
+
+def tensors_of(file: VerifiedFile) -> dict[str, torch.Tensor]:
+    """The tensors of a verified file, as torch tensors."""
+    try:
+        return st_load_bytes(file.data)
+    except SafetensorError as exc:  # checked already: only a reader's own limit lands here
+        raise WeightsError(f"{file.path} is not a readable safetensors file: {exc}") from exc
 
 
 def save_adapter(path: Path | str, model: DTPM, task: str, base_sha256: str,
@@ -270,42 +139,21 @@ class TaskParts(torch.nn.Module):
         self.denoiser_overrides: dict[str, torch.Tensor] = {}
 
 
-def read_adapter_info(path: Path | str) -> AdapterInfo:
-    """Read and verify an adapter file's metadata (the tensors are checked too)."""
-    return _read_adapter(path)[1]
-
-
 def _read_adapter(path: Path | str) -> tuple[dict[str, torch.Tensor], AdapterInfo]:
-    tensors, metadata = _read(path, KIND_ADAPTER)
-    try:
-        stage2 = Stage2Options(**_json_field(metadata, "stage2"))
-    except (TypeError, ConfigError) as exc:
-        raise WeightsError(f"{path}: its Stage II options cannot be read: {exc}") from exc
-    info = AdapterInfo(path=Path(path), sha256=metadata["content_sha256"],
-                       task=metadata.get("task", "unknown"),
-                       display_name=metadata.get("display_name", metadata.get("task", "")),
-                       base_sha256=metadata.get("base_sha256", ""),
-                       config=_config_of(path, metadata), stage2=stage2,
-                       training=_json_field(metadata, "training"),
-                       metrics=_json_field(metadata, "metrics"),
-                       calibration=_calibration_of(path, metadata))
-    return tensors, info
+    file = read_verified(path, KIND_ADAPTER)
+    return tensors_of(file), adapter_info(file)
 
 
 def load_adapter(path: Path | str, base: DTPM, base_info: BaseInfo) -> TaskParts:
     """Load an adapter file for `base`; refuses one trained on another base."""
     tensors, info = _read_adapter(path)
-    if info.base_sha256 != base_info.sha256:
-        raise BaseMismatchError(
-            f"{path} ({info.display_name}) was trained on base model {info.base_sha256[:12]}, "
-            f"but the loaded base is {base_info.sha256[:12]} ({base_info.path}); load the base "
-            "it was trained with, or retrain the adapter on this base")
+    check_base_match(info, base_info)
     parts = TaskParts(info, base.denoiser.block_widths)
     for prefix, module, what in (("adapters.", parts.adapters, "adapters"),
                                  ("predictor.", parts.predictor, "initial predictor")):
         state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
         if module is not None:
-            _load_strict(module, state, path, what)
+            load_strict(module, state, path, what)
         elif state:
             raise WeightsError(f"{path} holds {what} weights its Stage II options do not use")
     overrides = {k[len("denoiser."):]: v for k, v in tensors.items() if k.startswith("denoiser.")}

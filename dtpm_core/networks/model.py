@@ -3,42 +3,15 @@ parts (adapters, initial predictor) with the paper's ablation modes (DESIGN 1.2-
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import ModelConfig, Stage2Options
 from ..errors import ConfigError
 from .adapters import AdapterSet
 from .denoiser import Denoiser
 from .predictor import InitialPredictor
 from .semantic import SemanticEncoder
-
-STAGE2_MODES = ("adapters", "finetune-encoder", "finetune-decoder", "finetune-both")
-"""What Stage II trains besides the initial predictor: the paper's adapters, or (ablations)
-the denoiser's encoder, decoder or both, without adapters."""
-
-
-@dataclass(frozen=True)
-class Stage2Options:
-    """How a task model is built and trained (the paper's ablations, section 4.4)."""
-
-    mode: str = "adapters"
-    use_predictor: bool = True  # False: "w/o initial predictor", y_eps = y_d
-    from_scratch: bool = False  # True: "w/o Stage I", the denoiser is trained too, from random
-
-    def __post_init__(self) -> None:
-        if self.mode not in STAGE2_MODES:
-            raise ConfigError(f"stage2 mode must be one of {STAGE2_MODES}, got {self.mode!r}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @property
-    def uses_adapters(self) -> bool:
-        return self.mode == "adapters"
 
 
 class DTPM(nn.Module):

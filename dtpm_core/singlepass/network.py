@@ -18,87 +18,23 @@ schedule's sigma_bar); the network itself (`SinglePassNet.forward`) works in [-1
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..config import dataclass_from_dict
 from ..errors import ConfigError
 from ..networks.layers import sinusoidal_embedding
 from ..networks.unet import UNet
-from .schedule import NUM_STEPS, noisy_input, sample_time_steps
+from .config import SinglePassConfig
+from .schedule import noisy_input, sample_time_steps
 
 FFT_WEIGHT = 0.1  # weight of the frequency term of the restoration loss
 REG_L1 = 0.2  # regulariser: weight of Omega_k |dtheta_k|
 REG_L2 = 0.5  # regulariser: weight of Omega_k^2 dtheta_k^2
-INFERENCE_TOP_K = 2
-"""Experts each MoE adaptor runs at inference: the 2 the router weights most, their weights
-renormalised to sum to 1. All 10 were 61% of the bundled network's FLOPs; measured on
-held-out degradations (benchmarks/bench_moe_topk.py) top-2 is within 0.1 dB of all 10."""
 
-
-@dataclass(frozen=True)
-class SinglePassConfig:
-    """Architecture of the single-pass network; defaults are the reference code's NAFNet."""
-
-    width: int = 48  # C
-    enc_blocks: tuple[int, ...] = (2, 2, 4, 28)
-    middle_blocks: int = 6
-    dec_blocks: tuple[int, ...] = (2, 2, 2, 2)
-    cond_dim: int = 192  # size of the time embedding (4 C in the reference)
-    num_steps: int = NUM_STEPS  # T of the schedule the network is conditioned on
-    experts: int = 10  # experts per MoE adaptor
-    adaptor_tasks: tuple[str, ...] = ()  # tasks the adaptors serve; () = no adaptors
-
-    def __post_init__(self) -> None:
-        if len(self.enc_blocks) != len(self.dec_blocks):
-            raise ConfigError(
-                f"singlepass.enc_blocks {self.enc_blocks} and dec_blocks {self.dec_blocks} "
-                "must have the same number of levels"
-            )
-        if self.width < 4 or self.cond_dim < 4:
-            raise ConfigError("singlepass.width and cond_dim must be >= 4")
-        if self.num_steps < 1 or self.experts < 1:
-            raise ConfigError("singlepass.num_steps and experts must be >= 1")
-
-    @property
-    def levels(self) -> int:
-        return len(self.enc_blocks)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SinglePassConfig:
-        """Rebuild from `to_dict` output; unknown keys are errors."""
-        return dataclass_from_dict(cls, data, "singlepass")
-
-
-SINGLEPASS_PRESETS: dict[str, SinglePassConfig] = {
-    "tiny": SinglePassConfig(16, (1, 1, 1, 1), 1, (1, 1, 1, 1), 64),
-    "small": SinglePassConfig(32, (2, 2, 4, 8), 12, (2, 2, 2, 2), 128),
-    "paper": SinglePassConfig(64, (2, 2, 4, 8), 12, (2, 2, 2, 2), 256),
-    "reference": SinglePassConfig(48, (2, 2, 4, 28), 6, (2, 2, 2, 2), 192),
-}
-"""Named presets: tiny/small/paper as DESIGN 1.3, "reference" as xin1u/EEDTP."""
-
-
-def singlepass_preset(name: str, **overrides: Any) -> SinglePassConfig:
-    """The named preset with optional field overrides, e.g. ``singlepass_preset("tiny", width=8)``."""
-    if name not in SINGLEPASS_PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(SINGLEPASS_PRESETS)}")
-    data = SINGLEPASS_PRESETS[name].to_dict()
-    unknown = sorted(set(overrides) - set(data))
-    if unknown:
-        raise ConfigError(f"unknown singlepass config key(s) {unknown}")
-    data.update(overrides)
-    return SinglePassConfig.from_dict(data)
 
 
 def to_net_range(x: torch.Tensor) -> torch.Tensor:

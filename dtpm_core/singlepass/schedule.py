@@ -20,8 +20,8 @@ import math
 import torch
 
 from ..errors import ConfigError
+from .config import NUM_STEPS
 
-NUM_STEPS = 50  # T
 SIGMA_MAX = 10.0 / 255.0  # sigma_max, in [0, 1] image units
 THETA_START = 1e-4  # theta_0 / s
 THETA_END = 0.02  # theta_T / s

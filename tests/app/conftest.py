@@ -9,9 +9,9 @@ import pytest
 import torch
 from app_helpers import make_image
 
-from dtpm_core.config import preset
+from dtpm_core.config import Stage2Options, preset
 from dtpm_core.modelfiles.weights import save_adapter, save_base
-from dtpm_core.networks.model import DTPM, Stage2Options
+from dtpm_core.networks.model import DTPM
 
 TASKS = {"motion-deblur": "Motion deblurring (test)", "defocus-deblur": "Defocus deblurring (test)"}
 HELD_OUT_METRICS = {"eval": [  # what `dtpm-train export --metrics` stores, for the step hint

@@ -225,9 +225,9 @@ def test_nan_weights_fail_the_item_and_write_nothing(tmp_path, qtbot):
     import torch
 
     from dtpm_app.batch_worker import BatchEntry, BatchModels, BatchSettings, BatchWorker
-    from dtpm_core.config import preset
+    from dtpm_core.config import Stage2Options, preset
     from dtpm_core.modelfiles.weights import save_adapter, save_base
-    from dtpm_core.networks.model import DTPM, Stage2Options
+    from dtpm_core.networks.model import DTPM
 
     model = DTPM(preset("tiny", denoiser__semantic="none"), Stage2Options()).eval()
     with torch.no_grad():
@@ -266,7 +266,8 @@ def test_batch_gives_the_engine_s_bytes_for_both_engines(model_dir, tmp_path, qt
     from dtpm_app.batch_worker import BatchEntry, BatchModels, BatchSettings
     from dtpm_core.engines.engine import DTPMSpec, SinglePassSpec, load_engine
     from dtpm_core.files.imageio import write_image
-    from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+    from dtpm_core.singlepass.config import singlepass_preset
+    from dtpm_core.singlepass.network import SinglePassNet
     from dtpm_core.singlepass.weights import save_singlepass
 
     torch.manual_seed(0)
@@ -299,7 +300,8 @@ def test_a_task_the_single_pass_file_lacks_fails_before_the_first_file(tmp_path,
     import torch
 
     from dtpm_app.batch_worker import BatchEntry, BatchModels, BatchSettings
-    from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+    from dtpm_core.singlepass.config import singlepass_preset
+    from dtpm_core.singlepass.network import SinglePassNet
     from dtpm_core.singlepass.weights import save_singlepass
 
     torch.manual_seed(0)

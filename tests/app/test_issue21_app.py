@@ -318,9 +318,9 @@ def scored_model_dir(single_pass_model_dir, tmp_path_factory) -> Path:  # noqa: 
     """The single-pass test models, with a motion-deblur adapter whose stored evaluation puts
     the single-pass network ("fast", as older evaluations call it) below the input, and DTPM
     above it."""
-    from dtpm_core.config import preset
+    from dtpm_core.config import Stage2Options, preset
     from dtpm_core.modelfiles.weights import save_adapter, save_base
-    from dtpm_core.networks.model import DTPM, Stage2Options
+    from dtpm_core.networks.model import DTPM
 
     folder = tmp_path_factory.mktemp("scored-models")
     for file in single_pass_model_dir.iterdir():

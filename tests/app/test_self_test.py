@@ -168,7 +168,8 @@ def _identity_singlepass(folder: Path) -> Path:
 
     import torch
 
-    from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+    from dtpm_core.singlepass.config import singlepass_preset
+    from dtpm_core.singlepass.network import SinglePassNet
     from dtpm_core.singlepass.weights import save_singlepass
 
     torch.manual_seed(0)

@@ -25,7 +25,8 @@ from dtpm_core.evaluation.metrics import perceptual_metric, psnr
 from dtpm_core.files.imageio import read_image
 from dtpm_core.modelfiles.catalog import load_catalog
 from dtpm_core.options import SINGLE_PASS
-from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+from dtpm_core.singlepass.config import singlepass_preset
+from dtpm_core.singlepass.network import SinglePassNet
 from dtpm_core.singlepass.weights import save_singlepass
 
 SINGLE_PASS_TASKS = {"motion-deblur": 50, "desnow": 15}

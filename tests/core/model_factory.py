@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from dtpm_core.config import ModelConfig, preset
-from dtpm_core.networks.model import DTPM, Stage2Options
+from dtpm_core.config import ModelConfig, Stage2Options, preset
+from dtpm_core.networks.model import DTPM
 
 
 def tiny_config(semantic: str = "none") -> ModelConfig:

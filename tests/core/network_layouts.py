@@ -17,12 +17,13 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from dtpm_core.config import preset
+from dtpm_core.config import Stage2Options, preset
 from dtpm_core.networks.adapters import AdapterSet
 from dtpm_core.networks.denoiser import Denoiser
-from dtpm_core.networks.model import DTPM, Stage2Options
+from dtpm_core.networks.model import DTPM
 from dtpm_core.networks.predictor import InitialPredictor
-from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+from dtpm_core.singlepass.config import singlepass_preset
+from dtpm_core.singlepass.network import SinglePassNet
 
 SEED = 1234
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from dtpm_core import backends
 from dtpm_core.backends import resolve_backend
 from dtpm_core.backends.graph_cache import MANIFEST, GraphCache, default_cache_root
 from dtpm_core.errors import ConfigError
 
-CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+CPU, CUDA = "cpu", "cuda"
 KEY = {"role": "denoiser", "base_sha256": "ab" * 32, "runtime": "openvino 1"}
 
 
@@ -34,6 +33,21 @@ def test_auto_is_openvino_where_measured_faster_and_choices_that_cannot_run_are_
         resolve_backend("openvino", CPU)
     with pytest.raises(ConfigError, match="unknown backend"):
         resolve_backend("onnx", CPU)
+
+
+def test_without_torch_auto_is_openvino_and_torch_is_refused(monkeypatch):
+    """The CPU bundle leaves torch out: "auto" runs OpenVINO there, "torch" says why not."""
+    monkeypatch.setattr(backends, "openvino_installed", lambda: True)
+    monkeypatch.setattr(backends, "torch_installed", lambda: False)
+    assert resolve_backend("auto", "auto") == "openvino"
+    assert resolve_backend("auto", CPU, experts=True) == "openvino"
+    with pytest.raises(ConfigError, match="leaves out"):
+        resolve_backend("torch", CPU)
+    with pytest.raises(ConfigError, match="leaves out"):
+        resolve_backend("auto", CUDA)
+    monkeypatch.setattr(backends, "openvino_installed", lambda: False)
+    with pytest.raises(ConfigError, match="leaves out"):
+        resolve_backend("auto", CPU)
 
 
 def test_the_cache_folder_is_the_user_cache_unless_the_environment_says(monkeypatch, tmp_path):

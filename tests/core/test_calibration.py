@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from model_factory import tiny_model
 
+from dtpm_core.config import Stage2Options
 from dtpm_core.diffusion.calibration import (
     LEGACY_START_STEP,
     Calibration,
@@ -13,8 +14,8 @@ from dtpm_core.diffusion.calibration import (
 )
 from dtpm_core.engines.dtpm_restorer import Restorer
 from dtpm_core.errors import ConfigError, ModelOutputError
-from dtpm_core.modelfiles.weights import load_base, read_adapter_info, save_adapter, save_base
-from dtpm_core.networks.model import Stage2Options
+from dtpm_core.modelfiles.verified import read_adapter_info
+from dtpm_core.modelfiles.weights import load_base, save_adapter, save_base
 
 
 def test_start_step_is_the_last_t_where_the_denoiser_beats_predicting_zero():

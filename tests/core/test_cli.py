@@ -8,10 +8,10 @@ from model_factory import tiny_model
 from PIL import Image
 
 from dtpm_core.cli import main
+from dtpm_core.config import Stage2Options
 from dtpm_core.files.batch_report import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 from dtpm_core.files.imageio import read_image
 from dtpm_core.modelfiles.weights import save_adapter, save_base
-from dtpm_core.networks.model import Stage2Options
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,8 @@ def singlepass(tmp_path_factory):
     """Two single-pass files: one restoring two tasks, one restoring one."""
     import torch
 
-    from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+    from dtpm_core.singlepass.config import singlepass_preset
+    from dtpm_core.singlepass.network import SinglePassNet
     from dtpm_core.singlepass.weights import save_singlepass
     folder = tmp_path_factory.mktemp("cli_singlepass")
     torch.manual_seed(0)

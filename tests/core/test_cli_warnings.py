@@ -12,7 +12,8 @@ from PIL import Image
 
 from dtpm_core.cli import main as restore_main
 from dtpm_core.cli_warnings import warning_line
-from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+from dtpm_core.singlepass.config import singlepass_preset
+from dtpm_core.singlepass.network import SinglePassNet
 from dtpm_core.singlepass.weights import save_singlepass
 
 

@@ -121,7 +121,8 @@ def photos(tmp_path_factory):
 def model(tmp_path_factory):
     import torch
 
-    from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+    from dtpm_core.singlepass.config import singlepass_preset
+    from dtpm_core.singlepass.network import SinglePassNet
     from dtpm_core.singlepass.weights import save_singlepass
 
     path = tmp_path_factory.mktemp("cluster_model") / "one.safetensors"

@@ -10,6 +10,7 @@ import pytest
 import torch
 from model_factory import tiny_model
 
+from dtpm_core.config import Stage2Options
 from dtpm_core.engines.dtpm_restorer import Restorer
 from dtpm_core.engines.engine import (
     DTPMSpec,
@@ -22,8 +23,8 @@ from dtpm_core.engines.engine import (
 from dtpm_core.engines.singlepass_restorer import SinglePassRestorer
 from dtpm_core.errors import Cancelled, ConfigError
 from dtpm_core.modelfiles.weights import save_adapter, save_base
-from dtpm_core.networks.model import Stage2Options
-from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+from dtpm_core.singlepass.config import singlepass_preset
+from dtpm_core.singlepass.network import SinglePassNet
 from dtpm_core.singlepass.weights import save_singlepass
 
 
@@ -72,7 +73,7 @@ def test_strength_zero_runs_no_ddim_pass_and_gives_the_initial_prediction(files,
                     device="cpu", precision="fp32", tile=32, backend="torch")
     engine = load_engine(spec)
     denoiser_calls = []
-    engine.restorer.model.denoiser.register_forward_hook(
+    engine.restorer.networks.model.denoiser.register_forward_hook(
         lambda *_: denoiser_calls.append(1))
     seen = []
     zero = engine.restore(photo, replace(spec, strength=0.0), progress=seen.append)

@@ -15,13 +15,14 @@ from dtpm_core.backends.device import (
     default_thread_count,
     resolve_precision,
 )
+from dtpm_core.config import Stage2Options
 from dtpm_core.engines.dtpm_restorer import Restorer
 from dtpm_core.engines.singlepass_restorer import SinglePassRestorer
 from dtpm_core.errors import ConfigError
 from dtpm_core.evaluation.metrics import psnr
 from dtpm_core.modelfiles.weights import save_adapter, save_base
-from dtpm_core.networks.model import Stage2Options
-from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+from dtpm_core.singlepass.config import singlepass_preset
+from dtpm_core.singlepass.network import SinglePassNet
 from dtpm_core.singlepass.weights import load_singlepass, save_singlepass
 
 CPU = torch.device("cpu")
@@ -89,16 +90,16 @@ def test_bf16_restorer_converts_weights_once_and_keeps_epsilon_fp32(dtpm_files, 
     fast = Restorer(dtpm_files / "base.safetensors", dtpm_files / "motion.safetensors",
                     device="cpu", precision="auto")
     assert fast.precision == "bf16"
-    denoiser = fast.model.denoiser
+    denoiser = fast.networks.model.denoiser
     for name, param in denoiser.named_parameters():
         expected = torch.float32 if name.startswith("ending.") else torch.bfloat16
         assert param.dtype == expected, name
     assert denoiser.intro.weight.is_contiguous(memory_format=torch.channels_last)
-    assert {p.dtype for p in fast.task.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in fast.networks.task.parameters()} == {torch.bfloat16}
     x = torch.zeros(1, 3, 32, 32)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         eps = denoiser(x, x, torch.full((1,), 0.5), torch.zeros(1, 512),
-                       adapters=fast.task.adapters, guidance=x)
+                       adapters=fast.networks.task.adapters, guidance=x)
     assert eps.dtype == torch.float32
 
     exact = Restorer(dtpm_files / "base.safetensors", dtpm_files / "motion.safetensors",
@@ -117,11 +118,11 @@ def test_bf16_restorer_converts_weights_once_and_keeps_epsilon_fp32(dtpm_files, 
 def test_bf16_ablation_overrides_take_the_denoiser_dtypes(dtpm_files, photo, native_bf16):
     restorer = Restorer(dtpm_files / "base.safetensors", dtpm_files / "decoder.safetensors",
                         device="cpu", precision="bf16")
-    params = dict(restorer.model.denoiser.named_parameters())
-    assert restorer.task.denoiser_overrides
-    for name, tensor in restorer.task.denoiser_overrides.items():
+    params = dict(restorer.networks.model.denoiser.named_parameters())
+    assert restorer.networks.task.denoiser_overrides
+    for name, tensor in restorer.networks.task.denoiser_overrides.items():
         assert tensor.dtype == params[name].dtype, name
-    assert restorer.task.denoiser_overrides["ending.weight"].dtype == torch.float32
+    assert restorer.networks.task.denoiser_overrides["ending.weight"].dtype == torch.float32
     out = restorer.restore(photo, 2, seed=0, tile=0).result
     assert np.isfinite(out).all()
 

@@ -17,21 +17,16 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from dtpm_core.cli import main
+from dtpm_core.config import Stage2Options
 from dtpm_core.diffusion.calibration import Calibration
 from dtpm_core.errors import WeightsError
 from dtpm_core.files.batch_report import EXIT_SOME_FAILED, EXIT_USAGE
 from dtpm_core.modelfiles.unverified import UNVERIFIED_ENV
-from dtpm_core.modelfiles.weights import (
-    METADATA_HASH_KEY,
-    content_sha256,
-    load_base,
-    read_adapter_info,
-    save_adapter,
-    save_base,
-    seal_metadata,
-)
-from dtpm_core.networks.model import DTPM, Stage2Options
-from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+from dtpm_core.modelfiles.verified import METADATA_HASH_KEY, read_adapter_info, seal_metadata
+from dtpm_core.modelfiles.weights import content_sha256, load_base, save_adapter, save_base
+from dtpm_core.networks.model import DTPM
+from dtpm_core.singlepass.config import singlepass_preset
+from dtpm_core.singlepass.network import SinglePassNet
 from dtpm_core.singlepass.weights import load_singlepass, save_singlepass
 
 SHIPPED = Path(__file__).resolve().parents[2] / "resources" / "models"

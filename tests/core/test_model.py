@@ -4,11 +4,11 @@ import pytest
 import torch
 from model_factory import tiny_model
 
-from dtpm_core.config import PRESETS, ModelConfig, preset
+from dtpm_core.config import PRESETS, ModelConfig, Stage2Options, preset
 from dtpm_core.diffusion.objectives import stage1_loss, stage2_loss
 from dtpm_core.errors import ConfigError
 from dtpm_core.networks.adapters import AdapterSet
-from dtpm_core.networks.model import DTPM, Stage2Options, configure_stage2_trainable
+from dtpm_core.networks.model import DTPM, configure_stage2_trainable
 
 
 def _inputs(seed=0, size=40):

@@ -16,6 +16,7 @@ pytest.importorskip("openvino")
 from dtpm_core.backends import device as device_module  # noqa: E402
 from dtpm_core.backends.graphs import denoiser_graph, predictor_graph  # noqa: E402
 from dtpm_core.backends.openvino_backend import OpenVINOSession, pad_images  # noqa: E402
+from dtpm_core.config import Stage2Options  # noqa: E402
 from dtpm_core.engines.dtpm_restorer import Restorer  # noqa: E402
 from dtpm_core.engines.engine import DTPMSpec, SinglePassSpec, load_engine  # noqa: E402
 from dtpm_core.engines.singlepass_restorer import SinglePassRestorer  # noqa: E402
@@ -27,9 +28,9 @@ from dtpm_core.modelfiles.weights import (  # noqa: E402
     save_base,
 )
 from dtpm_core.networks.layers import pad_with_context  # noqa: E402
-from dtpm_core.networks.model import Stage2Options  # noqa: E402
+from dtpm_core.singlepass.config import singlepass_preset  # noqa: E402
 from dtpm_core.singlepass.graph import singlepass_graph  # noqa: E402
-from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset  # noqa: E402
+from dtpm_core.singlepass.network import SinglePassNet  # noqa: E402
 from dtpm_core.singlepass.weights import load_singlepass, save_singlepass  # noqa: E402
 
 FP32_TOLERANCE = 1e-4
@@ -91,9 +92,9 @@ def test_every_dtpm_network_matches_torch_fp32(dtpm_files):
     model, info = load_base(dtpm_files / "base.safetensors")
     task = load_adapter(dtpm_files / "motion.safetensors", model, info)
     session = OpenVINOSession("fp32", threads=1)
-    denoiser, _ = session.network(denoiser_graph(model, info, task))
-    predictor, _ = session.network(predictor_graph(task))
-    plain, _ = session.network(denoiser_graph(model, info, None))  # Stage I, no adapters
+    denoiser, _ = session.network(denoiser_graph(info, task.info))
+    predictor, _ = session.network(predictor_graph(info, task.info))
+    plain, _ = session.network(denoiser_graph(info, None))  # Stage I, no adapters
     semantic = _randn(1, 512, seed=9)
     with torch.no_grad():
         for i, (h, w) in enumerate(SIZES):
@@ -101,25 +102,27 @@ def test_every_dtpm_network_matches_torch_fp32(dtpm_files):
             level = torch.full((1,), 0.3 + 0.2 * i)
             expected = model.denoiser(x, y_d, level, semantic, adapters=task.adapters,
                                       guidance=guide)
-            out = denoiser(x_t=x, y_d=y_d, sqrt_gamma=level, semantic_code=semantic,
-                           guidance=guide)
-            assert out.shape == expected.shape and out.dtype == torch.float32
+            out = denoiser(x_t=x.numpy(), y_d=y_d.numpy(), sqrt_gamma=level.numpy(),
+                           semantic_code=semantic.numpy(), guidance=guide.numpy())
+            assert out.shape == expected.shape and out.dtype == np.float32
             assert _max_diff(out, expected) < FP32_TOLERANCE, (h, w)
-            assert _max_diff(plain(x_t=x, y_d=y_d, sqrt_gamma=level, semantic_code=semantic),
+            assert _max_diff(plain(x_t=x.numpy(), y_d=y_d.numpy(), sqrt_gamma=level.numpy(),
+                                   semantic_code=semantic.numpy()),
                              model.denoiser(x, y_d, level, semantic)) < FP32_TOLERANCE
-            assert _max_diff(predictor(y_d=y_d), task.predictor(y_d)) < FP32_TOLERANCE
+            assert _max_diff(predictor(y_d=y_d.numpy()), task.predictor(y_d)) < FP32_TOLERANCE
 
 
 def test_the_single_pass_network_matches_torch_fp32_with_top_k_experts(singlepass_file):
     net, info = load_singlepass(singlepass_file)
     net.eval().set_inference_top_k(2)
-    network, _ = OpenVINOSession("fp32", threads=1).network(singlepass_graph(net, info))
+    network, _ = OpenVINOSession("fp32", threads=1).network(singlepass_graph(info, 2))
     with torch.no_grad():
         for i, (h, w) in enumerate(SIZES):
             x = _randn(1, 3, h, w, seed=i)
             for t_mat in TASKS.values():
                 t = torch.full((1,), t_mat, dtype=torch.long)
-                assert _max_diff(network(x=x, t=t), net(x, t)) < FP32_TOLERANCE, (h, w, t_mat)
+                assert _max_diff(network(x=x.numpy(), t=t.numpy()), net(x, t)) < FP32_TOLERANCE, \
+                    (h, w, t_mat)
 
 
 def test_dtpm_restorations_match_torch_fp32_at_k_1_4_10_with_tiles(dtpm_files, photo):

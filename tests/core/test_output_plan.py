@@ -18,11 +18,11 @@ from PIL import Image
 
 import dtpm_core.files.imageio as imageio
 from dtpm_core.cli import main
+from dtpm_core.config import Stage2Options
 from dtpm_core.errors import ImageReadError
 from dtpm_core.files.batch_report import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 from dtpm_core.files.output_plan import plan_outputs
 from dtpm_core.modelfiles.weights import save_adapter, save_base
-from dtpm_core.networks.model import Stage2Options
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dtpm_core.backends.graphs import unpadded
+from dtpm_core.backends.graph_builders import unpadded
 from dtpm_core.config import PredictorConfig
 from dtpm_core.errors import ConfigError
 from dtpm_core.networks.layers import pad_with_context

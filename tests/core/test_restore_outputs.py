@@ -20,13 +20,13 @@ from PIL import Image
 
 import dtpm_core.files.imageio as imageio
 from dtpm_core.cli import main
+from dtpm_core.config import Stage2Options
 from dtpm_core.engines import memory_budget
 from dtpm_core.errors import ImageReadError
 from dtpm_core.files.batch_report import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 from dtpm_core.files.output_marker import read_output_marker
 from dtpm_core.files.output_plan import plan_outputs
 from dtpm_core.modelfiles.weights import save_adapter, save_base
-from dtpm_core.networks.model import Stage2Options
 from dtpm_core.options import MIN_TILE
 
 
@@ -43,7 +43,8 @@ def weights(tmp_path_factory):
 def singlepass(tmp_path_factory):
     import torch
 
-    from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+    from dtpm_core.singlepass.config import singlepass_preset
+    from dtpm_core.singlepass.network import SinglePassNet
     from dtpm_core.singlepass.weights import save_singlepass
     folder = tmp_path_factory.mktemp("outputs_singlepass")
     torch.manual_seed(0)

@@ -6,16 +6,14 @@ import pytest
 import torch
 
 from dtpm_core.errors import ConfigError
+from dtpm_core.singlepass.config import SINGLEPASS_PRESETS, SinglePassConfig, singlepass_preset
 from dtpm_core.singlepass.network import (
-    SINGLEPASS_PRESETS,
-    SinglePassConfig,
     SinglePassNet,
     loss_gradients,
     orthogonality_loss,
     parameter_importance,
     regulariser,
     restoration_loss,
-    singlepass_preset,
     snapshot,
     tmddp_loss,
     trainable_parameters,

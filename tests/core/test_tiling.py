@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from dtpm_core.engines.tiling import TileBlender, Window, tile_windows
 
@@ -16,7 +15,7 @@ SHIPPED = Path(__file__).resolve().parents[2] / "resources" / "models"
 
 
 def test_weights_vanish_at_inner_edges_and_stay_whole_at_image_borders():
-    blender = TileBlender(300, 500, 128, "cpu")
+    blender = TileBlender(300, 500, 128)
     assert len(blender) > 4
     for window in blender.windows:
         w = blender._weight(window)[0, 0]
@@ -52,16 +51,15 @@ def _padding_like_predictions(height: int, width: int, tile: int):
     window's own edges, of a different sign and size in each window."""
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    field = torch.from_numpy(np.sin(x / 17.0) + np.cos(y / 23.0))[None, None]
+    field = (np.sin(x / 17.0) + np.cos(y / 23.0))[None, None]
     errors = {}
 
-    def predict(w: Window) -> torch.Tensor:
+    def predict(w: Window) -> np.ndarray:
         if w not in errors:
             h, n = w.bottom - w.top, w.right - w.left
             d = np.minimum.outer(np.minimum(np.arange(h), np.arange(h)[::-1]),
                                  np.minimum(np.arange(n), np.arange(n)[::-1]))
-            errors[w] = torch.from_numpy((rng.normal(0, 0.3) * np.exp(-d / 3.0))
-                                         .astype(np.float32))[None, None]
+            errors[w] = (rng.normal(0, 0.3) * np.exp(-d / 3.0)).astype(np.float32)[None, None]
         return field[(..., *w.slices)] + errors[w]
     return field, predict
 
@@ -69,21 +67,21 @@ def _padding_like_predictions(height: int, width: int, tile: int):
 def test_window_edges_leave_no_step_in_the_blend():
     height, width, tile = 192, 640, 128
     _, predict = _padding_like_predictions(height, width, tile)
-    blender = TileBlender(height, width, tile, "cpu")
+    blender = TileBlender(height, width, tile)
     columns = _edge_columns(blender.windows, width)
-    blended = blender.blend(predict, channels=1).numpy()[0]
+    blended = blender.blend(predict, channels=1)[0]
     assert _edge_step_ratio(blended, columns) < 1.15
 
     # the metric sees seams: the former centred Gaussian (0.25 of its peak at the edges)
-    def gaussian(n: int) -> torch.Tensor:
-        pos = torch.arange(n, dtype=torch.float32) - (n - 1) / 2
-        return torch.exp(-0.5 * (pos / (0.3 * n)) ** 2)
-    acc, total = torch.zeros(1, 1, height, width), torch.zeros(1, 1, height, width)
+    def gaussian(n: int) -> np.ndarray:
+        pos = np.arange(n, dtype=np.float32) - (n - 1) / 2
+        return np.exp(-0.5 * (pos / (0.3 * n)) ** 2)
+    acc, total = np.zeros((1, 1, height, width)), np.zeros((1, 1, height, width))
     for w in blender.windows:
         weight = gaussian(w.bottom - w.top)[:, None] * gaussian(w.right - w.left)[None, :]
         acc[(..., *w.slices)] += predict(w) * weight
         total[(..., *w.slices)] += weight
-    assert _edge_step_ratio((acc / total).numpy()[0], columns) > 1.5
+    assert _edge_step_ratio((acc / total)[0], columns) > 1.5
 
 
 def test_overlap_is_always_at_least_the_taper():

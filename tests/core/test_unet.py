@@ -22,7 +22,8 @@ from dtpm_core.networks.inference_layers import ChannelsLastLayerNorm2d, FoldedA
 from dtpm_core.networks.layers import LayerNorm2d, NAFBlock
 from dtpm_core.networks.predictor import InitialPredictor
 from dtpm_core.networks.unet import UNet
-from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+from dtpm_core.singlepass.config import singlepass_preset
+from dtpm_core.singlepass.network import SinglePassNet
 from dtpm_core.singlepass.weights import load_singlepass
 
 RECORDED = json.loads((Path(__file__).with_name("network_layouts.json")).read_text())

@@ -6,15 +6,10 @@ import pytest
 import torch
 from model_factory import tiny_model
 
+from dtpm_core.config import Stage2Options
 from dtpm_core.errors import BaseMismatchError, WeightsError
-from dtpm_core.modelfiles.weights import (
-    load_adapter,
-    load_base,
-    read_adapter_info,
-    save_adapter,
-    save_base,
-)
-from dtpm_core.networks.model import Stage2Options
+from dtpm_core.modelfiles.verified import read_adapter_info
+from dtpm_core.modelfiles.weights import load_adapter, load_base, save_adapter, save_base
 
 
 @pytest.fixture()

@@ -18,10 +18,10 @@ import pytest
 import torch
 from fast_settings import FAST
 
-from dtpm_core.config import preset
+from dtpm_core.config import Stage2Options, preset
 from dtpm_core.modelfiles.unverified import UNVERIFIED_ENV, UNVERIFIED_OPTION
 from dtpm_core.modelfiles.weights import load_adapter, load_base, save_base
-from dtpm_core.networks.model import DTPM, Stage2Options, configure_stage2_trainable
+from dtpm_core.networks.model import DTPM, configure_stage2_trainable
 from trainer.checkpoint import (
     STATE_HASH_KEY,
     CheckpointError,

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from dtpm_core.config import Stage2Options
 from dtpm_core.engines.dtpm_restorer import Restorer
 from dtpm_core.engines.engine import DTPMSpec, SinglePassSpec, load_engine
 from dtpm_core.engines.singlepass_restorer import SinglePassRestorer
 from dtpm_core.evaluation.metrics import LPIPSMetric, psnr
 from dtpm_core.modelfiles.weights import save_adapter, save_base
-from dtpm_core.networks.model import Stage2Options
-from dtpm_core.singlepass.network import SinglePassNet, singlepass_preset
+from dtpm_core.singlepass.config import singlepass_preset
+from dtpm_core.singlepass.network import SinglePassNet
 from dtpm_core.singlepass.weights import save_singlepass
 from trainer.cli import main as train_main
 from trainer.compare import compare, dtpm_methods, held_out_pairs, markdown, single_pass_method

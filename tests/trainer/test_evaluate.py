@@ -15,12 +15,12 @@ import torch
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
+from dtpm_core.config import Stage2Options
 from dtpm_core.engines.dtpm_restorer import Restorer
 from dtpm_core.errors import ConfigError, DTPMError, ImageReadError
 from dtpm_core.evaluation.metrics import FeatureDistanceMetric, mae, psnr, ssim
 from dtpm_core.files.imageio import read_image, write_image
 from dtpm_core.modelfiles.weights import save_adapter, save_base
-from dtpm_core.networks.model import Stage2Options
 from trainer import evaluate as ev
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))

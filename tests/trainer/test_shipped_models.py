@@ -113,7 +113,8 @@ def test_shipped_models_fit_the_size_budget():
 
 @needs_dtpm
 def test_catalog_lists_the_shipped_base_and_five_adapters_made_for_it(monkeypatch):
-    from dtpm_core.modelfiles.weights import load_base, read_adapter_info
+    from dtpm_core.modelfiles.verified import read_adapter_info
+    from dtpm_core.modelfiles.weights import load_base
     monkeypatch.setenv("DTPM_RESOURCES", str(REAL_RESOURCES))
     catalog = load_catalog()
     assert catalog.base is not None and catalog.base.resolve() == BASE.resolve()
@@ -146,7 +147,8 @@ def test_shipped_dtpm_never_costs_more_than_a_tenth_of_a_db_at_any_k(held_out_ph
 @needs_dtpm
 def test_shipped_adapters_carry_their_calibration_and_held_out_scores():
     from dtpm_core.evaluation.model_scores import held_out_scores
-    from dtpm_core.modelfiles.weights import load_base, read_adapter_info
+    from dtpm_core.modelfiles.verified import read_adapter_info
+    from dtpm_core.modelfiles.weights import load_base
     assert load_base(BASE)[1].calibration.note.startswith("measured on")
     for task in TASKS:
         info = read_adapter_info(BASE.parent / f"{task}.safetensors")

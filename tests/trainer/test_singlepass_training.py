@@ -13,8 +13,10 @@ from dtpm_core.cli import main as restore_main
 from dtpm_core.errors import ConfigError
 from dtpm_core.files.imageio import read_image
 from dtpm_core.modelfiles.weights import WeightsError
-from dtpm_core.singlepass.network import SinglePassNet, restoration_loss, singlepass_preset
-from dtpm_core.singlepass.weights import load_singlepass, read_singlepass_info, save_singlepass
+from dtpm_core.singlepass.config import singlepass_preset
+from dtpm_core.singlepass.info import read_singlepass_info
+from dtpm_core.singlepass.network import SinglePassNet, restoration_loss
+from dtpm_core.singlepass.weights import load_singlepass, save_singlepass
 from trainer.cli import main as train_main
 from trainer.config import SinglePassTrainConfig, load_config
 from trainer.singlepass.calibrate import Calibration, calibrate

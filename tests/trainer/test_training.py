@@ -11,7 +11,8 @@ import torch
 from fast_settings import FAST
 
 from dtpm_core.cli import main as restore_main
-from dtpm_core.modelfiles.weights import load_adapter, load_base, read_adapter_info
+from dtpm_core.modelfiles.verified import read_adapter_info
+from dtpm_core.modelfiles.weights import load_adapter, load_base
 from trainer.checkpoint import checkpoint_path, load_checkpoint
 from trainer.cli import main as train_main
 from trainer.loop import EXIT_SIGTERM

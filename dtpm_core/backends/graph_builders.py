@@ -1,0 +1,85 @@
+"""The torch side of `graphs`: the networks, built from their weight files, wrapped for
+tracing. Each network pads its input itself (a mirrored context margin, then a multiple of
+2^levels) with sizes computed in Python, which a traced graph would freeze at the example's
+size; the wrappers here take inputs padded already and return the padded output, which the
+runtime crops. Everything else is the networks' own `forward`, unchanged: the sinusoidal
+embeddings and conditioning MLPs are inside the graphs."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..modelfiles.weights import load_adapter, load_base
+from ..networks.denoiser import Denoiser
+from ..networks.unet import UNet
+from . import GraphLayout
+
+EXAMPLE_SIZE = 64
+"""Height and width of the example inputs the networks are traced with (a multiple of 16)."""
+
+
+def unpadded(net: UNet) -> UNet:
+    """A copy of `net` (fp32, eval) that runs on inputs padded already: its `pad` leaves the
+    input as it is, so the graph holds no size computed at trace time."""
+    net = copy.deepcopy(net).float().eval().requires_grad_(False)
+    net.pad = lambda x: (x, (slice(None), slice(None)))  # instance attribute, this copy only
+    return net
+
+
+def example_images(count: int, channels: int = 3) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return [torch.randn(1, channels, EXAMPLE_SIZE, EXAMPLE_SIZE, generator=generator)
+            for _ in range(count)]
+
+
+class _DenoiserGraph(nn.Module):
+    def __init__(self, denoiser: Denoiser, adapters: nn.Module | None,
+                 semantic: bool) -> None:
+        super().__init__()
+        self.denoiser, self.adapters, self.semantic = denoiser, adapters, semantic
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        inputs = list(inputs)
+        x_t, y_d = inputs.pop(0), inputs.pop(0)
+        guidance = inputs.pop(0) if self.adapters is not None else None
+        sqrt_gamma = inputs.pop(0)
+        semantic_code = inputs.pop(0) if self.semantic else None
+        return self.denoiser(x_t, y_d, sqrt_gamma, semantic_code, adapters=self.adapters,
+                             guidance=guidance)
+
+
+def build_denoiser(base: Path, adapter: Path | None, inputs: tuple[str, ...]
+                   ) -> tuple[nn.Module, tuple[torch.Tensor, ...], GraphLayout]:
+    """The denoiser of `base` with the adapters (and ablation tensors) of `adapter`."""
+    model, info = load_base(base)
+    task = load_adapter(adapter, model, info) if adapter is not None else None
+    denoiser = unpadded(model.denoiser)
+    if task is not None and task.denoiser_overrides:
+        denoiser.load_state_dict({k: v.float() for k, v in task.denoiser_overrides.items()},
+                                 strict=False)
+    adapters = task.adapters if task is not None else None
+    parts = copy.deepcopy(adapters).float() if adapters is not None else None
+    semantic = model.denoiser.semantic_mlp is not None
+    if ("guidance" in inputs) != (parts is not None) or ("semantic_code" in inputs) != semantic:
+        raise ValueError(f"the denoiser graph's inputs {inputs} do not fit the files")
+    example = example_images(3 if parts is not None else 2) + [torch.full((1,), 0.5)]
+    if semantic:
+        example.append(torch.zeros(1, model.denoiser.semantic_mlp[0].in_features))
+    layout = GraphLayout(inputs, 2 + (parts is not None), model.denoiser.context_margin(),
+                         model.denoiser.size_multiple)
+    return _DenoiserGraph(denoiser, parts, semantic).eval(), tuple(example), layout
+
+
+def build_predictor(base: Path, adapter: Path
+                    ) -> tuple[nn.Module, tuple[torch.Tensor, ...], GraphLayout]:
+    """The initial predictor of `adapter` (checked against its `base`)."""
+    model, info = load_base(base)
+    predictor = load_adapter(adapter, model, info).predictor
+    if predictor is None:
+        raise ValueError(f"{adapter} has no initial predictor")
+    layout = GraphLayout(("y_d",), 1, predictor.context_margin(), predictor.size_multiple)
+    return unpadded(predictor), tuple(example_images(1)), layout

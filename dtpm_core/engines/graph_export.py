@@ -1,0 +1,44 @@
+"""The graphs that ship beside the models (`dtpm-train export --graphs`, `dtpm-train graphs`):
+every network a model file's engine runs, converted once on a machine with torch, so that the
+OpenVINO backend runs them where torch is not installed (the CPU bundle)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ..backends import SHIPPED_GRAPHS, GraphSpec
+from ..backends.graphs import denoiser_graph, predictor_graph
+from ..modelfiles.verified import check_base_match, read_adapter_info, read_base_info
+from ..singlepass.config import INFERENCE_TOP_K
+from ..singlepass.graph import singlepass_graph
+from ..singlepass.info import read_singlepass_info
+
+
+def dtpm_graphs(base: Path, adapter: Path | None = None) -> list[GraphSpec]:
+    """The denoiser of `base` (with the task's adapters) and the task's initial predictor."""
+    base_info = read_base_info(base)
+    if adapter is None:
+        return [denoiser_graph(base_info, None)]
+    task = read_adapter_info(adapter)
+    check_base_match(task, base_info)
+    specs = [denoiser_graph(base_info, task)]
+    if task.stage2.use_predictor:
+        specs.append(predictor_graph(base_info, task))
+    return specs
+
+
+def singlepass_graphs(path: Path, max_experts: int = INFERENCE_TOP_K) -> list[GraphSpec]:
+    return [singlepass_graph(read_singlepass_info(path), max_experts)]
+
+
+def write_shipped_graphs(specs: list[GraphSpec], models: Path,
+                         say: Callable[[str], None] = print) -> int:
+    """Convert `specs` into `models`/graphs (kept where whole already); returns how many were
+    converted now."""
+    from ..backends.openvino_backend import write_graphs
+
+    folder = models / SHIPPED_GRAPHS
+    entries = write_graphs(specs, folder, lambda spec: say(f"converting the {spec.role} "
+                                                           f"network into {folder}"))
+    return sum(entry.converted for entry in entries)
