@@ -170,7 +170,7 @@ def _describe_model(name: str, info: Any) -> str:
 
 
 def _restore_dtpm(catalog: Any, image: np.ndarray, device: str) -> tuple[np.ndarray, Any]:
-    """The DTPM engine at K = 4, seed 0, with the default task's adapter."""
+    """The DTPM engine at K = 4, seed 0, with the default task's adapter: (result, engine)."""
     from dtpm_core.engines.engine import DTPMSpec, load_engine
 
     entry = catalog.adapters[_default_task(catalog.adapters)]
@@ -188,7 +188,7 @@ def _restore_dtpm(catalog: Any, image: np.ndarray, device: str) -> tuple[np.ndar
     restored = engine.restore(image)
     _say(f"  restore:  K={SELF_TEST_STEPS}, seed {SELF_TEST_SEED}: "
          f"{time.perf_counter() - clock:.2f} s")
-    return restored.image, engine.device
+    return restored.image, engine
 
 
 def _runtime(backend: str) -> str:
@@ -206,7 +206,8 @@ def _runtime(backend: str) -> str:
 
 def _restore_singlepass(catalog: Any, image: np.ndarray, device: str
                         ) -> tuple[np.ndarray, Any]:
-    """The single-pass engine: one pass of the installed network for its default task."""
+    """The single-pass engine: one pass of the installed network for its default task:
+    (result, engine)."""
     from dtpm_core.engines.engine import SinglePassSpec, load_engine
 
     clock = time.perf_counter()
@@ -220,7 +221,7 @@ def _restore_singlepass(catalog: Any, image: np.ndarray, device: str
     clock = time.perf_counter()
     result = engine.restore(image, replace(engine.spec, task=task)).image
     _say(f"  restore:  one pass, t_mat {info.tasks[task]}: {time.perf_counter() - clock:.2f} s")
-    return result, engine.device
+    return result, engine
 
 
 def run_self_test(device: str = "auto") -> int:
@@ -263,12 +264,13 @@ def run_self_test(device: str = "auto") -> int:
     for name, restore in engines:
         _say(f"engine {name}")
         try:
-            result, used_device = restore(catalog, image, device)
+            result, engine = restore(catalog, image, device)
         except DTPMError as exc:
             _say(f"  FAIL  {name} could not restore: {exc}")
             failed.append(f"{name}: cannot restore")
             continue
-        _say(f"  LPIPS:    {_lpips_line(result, image, used_device)}")
+        _say(f"  LPIPS:    {_lpips_line(result, image, str(engine.device))}")
+        _say(f"  distance: {_distance_line(result, image, engine.backend)}")
         for check in check_restoration(image, result):
             _say(f"  {'PASS' if check.passed else 'FAIL'}  {check.name}: {check.detail}")
             if not check.passed:
@@ -284,11 +286,32 @@ def run_self_test(device: str = "auto") -> int:
 
 def _lpips_line(result: np.ndarray, image: np.ndarray, device: Any) -> str:
     """LPIPS of the result against the input, as the trade-off plot measures it (for
-    information only: it proves the metric's package data are there; nothing downloads)."""
-    from dtpm_core.evaluation.metrics import LPIPSMetric
+    information only: it proves the metric's package data are there; nothing downloads).
+    Without torch it says why there is none."""
+    from dtpm_core.backends import torch_installed
+    from dtpm_core.evaluation.metrics import LPIPS_NEEDS_TORCH, LPIPSMetric
 
+    if not torch_installed():
+        return f"not measured: {LPIPS_NEEDS_TORCH} (the trade-off curve shows the feature " \
+               "distance below instead)"
     clock = time.perf_counter()
     metric = LPIPSMetric(device=device, allow_download=False)
     value = metric(result, image)
     return (f"{value:.3f} against the input, backbone {metric.backbone} "
+            f"({time.perf_counter() - clock:.2f} s; for information, not a check)")
+
+
+def _distance_line(result: np.ndarray, image: np.ndarray, backend: str) -> str:
+    """The EffNet-Lite0 feature distance of the result against the input, on the engine's
+    backend (for information: it proves that the trade-off curve's feature network runs,
+    from the shipped graph without torch)."""
+    from dtpm_core.errors import DTPMError
+    from dtpm_core.evaluation.feature_distance import FeatureDistanceMetric
+
+    clock = time.perf_counter()
+    try:
+        value = FeatureDistanceMetric(backend=backend)(result, image)
+    except DTPMError as exc:
+        return f"not measured: {exc}"
+    return (f"{value:.4f} against the input, EfficientNet-Lite0 on {backend} "
             f"({time.perf_counter() - clock:.2f} s; for information, not a check)")

@@ -131,7 +131,7 @@ class InferenceWorker(QObject):
     def __init__(self) -> None:
         super().__init__()
         self.engines: dict[str, Any] = {}  # engine id -> dtpm_core.engines.engine.Engine
-        self._lpips: Any = None
+        self._lpips: tuple[str, Any] | None = None  # (backend setting, its metric)
 
     @Slot(object)
     def run(self, job: Job) -> None:
@@ -223,17 +223,20 @@ class InferenceWorker(QObject):
                  cancel: threading.Event) -> tuple[float, float, str]:
         """(PSNR, perceptual distance, "<its name>: <its backbone>") of `result` against
         `target`: LPIPS, or the EffNet-Lite0 feature distance where LPIPS would have a random
-        trunk (`perceptual_metric`)."""
+        trunk or cannot run (without torch; `perceptual_metric`), on the backend setting."""
         with _IMPORT_LOCK:
+            from dtpm_core.backends import backend_preference
             from dtpm_core.evaluation.metrics import perceptual_metric, psnr
 
         if cancel.is_set():
             raise Cancelled("trade-off point cancelled")
-        if self._lpips is None:
+        backend = backend_preference()
+        if self._lpips is None or self._lpips[0] != backend:
             # Never download here: a 200+ MB fetch would hold up every restoration queued
             # behind it. Cached ImageNet weights are used; the plot names the metric.
-            self._lpips = perceptual_metric(device="cpu", allow_download=False)
-        metric = self._lpips
+            self._lpips = (backend, perceptual_metric(device="cpu", allow_download=False,
+                                                      backend=backend))
+        metric = self._lpips[1]
         return psnr(result, target), metric(result, target), f"{metric.name}: {metric.backbone}"
 
 

@@ -149,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "OpenVINO graphs",
                        description="Convert every network of the models a folder's manifest "
                                    "lists (base, adapters with their initial predictors, the "
-                                   "single-pass network) to OpenVINO graphs in FOLDER/graphs, "
+                                   "single-pass network) and the trade-off curve's feature "
+                                   "network (EfficientNet-Lite0) to OpenVINO graphs in "
+                                   "FOLDER/graphs, "
                                    "which the OpenVINO backend runs without torch (the CPU "
                                    "bundle ships them). Graphs already there and whole are "
                                    "kept.")
@@ -430,7 +432,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _graphs(args: argparse.Namespace) -> int:
-    from dtpm_core.engines.graph_export import dtpm_graphs, singlepass_graphs
+    from dtpm_core.engines.graph_export import dtpm_graphs, feature_graphs, singlepass_graphs
     from dtpm_core.errors import ConfigError
     from dtpm_core.modelfiles.catalog import folder_catalog, load_catalog
 
@@ -445,7 +447,7 @@ def _graphs(args: argparse.Namespace) -> int:
         specs += singlepass_graphs(folder.singlepass)
     if not specs:
         raise ConfigError(f"{args.models} lists no models (manifest.json)")
-    _write_graphs(specs, args.models)
+    _write_graphs(specs + feature_graphs(), args.models)  # + the trade-off curve's network
     return 0
 
 

@@ -9,8 +9,9 @@ finds room beside the line without touching the curve (at either end or the midd
 below it), and in the caption above the plots always; while that engine is in use the K
 marker is hidden.
 
-The perceptual distance is LPIPS where its AlexNet has ImageNet weights; otherwise the worker
-measures the EffNet-Lite0 feature distance (real ImageNet features, installed by pip), and the
+The perceptual distance is LPIPS where its AlexNet has ImageNet weights; otherwise (or without
+torch) the worker measures the EffNet-Lite0 feature distance (real ImageNet features, installed
+by pip; on OpenVINO from the graph shipped with the models where torch is missing), and the
 axis, the status and the tooltip name it, so it is never mistaken for LPIPS. The curve's
 `backbone` reads "<metric>: <backbone>" (see `InferenceWorker._measure`); until the first
 point is measured it is empty and the axis says only "Distance", so that a label once shown
@@ -47,8 +48,9 @@ FEATURE_DISTANCE = "EffNet-Lite0 feature distance"
 FEATURE_DISTANCE_NOTE = (
     "LPIPS's formula on EfficientNet-Lite0 features with real ImageNet weights, without "
     "LPIPS's learned calibration: it ranks results like a perceptual distance, but its scale is "
-    "its own and it is not LPIPS. Shown because LPIPS's AlexNet ImageNet weights are not in "
-    "the torch hub cache (LPIPS on a random trunk would mean little).")
+    "its own and it is not LPIPS. Shown because LPIPS cannot run here: its AlexNet ImageNet "
+    "weights are not in the torch hub cache (LPIPS on a random trunk would mean little), or "
+    "PyTorch is not installed (the CPU bundle runs this network on OpenVINO).")
 
 
 def _x(k: float) -> float:

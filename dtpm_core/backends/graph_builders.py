@@ -83,3 +83,46 @@ def build_predictor(base: Path, adapter: Path
         raise ValueError(f"{adapter} has no initial predictor")
     layout = GraphLayout(("y_d",), 1, predictor.context_margin(), predictor.size_multiple)
     return unpadded(predictor), tuple(example_images(1)), layout
+
+
+class _FlippedFeatures(nn.Module):
+    """EfficientNet-Lite0's stage features with TensorFlow's "same" padding at any input size,
+    in a form a traced graph keeps for every size.
+
+    `SameConv` computes its padding from the input size in Python: at stride 2 the extra pixel
+    goes right and below, so the sampling grid is anchored at the image's bottom-right corner,
+    and a trace would freeze the pads of its example's size. Mirrored, that grid is anchored
+    at the top-left: a convolution with the spatially flipped kernel and symmetric padding
+    k // 2 (PyTorch's own, size-independent) on the flipped image gives the flipped output,
+    exactly: conv(flip(x), flip(w)) = flip(conv(x, w)), with ceil(n / 2) outputs at stride 2
+    for either parity of n. So the image is flipped once on the way in, every stage output
+    once on the way out, and everything between is pointwise or one of these convolutions."""
+
+    def __init__(self, net: nn.Module) -> None:
+        from ..networks.efficientnet_lite import SameConv
+
+        super().__init__()
+        self.net = copy.deepcopy(net).float().eval().requires_grad_(False)
+        for parent in list(self.net.modules()):
+            for name, child in parent.named_children():
+                if isinstance(child, SameConv):
+                    conv = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size,
+                                     stride=child.stride, padding=child.kernel_size[0] // 2,
+                                     groups=child.groups, bias=False)
+                    conv.weight.data.copy_(child.weight.data.flip((2, 3)))
+                    setattr(parent, name, conv)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        features = self.net.stage_features(image.flip((2, 3)))
+        return tuple(f.flip((2, 3)) for f in features)
+
+
+def build_feature_network() -> tuple[nn.Module, tuple[torch.Tensor, ...], GraphLayout]:
+    """EfficientNet-Lite0 with its ImageNet weights: (1, 3, H, W) in [0, 1] -> the output of
+    each of its seven stages (what the EffNet-Lite0 feature distance compares)."""
+    from ..networks.efficientnet_lite import load_efficientnet_lite0
+
+    generator = torch.Generator().manual_seed(0)
+    example = torch.rand(1, 3, EXAMPLE_SIZE + 3, EXAMPLE_SIZE + 1, generator=generator)
+    return _FlippedFeatures(load_efficientnet_lite0()), (example,), \
+        GraphLayout(("image",), 1, 0, 1)

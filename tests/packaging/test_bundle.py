@@ -1,7 +1,8 @@
 """The desktop bundle: build it with packaging/dtpm_studio.spec into a tmp folder, with a model
 folder, and run the bundle's own `dtpm-studio --self-test` and `--install-desktop-entry`.
 
-Slow (each build takes about two minutes here and writes 3.6-4.5 GB, removed afterwards);
+Slow (each build takes about two minutes here and writes 3.6-4.5 GB, 0.7 GB without torch,
+removed afterwards);
 skipped when PyInstaller is not installed (it is in the `dev` extra)."""
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ BUILD_TIMEOUT_S = 1800
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("DTPM_RESOURCES", "DTPM_BUNDLE_MODELS", "DTPM_BUNDLE_CPU_ONLY")}
+           if k not in ("DTPM_RESOURCES", "DTPM_BUNDLE_MODELS", "DTPM_BUNDLE_CPU_ONLY",
+                        "DTPM_BUNDLE_NO_TORCH")}
     env.update(OMP_NUM_THREADS="1", **extra)
     return env
 
@@ -47,7 +49,7 @@ def untrained_models(tmp_path_factory) -> Path:
     return folder
 
 
-def _source_tree_report(models: Path, tmp_path: Path) -> str:
+def _source_tree_report(models: Path, tmp_path: Path, *args: str) -> str:
     """The self-test run from the source tree with the same models, to compare the bundle's
     report with."""
     resources = tmp_path / "resources"  # the bundle's resources: icons, sample, these models
@@ -56,27 +58,38 @@ def _source_tree_report(models: Path, tmp_path: Path) -> str:
     shutil.copytree(models, resources / "models")
     env = _env(PYTHONPATH=str(ROOT), DTPM_USER_MODELS=str(tmp_path / "no-user-models"),
                DTPM_RESOURCES=str(resources))
-    proc = subprocess.run([sys.executable, "-m", "dtpm_app", "--self-test", "--device", "cpu"],
-                          env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    proc = subprocess.run([sys.executable, "-m", "dtpm_app", "--self-test", "--device", "cpu",
+                           *args], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert "restore:" in proc.stdout, proc.stdout + proc.stderr
     return proc.stdout
 
 
 # The default bundle carries the shipped models and must pass its self-test; the CPU-only one
 # is built with an untrained model, whose output is noise: its self-test must run to the end
-# and fail exactly the checks it fails from the source tree (exit status 1, no crash).
-@pytest.mark.parametrize("cpu_only", [False, True], ids=["default-shipped-models",
-                                                         "cpu-only-untrained-model"])
-def test_bundle_builds_and_runs_its_self_test(cpu_only, untrained_models, tmp_path):
+# and fail exactly the checks it fails from the source tree (exit status 1, no crash). The
+# bundle without torch carries the shipped models with their graphs (built by build.sh's
+# `dtpm-train graphs` step, here beforehand) and must pass on OpenVINO alone.
+@pytest.mark.parametrize("variant", ["default", "cpu-only", "no-torch"],
+                         ids=["default-shipped-models", "cpu-only-untrained-model",
+                              "no-torch-shipped-models"])
+def test_bundle_builds_and_runs_its_self_test(variant, untrained_models, tmp_path):
+    cpu_only, no_torch = variant == "cpu-only", variant == "no-torch"
     models = untrained_models if cpu_only else SHIPPED_MODELS
     if not (models / "manifest.json").is_file():
         pytest.skip(f"no models in {models}")
+    if no_torch:
+        pytest.importorskip("openvino")
+        subprocess.run([sys.executable, "-m", "trainer.cli", "graphs", "--models", str(models)],
+                       check=True, env=_env(), capture_output=True, cwd=ROOT, timeout=1800)
     expected_status = 1 if cpu_only else 0
-    source_report = _source_tree_report(models, tmp_path / "source")
+    source_report = _source_tree_report(models, tmp_path / "source",
+                                        *(("--backend", "openvino") if no_torch else ()))
     dist, work = tmp_path / "dist", tmp_path / "work"
     env = _env(DTPM_BUNDLE_MODELS=str(models))
     if cpu_only:
         env["DTPM_BUNDLE_CPU_ONLY"] = "1"
+    if no_torch:
+        env["DTPM_BUNDLE_NO_TORCH"] = "1"
     log = tmp_path / "build.log"
     try:
         with log.open("w") as out:
@@ -94,6 +107,9 @@ def test_bundle_builds_and_runs_its_self_test(cpu_only, untrained_models, tmp_pa
         if cpu_only:
             assert not (internal / "triton").exists()
             assert not list(internal.rglob("libcudnn_engines*"))
+        if no_torch:
+            assert not (internal / "torch").exists() and not (internal / "torchvision").exists()
+            assert (internal / "resources" / "models" / "graphs").is_dir()
 
         # no DTPM_RESOURCES and no user models: the bundle must find its own resources
         run_env = _env(DTPM_USER_MODELS=str(tmp_path / "no-user-models"),
@@ -107,6 +123,9 @@ def test_bundle_builds_and_runs_its_self_test(cpu_only, untrained_models, tmp_pa
         assert f"folder:   {internal / 'resources' / 'models'}" in proc.stdout, report
         assert "platform offscreen" in proc.stdout and "LPIPS:" in proc.stdout, report
         assert _check_lines(proc.stdout) == _check_lines(source_report), report
+        if no_torch:
+            assert "LPIPS:    not measured: LPIPS needs PyTorch" in proc.stdout, report
+            assert proc.stdout.count("EfficientNet-Lite0 on openvino") == 2, report
         if cpu_only:
             assert "FAIL  luminance correlation" in proc.stdout
         else:
