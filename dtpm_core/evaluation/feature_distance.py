@@ -89,7 +89,8 @@ class FeatureDistanceMetric:
         else:
             import torch
 
-            from ..networks.efficientnet_lite import load_efficientnet_lite0, weights_path
+            from ..networks.efficientnet_lite import load_efficientnet_lite0
+            from ..networks.efficientnet_weights import weights_path
 
             self.device = torch.device(device)
             self._torch_net = load_efficientnet_lite0().to(self.device)

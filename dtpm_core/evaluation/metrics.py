@@ -22,8 +22,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
-from scipy.ndimage import uniform_filter
 
 from ..backends import torch_installed
 from ..errors import ConfigError, WeightsError
@@ -88,6 +88,11 @@ def _ssim_2d(x: np.ndarray, y: np.ndarray, data_range: float, win: int) -> float
     """Mean SSIM of one channel: uniform window, sample covariance, K1=0.01, K2=0.03."""
     n = win * win
     cov_norm = n / (n - 1.0)
+    def uniform_filter(a: np.ndarray, size: int) -> np.ndarray:
+        # scipy.ndimage.uniform_filter's mean with its default mirrored border ("reflect":
+        # the edge pixel repeated), equal to 1e-15; OpenCV keeps scipy out of the app bundle
+        return cv2.boxFilter(a, -1, (size, size), normalize=True, borderType=cv2.BORDER_REFLECT)
+
     ux = uniform_filter(x, size=win)
     uy = uniform_filter(y, size=win)
     uxx = uniform_filter(x * x, size=win)

@@ -23,14 +23,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import WeightsError
-from .efficientnet_weights import (  # noqa: F401 (re-exported: where the weights are)
-    STAGE_COUNT,
-    WEIGHTS_FILE,
-    WEIGHTS_PACKAGE,
-    WEIGHTS_SHA256,
-    weights_available,
-    weights_path,
-)
+from . import efficientnet_weights
+from .efficientnet_weights import WEIGHTS_SHA256
 
 FEATURE_DIM = 1280  # the head's width: global-pooled features
 BN_EPS = 1e-3  # TensorFlow's batch-norm epsilon, which the weights were trained with
@@ -139,7 +133,7 @@ def load_efficientnet_lite0() -> EfficientNetLite0:
     Raises:
         WeightsError: the package is not installed, or its file is not the expected one.
     """
-    path = weights_path()
+    path = efficientnet_weights.weights_path()
     if path is None:
         raise WeightsError(
             "the EfficientNet-Lite0 ImageNet weights come with the Python package "

