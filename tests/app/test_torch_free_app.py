@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from app_helpers import make_image
+from no_torch import PRELUDE
 
 pytest.importorskip("openvino")
 
@@ -34,22 +35,7 @@ from dtpm_core.singlepass.network import SinglePassNet  # noqa: E402
 from dtpm_core.singlepass.weights import save_singlepass  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-NO_TORCH = '''
-import sys
-from importlib.abc import MetaPathFinder
-
-class NoTorch(MetaPathFinder):
-    # torch and torchvision are not installed here (the CPU bundle)
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "torchvision"):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-sys.meta_path.insert(0, NoTorch())
-
-def torch_free():
-    return not [m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision")]
-'''
+NO_TORCH = PRELUDE
 
 WINDOW = NO_TORCH + '''
 import json, time

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from model_factory import tiny_model
+from no_torch import PRELUDE
 
 pytest.importorskip("openvino")
 
@@ -34,21 +35,10 @@ from dtpm_core.singlepass.network import SinglePassNet  # noqa: E402
 from dtpm_core.singlepass.weights import save_singlepass  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-WITHOUT_TORCH = """
-import sys
-from importlib.abc import MetaPathFinder
-
-class NoTorch(MetaPathFinder):
-    # torch and torchvision are not installed here (the CPU bundle)
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "torchvision"):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-sys.meta_path.insert(0, NoTorch())
+WITHOUT_TORCH = PRELUDE + """
 from dtpm_core.cli import main
 code = main(sys.argv[1:])
-assert not [m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision")]
+assert torch_free()
 sys.exit(code)
 """
 
