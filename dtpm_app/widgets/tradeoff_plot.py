@@ -234,8 +234,10 @@ class TradeoffPlot(QWidget):
             # one piece where the caption wraps (non-breaking space and hyphen)
             legend = (f" · <span style='color:{SINGLE_PASS_COLOUR}'>&#8209;&#8209;&nbsp;"
                       f"{html.escape(SINGLE_PASS).replace('-', '&#8209;')}</span>")
+        # the curve is there to choose K: measured at texture strength 1 (as trained), whatever
+        # strength the controls hold
         self.caption.setText(f"vs the {html.escape(against)} ({state.preview_side} px "
-                             f"preview){legend}")
+                             f"preview, strength 1){legend}")
         self.psnr_plot.setLabel("left", "PSNR (dB)", color=AXIS_TEXT)
         # fits a low plot; "Distance" until the first point says which one the worker measures
         label = {"LPIPS": "LPIPS", FEATURE_DISTANCE: "EffNet<br>distance"}.get(metric, "Distance")

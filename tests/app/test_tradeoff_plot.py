@@ -45,6 +45,7 @@ def test_lpips_keeps_its_name_and_a_random_trunk_is_flagged(plot):
     plot.set_marker(4)
     assert plot.lpips_plot.getAxis("left").labelText == "LPIPS"
     assert "vs the initial prediction" in plot.caption.text()
+    assert "strength 1" in plot.caption.text()  # measured as trained, whatever the controls say
     assert "LPIPS 0.240" in plot.status.text()
     assert "random backbone" in plot.status.text()
     assert "alex (random weights" in plot.canvas.toolTip()
