@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,26 +116,28 @@ def folder_catalog(folder: Path) -> Catalog:
 
 def resolve_singlepass(path: str | Path | None, catalog: Catalog | None = None) -> Path:
     """The single-pass network to load: the given path, else the installed one."""
-    if path is not None:
-        return Path(path)
-    catalog = catalog or load_catalog()
-    if catalog.singlepass is None:
-        raise WeightsError(
-            "no single-pass model is installed: pass --model PATH to a single-pass "
-            "`.safetensors` (made with `dtpm-train singlepass ...`)")
-    return catalog.singlepass
+    return _given_or_installed(
+        path, lambda c: c.singlepass, catalog,
+        "no single-pass model is installed: pass --model PATH to a single-pass "
+        "`.safetensors` (made with `dtpm-train singlepass ...`)")
 
 
 def resolve_base(path: str | Path | None, catalog: Catalog | None = None) -> Path:
     """The base file to load: the given path, else the installed default."""
+    return _given_or_installed(
+        path, lambda c: c.base, catalog,
+        "no base model is installed: pass --base PATH to a base .safetensors file (made with "
+        f"`dtpm-train export`), or install models into {user_models_dir()}")
+
+
+def _given_or_installed(path: str | Path | None, installed: Callable[[Catalog], Path | None],
+                        catalog: Catalog | None, missing: str) -> Path:
     if path is not None:
         return Path(path)
-    catalog = catalog or load_catalog()
-    if catalog.base is None:
-        raise WeightsError(
-            "no base model is installed: pass --base PATH to a base .safetensors file "
-            f"(made with `dtpm-train export`), or install models into {user_models_dir()}")
-    return catalog.base
+    found = installed(catalog or load_catalog())
+    if found is None:
+        raise WeightsError(missing)
+    return found
 
 
 def resolve_adapter(name_or_path: str, catalog: Catalog | None = None) -> Path:
