@@ -167,15 +167,14 @@ class OpenVINOSession:
             return held[1], None
         entry, shipped_problem = find_shipped(spec.key, spec.shipped)
         if entry is None:
-            if not self.cache.has(cache_key := cache_key_of(spec)) and not torch_installed():
-                raise ConfigError(_no_graph_message(spec, shipped_problem))
-
-            def build(folder: Path) -> None:
+            def build(folder: Path) -> None:  # called only when the cache has no whole graph
+                if not torch_installed():
+                    raise ConfigError(_no_graph_message(spec, shipped_problem))
                 if on_convert is not None:
                     on_convert(spec)
                 convert(spec, folder)
 
-            entry = self.cache.get(cache_key, build)
+            entry = self.cache.get(cache_key_of(spec), build)
             if shipped_problem:
                 entry = CacheEntry(entry.folder, entry.converted,
                                    "; ".join(filter(None, (shipped_problem, entry.problem))))
