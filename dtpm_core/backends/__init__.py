@@ -88,10 +88,8 @@ def resolve_backend(name: str | None, device: str = "auto", *, experts: bool = F
         raise ConfigError(f"unknown backend {name!r}; choose one of {BACKEND_CHOICES}")
     on_cpu = device in ("auto", "cpu")
     if name == "auto":
-        if not torch_installed() and openvino_installed() and on_cpu:
-            return OPENVINO
-        if not torch_installed():
-            return _checked(TORCH, device)  # refused, with the reason
+        if not torch_installed():  # OpenVINO where it can run, else refused with the reason
+            return _checked(OPENVINO if openvino_installed() and on_cpu else TORCH, device)
         if not on_cpu or experts or not openvino_installed():
             return _checked(TORCH, device)
         if native_bf16 is None:

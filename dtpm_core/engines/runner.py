@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..backends import OPENVINO, TORCH, CPUDevice, GraphSpec, resolve_backend
-from ..backends.device import resolve_precision, thread_count
+from ..backends.device import (
+    apply_threads_to_torch,
+    autocast_context,
+    prepare_for_inference,
+    resolve_device,
+    resolve_precision,
+    thread_count,
+)
 from .inference import ProgressCallback, RestoreProgress, run_with_tile_backoff
 
 if TYPE_CHECKING:
@@ -59,8 +66,6 @@ class Runner:
             self.precision = resolve_precision(self.device, precision)
             self.openvino = OpenVINOSession(self.precision, thread_count())
         else:
-            from ..backends.device import apply_threads_to_torch, autocast_context, resolve_device
-
             apply_threads_to_torch()
             self.device = resolve_device(device)
             self.precision = resolve_precision(self.device, precision)
@@ -73,8 +78,6 @@ class Runner:
         converts the fp32 modules as loaded, so there they are returned untouched."""
         if self.openvino is not None:
             return module
-        from ..backends.device import prepare_for_inference
-
         return prepare_for_inference(module, self.device, self.precision, keep_fp32)
 
     def compile_graphs(self, specs: Sequence[GraphSpec], progress: ProgressCallback | None
