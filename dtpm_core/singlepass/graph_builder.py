@@ -10,7 +10,7 @@ from torch import nn
 
 from ..backends import GraphLayout
 from ..backends.graph_builders import example_images, unpadded
-from .network import MoEAdaptor
+from .network import MoEAdaptor, top_k_weights
 from .weights import load_singlepass
 
 
@@ -29,9 +29,7 @@ class _TopKAdaptor(nn.Module):
         w = a.route(x, emb)  # (1, E)
         k = a.inference_top_k
         if 0 < k < len(a.experts):
-            top = w.topk(k, dim=1)
-            w = torch.zeros_like(w).scatter(1, top.indices,
-                                            top.values / top.values.sum(1, keepdim=True))
+            w = top_k_weights(w, k)[0]
         mixed = sum(w[:, i, None, None, None] * expert(x) for i, expert in enumerate(a.experts))
         return x + a.scale * mixed
 

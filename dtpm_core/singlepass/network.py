@@ -47,6 +47,14 @@ def from_net_range(x: torch.Tensor) -> torch.Tensor:
     return (x + 1.0) * 0.5
 
 
+def top_k_weights(w: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Router weights (B, E) kept for each image's k heaviest experts, renormalised to sum to
+    1, zeros elsewhere; and the (B, k) indices kept. Traceable (the graph runs it too)."""
+    top = w.topk(k, dim=1)
+    return torch.zeros_like(w).scatter(1, top.indices,
+                                       top.values / top.values.sum(1, keepdim=True)), top.indices
+
+
 class MoEAdaptor(nn.Module):
     """MTUL task adaptor after a decoder level: x + s * sum_i w_i E_i(x), with
     w = softmax(MLP([GAP(x), embed(t_mat)])) and s = 0 at creation (a fresh adaptor is exact
@@ -83,10 +91,8 @@ class MoEAdaptor(nn.Module):
         if 0 < k < len(self.experts):
             # top-k routing at inference: keep each image's k heaviest experts, renormalised
             # (B, E) with zeros elsewhere; run the union of the kept experts over the batch
-            top = w.topk(k, dim=1)
-            w = torch.zeros_like(w).scatter_(1, top.indices,
-                                             top.values / top.values.sum(1, keepdim=True))
-            chosen = sorted(set(top.indices.flatten().tolist()))
+            w, kept = top_k_weights(w, k)
+            chosen = sorted(set(kept.flatten().tolist()))
         else:
             chosen = list(range(len(self.experts)))
         if self.fuse_at_inference:
