@@ -77,7 +77,7 @@ evaluation; the recipe that trained them is `scripts/train_bundled_models.sh`.
   bundled base, 12000 iterations on the scikit-image photographs).
 - One adapter per task ({', '.join(a.display_name for a in adapters)}): Conditional Guidance
   Adapters and an initial predictor, Stage II iterations of each file's last run: {adapter_steps}
-  (the motion-deblur and defocus-deblur adapters continue earlier runs: 13300 and 13600
+  (the motion-deblur and defocus-deblur adapters continue earlier runs: 13300 and 15100
   iterations in all, logged in `checkpoints/campaign.tsv`; their last runs trained on the wide
   camera-like ranges of `trainer/degradations.TRAIN_RANGES` with 128 px crops). {predictor_recipe}
 - `{manifest.get('singlepass', 'singlepass.safetensors')}`: the single-pass network of the
