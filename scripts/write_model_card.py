@@ -134,20 +134,32 @@ photo in this recipe; the earlier one held coffee out.
 
 def _predictor_recipe(adapters) -> str:
     """How the initial predictors were trained, read from each file's stored training config
-    (`stage2.predictor_l1_weight`), not assumed."""
-    weights = {a.task: (a.training.get("config", {}).get("stage2", {})
-                        .get("predictor_l1_weight")) for a in adapters}
-    known = {w for w in weights.values() if w is not None}
+    (`stage2.predictor_l1_weight`, `stage2.predictor_mse_weight`), not assumed. A file written
+    before the squared-error option existed records no MSE weight: it had none."""
+    terms = {}
+    for a in adapters:
+        stage2 = a.training.get("config", {}).get("stage2", {})
+        if stage2.get("predictor_l1_weight") is None:
+            terms[a.task] = None
+            continue
+        parts = [f"L1 (weight {stage2['predictor_l1_weight']})"
+                 if stage2["predictor_l1_weight"] else "",
+                 f"squared error (weight {stage2['predictor_mse_weight']})"
+                 if stage2.get("predictor_mse_weight") else ""]
+        terms[a.task] = " and ".join(p for p in parts if p) or "none"
+    known = {t for t in terms.values() if t is not None}
     if not known:
         return "How the initial predictor was trained is not recorded in the files."
-    if known == {0.0}:
+    if known == {"none"} and None not in terms.values():
         return "The initial predictor is trained through the diffusion loss only, as in the paper."
-    if len(known) == 1:
+    if len(known) == 1 and None not in terms.values():
         return (f"The initial predictor is trained through the diffusion loss plus an auxiliary "
-                f"L1 loss against the clean image (weight {known.pop()}; the paper uses the "
-                "diffusion loss only).")
-    return ("The initial predictor's auxiliary L1 weight (0 = diffusion loss only, as in the "
-            "paper) per task: " + ", ".join(f"{t} {w}" for t, w in weights.items()) + ".")
+                f"{known.pop()} loss against the clean image (the paper uses the diffusion "
+                "loss only).")
+    return ("The initial predictor is trained through the diffusion loss plus, per task, an "
+            "auxiliary loss against the clean image (the paper uses the diffusion loss only): "
+            + "; ".join(f"{t} {w if w is not None else 'not recorded'}"
+                        for t, w in terms.items()) + ".")
 
 
 if __name__ == "__main__":

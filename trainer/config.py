@@ -102,8 +102,14 @@ class Stage2Config:
     mode: str = "adapters"  # or finetune-encoder / finetune-decoder / finetune-both
     use_predictor: bool = True
     from_scratch: bool = False  # "w/o Stage I": the base is trained too, from random weights
-    predictor_l1_weight: float = 0.0
+    predictor_l1_weight: float = 0.0  # auxiliary L1 on the initial predictor
+    predictor_mse_weight: float = 0.0  # auxiliary mean squared error on it (PSNR's loss)
     init: str = ""  # an adapter file (same base, task, mode) the run continues from
+
+    def __post_init__(self) -> None:
+        for name in ("predictor_l1_weight", "predictor_mse_weight"):
+            if getattr(self, name) < 0.0:
+                raise ConfigError(f"stage2.{name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from dtpm_core.networks.semantic import resolve_semantic_mode
 from dtpm_core.options import task_display_name
 
 from .checkpoint import checkpoint_path
-from .config import TrainConfig
+from .config import Stage2Config, TrainConfig
 from .loop import TrainJob
 from .provenance import training_summary
 from .resume import extra_value, resumed_config
@@ -31,14 +31,15 @@ from .validation import periodic_validator
 
 
 class Stage2Loss(nn.Module):
-    def __init__(self, model: DTPM, predictor_l1_weight: float, residual_scale: float) -> None:
+    def __init__(self, model: DTPM, options: Stage2Config, residual_scale: float) -> None:
         super().__init__()
         self.model = model
-        self.predictor_l1_weight, self.residual_scale = predictor_l1_weight, residual_scale
+        self.options, self.residual_scale = options, residual_scale
 
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         return stage2_loss(self.model, batch["degraded"], batch["clean"], generator,
-                           self.predictor_l1_weight, self.residual_scale)
+                           self.options.predictor_l1_weight, self.residual_scale,
+                           predictor_mse_weight=self.options.predictor_mse_weight)
 
 
 def _warm_start(model: DTPM, path: Path, base: DTPM, base_info, config: TrainConfig) -> float:
@@ -162,5 +163,5 @@ def build_stage2(config: TrainConfig, run_dir: Path, base_path: Path | None) -> 
               f"{calibration}")
 
     return TrainJob("stage2", run_dir, config, model,
-                    Stage2Loss(model, config.stage2.predictor_l1_weight, scale), trainable,
+                    Stage2Loss(model, config.stage2, scale), trainable,
                     train_set, validate=validate, finish=finish, extra_state=extra)

@@ -109,14 +109,22 @@ def stage1_loss(model: DTPM, clean: torch.Tensor, smooth: torch.Tensor,
 
 def stage2_loss(model: DTPM, degraded: torch.Tensor, clean: torch.Tensor,
                 generator: torch.Generator | None = None,
-                predictor_l1_weight: float = 0.0, residual_scale: float = 1.0) -> torch.Tensor:
+                predictor_l1_weight: float = 0.0, residual_scale: float = 1.0,
+                predictor_mse_weight: float = 0.0) -> torch.Tensor:
     """Task loss on (degraded, clean) crops in [0, 1].
 
     P learns only through the diffusion loss (gradients reach it through x0 and the adapter
-    guidance), as in the paper; `predictor_l1_weight` > 0 adds an auxiliary L1 on P.
+    guidance), as in the paper; `predictor_l1_weight` > 0 adds an auxiliary L1 on P (its
+    error x0 = y_g - P(y_d)), `predictor_mse_weight` > 0 an auxiliary mean squared error. L1's
+    optimum is the conditional median, MSE's the conditional mean, which is what PSNR scores:
+    where P cannot tell what lies under a degradation (a raindrop), the median keeps the
+    degraded pixel and the mean blends towards the likely background.
     """
     problem = stage2_problem(model, degraded, clean)
     loss = diffusion_loss(model, problem, generator, residual_scale)
-    if predictor_l1_weight > 0.0 and model.predictor is not None:
-        loss = loss + predictor_l1_weight * (problem.x0).abs().mean()
+    if model.predictor is not None:
+        if predictor_l1_weight > 0.0:
+            loss = loss + predictor_l1_weight * problem.x0.abs().mean()
+        if predictor_mse_weight > 0.0:
+            loss = loss + predictor_mse_weight * problem.x0.square().mean()
     return loss

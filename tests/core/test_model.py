@@ -5,7 +5,7 @@ import torch
 from model_factory import tiny_model
 
 from dtpm_core.config import PRESETS, ModelConfig, Stage2Options, preset
-from dtpm_core.diffusion.objectives import stage1_loss, stage2_loss
+from dtpm_core.diffusion.objectives import stage1_loss, stage2_loss, stage2_problem
 from dtpm_core.errors import ConfigError
 from dtpm_core.networks.adapters import AdapterSet
 from dtpm_core.networks.model import DTPM, configure_stage2_trainable
@@ -170,6 +170,25 @@ def test_stage2_loss_is_seeded():
     a = stage2_loss(model, d, c, generator=torch.Generator().manual_seed(5))
     b = stage2_loss(model, d, c, generator=torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("weights, term", [
+    ({"predictor_l1_weight": 0.5}, lambda x0: 0.5 * x0.abs().mean()),
+    ({"predictor_mse_weight": 3.0}, lambda x0: 3.0 * x0.square().mean()),
+    ({"predictor_l1_weight": 0.5, "predictor_mse_weight": 3.0},
+     lambda x0: 0.5 * x0.abs().mean() + 3.0 * x0.square().mean()),
+])
+def test_stage2_auxiliary_predictor_losses_add_their_term(weights, term):
+    model = tiny_model(Stage2Options())
+    # an untrained predictor is the identity: give it an output so that x0 is not y_g - y_d
+    torch.nn.init.normal_(model.predictor.ending.weight, std=0.1,
+                          generator=torch.Generator().manual_seed(2))
+    d = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    c = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    plain = stage2_loss(model, d, c, generator=torch.Generator().manual_seed(5))
+    with_terms = stage2_loss(model, d, c, generator=torch.Generator().manual_seed(5), **weights)
+    x0 = stage2_problem(model, d, c).x0
+    torch.testing.assert_close(with_terms - plain, term(x0))
 
 
 def test_the_noise_prediction_stays_fp32_under_bf16_autocast():

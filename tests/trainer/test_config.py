@@ -3,7 +3,7 @@
 import pytest
 
 from dtpm_core.errors import ConfigError
-from trainer.config import TrainConfig, bundled_config, load_config
+from trainer.config import Stage2Config, TrainConfig, bundled_config, load_config
 from trainer.loop import get_lr
 
 
@@ -45,3 +45,9 @@ def test_cosine_schedule_with_warmup():
     assert get_lr(9, optim, 110) == pytest.approx(1e-3)
     assert get_lr(60, optim, 110) == pytest.approx(5e-4)
     assert get_lr(110, optim, 110) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", ["predictor_l1_weight", "predictor_mse_weight"])
+def test_negative_predictor_loss_weights_are_refused(name):
+    with pytest.raises(ConfigError, match=name):
+        Stage2Config(**{name: -1.0})

@@ -180,3 +180,26 @@ def test_the_recommended_values_are_the_rule_s_choice_from_the_saved_measurement
                     "--write-manifest", str(copy)], check=True, capture_output=True, cwd=root)
     assert json.loads(Path(copy).read_text(encoding="utf-8")) == \
         json.loads(bundled.read_text(encoding="utf-8"))
+
+
+def test_the_model_card_is_what_the_bundled_files_say(tmp_path):
+    """resources/models/MODEL_CARD.md is scripts/write_model_card.py's text for the bundled
+    files (their stored training recipe, the evaluation table), not edited by hand: written
+    again from a copy of the folder, it comes out the same."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = REAL_RESOURCES.parent
+    models = REAL_RESOURCES / "models"
+    copy = tmp_path / "models"
+    copy.mkdir()
+    for path in models.iterdir():
+        if path.is_file():
+            shutil.copy(path, copy / path.name)
+    (copy / "MODEL_CARD.md").unlink()
+    subprocess.run([sys.executable, str(root / "scripts" / "write_model_card.py"), str(copy),
+                    "--eval", str(root / "docs" / "evidence" / "dtpm" / "bundled_eval.md")],
+                   check=True, capture_output=True, cwd=root)
+    assert (copy / "MODEL_CARD.md").read_text(encoding="utf-8") == \
+        (models / "MODEL_CARD.md").read_text(encoding="utf-8")
