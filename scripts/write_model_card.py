@@ -78,7 +78,7 @@ evaluation; the recipe that trained them is `scripts/train_bundled_models.sh`.
 - One adapter per task ({', '.join(a.display_name for a in adapters)}): Conditional Guidance
   Adapters and an initial predictor, Stage II iterations of each file's last run: {adapter_steps}
   (the motion-deblur, defocus-deblur and raindrop adapters continue earlier runs: 13300, 15100
-  and 7400 iterations in all, logged in `checkpoints/campaign.tsv`; their last runs trained on the wide
+  and 8900 iterations in all, logged in `checkpoints/campaign.tsv`; their last runs trained on the wide
   camera-like ranges of `trainer/degradations.TRAIN_RANGES` with 128 px crops). {predictor_recipe}
 - `{manifest.get('singlepass', 'singlepass.safetensors')}`: the single-pass network of the
   single-pass engine (DESIGN 6), trained earlier on the scikit-image photographs, then
