@@ -132,29 +132,33 @@ photo in this recipe; the earlier one held coffee out.
     return 0
 
 
+def _auxiliary_losses(adapter) -> str | None:
+    """The auxiliary predictor losses in an adapter file's stored training config ("none" for
+    the diffusion loss alone), or None when the file does not record them. A file written
+    before the squared-error option existed records no MSE weight: it had none."""
+    stage2 = adapter.training.get("config", {}).get("stage2", {})
+    l1, mse = stage2.get("predictor_l1_weight"), stage2.get("predictor_mse_weight")
+    if l1 is None:
+        return None
+    parts = ([f"L1 (weight {l1})"] if l1 else []) + \
+        ([f"squared error (weight {mse})"] if mse else [])
+    return " and ".join(parts) or "none"
+
+
 def _predictor_recipe(adapters) -> str:
     """How the initial predictors were trained, read from each file's stored training config
-    (`stage2.predictor_l1_weight`, `stage2.predictor_mse_weight`), not assumed. A file written
-    before the squared-error option existed records no MSE weight: it had none."""
-    terms = {}
-    for a in adapters:
-        stage2 = a.training.get("config", {}).get("stage2", {})
-        if stage2.get("predictor_l1_weight") is None:
-            terms[a.task] = None
-            continue
-        parts = [f"L1 (weight {stage2['predictor_l1_weight']})"
-                 if stage2["predictor_l1_weight"] else "",
-                 f"squared error (weight {stage2['predictor_mse_weight']})"
-                 if stage2.get("predictor_mse_weight") else ""]
-        terms[a.task] = " and ".join(p for p in parts if p) or "none"
-    known = {t for t in terms.values() if t is not None}
-    if not known:
+    (`stage2.predictor_l1_weight`, `stage2.predictor_mse_weight`), not assumed."""
+    terms = {a.task: _auxiliary_losses(a) for a in adapters}
+    found = set(terms.values())
+    if found == {None}:
         return "How the initial predictor was trained is not recorded in the files."
-    if known == {"none"} and None not in terms.values():
-        return "The initial predictor is trained through the diffusion loss only, as in the paper."
-    if len(known) == 1 and None not in terms.values():
+    if len(found) == 1:  # every file records the same losses
+        losses = found.pop()
+        if losses == "none":
+            return ("The initial predictor is trained through the diffusion loss only, as in "
+                    "the paper.")
         return (f"The initial predictor is trained through the diffusion loss plus an auxiliary "
-                f"{known.pop()} loss against the clean image (the paper uses the diffusion "
+                f"{losses} loss against the clean image (the paper uses the diffusion "
                 "loss only).")
     return ("The initial predictor is trained through the diffusion loss plus, per task, an "
             "auxiliary loss against the clean image (the paper uses the diffusion loss only): "
