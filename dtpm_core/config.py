@@ -81,6 +81,12 @@ class AdapterConfig:
             raise ConfigError(f"adapter.ratio must be in (0, 4], got {self.ratio}")
 
 
+PREDICTOR_ENCODERS = ("none", "efficientnet-lite0")
+ENCODER_DECODER_LEVELS = 5
+"""Decoder levels of a predictor on EfficientNet-Lite0: strides 16, 8, 4, 2 and 1, each
+adding the encoder's features of that stride (the image itself at full resolution)."""
+
+
 @dataclass(frozen=True)
 class PredictorConfig:
     """The compact U-Net initial predictor P (DESIGN 1.4). `stem` > 1 runs the U-Net on the
@@ -93,12 +99,29 @@ class PredictorConfig:
     middle_blocks: int = 1
     dec_blocks: tuple[int, ...] = (1, 1, 1)
     stem: int = 1
+    encoder: str = "none"
+    """"efficientnet-lite0": the encoder is EfficientNet-Lite0 (ImageNet weights to start
+    from), with no NAF encoder blocks (`enc_blocks = []`), no stem, and a NAF decoder of
+    `ENCODER_DECODER_LEVELS` levels (`dec_blocks`, from stride 16 up to full resolution;
+    `middle_blocks` at stride 32; `width` channels at full resolution, doubled per level)."""
 
     def __post_init__(self) -> None:
-        if len(self.enc_blocks) != len(self.dec_blocks):
+        if self.encoder not in PREDICTOR_ENCODERS:
+            raise ConfigError(f"predictor.encoder must be one of {PREDICTOR_ENCODERS}, "
+                              f"got {self.encoder!r}")
+        if self.encoder != "none":
+            if self.enc_blocks or self.stem != 1 or \
+                    len(self.dec_blocks) != ENCODER_DECODER_LEVELS:
+                raise ConfigError(
+                    f"predictor.encoder = {self.encoder!r} needs enc_blocks = [], stem = 1 "
+                    f"and {ENCODER_DECODER_LEVELS} dec_blocks entries (got {list(self.enc_blocks)}"
+                    f", {self.stem}, {list(self.dec_blocks)})")
+        elif len(self.enc_blocks) != len(self.dec_blocks):
             raise ConfigError("predictor.enc_blocks and dec_blocks must have the same length")
         if self.stem not in (1, 2, 4):
             raise ConfigError(f"predictor.stem must be 1, 2 or 4, got {self.stem}")
+        if self.width < 4:
+            raise ConfigError(f"predictor.width must be >= 4, got {self.width}")
 
     @property
     def levels(self) -> int:

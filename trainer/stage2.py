@@ -15,6 +15,7 @@ from dtpm_core.diffusion.objectives import stage2_loss, stage2_problem
 from dtpm_core.engines.dtpm_restorer import Restorer
 from dtpm_core.errors import ConfigError
 from dtpm_core.modelfiles.weights import load_adapter, load_base, save_adapter, save_base
+from dtpm_core.networks.encoder_predictor import EncoderPredictor
 from dtpm_core.networks.model import DTPM, configure_stage2_trainable
 from dtpm_core.networks.semantic import resolve_semantic_mode
 from dtpm_core.options import task_display_name
@@ -127,8 +128,13 @@ def build_stage2(config: TrainConfig, run_dir: Path, base_path: Path | None) -> 
     torch.manual_seed(config.loop.seed)
     model = DTPM(stage2_model_config(config, base.config), options)
     model.denoiser.load_state_dict(base.denoiser.state_dict())
-    if resumed_scale is None and config.stage2.init:  # a resumed run has these weights already
-        resumed_scale = _warm_start(model, Path(config.stage2.init), base, base_info, config)
+    if resumed_scale is None:  # a fresh run (a resumed one has its weights already)
+        if config.stage2.init:
+            resumed_scale = _warm_start(model, Path(config.stage2.init), base, base_info, config)
+        elif isinstance(model.predictor, EncoderPredictor):
+            model.predictor.load_imagenet_encoder()
+            print("the initial predictor's encoder starts from EfficientNet-Lite0's ImageNet "
+                  "weights")
     configure_stage2_trainable(model)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     train_set, val_pairs, crops = build_datasets(config, with_calibration=True)

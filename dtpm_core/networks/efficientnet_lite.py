@@ -53,21 +53,43 @@ class SameConv(nn.Conv2d):
         return super().forward(F.pad(x, pads))
 
 
+class EvenSameConv(nn.Conv2d):
+    """A convolution with its batch norm folded in (so with a bias) and "same" padding fixed
+    for inputs whose sides are even at every stride-2 layer (multiples of 32 for the whole
+    network): there TensorFlow's pads are the same at every size, (k - 2) split as SameConv
+    splits it at stride 2 and k - 1 at stride 1, so a traced graph keeps them exactly."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1,
+                 groups: int = 1) -> None:
+        super().__init__(cin, cout, kernel, stride=stride, groups=groups, bias=True)
+        total = kernel - 2 if stride == 2 else kernel - 1
+        self.pads = (total // 2, total - total // 2) * 2  # width, then height
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, self.pads))
+
+
 def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
-            act: bool = True) -> nn.Sequential:
-    layers = [SameConv(cin, cout, kernel, stride, groups), nn.BatchNorm2d(cout, eps=BN_EPS)]
+            act: bool = True, folded: bool = False) -> nn.Sequential:
+    """Convolution, batch norm, ReLU6; `folded`: the batch norm is in the convolution's
+    weights and bias (EvenSameConv), as `folded_state` computes them."""
+    if folded:
+        layers = [EvenSameConv(cin, cout, kernel, stride, groups)]
+    else:
+        layers = [SameConv(cin, cout, kernel, stride, groups), nn.BatchNorm2d(cout, eps=BN_EPS)]
     return nn.Sequential(*layers, nn.ReLU6()) if act else nn.Sequential(*layers)
 
 
 class MBConv(nn.Module):
     """Inverted residual: 1x1 expand -> kxk depthwise -> 1x1 linear projection (+ skip)."""
 
-    def __init__(self, cin: int, cout: int, expand: int, kernel: int, stride: int) -> None:
+    def __init__(self, cin: int, cout: int, expand: int, kernel: int, stride: int,
+                 folded: bool = False) -> None:
         super().__init__()
         mid = cin * expand
-        self.expand = conv_bn(cin, mid, 1) if expand != 1 else None
-        self.depthwise = conv_bn(mid, mid, kernel, stride, groups=mid)
-        self.project = conv_bn(mid, cout, 1, act=False)
+        self.expand = conv_bn(cin, mid, 1, folded=folded) if expand != 1 else None
+        self.depthwise = conv_bn(mid, mid, kernel, stride, groups=mid, folded=folded)
+        self.project = conv_bn(mid, cout, 1, act=False, folded=folded)
         self.skip = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -77,20 +99,26 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite0(nn.Module):
-    """(B, 3, H, W) in [0, 1] -> stage features, pooled features or ImageNet logits."""
+    """(B, 3, H, W) in [0, 1] -> stage features, pooled features or ImageNet logits.
 
-    def __init__(self) -> None:
+    `folded=True, with_head=False` is the encoder of a network that trains on (the initial
+    predictor on ImageNet features): batch norms folded into the convolutions (nothing that
+    a batch of 4 crops would re-estimate), no head or classifier, sides multiples of 32."""
+
+    def __init__(self, folded: bool = False, with_head: bool = True) -> None:
         super().__init__()
-        self.stem = conv_bn(3, STEM_WIDTH, 3, stride=2)
+        self.stem = conv_bn(3, STEM_WIDTH, 3, stride=2, folded=folded)
         self.stages = nn.ModuleList()
         cin = STEM_WIDTH
         for expand, kernel, stride, cout, blocks in STAGES:
             self.stages.append(nn.Sequential(*(
-                MBConv(cin if i == 0 else cout, cout, expand, kernel, stride if i == 0 else 1)
+                MBConv(cin if i == 0 else cout, cout, expand, kernel, stride if i == 0 else 1,
+                       folded=folded)
                 for i in range(blocks))))
             cin = cout
-        self.head = conv_bn(cin, FEATURE_DIM, 1)
-        self.classifier = nn.Linear(FEATURE_DIM, 1000)
+        if with_head:
+            self.head = conv_bn(cin, FEATURE_DIM, 1, folded=folded)
+            self.classifier = nn.Linear(FEATURE_DIM, 1000)
         self.register_buffer("mean", torch.full((1, 3, 1, 1), INPUT_MEAN), persistent=False)
         self.register_buffer("std", torch.full((1, 3, 1, 1), INPUT_STD), persistent=False)
 
@@ -111,6 +139,26 @@ class EfficientNetLite0(nn.Module):
     def forward(self, image01: torch.Tensor) -> torch.Tensor:
         """(B, 1000) ImageNet logits."""
         return self.classifier(self.pooled_features(image01))
+
+
+def folded_state(net: EfficientNetLite0, with_head: bool = True) -> dict[str, torch.Tensor]:
+    """The state of `EfficientNetLite0(folded=True, with_head=...)` that computes what `net`
+    (batch norms, eval mode) computes: each batch norm y = g (x - m) / sqrt(v + eps) + b
+    becomes the preceding convolution's per-output-channel scale and bias."""
+    state: dict[str, torch.Tensor] = {}
+    for name, module in net.named_modules():
+        if not (isinstance(module, nn.Sequential) and len(module) >= 2
+                and isinstance(module[0], SameConv) and isinstance(module[1], nn.BatchNorm2d)):
+            continue
+        if not with_head and name.startswith("head"):
+            continue
+        bn = module[1]
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C_out,)
+        state[f"{name}.0.weight"] = (module[0].weight * scale[:, None, None, None]).detach()
+        state[f"{name}.0.bias"] = (bn.bias - bn.running_mean * scale).detach()
+    if with_head:
+        state.update({f"classifier.{k}": v.detach() for k, v in net.classifier.state_dict().items()})
+    return state
 
 
 def _checkpoint_key(ours: str, block_index: dict[tuple[int, int], int]) -> str:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import ModelConfig, Stage2Options
+from ..config import ModelConfig, PredictorConfig, Stage2Options
 from ..errors import ConfigError
 from .adapters import AdapterSet
 from .denoiser import Denoiser
+from .encoder_predictor import EncoderPredictor
 from .predictor import InitialPredictor
 from .semantic import SemanticEncoder
 
@@ -72,13 +73,24 @@ class DTPM(nn.Module):
 
 def build_task_modules(config: ModelConfig, stage2: Stage2Options | None,
                        block_widths: tuple[int, ...]
-                       ) -> tuple[AdapterSet | None, InitialPredictor | None]:
+                       ) -> tuple[AdapterSet | None, Predictor | None]:
     """The freshly initialised Stage II modules that `stage2` asks for."""
     if stage2 is None:
         return None, None
     adapters = AdapterSet(block_widths, config.adapter.ratio) if stage2.uses_adapters else None
-    predictor = InitialPredictor(config.predictor) if stage2.use_predictor else None
+    predictor = build_predictor(config.predictor) if stage2.use_predictor else None
     return adapters, predictor
+
+
+Predictor = InitialPredictor | EncoderPredictor
+
+
+def build_predictor(config: PredictorConfig) -> Predictor:
+    """The initial predictor `config` describes: the NAF U-Net, or one on EfficientNet-Lite0
+    (fresh: its encoder random until `load_imagenet_encoder`, its output the identity)."""
+    if config.encoder == "efficientnet-lite0":
+        return EncoderPredictor(config)
+    return InitialPredictor(config)
 
 
 def denoiser_parameter_names_trained(denoiser: Denoiser, stage2: Stage2Options) -> list[str]:

@@ -179,6 +179,31 @@ def test_stage2_ablation_flags_select_the_trained_parameters(tmp_path, clean_fol
     assert frozen.isdisjoint(job.trainable)
 
 
+def test_a_fresh_run_starts_the_encoder_predictor_from_imagenet(tmp_path, clean_folder,
+                                                               monkeypatch):
+    from dtpm_core.config import preset
+    from dtpm_core.modelfiles.weights import save_base
+    from dtpm_core.networks.efficientnet_lite import folded_state, load_efficientnet_lite0
+    from dtpm_core.networks.model import DTPM
+    from trainer import cli, loop
+
+    base = tmp_path / "base.safetensors"
+    save_base(base, DTPM(preset("tiny", denoiser__semantic="none")))
+    seen = {}
+    monkeypatch.setattr(loop, "run", lambda job, dist, progress=True: seen.update(job=job))
+    overrides = ('model.overrides.predictor.encoder="efficientnet-lite0"',
+                 "model.overrides.predictor.enc_blocks=[]", "model.overrides.predictor.width=8",
+                 "model.overrides.predictor.dec_blocks=[1, 1, 1, 1, 1]")
+    assert cli.main(["stage2", "--run-dir", str(tmp_path / "r"), "--base", str(base),
+                     "--task", "motion-deblur", "--quiet",
+                     *_sets(f'data.clean=["{clean_folder}"]', *overrides)]) == 0
+    job = seen["job"]
+    imagenet = folded_state(load_efficientnet_lite0(), with_head=False)
+    for name, value in job.model.predictor.encoder.state_dict().items():
+        assert torch.equal(value, imagenet[name]), name
+    assert any(n.startswith("predictor.encoder.") for n in job.trainable)  # fine-tuned
+
+
 def test_no_semantic_ablation_needs_a_matching_base(tmp_path, clean_folder, capsys):
     from dtpm_core.config import preset
     from dtpm_core.modelfiles.weights import save_base
