@@ -1,6 +1,7 @@
 """Stage II set-ups for the training campaign, measured side by side in one run (issue 20).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_train_setups.py [--steps N] [--compile]
+        [--predictors "P16 (tiny),E16-imagenet"] [--crops 128]
 
 For each candidate initial predictor on the shipped `tiny` base denoiser (random weights, the
 same cost): parameters, receptive field (the input pixels that reach the centre output pixel,
@@ -26,8 +27,12 @@ sys.path.insert(0, str(ROOT))
 
 from dtpm_core.config import Stage2Options, preset  # noqa: E402
 from dtpm_core.diffusion.objectives import stage2_loss  # noqa: E402
-from dtpm_core.networks.model import DTPM, configure_stage2_trainable  # noqa: E402
-from dtpm_core.networks.predictor import InitialPredictor  # noqa: E402
+from dtpm_core.networks.encoder_predictor import EncoderPredictor  # noqa: E402
+from dtpm_core.networks.model import (  # noqa: E402
+    DTPM,
+    build_predictor,
+    configure_stage2_trainable,
+)
 
 BATCH = 4
 
@@ -44,6 +49,9 @@ PREDICTORS: dict[str, dict[str, object]] = {
     "P64-stem2-L4": {"predictor.width": 64, "predictor.stem": 2,
                      "predictor.enc_blocks": (1, 1, 1, 2), "predictor.dec_blocks": (1, 1, 1, 1),
                      "predictor.middle_blocks": 2},
+    # EfficientNet-Lite0 encoder (ImageNet weights), NAF decoder of width 16 at full resolution
+    "E16-imagenet": {"predictor.encoder": "efficientnet-lite0", "predictor.enc_blocks": (),
+                     "predictor.dec_blocks": (1, 1, 1, 1, 1), "predictor.width": 16},
 }
 
 
@@ -68,7 +76,9 @@ def receptive_field(overrides: dict[str, object], size: int = 257, mass: float =
     (the ending, the blocks' beta and gamma) are set nonzero, as training makes them."""
     config = preset("tiny", denoiser__semantic="none").with_overrides(overrides).predictor
     torch.manual_seed(0)
-    net = InitialPredictor(config)
+    net = build_predictor(config)
+    if isinstance(net, EncoderPredictor):
+        net.load_imagenet_encoder()  # where a training run starts it
     torch.nn.init.normal_(net.ending.weight, std=0.1)
     with torch.no_grad():
         for name, p in net.named_parameters():
@@ -119,22 +129,29 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--crops", default="96,128,160")
     parser.add_argument("--compile", action="store_true", help="add torch.compile rows")
+    parser.add_argument("--predictors", default=",".join(PREDICTORS),
+                        help="comma-separated names among: " + ", ".join(PREDICTORS))
     args = parser.parse_args()
     crops = [int(c) for c in args.crops.split(",")]
+    names = [n.strip() for n in args.predictors.split(",")]
+    unknown = [n for n in names if n not in PREDICTORS]
+    if unknown:
+        parser.error(f"unknown predictors {unknown}; choose among {list(PREDICTORS)}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); batch {BATCH}; "
           "tiny base denoiser, Stage II step with the auxiliary L1")
     print("\n| predictor | parameters | receptive field (px) |\n|---|---|---|")
-    for name, overrides in PREDICTORS.items():
+    for name in names:
+        overrides = PREDICTORS[name]
         config = preset("tiny").with_overrides(overrides).predictor
-        n = sum(p.numel() for p in InitialPredictor(config).parameters())
+        n = sum(p.numel() for p in build_predictor(config).parameters())
         print(f"| {name} | {n / 1e6:.2f} M | {receptive_field(overrides)} |", flush=True)
     from dtpm_core.backends.device import cpu_has_native_bf16
     modes = (False, True) if cpu_has_native_bf16() else (False,)
     if len(modes) == 1:
         print("\nthis CPU has neither AMX nor AVX512-BF16: bf16 would be emulated, fp32 only")
-    setups = [Setup(p, c, bf) for p in PREDICTORS for c in crops for bf in modes]
+    setups = [Setup(p, c, bf) for p in names for c in crops for bf in modes]
     if args.compile:
-        setups += [Setup(p, 128, bf, True) for p in PREDICTORS for bf in modes]
+        setups += [Setup(p, 128, bf, True) for p in names for bf in modes]
     runners = {}
     for s in setups:
         _, one = build(s)
