@@ -7,11 +7,10 @@ import base64
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QByteArray, QSize, Qt, QUrl
+from PySide6.QtCore import QByteArray, QSize, Qt
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
-    QDesktopServices,
     QDragEnterEvent,
     QDragMoveEvent,
     QDropEvent,
@@ -20,7 +19,6 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QDockWidget,
-    QFileDialog,
     QLabel,
     QMainWindow,
     QMenu,
@@ -39,6 +37,7 @@ from dtpm_core.options import ENGINE_LABELS, SINGLE_PASS
 from .batch_runner import BatchRunner, default_output_dir, looks_derived
 from .batch_worker import BatchSummary
 from .controller import Controller
+from .file_dialogs import FileDialogs
 from .qt_workarounds import keep_singletons_alive
 from .save_flow import SaveFlow
 from .settings import AppSettings, load_settings, save_settings
@@ -57,7 +56,6 @@ REFERENCE_MODIFIER = Qt.KeyboardModifier.ShiftModifier
 """Held while dropping one file: use it as the reference instead of opening it."""
 NO_MODEL_TITLE = "No model installed"
 BATCH_NOTE_MS = 15_000
-IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(SUPPORTED_EXTENSIONS)) + ")"
 PHOTO_TITLES = ("Steps set to K=", "Cannot read the image", "Reference size differs",
                 "Restoration adjusted", "No image open")
 """Banner titles about one photo: stale once another photo is open."""
@@ -106,6 +104,7 @@ class MainWindow(QMainWindow):
         self._display = Display()
         self._models = ModelsState("none", (), None, False, user_models_dir())
         self.saver = SaveFlow(self, self.controller, self.settings, self.show_message)
+        self.dialogs = FileDialogs(self, self.controller, self.settings, self.open_paths)
         self._closed = False
         self.setWindowTitle("DTPM Studio")
         self.setWindowIcon(app_icon())
@@ -138,12 +137,13 @@ class MainWindow(QMainWindow):
 
     def _build_actions(self) -> None:
         sp = QStyle.StandardPixmap
-        self.open_action = self._action("&Open…", self.choose_open, QKeySequence.StandardKey.Open,
+        d = self.dialogs
+        self.open_action = self._action("&Open…", d.choose_open, QKeySequence.StandardKey.Open,
                                         sp.SP_DialogOpenButton, "Open an image")
-        self.open_folder_action = self._action("Open &Folder for Batch…", self.choose_folder,
+        self.open_folder_action = self._action("Open &Folder for Batch…", d.choose_folder,
                                                "Ctrl+Shift+O", sp.SP_DirOpenIcon,
                                                "Queue a folder of images for batch restoration")
-        self.reference_action = self._action("Set &Reference Image…", self.choose_reference,
+        self.reference_action = self._action("Set &Reference Image…", d.choose_reference,
                                              "Ctrl+R", tip="Use a clean image as ground truth "
                                              "for the PSNR/LPIPS curve")
         self.clear_reference_action = self._action("Clear Reference",
@@ -155,9 +155,9 @@ class MainWindow(QMainWindow):
         self.copy_action = self._action("&Copy Result", self.copy_result,
                                         QKeySequence.StandardKey.Copy,
                                         tip="Copy the result to the clipboard")
-        self.add_model_action = self._action("Add &Model…", self.choose_models,
+        self.add_model_action = self._action("Add &Model…", d.choose_models,
                                              tip="Import .safetensors model files")
-        self.model_folder_action = self._action("Open Model Folder", self.open_model_folder)
+        self.model_folder_action = self._action("Open Model Folder", d.open_model_folder)
         self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.restore_action = self._action("&Restore", self.controller.restore_now, "F5",
                                            sp.SP_MediaPlay, "Restore (again) with the current "
@@ -285,9 +285,9 @@ class MainWindow(QMainWindow):
         self.task_picker.taskChosen.connect(c.set_task)
         self.engine_picker.engineChosen.connect(c.set_engine)
         self.compare.sidesChanged.connect(c.set_sides)
-        self.task_picker.addModelRequested.connect(self.choose_models)
-        self.empty.addModelRequested.connect(self.choose_models)
-        self.empty.openFolderRequested.connect(self.open_model_folder)
+        self.task_picker.addModelRequested.connect(self.dialogs.choose_models)
+        self.empty.addModelRequested.connect(self.dialogs.choose_models)
+        self.empty.openFolderRequested.connect(self.dialogs.open_model_folder)
         self.controls.stepsMoved.connect(self.plot.set_marker)
         self.controls.stepsChanged.connect(c.set_steps)
         self.controls.seedChanged.connect(c.set_seed)
@@ -397,44 +397,6 @@ class MainWindow(QMainWindow):
             return
         event.acceptProposedAction()
         self.open_paths(paths, as_reference=bool(event.modifiers() & REFERENCE_MODIFIER))
-
-    def _start_dir(self) -> str:
-        """Where file dialogs open: the current photo's folder, else the last one used."""
-        image = self.controller.session.image
-        if image is not None and image.path.parent.is_dir():
-            return str(image.path.parent)
-        return self.settings.last_dir or str(Path.home())
-
-    def choose_open(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open image", self._start_dir(),
-                                              IMAGE_FILTER)
-        if path:
-            self.settings.last_dir = str(Path(path).parent)
-            self.controller.open_image(path)
-
-    def choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Folder to restore", self._start_dir())
-        if folder:
-            self.settings.last_dir = folder
-            self.open_paths([Path(folder)])
-
-    def choose_reference(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Reference (clean) image",
-                                              self._start_dir(), IMAGE_FILTER)
-        if path:
-            self.settings.last_dir = str(Path(path).parent)
-            self.controller.set_reference(path)
-
-    def choose_models(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Add model files", self._start_dir(),
-                                                "DTPM models (*.safetensors)")
-        if paths:
-            self.controller.add_models(paths)
-
-    def open_model_folder(self) -> None:
-        folder = user_models_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
 
     def save(self) -> None:
         self.saver.save()
