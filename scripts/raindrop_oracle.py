@@ -33,8 +33,8 @@ from trainer import degradations as D  # noqa: E402
 def restorations(clean: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """`rng` as `trainer.degradations.degrade` gets it for this photo."""
     params = D.sample_params("raindrop", rng, held_out=True)
-    alpha, map_x, map_y, _shade, _spec = D._drop_fields(clean.shape[:2], params,
-                                                        copy.deepcopy(rng))
+    alpha, map_x, map_y, _shade, _spec = D.drop_fields(clean.shape[:2], params,
+                                                       copy.deepcopy(rng))
     degraded = np.clip(D.raindrops(clean, rng, params), 0, 1)
     a = alpha[..., None]
     seen = cv2.GaussianBlur(clean, (0, 0), params.drop_blur)

@@ -582,10 +582,12 @@ class RaindropRange:
                               rim=_u(rng, self.rim), highlight=_u(rng, self.highlight))
 
 
-def _drop_fields(shape: tuple[int, int], p: RaindropParams,
+def drop_fields(shape: tuple[int, int], p: RaindropParams,
                  rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     """Per-pixel fields of all drops: alpha (soft mask), source map (x, y) for refraction,
-    shade (rim darkening) and specular highlight."""
+    shade (rim darkening) and specular highlight. Public because the drop mask is what an
+    oracle needs (scripts/raindrop_oracle.py: inpainting with the mask known); drawn from
+    `rng` exactly as `raindrops` draws them."""
     h, w = shape
     gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
     alpha = np.zeros((h, w), np.float32)
@@ -641,7 +643,7 @@ def raindrops(clean: np.ndarray, rng: np.random.Generator,
     img = _as_image(clean)
     p = params if params is not None else TRAIN_RANGES["raindrop"].sample(rng)
     h, w = img.shape[:2]
-    alpha, map_x, map_y, shade, spec = _drop_fields((h, w), p, rng)
+    alpha, map_x, map_y, shade, spec = drop_fields((h, w), p, rng)
     seen = cv2.GaussianBlur(img, (0, 0), p.drop_blur) if p.drop_blur > 0 else img
     inside = cv2.remap(seen, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     inside = _screen(inside * shade[..., None], spec)
