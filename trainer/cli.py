@@ -140,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", type=Path, required=True, help="the .safetensors to write")
     p.add_argument("--raw", action="store_true", help="export the raw weights, not the EMA")
     p.add_argument("--metrics", type=Path, help="eval.csv whose summary goes into the metadata")
+    p.add_argument("--storage", choices=("fp32", "fp16"), default="fp32",
+                   help="how the file stores its weights: fp16 halves a base or adapter file "
+                        "(and its graphs); every network still computes in fp32 on weights "
+                        "rounded once to fp16 (default: fp32)")
     p.add_argument("--graphs", action="store_true",
                    help="also convert the file's networks to OpenVINO graphs in graphs/ beside "
                         "it (what the OpenVINO backend runs without torch)")
@@ -422,7 +426,8 @@ def _export(args: argparse.Namespace) -> int:
         import csv
         with open(args.metrics, newline="") as handle:
             metrics = {"eval": list(csv.DictReader(handle))}
-    path = export_run(args.run_dir, args.out, use_ema=not args.raw, metrics=metrics)
+    path = export_run(args.run_dir, args.out, use_ema=not args.raw, metrics=metrics,
+                      storage=args.storage)
     print(f"wrote {path}")
     if args.graphs:
         from .export import graphs_of_export

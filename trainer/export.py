@@ -83,17 +83,21 @@ def model_from_checkpoint(run_dir: str | Path, use_ema: bool = True
 
 
 def export_run(run_dir: str | Path, out: str | Path, use_ema: bool = True,
-               metrics: dict[str, Any] | None = None) -> Path:
-    """Write the weight file of a Stage I, Stage II or single-pass run to `out`."""
+               metrics: dict[str, Any] | None = None, storage: str = "fp32") -> Path:
+    """Write the weight file of a Stage I, Stage II or single-pass run to `out`; `storage`
+    "fp16" stores a base or adapter file's weights in half precision (half the size)."""
     kind = load_checkpoint(checkpoint_path(run_dir)).get("kind", "")
     if str(kind).startswith("singlepass"):
+        if storage != "fp32":
+            raise ConfigError(f"--storage {storage}: single-pass files are stored in fp32 "
+                              "only")
         return export_singlepass_run(Path(run_dir), Path(out), use_ema, metrics)
     model, config, extra, step, kind = model_from_checkpoint(run_dir, use_ema)
     calibration = run_calibration(Path(run_dir), extra)
     if kind == "stage1":
-        export_stage1(model, out, config, step, extra, metrics, calibration)
+        export_stage1(model, out, config, step, extra, metrics, calibration, storage)
     else:
-        export_stage2(model, out, config, step, extra, metrics, calibration)
+        export_stage2(model, out, config, step, extra, metrics, calibration, storage)
     return Path(out)
 
 

@@ -59,10 +59,10 @@ def stage1_model_config(config: TrainConfig, semantic: str) -> ModelConfig:
 
 def export_stage1(model: DTPM, path: str | Path, config: TrainConfig, step: int,
                   extra: dict[str, Any], metrics: dict[str, Any] | None = None,
-                  calibration: Calibration | None = None) -> str:
+                  calibration: Calibration | None = None, storage: str = "fp32") -> str:
     """Write the base weight file of a Stage I model; returns its content SHA-256."""
     return save_base(path, model, training=training_summary(config, step, extra),
-                     metrics=metrics, calibration=calibration)
+                     metrics=metrics, calibration=calibration, storage=storage)
 
 
 def build_stage1(config: TrainConfig, run_dir: Path) -> TrainJob:

@@ -90,14 +90,14 @@ def stage2_options(config: TrainConfig) -> Stage2Options:
 
 def export_stage2(model: DTPM, path: str | Path, config: TrainConfig, step: int,
                   extra: dict[str, Any], metrics: dict[str, Any] | None = None,
-                  calibration: Calibration | None = None) -> str:
+                  calibration: Calibration | None = None, storage: str = "fp32") -> str:
     """Write the adapter weight file of a Stage II model for config.stage2.task (bound to
     the base extra["base_sha256"]); returns its content SHA-256."""
     task = config.stage2.task
     display = config.stage2.display_name or task_display_name(task)
     return save_adapter(path, model, task, extra["base_sha256"], display_name=display,
                         training=training_summary(config, step, extra), metrics=metrics,
-                        calibration=calibration)
+                        calibration=calibration, storage=storage)
 
 
 def build_stage2(config: TrainConfig, run_dir: Path, base_path: Path | None) -> TrainJob:

@@ -48,9 +48,37 @@ def content_sha256(tensors: dict[str, torch.Tensor]) -> str:
     return tensor_digest(entries())
 
 
+STORAGE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+"""How a file stores its floating-point tensors. Networks always load them into fp32
+parameters: fp16 storage rounds every weight once (half the file), nothing else changes."""
+
+
+def stored_tensors(tensors: dict[str, torch.Tensor], storage: str = "fp32"
+                   ) -> dict[str, torch.Tensor]:
+    """The tensors as a file of `storage` holds them (floating-point ones converted).
+
+    Raises:
+        ConfigError: an unknown storage, or a weight that fp16 cannot hold (|w| > 65504).
+    """
+    if storage not in STORAGE_DTYPES:
+        raise ConfigError(f"weight storage must be one of {sorted(STORAGE_DTYPES)}, "
+                          f"got {storage!r}")
+    dtype = STORAGE_DTYPES[storage]
+    out = {}
+    for name, value in tensors.items():
+        t = value.detach().to("cpu").contiguous()
+        if t.is_floating_point() and t.dtype != dtype:
+            t = t.to(dtype)
+            if not torch.isfinite(t).all():
+                raise ConfigError(f"tensor {name} has values that {storage} cannot hold: "
+                                  "store the file in fp32")
+        out[name] = t
+    return out
+
+
 def _save(path: Path | str, tensors: dict[str, torch.Tensor], kind: str,
-          config: ModelConfig, extra: dict[str, Any]) -> str:
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+          config: ModelConfig, extra: dict[str, Any], storage: str = "fp32") -> str:
+    tensors = stored_tensors(tensors, storage)
     sha = content_sha256(tensors)
     metadata = {"format": "dtpm", "format_version": str(FORMAT_VERSION), "kind": kind,
                 "config": config.to_json(), "content_sha256": sha}
@@ -84,11 +112,11 @@ def _first_lines(exc: Exception, keep: int = 3) -> str:
 
 def save_base(path: Path | str, model: DTPM, training: dict[str, Any] | None = None,
               metrics: dict[str, Any] | None = None,
-              calibration: Calibration | None = None) -> str:
+              calibration: Calibration | None = None, storage: str = "fp32") -> str:
     """Write the Stage I denoiser of `model` as a base file; returns its content sha256."""
     return _save(path, model.base_state_dict(), KIND_BASE, model.config,
                  {"training": training or {}, "metrics": metrics or {},
-                  **_calibration_field(calibration)})
+                  **_calibration_field(calibration)}, storage)
 
 
 def _calibration_field(calibration: Calibration | None) -> dict[str, str]:
@@ -107,25 +135,29 @@ def load_base(path: Path | str) -> tuple[DTPM, BaseInfo]:
 
 
 def tensors_of(file: VerifiedFile) -> dict[str, torch.Tensor]:
-    """The tensors of a verified file, as torch tensors."""
+    """The tensors of a verified file, as torch tensors; those stored in 16 bits in fp32, the
+    precision every network loads (`STORAGE_DTYPES`)."""
     try:
-        return st_load_bytes(file.data)
+        tensors = st_load_bytes(file.data)
     except SafetensorError as exc:  # checked already: only a reader's own limit lands here
         raise WeightsError(f"{file.path} is not a readable safetensors file: {exc}") from exc
+    return {name: t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+            for name, t in tensors.items()}
 
 
 def save_adapter(path: Path | str, model: DTPM, task: str, base_sha256: str,
                  display_name: str | None = None, training: dict[str, Any] | None = None,
                  metrics: dict[str, Any] | None = None,
-                 calibration: Calibration | None = None) -> str:
-    """Write the Stage II weights of `model` for `task`; returns the file's content sha256."""
+                 calibration: Calibration | None = None, storage: str = "fp32") -> str:
+    """Write the Stage II weights of `model` for `task`; returns the file's content sha256.
+    `storage` "fp16" halves the file (see `STORAGE_DTYPES`)."""
     if model.stage2 is None:
         raise ConfigError("save_adapter needs a model with Stage II parts")
     return _save(path, model.task_state_dict(), KIND_ADAPTER, model.config,
                  {"task": task, "display_name": display_name or task,
                   "base_sha256": base_sha256, "stage2": model.stage2.to_dict(),
                   "training": training or {}, "metrics": metrics or {},
-                  **_calibration_field(calibration)})
+                  **_calibration_field(calibration)}, storage)
 
 
 class TaskParts(torch.nn.Module):

@@ -136,21 +136,37 @@ def test_an_adapter_file_keeps_it_and_loads_without_the_imagenet_package(tmp_pat
         assert torch.equal(task.predictor.eval()(x), model.predictor(x))
 
 
-def test_the_openvino_graph_matches_torch_fp32(tmp_path):
+def test_the_openvino_graph_matches_torch_fp32_and_fp16_storage_halves_it(tmp_path):
+    """Stored in fp16, the file and its graph are about half the size, and torch and
+    OpenVINO still compute the same (fp32, on the same rounded weights)."""
     pytest.importorskip("openvino")
+    from dtpm_core.backends.graph_cache import GraphCache
     from dtpm_core.backends.graphs import predictor_graph
     from dtpm_core.backends.openvino_backend import OpenVINOSession
 
     model = _dtpm_with_encoder_predictor()
     sha = save_base(tmp_path / "base.safetensors", model)
-    save_adapter(tmp_path / "motion.safetensors", model, "motion-deblur", sha)
-    base, info = load_base(tmp_path / "base.safetensors")
-    task = load_adapter(tmp_path / "motion.safetensors", base, info)
-    predictor, _ = OpenVINOSession("fp32", threads=1).network(predictor_graph(info, task.info))
-    for i, (h, w) in enumerate([(64, 64), (37, 70), (21, 9), (100, 33)]):
-        y_d = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(i)) * 2 - 1
-        with torch.no_grad():
-            expected = task.predictor.eval()(y_d).numpy()
-        out = predictor(y_d=y_d.numpy())
-        assert out.shape == expected.shape
-        assert float(np.abs(out - expected).max()) < 1e-4, (h, w)
+    sizes = {}
+    for storage in ("fp32", "fp16"):
+        path = tmp_path / f"motion-{storage}.safetensors"
+        save_adapter(path, model, "motion-deblur", sha, storage=storage)
+        base, info = load_base(tmp_path / "base.safetensors")
+        task = load_adapter(path, base, info)
+        cache = GraphCache(tmp_path / f"cache-{storage}")
+        session = OpenVINOSession("fp32", threads=1, cache=cache)
+        predictor, _ = session.network(predictor_graph(info, task.info))
+        graph_bytes = sum(f.stat().st_size for f in cache.root.rglob("*.bin"))
+        sizes[storage] = (path.stat().st_size, graph_bytes)
+        for i, (h, w) in enumerate([(64, 64), (37, 70), (21, 9), (100, 33)]):
+            y_d = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(i)) * 2 - 1
+            with torch.no_grad():
+                expected = task.predictor.eval()(y_d).numpy()
+            out = predictor(y_d=y_d.numpy())
+            assert out.shape == expected.shape
+            assert float(np.abs(out - expected).max()) < 1e-4, (storage, h, w)
+            if storage == "fp16":  # the rounding itself: far below one 8-bit level
+                with torch.no_grad():
+                    exact = model.predictor(y_d).numpy()
+                assert float(np.abs(expected - exact).max()) < 0.5 / 255
+    assert sizes["fp16"][0] < 0.55 * sizes["fp32"][0]
+    assert sizes["fp16"][1] < 0.55 * sizes["fp32"][1]

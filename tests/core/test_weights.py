@@ -7,7 +7,7 @@ import torch
 from model_factory import tiny_model
 
 from dtpm_core.config import Stage2Options
-from dtpm_core.errors import BaseMismatchError, WeightsError
+from dtpm_core.errors import BaseMismatchError, ConfigError, WeightsError
 from dtpm_core.modelfiles.verified import read_adapter_info
 from dtpm_core.modelfiles.weights import load_adapter, load_base, save_adapter, save_base
 
@@ -20,6 +20,36 @@ def saved(tmp_path):
     save_adapter(adapter_path, model, "derain-dehaze", sha, display_name="Rain + haze",
                  metrics={"psnr@4": 28.0})
     return model, base_path, adapter_path
+
+
+def test_fp16_storage_halves_the_file_and_loads_the_rounded_weights_in_fp32(tmp_path):
+    from safetensors import safe_open
+
+    model = tiny_model(Stage2Options(), seed=3)
+    sha = save_base(tmp_path / "base.safetensors", model)
+    for storage in ("fp32", "fp16"):
+        save_adapter(tmp_path / f"{storage}.safetensors", model, "desnow", sha, storage=storage)
+    full, half = (tmp_path / f"{s}.safetensors" for s in ("fp32", "fp16"))
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    with safe_open(str(half), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    base, info = load_base(tmp_path / "base.safetensors")
+    parts = load_adapter(half, base, info)
+    for name, value in model.predictor.state_dict().items():
+        loaded = parts.predictor.state_dict()[name]
+        assert loaded.dtype == torch.float32
+        assert torch.equal(loaded, value.half().float()), name
+
+
+def test_a_storage_that_cannot_hold_the_weights_is_refused(tmp_path):
+    model = tiny_model(Stage2Options(), seed=3)
+    with pytest.raises(ConfigError, match="weight storage must be one of"):
+        save_adapter(tmp_path / "a.safetensors", model, "desnow", "0" * 64, storage="int8")
+    with torch.no_grad():
+        next(model.predictor.parameters()).view(-1)[0] = 1e6  # beyond fp16's 65504
+    with pytest.raises(ConfigError, match="fp16 cannot hold"):
+        save_adapter(tmp_path / "b.safetensors", model, "desnow", "0" * 64, storage="fp16")
+    assert not (tmp_path / "b.safetensors").exists()
 
 
 def test_round_trip_gives_identical_weights_and_metadata(saved):
