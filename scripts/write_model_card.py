@@ -77,9 +77,11 @@ evaluation; the recipe that trained them is `scripts/train_bundled_models.sh`.
   bundled base, 12000 iterations on the scikit-image photographs).
 - One adapter per task ({', '.join(a.display_name for a in adapters)}): Conditional Guidance
   Adapters and an initial predictor, Stage II iterations of each file's last run: {adapter_steps}
-  (the motion-deblur, defocus-deblur and raindrop adapters continue earlier runs: 13300, 15100
-  and 8900 iterations in all, logged in `checkpoints/campaign.tsv`; their last runs trained on the wide
-  camera-like ranges of `trainer/degradations.TRAIN_RANGES` with 128 px crops). {predictor_recipe}
+  (every adapter continues earlier runs: motion-deblur, defocus-deblur, derain-dehaze, desnow
+  and raindrop 13300, 19600, 2000, 2000 and 8900 iterations in all, logged in
+  `checkpoints/campaign.tsv`; their last runs trained on the wide camera-like ranges of
+  `trainer/degradations.TRAIN_RANGES` with 128 px crops, the residual scale kept from the
+  first run). {predictor_recipe}
 - `{manifest.get('singlepass', 'singlepass.safetensors')}`: the single-pass network of the
   single-pass engine (DESIGN 6), trained earlier on the scikit-image photographs, then
   continued by the training campaign (`dtpm-train singlepass continue`, 1000 iterations of
