@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"{a.calibration.start_step} | {a.calibration.x0_clip:.2f} |"
                           for a in adapters]
     adapter_steps = ", ".join(f"{a.task} {a.training.get('steps', '?')}" for a in adapters)
-    predictor_recipe = _predictor_recipe(adapters)
+    predictor_recipe = _predictor_recipe(adapters) + " " + _predictor_networks(adapters)
     evaluation = args.eval.read_text(encoding="utf-8") if args.eval and args.eval.is_file() \
         else "(no evaluation table was given)\n"
     text = f"""# Model card: the bundled DTPM Studio models
@@ -77,11 +77,12 @@ evaluation; the recipe that trained them is `scripts/train_bundled_models.sh`.
   bundled base, 12000 iterations on the scikit-image photographs).
 - One adapter per task ({', '.join(a.display_name for a in adapters)}): Conditional Guidance
   Adapters and an initial predictor, Stage II iterations of each file's last run: {adapter_steps}
-  (every adapter continues earlier runs: motion-deblur, defocus-deblur, derain-dehaze, desnow
-  and raindrop 13300, 19600, 2000, 2000 and 8900 iterations in all, logged in
+  (motion-deblur, defocus-deblur, derain-dehaze and desnow continue earlier runs: 13300,
+  19600, 2000 and 2000 iterations in all; raindrop is the campaign's `raindrop-effnet` line,
+  4500 iterations from ImageNet, its weights stored in fp16; all logged in
   `checkpoints/campaign.tsv`; their last runs trained on the wide camera-like ranges of
-  `trainer/degradations.TRAIN_RANGES` with 128 px crops, the residual scale kept from the
-  first run). {predictor_recipe}
+  `trainer/degradations.TRAIN_RANGES` with 128 px crops, the residual scale kept from each
+  line's first run). {predictor_recipe}
 - `{manifest.get('singlepass', 'singlepass.safetensors')}`: the single-pass network of the
   single-pass engine (DESIGN 6), trained earlier on the scikit-image photographs, then
   continued by the training campaign (`dtpm-train singlepass continue`, 1000 iterations of
@@ -166,6 +167,27 @@ def _predictor_recipe(adapters) -> str:
             "auxiliary loss against the clean image (the paper uses the diffusion loss only): "
             + "; ".join(f"{t} {w if w is not None else 'not recorded'}"
                         for t, w in terms.items()) + ".")
+
+
+def _predictor_network(adapter) -> str:
+    """The initial predictor of an adapter file, from its stored model config."""
+    p = adapter.config.predictor
+    if p.encoder == "efficientnet-lite0":
+        return (f"EfficientNet-Lite0 encoder (started from its ImageNet weights, fine-tuned) "
+                f"under a NAF decoder of width {p.width}")
+    stem = f", pixel-unshuffle stem {p.stem}" if p.stem > 1 else ""
+    return f"NAF U-Net of width {p.width} with {len(p.enc_blocks)} levels{stem}"
+
+
+def _predictor_networks(adapters) -> str:
+    """Which network each task's initial predictor is, grouped when they share one."""
+    groups: dict[str, list[str]] = {}
+    for a in adapters:
+        groups.setdefault(_predictor_network(a), []).append(a.task)
+    if len(groups) == 1:
+        return f"Every initial predictor is a {next(iter(groups))}."
+    return "Initial predictors: " + "; ".join(
+        f"{', '.join(tasks)}: {network}" for network, tasks in groups.items()) + "."
 
 
 if __name__ == "__main__":

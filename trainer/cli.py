@@ -452,14 +452,15 @@ def _graphs(args: argparse.Namespace) -> int:
         specs += singlepass_graphs(folder.singlepass)
     if not specs:
         raise ConfigError(f"{args.models} lists no models (manifest.json)")
-    _write_graphs(specs + feature_graphs(), args.models)  # + the trade-off curve's network
+    # + the trade-off curve's network; every graph the folder needs, so others are removed
+    _write_graphs(specs + feature_graphs(), args.models, prune=True)
     return 0
 
 
-def _write_graphs(specs: list, folder: Path) -> None:
+def _write_graphs(specs: list, folder: Path, prune: bool = False) -> None:
     from dtpm_core.engines.graph_export import write_shipped_graphs
 
-    converted = write_shipped_graphs(specs, folder)
+    converted = write_shipped_graphs(specs, folder, prune=prune)
     print(f"{len(specs)} graphs in {folder / 'graphs'} ({converted} converted now, "
           f"{len(specs) - converted} whole already)")
 

@@ -5,6 +5,7 @@ not installed (the CPU bundle)."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,12 +51,20 @@ def feature_graphs() -> list[GraphSpec]:
 
 
 def write_shipped_graphs(specs: list[GraphSpec], models: Path,
-                         say: Callable[[str], None] = print) -> int:
+                         say: Callable[[str], None] = print, prune: bool = False) -> int:
     """Convert `specs` into `models`/graphs (kept where whole already); returns how many were
-    converted now."""
+    converted now. `prune`: `specs` are every graph the folder's models need, so any other
+    entry there (a replaced model's) is removed: a bundle copies the whole folder."""
     from ..backends.openvino_backend import write_graphs
 
     folder = models / SHIPPED_GRAPHS
     entries = write_graphs(specs, folder, lambda spec: say(f"converting the {spec.role} "
                                                            f"network into {folder}"))
+    if prune:
+        needed = {entry.folder.name for entry in entries}
+        for stale in sorted(p for p in folder.iterdir()
+                            if p.is_dir() and not p.name.startswith(".")
+                            and p.name not in needed):
+            shutil.rmtree(stale)
+            say(f"removed {stale}: the graph of a model this folder no longer has")
     return sum(entry.converted for entry in entries)

@@ -145,3 +145,28 @@ def test_a_damaged_shipped_graph_is_never_used(models, photo_file, tmp_path):
     assert any("shipped" in note and "damaged" in note for note in result.notes), result.notes
     assert weights.read_bytes() == bytes(damaged)  # left as it is
     assert any((tmp_path / "cache").iterdir())
+
+
+def test_converting_a_whole_folder_removes_the_graphs_of_replaced_models(models, tmp_path):
+    """`dtpm-train graphs --models` knows every graph the folder needs, so a replaced model's
+    graph goes (a bundle copies the whole graphs folder); converting one file's graphs
+    (`export --graphs`, prune off) leaves the others."""
+    copy = tmp_path / "models"
+    copy.mkdir()
+    for path in models.rglob("*"):
+        if path.is_file():
+            target = copy / path.relative_to(models)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    stale = copy / "graphs" / "0123456789abcdef0123456789abcdef"
+    stale.mkdir()
+    (stale / "model.bin").write_bytes(b"an old model's weights")
+    specs = dtpm_graphs(copy / "base.safetensors", copy / "motion.safetensors") \
+        + singlepass_graphs(copy / "singlepass.safetensors")
+    kept = sorted(p.name for p in (copy / "graphs").iterdir() if p != stale)
+    said: list[str] = []
+    assert write_shipped_graphs(specs[:1], copy, say=said.append) == 0
+    assert stale.is_dir()  # not pruning: the other graphs stay
+    assert write_shipped_graphs(specs, copy, say=said.append, prune=True) == 0
+    assert not stale.exists() and any("no longer has" in line for line in said)
+    assert sorted(p.name for p in (copy / "graphs").iterdir()) == kept
