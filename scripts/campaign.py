@@ -54,7 +54,7 @@ P48_STEM2 = {"predictor.width": 48, "predictor.stem": 2, "predictor.enc_blocks":
              "predictor.dec_blocks": [1, 1, 1], "predictor.middle_blocks": 2}
 
 # The predictor on EfficientNet-Lite0 (ImageNet encoder, NAF decoder of width 16; issue 20,
-# item 4): a receptive field over the whole crop (107 px on 128 px crops, P16: 17).
+# item 4): receptive field 87 px by benchmarks/bench_train_setups.py's measure (P16: 17).
 E16_IMAGENET = {"predictor.encoder": "efficientnet-lite0", "predictor.enc_blocks": [],
                 "predictor.dec_blocks": [1, 1, 1, 1, 1], "predictor.width": 16}
 

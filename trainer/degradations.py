@@ -583,7 +583,7 @@ class RaindropRange:
 
 
 def drop_fields(shape: tuple[int, int], p: RaindropParams,
-                 rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+                rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     """Per-pixel fields of all drops: alpha (soft mask), source map (x, y) for refraction,
     shade (rim darkening) and specular highlight. Public because the drop mask is what an
     oracle needs (scripts/raindrop_oracle.py: inpainting with the mask known); drawn from

@@ -157,7 +157,8 @@ def folded_state(net: EfficientNetLite0, with_head: bool = True) -> dict[str, to
         state[f"{name}.0.weight"] = (module[0].weight * scale[:, None, None, None]).detach()
         state[f"{name}.0.bias"] = (bn.bias - bn.running_mean * scale).detach()
     if with_head:
-        state.update({f"classifier.{k}": v.detach() for k, v in net.classifier.state_dict().items()})
+        state.update({f"classifier.{k}": v.detach()
+                      for k, v in net.classifier.state_dict().items()})
     return state
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -120,13 +121,7 @@ def test_a_model_without_graphs_says_what_to_do_without_torch(models, photo_file
 def test_a_damaged_shipped_graph_is_never_used(models, photo_file, tmp_path):
     """A shipped graph that fails its checksum is reported and converted into the cache
     instead (here, with torch), never run; the shipped folder is left as it is."""
-    copy = tmp_path / "models"
-    copy.mkdir()
-    for path in models.rglob("*"):
-        if path.is_file():
-            target = copy / path.relative_to(models)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(path.read_bytes())
+    copy = shutil.copytree(models, tmp_path / "models")
     manifests = [json.loads(p.read_text()) for p in (copy / "graphs").glob("*/manifest.json")]
     denoiser = next(p.parent for p, m in zip((copy / "graphs").glob("*/manifest.json"),
                                              manifests, strict=True)
@@ -151,13 +146,7 @@ def test_converting_a_whole_folder_removes_the_graphs_of_replaced_models(models,
     """`dtpm-train graphs --models` knows every graph the folder needs, so a replaced model's
     graph goes (a bundle copies the whole graphs folder); converting one file's graphs
     (`export --graphs`, prune off) leaves the others."""
-    copy = tmp_path / "models"
-    copy.mkdir()
-    for path in models.rglob("*"):
-        if path.is_file():
-            target = copy / path.relative_to(models)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(path.read_bytes())
+    copy = shutil.copytree(models, tmp_path / "models")
     stale = copy / "graphs" / "0123456789abcdef0123456789abcdef"
     stale.mkdir()
     (stale / "model.bin").write_bytes(b"an old model's weights")
