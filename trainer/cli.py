@@ -135,8 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write the base/adapter file from a run's checkpoint",
                        description="Write the weight file (safetensors + metadata: task, "
                                    "display name, base hash, config, metrics) of a Stage I or "
-                                   "Stage II run, with its EMA weights.")
-    p.add_argument("--run-dir", type=Path, required=True)
+                                   "Stage II run, with its EMA weights; or, with --file, "
+                                   "write a base or adapter file again (a campaign checkpoint "
+                                   "whose run is gone) with --metrics and --storage.")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run-dir", type=Path, help="the training run to export")
+    source.add_argument("--file", type=Path,
+                        help="a base or adapter file to write again: its weights and "
+                             "metadata are kept, --metrics replaces its metrics and --storage "
+                             "its precision")
     p.add_argument("-o", "--out", type=Path, required=True, help="the .safetensors to write")
     p.add_argument("--raw", action="store_true", help="export the raw weights, not the EMA")
     p.add_argument("--metrics", type=Path, help="eval.csv whose summary goes into the metadata")
@@ -426,6 +433,8 @@ def _export(args: argparse.Namespace) -> int:
         import csv
         with open(args.metrics, newline="") as handle:
             metrics = {"eval": list(csv.DictReader(handle))}
+    if args.file is not None:
+        return _store_again(args, metrics)
     path = export_run(args.run_dir, args.out, use_ema=not args.raw, metrics=metrics,
                       storage=args.storage)
     print(f"wrote {path}")
@@ -433,6 +442,20 @@ def _export(args: argparse.Namespace) -> int:
         from .export import graphs_of_export
 
         _write_graphs(graphs_of_export(args.run_dir, path), path.parent)
+    return 0
+
+
+def _store_again(args: argparse.Namespace, metrics: dict | None) -> int:
+    from dtpm_core.errors import ConfigError
+    from dtpm_core.modelfiles.weights import store_again
+
+    for flag, given in (("--raw", args.raw), ("--graphs", args.graphs)):
+        if given:
+            raise ConfigError(f"{flag} needs --run-dir: a file holds one set of weights "
+                              "(its EMA) and no base path; convert an installed folder's "
+                              "graphs with `dtpm-train graphs --models FOLDER`")
+    store_again(args.file, args.out, storage=args.storage, metrics=metrics)
+    print(f"wrote {args.out} ({args.storage} storage)")
     return 0
 
 

@@ -91,6 +91,25 @@ class VerifiedFile:
     tensors: tuple[TensorEntry, ...]
 
 
+def file_kind(path: Path | str) -> str:
+    """The `kind` a DTPM file's header names (KIND_BASE, KIND_ADAPTER, KIND_SINGLEPASS), read
+    without verifying the file (`read_verified` does that)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"model file not found: {path}")
+    with path.open("rb") as handle:
+        try:
+            header_len = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(min(header_len, 100_000_000)).decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise WeightsError(f"{path} is not a readable safetensors file (damaged or of "
+                               f"another format): {exc}") from exc
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(metadata, dict) or metadata.get("format") != "dtpm":
+        raise WeightsError(f"{path} is not a DTPM model (no DTPM metadata)")
+    return str(metadata.get("kind", ""))
+
+
 def read_verified(path: Path | str, kind: str) -> VerifiedFile:
     """Read and verify a DTPM safetensors file of the given kind (one of KIND_NAMES)."""
     path = Path(path)

@@ -26,12 +26,15 @@ from .verified import (
     FORMAT_VERSION,
     KIND_ADAPTER,
     KIND_BASE,
+    KIND_NAMES,
+    METADATA_HASH_KEY,
     AdapterInfo,
     BaseInfo,
     VerifiedFile,
     adapter_info,
     base_info,
     check_base_match,
+    file_kind,
     read_verified,
     seal_metadata,
     tensor_digest,
@@ -85,6 +88,27 @@ def _save(path: Path | str, tensors: dict[str, torch.Tensor], kind: str,
     for key, value in extra.items():
         metadata[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     write_bytes_atomic(path, st_save_bytes(tensors, metadata=seal_metadata(metadata)))
+    return sha
+
+
+def store_again(source: Path | str, out: Path | str, storage: str = "fp32",
+                metrics: dict[str, Any] | None = None) -> str:
+    """Write the base or adapter file `source` again to `out` (which may be `source`) with its
+    weights stored in `storage` and, when given, new `metrics`; the rest of its metadata
+    (config, task, calibration, training recipe) is kept. For a file whose training run is
+    gone, such as a campaign checkpoint. Returns the new file's content sha256."""
+    kind = file_kind(source)
+    if kind not in (KIND_BASE, KIND_ADAPTER):
+        raise ConfigError(f"{source} is a DTPM {KIND_NAMES.get(kind, repr(kind))} file: only "
+                          "base and adapter files can be stored again (a single-pass file "
+                          "is stored in fp32 only)")
+    file = read_verified(source, kind)
+    tensors = stored_tensors(tensors_of(file), storage)
+    metadata = {k: v for k, v in file.metadata.items() if k != METADATA_HASH_KEY}
+    metadata["content_sha256"] = sha = content_sha256(tensors)
+    if metrics is not None:
+        metadata["metrics"] = json.dumps(metrics, sort_keys=True)
+    write_bytes_atomic(out, st_save_bytes(tensors, metadata=seal_metadata(metadata)))
     return sha
 
 

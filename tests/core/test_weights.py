@@ -140,3 +140,52 @@ def test_ablation_adapter_carries_its_denoiser_weights(tmp_path):
     assert torch.equal(parts.denoiser_overrides["ending.weight"], model.denoiser.ending.weight)
     assert set(parts.denoiser_overrides) == set(model.denoiser.decoder_parameter_names())
     assert read_adapter_info(tmp_path / "a.safetensors").stage2.mode == "finetune-decoder"
+
+
+def test_a_file_stored_again_in_fp16_keeps_its_metadata_and_takes_new_metrics(saved, tmp_path):
+    """`dtpm-train export --file`: a campaign checkpoint (no run folder left) ships in fp16
+    with its evaluation attached; config, task, calibration and recipe stay as they were."""
+    from dtpm_core.diffusion.calibration import Calibration
+    from trainer import cli as train_cli
+
+    model, base_path, adapter_path = saved
+    save_adapter(adapter_path, model, "derain-dehaze", read_adapter_info(adapter_path).base_sha256,
+                 display_name="Rain + haze", training={"iterations": 9},
+                 calibration=Calibration(residual_scale=0.25, start_step=700))
+    before = read_adapter_info(adapter_path)
+    assert before.calibration.residual_scale == 0.25
+    metrics_csv = tmp_path / "eval.csv"
+    metrics_csv.write_text("method,psnr\ninitial,22.9\n")
+    out = tmp_path / "again.safetensors"
+    assert train_cli.main(["export", "--file", str(adapter_path), "-o", str(out),
+                           "--storage", "fp16", "--metrics", str(metrics_csv)]) == 0
+    after = read_adapter_info(out)
+    assert out.stat().st_size < 0.6 * adapter_path.stat().st_size
+    assert after.metrics == {"eval": [{"method": "initial", "psnr": "22.9"}]}
+    for field in ("task", "display_name", "base_sha256", "config", "stage2", "training",
+                  "calibration"):
+        assert getattr(after, field) == getattr(before, field), field
+    base, info = load_base(base_path)
+    parts = load_adapter(out, base, info)
+    for name, value in model.predictor.state_dict().items():
+        assert torch.equal(parts.predictor.state_dict()[name], value.half().float()), name
+
+
+def test_storing_a_file_again_refuses_what_it_cannot_honour(saved, tmp_path, capsys):
+    from trainer import cli as train_cli
+
+    model, base_path, adapter_path = saved
+    out = tmp_path / "x.safetensors"
+    for flags, message in ((["--graphs"], "--graphs needs --run-dir"),
+                           (["--raw"], "--raw needs --run-dir")):
+        assert train_cli.main(["export", "--file", str(adapter_path), "-o", str(out),
+                               *flags]) != 0
+        assert message in capsys.readouterr().err
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(adapter_path.read_bytes()[:-40])
+    assert train_cli.main(["export", "--file", str(damaged), "-o", str(out)]) != 0
+    assert "damaged.safetensors" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(SystemExit):  # one source: a run or a file
+        train_cli.main(["export", "--file", str(adapter_path), "--run-dir", "r", "-o",
+                        str(out)])
