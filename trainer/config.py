@@ -105,11 +105,18 @@ class Stage2Config:
     predictor_l1_weight: float = 0.0  # auxiliary L1 on the initial predictor
     predictor_mse_weight: float = 0.0  # auxiliary mean squared error on it (PSNR's loss)
     init: str = ""  # an adapter file (same base, task, mode) the run continues from
+    # on a warm start, measure the residual scale s again (the predictor has improved since
+    # the file's s was measured, so its residual is smaller) instead of keeping the file's;
+    # the adapters' diffusion part then learns the rescaled residual
+    rescale: bool = False
 
     def __post_init__(self) -> None:
         for name in ("predictor_l1_weight", "predictor_mse_weight"):
             if getattr(self, name) < 0.0:
                 raise ConfigError(f"stage2.{name} must be >= 0, got {getattr(self, name)}")
+        if self.rescale and not self.init:
+            raise ConfigError("stage2.rescale measures a warm start's residual scale again; "
+                              "it needs stage2.init (a fresh run measures s anyway)")
 
 
 @dataclass(frozen=True)

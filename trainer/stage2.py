@@ -46,7 +46,7 @@ class Stage2Loss(nn.Module):
 def _warm_start(model: DTPM, path: Path, base: DTPM, base_info, config: TrainConfig) -> float:
     """Start the adapters and predictor from an adapter file made for this base (to continue
     a finished run, e.g. in a later session); returns its residual scale, which the
-    continued objective keeps."""
+    continued objective keeps unless stage2.rescale asks for it to be measured again."""
     parts = load_adapter(path, base, base_info)  # refuses an adapter of another base
     if parts.info.task != config.stage2.task or parts.info.stage2 != model.stage2:
         raise ConfigError(f"stage2.init {path} is a {parts.info.task!r} adapter with options "
@@ -130,7 +130,16 @@ def build_stage2(config: TrainConfig, run_dir: Path, base_path: Path | None) -> 
     model.denoiser.load_state_dict(base.denoiser.state_dict())
     if resumed_scale is None:  # a fresh run (a resumed one has its weights already)
         if config.stage2.init:
-            resumed_scale = _warm_start(model, Path(config.stage2.init), base, base_info, config)
+            kept_scale = _warm_start(model, Path(config.stage2.init), base, base_info, config)
+            if config.stage2.rescale:
+                print(f"stage2.rescale: s is measured again (the file's: {kept_scale:.4f})")
+            elif config.calibration.residual_scale > 0.0:
+                raise ConfigError(f"calibration.residual_scale = "
+                                  f"{config.calibration.residual_scale} with stage2.init: a "
+                                  f"warm start keeps the file's s ({kept_scale:.4f}); set "
+                                  "stage2.rescale = true to replace it")
+            else:
+                resumed_scale = kept_scale
         elif isinstance(model.predictor, EncoderPredictor):
             model.predictor.load_imagenet_encoder()
             print("the initial predictor's encoder starts from EfficientNet-Lite0's ImageNet "

@@ -51,3 +51,9 @@ def test_cosine_schedule_with_warmup():
 def test_negative_predictor_loss_weights_are_refused(name):
     with pytest.raises(ConfigError, match=name):
         Stage2Config(**{name: -1.0})
+
+
+def test_rescale_needs_a_warm_start():
+    with pytest.raises(ConfigError, match="needs stage2.init"):
+        Stage2Config(rescale=True)
+    assert Stage2Config(rescale=True, init="checkpoints/desnow.safetensors").rescale

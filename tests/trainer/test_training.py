@@ -73,6 +73,20 @@ def test_prepare_stage1_stage2_export_restore(tmp_path, prepared_folder, clean_f
                               f'stage2.init="{exported}"')]) == 0
     continued = read_adapter_info(tmp_path / "s2b" / "motion-deblur.safetensors")
     assert continued.calibration.residual_scale == info.calibration.residual_scale
+    # stage2.rescale measures s again on the trained predictor (the file's s was measured on
+    # the untrained one); an explicit s with a warm start and no rescale is refused
+    assert train_main(["stage2", "--run-dir", str(tmp_path / "s2r"), "--base", str(base),
+                       "--task", "motion-deblur", "--iterations", "2", "--quiet",
+                       *_sets(f'data.clean=["{clean_folder}"]', "data.synthetic_length=16",
+                              f'stage2.init="{exported}"', "stage2.rescale=true")]) == 0
+    rescaled = read_adapter_info(tmp_path / "s2r" / "motion-deblur.safetensors")
+    assert 0.0 < rescaled.calibration.residual_scale < 1.0
+    assert rescaled.calibration.residual_scale != info.calibration.residual_scale
+    assert train_main(["stage2", "--run-dir", str(tmp_path / "s2x"), "--base", str(base),
+                       "--task", "motion-deblur", "--iterations", "2", "--quiet",
+                       *_sets(f'data.clean=["{clean_folder}"]', "data.synthetic_length=16",
+                              f'stage2.init="{exported}"',
+                              "calibration.residual_scale=0.5")]) != 0
     assert train_main(["stage2", "--run-dir", str(tmp_path / "s2c"), "--base", str(base),
                        "--task", "desnow", "--iterations", "2", "--quiet",
                        *_sets(f'data.clean=["{clean_folder}"]', "data.synthetic_length=16",
