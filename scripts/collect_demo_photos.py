@@ -16,8 +16,8 @@ interpolation): the 2048 px originals would otherwise give 64 px crops of almost
 
 from __future__ import annotations
 
+import argparse
 import os
-import sys
 from pathlib import Path
 
 import skimage
@@ -84,4 +84,8 @@ def main(root: str = "data") -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("root", nargs="?", default="data",
+                        help="DATA_ROOT, the folder the three sets go to (default: data)")
+    main(parser.parse_args().root)
