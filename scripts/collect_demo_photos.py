@@ -84,7 +84,7 @@ def main(root: str = "data") -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", nargs="?", default="data",
                         help="DATA_ROOT, the folder the three sets go to (default: data)")
