@@ -302,8 +302,8 @@ class Controller(QObject):
     def add_models(self, paths: list[str | Path]) -> None:
         """Verify and install model files, then reload the catalog."""
         loaded = self.session.dtpm.loaded
-        base_sha = loaded.sha256 if loaded is not None else None
-        self._call(lambda: install_models(list(paths), base_sha), self._on_installed,
+        base = loaded.base_identities if loaded is not None else frozenset()
+        self._call(lambda: install_models(list(paths), base), self._on_installed,
                    lambda err: self.message.emit("error", err.title, err.message))
 
     @property

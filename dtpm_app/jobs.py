@@ -132,6 +132,7 @@ class EngineLoaded:
     device: str  # the device it runs on, e.g. "cpu"
     sha256: str
     tasks: tuple[str, ...] = ()  # single-pass: the tasks its file restores
+    base_identities: frozenset[str] = frozenset()  # DTPM: hashes its adapters may name
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from dtpm_core.errors import WeightsError
 from dtpm_core.evaluation.model_scores import HeldOutScores, held_out_scores
 from dtpm_core.files.atomic import atomic_writer, write_text_atomic
 from dtpm_core.modelfiles.catalog import MANIFEST_NAME, user_models_dir
+from dtpm_core.modelfiles.verified import base_identities
 
 
 class ModelInstallError(WeightsError):
@@ -103,7 +104,7 @@ def _install(source: Path, folder: Path, filename: str, update: dict) -> Path:
     return target
 
 
-def install_models(sources: list[str | Path], current_base_sha256: str | None = None,
+def install_models(sources: list[str | Path], current_base: frozenset[str] = frozenset(),
                    folder: Path | None = None) -> InstallReport:
     """Verify .safetensors model files and install them into the user model folder.
 
@@ -114,7 +115,8 @@ def install_models(sources: list[str | Path], current_base_sha256: str | None = 
 
     Args:
         sources: adapter files (`dtpm-train export`), base files and/or single-pass files.
-        current_base_sha256: the sha256 of the base in use, if any.
+        current_base: the hashes an adapter may name for the base in use
+            (`BaseInfo.identities`); empty when none is loaded.
         folder: the model folder (default: `dtpm_core.modelfiles.catalog.user_models_dir()`).
     """
     folder = folder or user_models_dir()
@@ -126,13 +128,13 @@ def install_models(sources: list[str | Path], current_base_sha256: str | None = 
             inspected.append((source, *_inspect(source)))
         except WeightsError as exc:
             failed.append((str(source), str(exc)))
-    base_sha = current_base_sha256
+    accepted = current_base
     for source, kind, info in sorted(inspected, key=lambda item: item[1] == "adapter"):
         try:
             if kind == "base":
                 filename = f"base-{info.sha256[:12]}.safetensors"
                 target = _install(source, folder, filename, {"base": filename})
-                base_sha = info.sha256
+                accepted = info.identities
                 installed.append(InstalledModel("base", "", "Base model", target))
                 continue
             if kind == "singlepass":
@@ -143,11 +145,12 @@ def install_models(sources: list[str | Path], current_base_sha256: str | None = 
                 continue
             task = info.task
             name = info.display_name or task
-            if base_sha and info.base_sha256 != base_sha:
+            if accepted and info.base_sha256 not in accepted:
                 raise ModelInstallError(
                     f"{source} ({name}) was trained on base model "
                     f"{info.base_sha256[:12]}, but the installed base is "
-                    f"{base_sha[:12]}; add the base it was trained with as well, or retrain "
+                    f"{' / '.join(sorted(h[:12] for h in accepted))}; add the base it was "
+                    "trained with as well, or retrain "
                     "the adapter on this base")
             filename = f"{_slug(task)}.safetensors"
             target = _install(source, folder, filename,
@@ -190,11 +193,11 @@ def stored_scores(metadata: dict[str, str]) -> HeldOutScores | None:
 
 def scores_of_fitting_adapters(base: Path | None, adapters: dict) -> dict[str, HeldOutScores]:
     """Task -> stored held-out scores, for the adapters (a Catalog's) made for `base`."""
-    base_sha = header_metadata(base).get("content_sha256")
+    accepted = base_identities(header_metadata(base))
     scores = {}
     for task, entry in adapters.items():
         metadata = header_metadata(entry.path)
-        if base_sha and metadata.get("base_sha256") == base_sha:
+        if metadata.get("base_sha256") in accepted:
             score = stored_scores(metadata)
             if score is not None:
                 scores[task] = score

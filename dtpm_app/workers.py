@@ -158,7 +158,9 @@ class InferenceWorker(QObject):
             self.engines.pop(spec.engine, None)  # the old weights go before the new load
             engine = load_engine(spec)
             self.engines[spec.engine] = engine
-            return EngineLoaded(spec, str(engine.device), engine.info.sha256, engine.tasks)
+            identities = engine.info.identities if spec.engine == DTPM else frozenset()
+            return EngineLoaded(spec, str(engine.device), engine.info.sha256, engine.tasks,
+                                identities)
         if isinstance(request, SwitchAdapter):
             engine = self._engine(DTPM, "no base model is loaded")
             engine.prepare(request.spec)

@@ -29,13 +29,13 @@ def main(folder: str) -> None:
     measured = {(a["task"], a["file"]): a[RECOMMENDED_KEY] for a in old.get("adapters", [])
                 if RECOMMENDED_KEY in a}
     has_base = (root / "base.safetensors").is_file()
-    base_sha = load_base(root / "base.safetensors")[1].sha256 if has_base else None
+    accepted = load_base(root / "base.safetensors")[1].identities if has_base else frozenset()
     adapters = []
     for path in sorted(root.glob("*.safetensors")) if has_base else []:
         if path.name in ("base.safetensors", SINGLEPASS_FILE):
             continue
         info = read_adapter_info(path)
-        if info.base_sha256 != base_sha:
+        if info.base_sha256 not in accepted:
             raise SystemExit(f"{path} was trained on another base")
         adapters.append({"task": info.task, "display_name": info.display_name,
                          "file": path.name})

@@ -35,6 +35,9 @@ KIND_NAMES = {KIND_BASE: "base model", KIND_ADAPTER: "adapter",
               KIND_SINGLEPASS: "single-pass model"}
 """What each kind of weight file is called in messages."""
 METADATA_HASH_KEY = "metadata_sha256"
+STORED_FROM_KEY = "stored_from_sha256"
+"""In a base file stored again in another precision: the content hash of the file it was
+stored from (the hash its adapters name)."""
 
 DTYPES = {"F64": ("torch.float64", 8), "F32": ("torch.float32", 4),
           "F16": ("torch.float16", 2), "BF16": ("torch.bfloat16", 2),
@@ -247,6 +250,12 @@ class BaseInfo:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     calibration: Calibration = field(default_factory=Calibration)
+    stored_from: str = ""  # STORED_FROM_KEY: the file this one is a copy of, in another storage
+
+    @property
+    def identities(self) -> frozenset[str]:
+        """The base hashes an adapter made for this base may name (`base_identities`)."""
+        return frozenset(h for h in (self.sha256, self.stored_from) if h)
 
 
 @dataclass(frozen=True)
@@ -265,13 +274,23 @@ class AdapterInfo:
     calibration: Calibration = field(default_factory=Calibration)
 
 
+def base_identities(metadata: dict[str, str]) -> frozenset[str]:
+    """The base hashes an adapter may name for the base file with this metadata: its content
+    hash and, for a copy stored again in another precision (`weights.store_again`, e.g. fp16),
+    the content hash of the file it was stored from, which the adapters trained on that file
+    name. Empty for metadata without a hash."""
+    return frozenset(h for h in (metadata.get("content_sha256", ""),
+                                 metadata.get(STORED_FROM_KEY, "")) if h)
+
+
 def base_info(file: VerifiedFile) -> BaseInfo:
     metadata = file.metadata
     return BaseInfo(path=file.path, sha256=metadata["content_sha256"],
                     config=_config_of(file.path, metadata),
                     training=json_field(metadata, "training"),
                     metrics=json_field(metadata, "metrics"),
-                    calibration=_calibration_of(file.path, metadata))
+                    calibration=_calibration_of(file.path, metadata),
+                    stored_from=metadata.get(STORED_FROM_KEY, ""))
 
 
 def adapter_info(file: VerifiedFile) -> AdapterInfo:
@@ -301,8 +320,9 @@ def read_adapter_info(path: Path | str) -> AdapterInfo:
 
 
 def check_base_match(adapter: AdapterInfo, base: BaseInfo) -> None:
-    """Refuse an adapter trained on another base."""
-    if adapter.base_sha256 != base.sha256:
+    """Refuse an adapter trained on another base (a base stored again in another precision
+    keeps the adapters of the file it was stored from: `base_identities`)."""
+    if adapter.base_sha256 not in base.identities:
         raise BaseMismatchError(
             f"{adapter.path} ({adapter.display_name}) was trained on base model "
             f"{adapter.base_sha256[:12]}, but the loaded base is {base.sha256[:12]} "

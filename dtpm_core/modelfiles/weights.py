@@ -28,6 +28,7 @@ from .verified import (
     KIND_BASE,
     KIND_NAMES,
     METADATA_HASH_KEY,
+    STORED_FROM_KEY,
     AdapterInfo,
     BaseInfo,
     VerifiedFile,
@@ -96,7 +97,9 @@ def store_again(source: Path | str, out: Path | str, storage: str = "fp32",
     """Write the base or adapter file `source` again to `out` (which may be `source`) with its
     weights stored in `storage` and, when given, new `metrics`; the rest of its metadata
     (config, task, calibration, training recipe) is kept. For a file whose training run is
-    gone, such as a campaign checkpoint. Returns the new file's content sha256."""
+    gone, such as a campaign checkpoint. A base whose weights change (another storage) records
+    the hash it was stored from, so that its adapters still load on it (`base_identities`).
+    Returns the new file's content sha256."""
     kind = file_kind(source)
     if kind not in (KIND_BASE, KIND_ADAPTER):
         raise ConfigError(f"{source} is a DTPM {KIND_NAMES.get(kind, repr(kind))} file: only "
@@ -105,7 +108,11 @@ def store_again(source: Path | str, out: Path | str, storage: str = "fp32",
     file = read_verified(source, kind)
     tensors = stored_tensors(tensors_of(file), storage)
     metadata = {k: v for k, v in file.metadata.items() if k != METADATA_HASH_KEY}
-    metadata["content_sha256"] = sha = content_sha256(tensors)
+    sha = content_sha256(tensors)
+    if kind == KIND_BASE and sha != metadata["content_sha256"]:
+        # the adapters trained on the original name its hash: the copy keeps them
+        metadata.setdefault(STORED_FROM_KEY, metadata["content_sha256"])
+    metadata["content_sha256"] = sha
     if metrics is not None:
         metadata["metrics"] = json.dumps(metrics, sort_keys=True)
     write_bytes_atomic(out, st_save_bytes(tensors, metadata=seal_metadata(metadata)))

@@ -189,3 +189,29 @@ def test_storing_a_file_again_refuses_what_it_cannot_honour(saved, tmp_path, cap
     with pytest.raises(SystemExit):  # one source: a run or a file
         train_cli.main(["export", "--file", str(adapter_path), "--run-dir", "r", "-o",
                         str(out)])
+
+
+def test_a_base_stored_again_in_fp16_keeps_the_adapters_of_the_file_it_came_from(saved, tmp_path):
+    """The bundle stores its base in fp16: the adapters trained on the fp32 file (they name
+    its hash) load on the copy; an adapter of any other base is still refused."""
+    from dtpm_core.modelfiles.weights import store_again
+
+    model, base_path, adapter_path = saved
+    half = tmp_path / "base16.safetensors"
+    store_again(base_path, half, storage="fp16")
+    original, original_info = load_base(base_path)
+    copy, copy_info = load_base(half)
+    assert copy_info.sha256 != original_info.sha256
+    assert copy_info.stored_from == original_info.sha256
+    assert copy_info.identities == {copy_info.sha256, original_info.sha256}
+    for name, value in original.denoiser.state_dict().items():
+        assert torch.equal(copy.denoiser.state_dict()[name], value.half().float()), name
+    load_adapter(adapter_path, copy, copy_info)
+    again = tmp_path / "base32.safetensors"  # back to fp32: still the same original
+    store_again(half, again, storage="fp32")
+    assert load_base(again)[1].stored_from == original_info.sha256
+    other = tiny_model(Stage2Options(), seed=4)
+    foreign = tmp_path / "foreign.safetensors"
+    save_adapter(foreign, other, "desnow", "f" * 64)
+    with pytest.raises(BaseMismatchError):
+        load_adapter(foreign, copy, copy_info)
