@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                           for a in adapters]
     adapter_steps = ", ".join(f"{a.task} {a.training.get('steps', '?')}" for a in adapters)
     predictor_recipe = _predictor_recipe(adapters) + " " + _predictor_networks(adapters)
+    stored_from = (f" (stored in fp16 from the fp32 file `{base.stored_from[:16]}...` the "
+                   "adapters were trained on)") if base.stored_from else ""
     evaluation = args.eval.read_text(encoding="utf-8") if args.eval and args.eval.is_file() \
         else "(no evaluation table was given)\n"
     text = f"""# Model card: the bundled DTPM Studio models
@@ -73,16 +75,17 @@ evaluation; the recipe that trained them is `scripts/train_bundled_models.sh`.
 ## What they are
 - `{manifest['base']}`: the DTPM Stage I texture prior (a diffusion model of the texture layer
   of photos), preset `{base.config.preset}`, semantic code `{base.config.denoiser.semantic}`,
-  sha256 `{base.sha256[:16]}...`, {steps} iterations in this run (it continues the previous
-  bundled base, 12000 iterations on the scikit-image photographs).
+  sha256 `{base.sha256[:16]}...`{stored_from}, {steps} iterations in this run (it continues the
+  previous bundled base, 12000 iterations on the scikit-image photographs).
 - One adapter per task ({', '.join(a.display_name for a in adapters)}): Conditional Guidance
   Adapters and an initial predictor, Stage II iterations of each file's last run: {adapter_steps}
   (motion-deblur, defocus-deblur, derain-dehaze and desnow continue earlier runs: 13300,
-  19600, 2000 and 2000 iterations in all; raindrop is the campaign's `raindrop-effnet` line,
-  9000 iterations from ImageNet, its weights stored in fp16; all logged in
-  `checkpoints/campaign.tsv`; their last runs trained on the wide camera-like ranges of
-  `trainer/degradations.TRAIN_RANGES` with 128 px crops, the residual scale kept from each
-  line's first run). {predictor_recipe}
+  19600, 3000 and 3000 iterations in all; raindrop is the campaign's `raindrop-effnet` line,
+  9000 iterations from ImageNet; all logged in `checkpoints/campaign.tsv`; their last runs
+  trained on the wide camera-like ranges of `trainer/degradations.TRAIN_RANGES` with 128 px
+  crops, the residual scale kept from each line's first run except derain-dehaze's and
+  desnow's, measured again at the start of their last run). Every file stores its weights in
+  fp16. {predictor_recipe}
 - `{manifest.get('singlepass', 'singlepass.safetensors')}`: the single-pass network of the
   single-pass engine (DESIGN 6), trained earlier on the scikit-image photographs, then
   continued by the training campaign (`dtpm-train singlepass continue`, 1000 iterations of
