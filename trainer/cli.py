@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--held-out-degradations", action="store_true",
                    help="synthesise with the held-out degradation distribution")
     p.add_argument("--steps", default="1,4,10,50", help="comma-separated K (default 1,4,10,50)")
+    p.add_argument("--start-step", type=int, default=None, metavar="T",
+                   help="an experiment: sample from t_s = T instead of the adapter file's "
+                        "measured start level (the report states it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-images", type=int, default=None)
     p.add_argument("--max-side", type=int, default=None,
@@ -350,6 +353,7 @@ def _eval(args: argparse.Namespace) -> int:
         pairs = pairs[: args.max_images]
     steps = tuple(int(s) for s in args.steps.split(","))
     restorer = Restorer(args.base, args.adapter, device=args.device, precision=args.precision)
+    restorer.set_start_step(args.start_step)
     others = {}
     if args.singlepass is not None:
         from dtpm_core.engines.engine import SinglePassSpec, load_engine

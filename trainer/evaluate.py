@@ -234,7 +234,7 @@ def evaluate(restorer: Restorer, pairs: Iterable[Any], steps: Iterable[int] = DE
         None, "not computed (switched off)")
 
     rows: list[EvalRow] = []
-    notes: list[str] = []
+    notes: list[str] = [f"sampling calibration: {restorer.calibration.note}"]
     for index, ((degraded, clean), label) in enumerate(zip(pair_list, labels, strict=True)):
         y_d, y_g = _load_pair(degraded, clean, max_side)
         restored = restorer.restore(y_d, ks, seed=seed, tile=tile)
@@ -274,7 +274,8 @@ def evaluate(restorer: Restorer, pairs: Iterable[Any], steps: Iterable[int] = DE
     if fids is not None:
         fid_note = _add_fid(summary, fids, fid_note)
     settings = {"steps": ks, "seed": seed, "tile": tile, "max_side": max_side,
-                "lpips_net": lpips.net, "images": len(pair_list)}
+                "lpips_net": lpips.net, "images": len(pair_list),
+                "t_s": restorer.calibration.start_step}
     return EvalReport(rows, summary, lpips.backbone, fid_note, time.perf_counter() - started,
                       settings, notes, features_note)
 

@@ -14,7 +14,7 @@ retries with smaller tiles. The semantic code comes from the whole (downscaled) 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +86,7 @@ class Restorer(RunsOnRunner):
 
             self.networks = GraphDTPMNetworks(base, self.runner)
         self._alpha_bar = alpha_bars(self.base_info.config.diffusion)
+        self._start_step: int | None = None  # set_start_step: an experiment's t_s
         if adapter is not None:
             self.load_adapter(adapter)
 
@@ -107,9 +108,27 @@ class Restorer(RunsOnRunner):
 
     @property
     def calibration(self) -> Calibration:
-        """The sampling calibration in use: the adapter's when one is loaded, else the base's."""
+        """The sampling calibration in use: the adapter's when one is loaded, else the base's,
+        with the start level of `set_start_step` when one is set."""
         task = self.adapter_info
-        return task.calibration if task is not None else self.base_info.calibration
+        calibration = task.calibration if task is not None else self.base_info.calibration
+        if self._start_step is None:
+            return calibration
+        return replace(calibration, start_step=self._start_step,
+                       note=f"start level t_s = {self._start_step} set for this run (the "
+                            f"file's: {calibration.start_step}); {calibration.note}")
+
+    def set_start_step(self, start_step: int | None) -> None:
+        """Sample from `start_step` instead of the file's measured t_s (an experiment, e.g.
+        `dtpm-train eval --start-step`); None goes back to the file's.
+
+        Raises:
+            ConfigError: a start level outside 1..T.
+        """
+        steps = self.base_info.config.diffusion.num_steps
+        if start_step is not None and not 1 <= start_step <= steps:
+            raise ConfigError(f"the start level t_s must be in 1..{steps}, got {start_step}")
+        self._start_step = start_step
 
     def unload_adapter(self) -> None:
         """Back to the plain base (its output is then only meaningful for Stage I inputs)."""

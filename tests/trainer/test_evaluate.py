@@ -309,3 +309,25 @@ def test_cli_writes_the_report_and_before_after_strips(model_files, pairs, tmp_p
     strip = read_image(strips / "chelsea.png").rgb
     assert strip.shape[1] == 5 * 64 + 4 * 4  # degraded, initial, K=1, K=2, clean
     assert "| K=2 | 2 |" in capsys.readouterr().out
+
+
+def test_an_experiment_start_level_is_used_and_stated(restorer, pairs):
+    """`dtpm-train eval --start-step T`: the results change with t_s, the report says which
+    t_s ran and that it was set for the run; out of range is refused; None restores the
+    file's."""
+    measured = restorer.calibration.start_step
+    base = ev.evaluate(restorer, pairs[:1], (2,), seed=5, with_fid=False)
+    assert base.settings["t_s"] == measured
+    other = 100 if measured != 100 else 200
+    try:
+        restorer.set_start_step(other)
+        moved = ev.evaluate(restorer, pairs[:1], (2,), seed=5, with_fid=False)
+        with pytest.raises(ConfigError, match="start level"):
+            restorer.set_start_step(0)
+    finally:
+        restorer.set_start_step(None)
+    assert moved.settings["t_s"] == other
+    assert any(f"t_s = {other} set for this run" in note for note in moved.notes)
+    k2 = [r.psnr for r in moved.rows if r.method == "K=2"]
+    assert k2 != [r.psnr for r in base.rows if r.method == "K=2"]
+    assert restorer.calibration.start_step == measured
