@@ -24,10 +24,11 @@ from ..modelfiles.verified import AdapterInfo, BaseInfo
 from ..networks.efficientnet_weights import STAGE_COUNT, WEIGHTS_SHA256
 from . import GraphLayout, GraphSpec, shipped_graph_folders
 
-GRAPH_FORMAT = 3
-"""Version of the graph layout (inputs, padding, wrappers, the layout file); part of every
-cache key, so a change here converts the models again instead of reading graphs of the old
-layout."""
+GRAPH_FORMAT = 4
+"""Version of the graph layout (inputs, padding, wrappers, the layout file, how weights are
+stored); part of every cache key, so a change here converts the models again instead of
+reading graphs of the old layout. 4: fp16 only for weights exactly fp16 (3 let OpenVINO round
+every constant of an fp16 file's graph)."""
 
 
 def denoiser_inputs(base: BaseInfo, task: AdapterInfo | None) -> tuple[str, ...]:
