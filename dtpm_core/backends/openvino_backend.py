@@ -104,25 +104,6 @@ def fp16_where_exact(model: ov.Model) -> ov.Model:
     return model
 
 
-def fp32_weights(model: ov.Model) -> ov.Model:
-    """`model` with its fp16-stored weights (the Constant -> Convert(f32) pairs of
-    `fp16_where_exact`) replaced by fp32 constants, in place: fp16 -> fp32 is exact, so the
-    network computes with exactly the torch module's weights, in fp32 kernels throughout."""
-    from openvino import opset13
-
-    for op in model.get_ordered_ops():
-        if op.get_type_name() != "Convert" or op.get_output_element_type(0) != ov.Type.f32:
-            continue
-        source = op.input_value(0).get_node()
-        if source.get_type_name() != "Constant" or source.get_element_type() != ov.Type.f16:
-            continue
-        weights = opset13.constant(source.get_data().astype(np.float32))
-        for target in op.output(0).get_target_inputs():
-            target.replace_source_output(weights.output(0))
-    model.validate_nodes_and_infer_types()
-    return model
-
-
 class OpenVINONetwork:
     """One compiled network: call it with its inputs by name ((1, C, h, w) images as float32
     arrays, unpadded); returns the output as a new float32 array."""
@@ -130,7 +111,7 @@ class OpenVINONetwork:
     def __init__(self, core: ov.Core, graph: Path, role: str, layout: GraphLayout,
                  config: dict[str, Any], shape_policy: str) -> None:
         self.role, self.layout, self._core, self._config = role, layout, core, config
-        self._model = fp32_weights(core.read_model(graph))
+        self._model = core.read_model(graph)
         self._static = shape_policy == "static"
         self._compiled: dict[tuple[int, ...], Any] = {}
         if not self._static:
