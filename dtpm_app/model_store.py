@@ -18,6 +18,7 @@ from typing import Any
 from dtpm_core.errors import WeightsError
 from dtpm_core.evaluation.model_scores import HeldOutScores, held_out_scores
 from dtpm_core.files.atomic import atomic_writer, write_text_atomic
+from dtpm_core.modelfiles import verified
 from dtpm_core.modelfiles.catalog import MANIFEST_NAME, user_models_dir
 from dtpm_core.modelfiles.verified import base_identities
 
@@ -161,10 +162,6 @@ def install_models(sources: list[str | Path], current_base: frozenset[str] = fro
     return InstallReport(tuple(installed), tuple(failed))
 
 
-MAX_HEADER_BYTES = 16 << 20
-"""A safetensors header larger than this is not a model of ours (guards the read below)."""
-
-
 def header_metadata(path: Path | None) -> dict[str, str]:
     """The metadata of a safetensors file, read from its header alone (empty when unreadable):
     cheap enough for the GUI thread at start-up. Not a verification: loading the model checks
@@ -172,14 +169,9 @@ def header_metadata(path: Path | None) -> dict[str, str]:
     if path is None:
         return {}
     try:
-        with Path(path).open("rb") as f:
-            size = int.from_bytes(f.read(8), "little")
-            if not 0 < size <= MAX_HEADER_BYTES:
-                return {}
-            metadata = json.loads(f.read(size)).get("__metadata__") or {}
-    except (OSError, ValueError, AttributeError):
+        return verified.header_metadata(path)
+    except WeightsError:
         return {}
-    return metadata if isinstance(metadata, dict) else {}
 
 
 def stored_scores(metadata: dict[str, str]) -> HeldOutScores | None:

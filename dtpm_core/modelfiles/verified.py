@@ -94,21 +94,38 @@ class VerifiedFile:
     tensors: tuple[TensorEntry, ...]
 
 
-def file_kind(path: Path | str) -> str:
-    """The `kind` a DTPM file's header names (KIND_BASE, KIND_ADAPTER, KIND_SINGLEPASS), read
-    without verifying the file (`read_verified` does that)."""
+MAX_HEADER_BYTES = 16 << 20
+"""The largest safetensors header read without verifying a file (a DTPM header is a few kB;
+a larger length field means a damaged file or another format)."""
+
+
+def header_metadata(path: Path | str) -> dict[str, str]:
+    """The `__metadata__` of a safetensors file, read from its header alone: no hashes are
+    checked (`read_verified` does that), so this is cheap enough for a GUI thread. Raises
+    WeightsError for a missing, unreadable or damaged file."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"model file not found: {path}")
-    with path.open("rb") as handle:
-        try:
+    try:
+        with path.open("rb") as handle:
             header_len = int.from_bytes(handle.read(8), "little")
-            header = json.loads(handle.read(min(header_len, 100_000_000)).decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise WeightsError(f"{path} is not a readable safetensors file (damaged or of "
-                               f"another format): {exc}") from exc
+            if not 0 < header_len <= MAX_HEADER_BYTES:
+                raise ValueError(f"header length {header_len} out of range")
+            header = json.loads(handle.read(header_len).decode("utf-8"))
+    except OSError as exc:
+        raise WeightsError(f"could not read {path}: {exc}") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WeightsError(f"{path} is not a readable safetensors file (damaged or of "
+                           f"another format): {exc}") from exc
     metadata = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(metadata, dict) or metadata.get("format") != "dtpm":
+    return dict(metadata) if isinstance(metadata, dict) else {}
+
+
+def file_kind(path: Path | str) -> str:
+    """The `kind` a DTPM file's header names (KIND_BASE, KIND_ADAPTER, KIND_SINGLEPASS), read
+    without verifying the file (`read_verified` does that)."""
+    metadata = header_metadata(path)
+    if metadata.get("format") != "dtpm":
         raise WeightsError(f"{path} is not a DTPM model (no DTPM metadata)")
     return str(metadata.get("kind", ""))
 

@@ -54,3 +54,16 @@ def test_stored_scores_are_shown_for_adapters_of_the_base_or_its_copy(files):
         scores = scores_of_fitting_adapters(in_use, entries)
         assert list(scores) == ["desnow"]
         assert scores["desnow"].initial_psnr == pytest.approx(23.0)
+
+
+def test_the_model_list_shows_nothing_for_a_damaged_or_missing_file(files, tmp_path):
+    from dtpm_app.model_store import header_metadata
+    from dtpm_core.modelfiles.verified import header_metadata as strict_header_metadata
+
+    adapter = files[2]
+    assert header_metadata(adapter) == strict_header_metadata(adapter)
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(b"\xff" * 8 + adapter.read_bytes()[8:])
+    assert header_metadata(damaged) == {}
+    assert header_metadata(tmp_path / "absent.safetensors") == {}
+    assert header_metadata(None) == {}

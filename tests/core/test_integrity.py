@@ -254,3 +254,25 @@ def test_shape_mismatch_is_reported_in_a_few_lines(tmp_path):
     message = str(err.value)
     assert "tensor(s) differ" in message and "more)" in message
     assert message.count("\n") == 0 and len(message) < 1200
+
+
+def test_header_metadata_reads_kind_without_verifying_and_refuses_damage(files, tmp_path):
+    """The one header reader (`file_kind` and the app's model list use it)."""
+    from dtpm_core.modelfiles.verified import KIND_ADAPTER, file_kind, header_metadata
+
+    adapter = files / "motion.safetensors"
+    assert file_kind(adapter) == KIND_ADAPTER
+    assert header_metadata(adapter)["task"] == "motion-deblur"
+    # a header whose length field points past any sane size: damaged, said so
+    damaged = tmp_path / "damaged.safetensors"
+    data = bytearray(adapter.read_bytes())
+    data[:8] = (1 << 40).to_bytes(8, "little")
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="not a readable safetensors file"):
+        file_kind(damaged)
+    with pytest.raises(WeightsError, match="not found"):
+        header_metadata(tmp_path / "absent.safetensors")
+    plain = tmp_path / "plain.safetensors"
+    save_file({"x": torch.zeros(2)}, str(plain))
+    with pytest.raises(WeightsError, match="not a DTPM model"):
+        file_kind(plain)
