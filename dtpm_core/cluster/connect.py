@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 from dataclasses import dataclass
 
 from ..errors import DTPMError
@@ -49,6 +50,10 @@ def import_ray():
     try:
         import ray
     except ImportError as exc:
+        if getattr(sys, "frozen", False):  # the desktop bundle leaves Ray out
+            raise ClusterError("--cluster needs Ray, which the desktop bundle does not "
+                               "carry: run dtpm-restore from a pip install instead "
+                               f"({INSTALL_HINT})") from None
         raise ClusterError(f"--cluster needs Ray, which is not installed ({exc}); "
                            f"{INSTALL_HINT}") from None
     return ray

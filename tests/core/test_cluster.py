@@ -73,6 +73,20 @@ def test_workers_are_sized_from_the_cluster():
         size_workers("cpu", None, 32, cpus, 10)
 
 
+def test_without_ray_the_error_says_how_to_get_it(monkeypatch):
+    """A pip install without the cluster extra, and the desktop bundle (which leaves Ray out)."""
+    from dtpm_core.cluster.connect import import_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(ClusterError, match=r'pip install "dtpm-studio\[cluster\]"') as plain:
+        import_ray()
+    assert "not installed" in str(plain.value)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    with pytest.raises(ClusterError, match="desktop bundle does not carry") as bundled:
+        import_ray()
+    assert "pip install" in str(bundled.value)
+
+
 def test_help_and_the_single_process_path_never_import_ray():
     code = ("import sys\n"
             "import dtpm_core.cli as cli\n"

@@ -1,5 +1,6 @@
 """The desktop bundle: build it with packaging/dtpm_studio.spec into a tmp folder, with a model
-folder, and run the bundle's own `dtpm-studio --self-test` and `--install-desktop-entry`.
+folder, and run the bundle's own `dtpm-studio --self-test`, `--install-desktop-entry` and
+(Linux) its `dtpm-restore`.
 
 Slow (each build takes about two minutes here and writes 3.6-4.5 GB, 0.7 GB without torch,
 removed afterwards);
@@ -131,6 +132,9 @@ def test_bundle_builds_and_runs_its_self_test(variant, untrained_models, tmp_pat
         else:
             assert "self-test passed: DTPM, Single-pass" in proc.stdout, report
 
+        if sys.platform.startswith("linux"):
+            _check_the_bundled_restorer(bundle, internal, run_env, tmp_path, no_torch)
+
         data_home = tmp_path / "share"
         proc = subprocess.run([str(exe), "--install-desktop-entry"],
                               env=run_env | {"XDG_DATA_HOME": str(data_home)},
@@ -141,3 +145,31 @@ def test_bundle_builds_and_runs_its_self_test(variant, untrained_models, tmp_pat
     finally:  # a bundle is several GB: never leave it behind
         shutil.rmtree(dist, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _check_the_bundled_restorer(bundle: Path, internal: Path, env: dict[str, str],
+                                tmp_path: Path, no_torch: bool) -> None:
+    """`dtpm-restore` beside `dtpm-studio`: the same executable through a relative link, which
+    runs the command-line restorer on the bundle's models (a photo written, the input kept)."""
+    link = bundle / "dtpm-restore"
+    assert link.is_symlink() and str(link.readlink()) == "dtpm-studio"
+    proc = subprocess.run([str(link), "--help"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: dtpm-restore"), \
+        proc.stdout + proc.stderr
+    photo = tmp_path / "photos" / "chelsea.png"
+    photo.parent.mkdir()
+    shutil.copy(internal / "resources" / "samples" / "chelsea.png", photo)
+    before = photo.read_bytes()
+    out = tmp_path / "restored"
+    proc = subprocess.run([str(link), str(photo), "-o", str(out), "--adapter",
+                           "motion-deblur", "--steps", "1", "--device", "cpu", "-q"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (out / "chelsea.png").stat().st_size > 0 and photo.read_bytes() == before
+    if no_torch:  # --cluster needs Ray, which the bundle leaves out: said, before any work
+        proc = subprocess.run([str(link), str(photo), "-o", str(tmp_path / "c"),
+                               "--adapter", "motion-deblur", "--cluster"], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode != 0 and "desktop bundle does not carry" in proc.stderr, \
+            proc.stdout + proc.stderr
