@@ -5,6 +5,9 @@ background, for as long as the session lasts (issue 20).
     # before the session ends: stop it (it finishes nothing half-way), commit checkpoints/
     kill -TERM <pid>; git add checkpoints && git commit -m "checkpoints: campaign"
 
+Stages: the Stage I base (`base`), the Stage II adapters (one or more lines per task) and
+the single-pass network (`singlepass`); `--stages` picks some, in turn.
+
 The campaign runs *slices*: one finished `dtpm-train` run of a stage (a few hundred to a few
 thousand iterations with warm-up and cosine, calibration measured at its end) that starts
 from `checkpoints/<stage>.safetensors` and, when it finishes, replaces that file (atomically)
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import shutil
 import signal
@@ -42,6 +46,9 @@ CHECKPOINTS = ROOT / "checkpoints"
 BASE = ROOT / "resources" / "models" / "base.safetensors"
 
 SHIPPED = ROOT / "resources" / "models"
+PREPARED = ROOT / "data" / "prepared128"
+"""Stage I's patches (clean and RTV-smoothed), as `bundled_stage1.toml` names them; the
+campaign prepares them from data/clean_train when they are missing."""
 
 # The predictor the equal-CPU-time sweep chose (README "Training campaign"): the shipped one,
 # continued. From scratch, the wider predictors with a pixel-unshuffle stem (receptive field
@@ -64,8 +71,9 @@ RAINDROP_LOSS = {"stage2.predictor_l1_weight": 0.0, "stage2.predictor_mse_weight
 @dataclass(frozen=True)
 class Stage:
     """One thing the campaign trains: a Stage II task adapter (`kind` "stage2", `task` its
-    task) or the multi-task single-pass network (`kind` "singlepass", MTUL's last step
-    continued on every task)."""
+    task), the Stage I base (`kind` "stage1", the texture prior every adapter runs on) or the
+    multi-task single-pass network (`kind` "singlepass", MTUL's last step continued on every
+    task)."""
     name: str
     task: str
     iterations: int  # per slice
@@ -78,14 +86,17 @@ class Stage:
     def checkpoint(self) -> Path:
         return CHECKPOINTS / f"{self.name}.safetensors"
 
+    def file_name(self) -> str:
+        """The name of the model file this stage ships as (and a slice writes)."""
+        return {"singlepass": "singlepass.safetensors",
+                "stage1": "base.safetensors"}.get(self.kind, f"{self.task}.safetensors")
+
     def shipped(self) -> Path:
-        return SHIPPED / ("singlepass.safetensors" if self.kind == "singlepass"
-                          else f"{self.task}.safetensors")
+        return SHIPPED / self.file_name()
 
     def exported(self, run_dir: Path) -> Path:
         """The file a finished slice writes."""
-        return run_dir / ("singlepass.safetensors" if self.kind == "singlepass"
-                          else f"{self.task}.safetensors")
+        return run_dir / self.file_name()
 
     def init_file(self) -> Path | None:
         """The file a slice continues from: the stage's checkpoint, else the shipped model
@@ -102,6 +113,14 @@ class Stage:
                 raise SystemExit(f"{self.name}: no {self.shipped()} to continue")
             cmd = [str(BIN / "dtpm-train"), "singlepass", "continue", "--config", self.config,
                    "--init", str(init), "--run-dir", str(run_dir), "--quiet"]
+        elif self.kind == "stage1":
+            if init is None:
+                raise SystemExit(f"{self.name}: no {self.shipped()} to continue")
+            # the continued objective keeps the base's residual scale s (measuring it again
+            # on the same photos would give about the same s, but not exactly)
+            cmd = [str(BIN / "dtpm-train"), "stage1", "--config", self.config, "--run-dir",
+                   str(run_dir), "--quiet", "--set", f"model.init={init}", "--set",
+                   f"calibration.residual_scale={_residual_scale(init)}"]
         else:
             cmd = [str(BIN / "dtpm-train"), "stage2", "--config", self.config, "--task",
                    self.task, "--base", str(BASE), "--run-dir", str(run_dir), "--quiet",
@@ -116,6 +135,14 @@ class Stage:
         return cmd
 
 
+def _residual_scale(model_file: Path) -> float:
+    """The residual scale s a model file's calibration stores (read from its header)."""
+    from dtpm_core.diffusion.calibration import Calibration
+    from dtpm_core.modelfiles.verified import header_metadata
+
+    return Calibration.from_metadata(header_metadata(model_file), str(model_file)).residual_scale
+
+
 def _toml(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -125,6 +152,13 @@ def _toml(value: object) -> str:
 
 
 PLAN = (
+    # The texture prior all five adapters run on (issue 20, item 5: "a Stage I base trained far
+    # longer"), continued with the bundled recipe. A new base ships only with adapters trained
+    # on it (an adapter names its base by hash), so this line grows the base for a later
+    # move of every adapter onto it; each slice keeps the x0-error curve it measured
+    # (checkpoints/base_calibration.json) as its screen: the lower the curve, the more of the
+    # texture the prior knows.
+    Stage("base", "", 3000, kind="stage1", config="bundled_stage1"),
     Stage("motion-deblur", "motion-deblur", 1500),
     Stage("motion-deblur-p48", "motion-deblur", 1500, predictor=dict(P48_STEM2)),
     # The predictor on an ImageNet encoder: from scratch (ImageNet weights) it gained +0.22 dB
@@ -189,6 +223,17 @@ class Stop(Exception):
     pass
 
 
+def _prepare_patches() -> None:
+    """Stage I's patches from data/clean_train (scripts/collect_demo_photos.py), once."""
+    index = PREPARED / "index.json"
+    if index.is_file() and json.loads(index.read_text()).get("complete"):
+        return
+    print(f"  preparing Stage I patches into {PREPARED} (RTV smoothing, minutes)", flush=True)
+    subprocess.run([str(BIN / "dtpm-train"), "prepare", str(ROOT / "data" / "clean_train"),
+                    "-o", str(PREPARED), "--patch", "128", "--stride", "128"], check=True,
+                   cwd=ROOT, stdout=subprocess.DEVNULL)
+
+
 def run_slice(stage: Stage, child: dict) -> bool:
     number = _slice_number(stage)
     run_dir = ROOT / "runs" / "campaign" / f"{stage.name}-{number}"
@@ -196,6 +241,8 @@ def run_slice(stage: Stage, child: dict) -> bool:
     print(f"[{time.strftime('%H:%M:%S')}] {stage.name}: slice {number} "
           f"({stage.iterations} iterations) in {run_dir}", flush=True)
     start, cpu0 = time.monotonic(), os.times()
+    if stage.kind == "stage1":
+        _prepare_patches()
     with (run_dir.parent / f"{stage.name}-{number}.log").open("a") as out:
         proc = subprocess.Popen(stage.command(run_dir), stdout=out, stderr=subprocess.STDOUT,
                                 cwd=ROOT)
@@ -214,6 +261,11 @@ def run_slice(stage: Stage, child: dict) -> bool:
     tmp = stage.checkpoint().with_suffix(".tmp")
     shutil.copyfile(exported, tmp)
     os.replace(tmp, stage.checkpoint())
+    curve = run_dir / "calibration.json"  # the x0-error curve the slice measured at its end
+    if stage.kind == "stage1" and curve.is_file():
+        kept = CHECKPOINTS / f"{stage.name}_calibration.json"
+        shutil.copyfile(curve, kept.with_suffix(".tmp"))
+        os.replace(kept.with_suffix(".tmp"), kept)
     _log(stage, number, time.monotonic() - start, cpu)
     print(f"  {stage.name}: slice {number} done in {time.monotonic() - start:.0f} s -> "
           f"{stage.checkpoint()}", flush=True)

@@ -1,0 +1,64 @@
+"""scripts/campaign.py: what each stage's slice runs (no training here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dtpm_core.config import Stage2Options, preset
+from dtpm_core.diffusion.calibration import Calibration
+from dtpm_core.modelfiles.weights import save_base
+from dtpm_core.networks.model import DTPM
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def campaign(monkeypatch, tmp_path):
+    spec = importlib.util.spec_from_file_location("campaign", ROOT / "scripts" / "campaign.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "campaign", module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "CHECKPOINTS", tmp_path / "checkpoints")
+    monkeypatch.setattr(module, "SHIPPED", tmp_path / "models")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "models").mkdir()
+    return module
+
+
+def _base(path: Path, scale: float) -> Path:
+    torch.manual_seed(0)
+    model = DTPM(preset("tiny", denoiser__semantic="none"), Stage2Options()).eval()
+    save_base(path, model, calibration=Calibration(residual_scale=scale, start_step=600))
+    return path
+
+
+def _value(command: list[str], key: str) -> str:
+    values = [c.split("=", 1)[1] for c in command if c.startswith(f"{key}=")]
+    assert len(values) == 1, command
+    return values[0]
+
+
+def test_the_base_stage_continues_the_shipped_base_with_its_residual_scale(campaign, tmp_path):
+    stage = {s.name: s for s in campaign.PLAN}["base"]
+    shipped = _base(tmp_path / "models" / "base.safetensors", 0.125)
+    command = stage.command(tmp_path / "run")
+    assert command[1:3] == ["stage1", "--config"] and "bundled_stage1" in command
+    assert _value(command, "model.init") == str(shipped)
+    assert float(_value(command, "calibration.residual_scale")) == 0.125
+    assert stage.exported(tmp_path / "run") == tmp_path / "run" / "base.safetensors"
+    # from the second slice on: the campaign's own checkpoint and its scale
+    checkpoint = _base(tmp_path / "checkpoints" / "base.safetensors", 0.25)
+    command = stage.command(tmp_path / "run")
+    assert _value(command, "model.init") == str(checkpoint)
+    assert float(_value(command, "calibration.residual_scale")) == 0.25
+
+
+def test_a_base_stage_without_a_base_says_so(campaign, tmp_path):
+    stage = {s.name: s for s in campaign.PLAN}["base"]
+    with pytest.raises(SystemExit, match="no .*base.safetensors to continue"):
+        stage.command(tmp_path / "run")
