@@ -109,14 +109,19 @@ class Stage2Config:
     # the file's s was measured, so its residual is smaller) instead of keeping the file's;
     # the adapters' diffusion part then learns the rescaled residual
     rescale: bool = False
+    # let stage2.init be an adapter trained on another base (same network config): its
+    # adapters and predictor are the starting point on this base (moving every adapter onto a
+    # longer-trained base; the predictor does not depend on the base at all)
+    rebase: bool = False
 
     def __post_init__(self) -> None:
         for name in ("predictor_l1_weight", "predictor_mse_weight"):
             if getattr(self, name) < 0.0:
                 raise ConfigError(f"stage2.{name} must be >= 0, got {getattr(self, name)}")
-        if self.rescale and not self.init:
-            raise ConfigError("stage2.rescale measures a warm start's residual scale again; "
-                              "it needs stage2.init (a fresh run measures s anyway)")
+        for name in ("rescale", "rebase"):
+            if getattr(self, name) and not self.init:
+                raise ConfigError(f"stage2.{name} applies to a warm start; it needs stage2.init "
+                                  "(an adapter file to start from)")
 
 
 @dataclass(frozen=True)

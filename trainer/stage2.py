@@ -45,9 +45,15 @@ class Stage2Loss(nn.Module):
 
 def _warm_start(model: DTPM, path: Path, base: DTPM, base_info, config: TrainConfig) -> float:
     """Start the adapters and predictor from an adapter file made for this base (to continue
-    a finished run, e.g. in a later session); returns its residual scale, which the
+    a finished run, e.g. in a later session), or with stage2.rebase for another; returns its residual scale, which the
     continued objective keeps unless stage2.rescale asks for it to be measured again."""
-    parts = load_adapter(path, base, base_info)  # refuses an adapter of another base
+    # refuses an adapter of another base, unless stage2.rebase moves it onto this one
+    parts = load_adapter(path, base, base_info, other_base_ok=config.stage2.rebase)
+    if config.stage2.rebase:
+        made_for = "this base" if parts.info.base_sha256 in base_info.identities else \
+            f"base {parts.info.base_sha256[:12]}"
+        print(f"stage2.rebase: the adapter was made for {made_for}; training it on "
+              f"{base_info.sha256[:12]}")
     if parts.info.task != config.stage2.task or parts.info.stage2 != model.stage2:
         raise ConfigError(f"stage2.init {path} is a {parts.info.task!r} adapter with options "
                           f"{parts.info.stage2.to_dict()}; this run trains {config.stage2.task!r}"

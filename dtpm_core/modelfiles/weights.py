@@ -207,10 +207,14 @@ def _read_adapter(path: Path | str) -> tuple[dict[str, torch.Tensor], AdapterInf
     return tensors_of(file), adapter_info(file)
 
 
-def load_adapter(path: Path | str, base: DTPM, base_info: BaseInfo) -> TaskParts:
-    """Load an adapter file for `base`; refuses one trained on another base."""
+def load_adapter(path: Path | str, base: DTPM, base_info: BaseInfo, *,
+                 other_base_ok: bool = False) -> TaskParts:
+    """Load an adapter file for `base`; refuses one trained on another base, unless
+    `other_base_ok` (a trainer's warm start moving an adapter onto a new base: the tensors
+    must still fit this base's network)."""
     tensors, info = _read_adapter(path)
-    check_base_match(info, base_info)
+    if not other_base_ok:
+        check_base_match(info, base_info)
     parts = TaskParts(info, base.denoiser.block_widths)
     for prefix, module, what in (("adapters.", parts.adapters, "adapters"),
                                  ("predictor.", parts.predictor, "initial predictor")):

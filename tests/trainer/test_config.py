@@ -57,3 +57,9 @@ def test_rescale_needs_a_warm_start():
     with pytest.raises(ConfigError, match="needs stage2.init"):
         Stage2Config(rescale=True)
     assert Stage2Config(rescale=True, init="checkpoints/desnow.safetensors").rescale
+
+
+def test_rebase_needs_a_warm_start():
+    with pytest.raises(ConfigError, match="stage2.rebase applies to a warm start"):
+        Stage2Config(rebase=True)
+    assert Stage2Config(rebase=True, init="checkpoints/desnow.safetensors").rebase

@@ -91,6 +91,19 @@ def test_prepare_stage1_stage2_export_restore(tmp_path, prepared_folder, clean_f
                        "--task", "desnow", "--iterations", "2", "--quiet",
                        *_sets(f'data.clean=["{clean_folder}"]', "data.synthetic_length=16",
                               f'stage2.init="{exported}"')]) != 0  # another task's adapter
+    # the continued base (s1b) is another model: its adapters start from the old base's
+    # only when stage2.rebase says so, and the result names the new base
+    new_base = tmp_path / "s1b" / "base.safetensors"
+    assert _digest(new_base) != base_digest
+    moved = ["stage2", "--base", str(new_base), "--task", "motion-deblur", "--iterations", "2",
+             "--quiet", *_sets(f'data.clean=["{clean_folder}"]', "data.synthetic_length=16",
+                               f'stage2.init="{exported}"')]
+    assert train_main([*moved, "--run-dir", str(tmp_path / "s2m")]) != 0
+    assert train_main([*moved, "--run-dir", str(tmp_path / "s2n"), "--set",
+                       "stage2.rebase=true"]) == 0
+    rebased = read_adapter_info(tmp_path / "s2n" / "motion-deblur.safetensors")
+    assert rebased.base_sha256 == load_base(new_base)[1].sha256 != info.base_sha256
+    assert rebased.calibration.residual_scale == info.calibration.residual_scale
 
 
 def _trained_state(run_dir):
