@@ -78,12 +78,16 @@ def test_engine_methods_give_the_restorers_results(tmp_path, clean_folder):
                     tasks={"desnow": 15})
     degraded, _ = held_out_pairs([clean_folder], "desnow")[0]
 
+    # the same backend and precision on both sides (`auto` would pick OpenVINO bf16 for the
+    # engine on a CPU with native bf16, where the Restorer's default backend is torch)
     dtpm = dtpm_methods(load_engine(DTPMSpec(tmp_path / "base.safetensors", steps=(1, 4),
-                                             seed=2, tile=0, device="cpu")),
+                                             seed=2, tile=0, device="cpu", precision="fp32",
+                                             backend="torch")),
                         {"desnow": tmp_path / "snow.safetensors"})
     assert list(dtpm) == ["DTPM K=1", "DTPM K=4"]
     expected = Restorer(tmp_path / "base.safetensors", tmp_path / "snow.safetensors",
-                        device="cpu").restore(degraded, [1, 4], seed=2, tile=0)
+                        device="cpu", precision="fp32", backend="torch").restore(
+        degraded, [1, 4], seed=2, tile=0)
     for k in (1, 4):
         assert np.array_equal(dtpm[f"DTPM K={k}"](degraded, "desnow"), expected.results[k])
     with pytest.raises(KeyError):
