@@ -81,7 +81,7 @@ evaluation; the recipe that trained them is `scripts/train_bundled_models.sh`.
   Adapters and an initial predictor, Stage II iterations of each file's last run: {adapter_steps}
   (motion-deblur, defocus-deblur, derain-dehaze and desnow continue earlier runs: 13300,
   19600, 3000 and 3000 iterations in all; raindrop is the campaign's `raindrop-effnet` line,
-  13500 iterations from ImageNet; all logged in `checkpoints/campaign.tsv`; their last runs
+  15000 iterations from ImageNet; all logged in `checkpoints/campaign.tsv`; their last runs
   trained on the wide camera-like ranges of `trainer/degradations.TRAIN_RANGES` with 128 px
   crops, the residual scale kept from each line's first run except derain-dehaze's and
   desnow's, measured again at the start of their last run). Every file stores its weights in
