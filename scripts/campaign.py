@@ -82,6 +82,7 @@ class Stage:
     predictor: dict = field(default_factory=lambda: dict(CHOSEN_PREDICTOR))
     cpu_bf16: bool = False  # training in bf16 was not measured on a CPU with native bf16 yet
     settings: dict = field(default_factory=dict)  # more --set KEY=VALUE
+    stopped: str = ""  # why the default plan leaves this line out (`--stages` still runs it)
 
     def checkpoint(self) -> Path:
         return CHECKPOINTS / f"{self.name}.safetensors"
@@ -180,8 +181,13 @@ PLAN = (
     # Their predictors gained 4.8 and 3.7 dB in the first slice, which kept the files' residual
     # scale s (measured on the far weaker predictors): the texture came out loud, with
     # coloured specks. Each slice measures s again on the predictor it starts from.
-    Stage("derain-dehaze", "derain-dehaze", 1000, settings={"stage2.rescale": True}),
-    Stage("desnow", "desnow", 1000, settings={"stage2.rescale": True}),
+    # Stopped on 2026-12-07: from 3000 iterations on the held-out gain drifts down while the
+    # in-range one rises (rain + haze +8.13 -> +8.07, snow +7.42 -> +7.28 dB): the training
+    # ranges, not the budget, limit them now.
+    Stage("derain-dehaze", "derain-dehaze", 1000, settings={"stage2.rescale": True},
+          stopped="held-out gain drifting down (training ranges)"),
+    Stage("desnow", "desnow", 1000, settings={"stage2.rescale": True},
+          stopped="held-out gain drifting down (training ranges)"),
     # The single-pass network on the camera-like ranges: 128 px crops like the adapters (the
     # bundled recipe used 96 px), a lower peak rate than MTUL's fresh steps (1e-3).
     Stage("singlepass", "all", 1000, kind="singlepass", config="singlepass_cpu",
@@ -276,8 +282,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hours", type=float, default=2.5, help="stop starting slices after")
-    parser.add_argument("--stages", default=",".join(s.name for s in PLAN),
-                        help="comma-separated stages, in turn (default: all)")
+    parser.add_argument("--stages", default=",".join(s.name for s in PLAN if not s.stopped),
+                        help="comma-separated stages, in turn (default: every line not "
+                             "stopped: " + ", ".join(s.name for s in PLAN if not s.stopped) + ")")
     args = parser.parse_args()
     plan = {s.name: s for s in PLAN}
     unknown = [n for n in args.stages.split(",") if n not in plan]

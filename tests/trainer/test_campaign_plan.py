@@ -62,3 +62,25 @@ def test_a_base_stage_without_a_base_says_so(campaign, tmp_path):
     stage = {s.name: s for s in campaign.PLAN}["base"]
     with pytest.raises(SystemExit, match="no .*base.safetensors to continue"):
         stage.command(tmp_path / "run")
+
+
+def test_stopped_lines_stay_out_of_the_default_plan_but_can_be_named(campaign, monkeypatch):
+    stopped = {s.name for s in campaign.PLAN if s.stopped}
+    assert {"derain-dehaze", "desnow"} <= stopped and "base" not in stopped
+
+    def turns(argv: list[str], count: int) -> list[str]:
+        ran: list[str] = []
+
+        def fake_slice(stage, child):
+            ran.append(stage.name)
+            if len(ran) == count:
+                raise campaign.Stop
+
+        monkeypatch.setattr(campaign, "run_slice", fake_slice)
+        monkeypatch.setattr(sys, "argv", ["campaign.py", "--hours", "1", *argv])
+        assert campaign.main() == 143
+        return ran
+
+    default = turns([], len(campaign.PLAN) - len(stopped))
+    assert default == [s.name for s in campaign.PLAN if not s.stopped]
+    assert turns(["--stages", "desnow,base"], 3) == ["desnow", "base", "desnow"]
