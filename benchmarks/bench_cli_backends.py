@@ -39,29 +39,24 @@ sys.path.insert(0, str(ROOT))
 from dtpm_core.backends.device import cpu_has_native_bf16  # noqa: E402
 from dtpm_core.evaluation.metrics import psnr  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tests"))
+from no_torch import PRELUDE  # noqa: E402
+
 RESTORE = str(Path(sys.executable).with_name("dtpm-restore"))
-NO_TORCH = '''
-import sys
-from importlib.abc import MetaPathFinder
-
-class NoTorch(MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "torchvision"):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-sys.meta_path.insert(0, NoTorch())
+# a process where importing torch fails, as in the CPU bundle (the tests' prelude), running
+# dtpm-restore and saying whether torch got imported after all
+NO_TORCH = PRELUDE + '''
 from dtpm_core.cli import main
 code = main(sys.argv[1:])
-print("TORCH_IMPORTED", any(m.split(".")[0] in ("torch", "torchvision") for m in sys.modules))
+print("TORCH_FREE", torch_free())
 sys.exit(code)
 '''
 
 
 def make_photo(path: Path, megapixels: float) -> tuple[int, int]:
-    hq = sorted(p for p in (ROOT.parent / "shared" / "data" / "hq").iterdir()
-                if p.suffix.lower() in (".png", ".jpg", ".jpeg")) \
-        if (ROOT.parent / "shared" / "data" / "hq").is_dir() else []
+    folder = ROOT.parent / "shared" / "data" / "hq"
+    hq = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")) \
+        if folder.is_dir() else []
     source = hq[0] if hq else ROOT / "resources" / "samples" / "chelsea.png"
     image = Image.open(source).convert("RGB")
     scale = (megapixels * 1e6 / (image.width * image.height)) ** 0.5
@@ -112,7 +107,7 @@ def main() -> int:
         agreement = psnr(default, torch_result)
         proc = subprocess.run([sys.executable, "-c", NO_TORCH, *dtpm, "--backend", "openvino",
                                "-o", str(tmp / "ov"), "-q"], capture_output=True, text=True)
-        torch_free = proc.returncode == 0 and "TORCH_IMPORTED False" in proc.stdout
+        torch_free = proc.returncode == 0 and "TORCH_FREE True" in proc.stdout
 
     threads = os.environ.get("DTPM_THREADS") or os.environ.get("OMP_NUM_THREADS") or "default"
     print(f"{width}x{height} ({width * height / 1e6:.2f} MP), adapter {args.adapter}, "
