@@ -1,14 +1,15 @@
 """Stage II set-ups for the training campaign, measured side by side in one run (issue 20).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_train_setups.py [--steps N] [--compile]
-        [--predictors "P16 (tiny),E16-imagenet"] [--crops 128]
+        [--predictors "P16 (tiny),E16-imagenet"] [--crops 128] [--stage1]
 
 For each candidate initial predictor on the shipped `tiny` base denoiser (random weights, the
 same cost): parameters, receptive field (the input pixels that reach the centre output pixel,
 measured through the gradient), and images/s of a full Stage II step (forward, backward with
 the auxiliary L1, Adam) at several crop sizes, fp32 and bf16 autocast + channels-last. Rounds
 are interleaved and the median is kept. `--compile` adds torch.compile rows (minutes of
-compiling per row).
+compiling per row). `--stage1` adds the Stage I step of the base denoiser (what the campaign's
+`base` line trains) at the same crops and precisions.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dtpm_core.config import Stage2Options, preset  # noqa: E402
-from dtpm_core.diffusion.objectives import stage2_loss  # noqa: E402
+from dtpm_core.diffusion.objectives import stage1_loss, stage2_loss  # noqa: E402
 from dtpm_core.networks.encoder_predictor import EncoderPredictor  # noqa: E402
 from dtpm_core.networks.model import (  # noqa: E402
     DTPM,
@@ -35,6 +36,7 @@ from dtpm_core.networks.model import (  # noqa: E402
 )
 
 BATCH = 4
+STAGE1 = "Stage I base"  # the set-up name of the base denoiser's own step
 
 PREDICTORS: dict[str, dict[str, object]] = {
     # the shipped adapters' predictor
@@ -95,10 +97,15 @@ def receptive_field(overrides: dict[str, object], size: int = 257, mass: float =
 
 
 def build(setup: Setup):
-    config = preset("tiny", denoiser__semantic="none").with_overrides(PREDICTORS[setup.predictor])
     torch.manual_seed(0)
-    model = DTPM(config, Stage2Options()).train()
-    params = configure_stage2_trainable(model)
+    if setup.predictor == STAGE1:
+        model = DTPM(preset("tiny", denoiser__semantic="none")).train()
+        params = list(model.denoiser.parameters())
+    else:
+        config = preset("tiny", denoiser__semantic="none").with_overrides(
+            PREDICTORS[setup.predictor])
+        model = DTPM(config, Stage2Options()).train()
+        params = configure_stage2_trainable(model)
     optimizer = torch.optim.Adam(params, lr=1e-4)
     g = torch.Generator().manual_seed(0)
     a = torch.rand(BATCH, 3, setup.crop, setup.crop, generator=g)
@@ -106,14 +113,18 @@ def build(setup: Setup):
     if setup.bf16:
         model = model.to(memory_format=torch.channels_last)
         a, b = (t.contiguous(memory_format=torch.channels_last) for t in (a, b))
-    loss_fn = stage2_loss
-    if setup.compiled:
-        loss_fn = torch.compile(stage2_loss)
+    if setup.predictor == STAGE1:
+        def step_loss(model, a, b, g):
+            return stage1_loss(model, a, b, g)
+    else:
+        def step_loss(model, a, b, g):
+            return stage2_loss(model, a, b, g, 1.0, 0.12)
+    loss_fn = torch.compile(step_loss) if setup.compiled else step_loss
 
     def one() -> float:
         optimizer.zero_grad()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=setup.bf16):
-            loss = loss_fn(model, a, b, g, 1.0, 0.12)
+            loss = loss_fn(model, a, b, g)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -131,6 +142,8 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="add torch.compile rows")
     parser.add_argument("--predictors", default=",".join(PREDICTORS),
                         help="comma-separated names among: " + ", ".join(PREDICTORS))
+    parser.add_argument("--stage1", action="store_true",
+                        help="add the base denoiser's Stage I step")
     args = parser.parse_args()
     crops = [int(c) for c in args.crops.split(",")]
     names = [n.strip() for n in args.predictors.split(",")]
@@ -149,9 +162,11 @@ def main() -> None:
     modes = (False, True) if cpu_has_native_bf16() else (False,)
     if len(modes) == 1:
         print("\nthis CPU has neither AMX nor AVX512-BF16: bf16 would be emulated, fp32 only")
-    setups = [Setup(p, c, bf) for p in names for c in crops for bf in modes]
+    setups = [Setup(p, c, bf) for p in names + [STAGE1] * args.stage1 for c in crops
+              for bf in modes]
     if args.compile:
-        setups += [Setup(p, 128, bf, True) for p in names for bf in modes]
+        setups += [Setup(p, 128, bf, True) for p in names + [STAGE1] * args.stage1
+                   for bf in modes]
     runners = {}
     for s in setups:
         _, one = build(s)

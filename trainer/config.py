@@ -83,6 +83,12 @@ class LoopConfig:
     # bf16 autocast + channels-last on the CPU (AMX / AVX512-BF16); an error on a CPU without
     # native bf16. Off by default: measured per set-up in benchmarks/bench_train.py
     cpu_bf16: bool = False
+    # torch.compile the training step's loss (forward; the backward follows): one compile at
+    # the start of a run (a minute or two, cached on disk for the next run of the same
+    # network). Measured on a Sapphire Rapids core (benchmarks/bench_train_setups.py
+    # --compile --stage1): with cpu_bf16 2.1x (Stage I) to 2.9x (Stage II, P16) the
+    # images/s of the eager fp32 step, fp32 compiled 1.35-1.8x
+    compile: bool = False
     seed: int = 0
     log_every: int = 50
     checkpoint_every: int = 1000

@@ -151,6 +151,10 @@ def run(job: TrainJob, dist: DistInfo, progress: bool = True) -> dict[str, Any]:
     if dist.enabled:
         loss_module = DistributedDataParallel(
             job.loss_module, device_ids=[dist.local_rank] if use_cuda else None)
+    if loop.compile:
+        # the module's own weights stay where they are (nothing saved changes); the compiled
+        # wrapper traces its forward on the first step
+        loss_module = torch.compile(loss_module)
     writer = _tensorboard(job.run_dir) if dist.is_main else None
 
     def save(at_step: int) -> None:

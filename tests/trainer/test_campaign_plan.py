@@ -84,3 +84,17 @@ def test_stopped_lines_stay_out_of_the_default_plan_but_can_be_named(campaign, m
     default = turns([], len(campaign.PLAN) - len(stopped))
     assert default == [s.name for s in campaign.PLAN if not s.stopped]
     assert turns(["--stages", "desnow,base"], 3) == ["desnow", "base", "desnow"]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_every_slice_compiles_its_step_in_bf16_where_the_cpu_has_it(campaign, tmp_path,
+                                                                    monkeypatch, native):
+    monkeypatch.setattr(campaign, "native_bf16", lambda: native)
+    _base(tmp_path / "models" / "base.safetensors", 0.125)
+    for stage in campaign.PLAN:
+        if not stage.compiled_step:
+            continue
+        command = stage.command(tmp_path / "run")
+        assert _value(command, "loop.compile") == "true", stage.name
+        assert _value(command, "loop.cpu_bf16") == ("true" if native else "false"), stage.name
+    assert [s.name for s in campaign.PLAN if not s.compiled_step] == ["singlepass"]

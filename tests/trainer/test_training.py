@@ -263,3 +263,21 @@ def test_sigterm_saves_a_checkpoint_to_resume_from(tmp_path, prepared_folder):
     assert "checkpoint saved" in err and "Traceback" not in err
     step = load_checkpoint(checkpoint_path(run_dir))["step"]
     assert 0 < step < 100000
+
+
+@pytest.mark.slow
+def test_a_compiled_step_trains_as_the_eager_one(tmp_path, prepared_folder):
+    """loop.compile: the same steps up to the compiler's rounding (Adam's first steps move
+    each weight by about +-lr, so a weight the two runs move apart is one whose gradient
+    changed sign: rare), and a checkpoint that a later eager run resumes from."""
+    assert _stage1(tmp_path / "eager", prepared_folder, 2) == 0
+    assert _stage1(tmp_path / "compiled", prepared_folder, 2, "loop.compile=true") == 0
+    step_a, weights_a, _, _ = _trained_state(tmp_path / "eager")
+    step_b, weights_b, _, _ = _trained_state(tmp_path / "compiled")
+    assert step_a == step_b == 2
+    lr = load_checkpoint(checkpoint_path(tmp_path / "eager"))["config"]["optim"]["lr"]
+    apart = sum(int(((weights_b[n] - w).abs() > 0.5 * lr).sum()) for n, w in weights_a.items())
+    total = sum(w.numel() for w in weights_a.values())
+    assert apart / total < 0.01, (apart, total)
+    assert _stage1(tmp_path / "compiled", prepared_folder, 4) == 0  # resumed (compiled again)
+    assert _trained_state(tmp_path / "compiled")[0] == 4
