@@ -96,19 +96,19 @@ def compare_engines(models: Path, image: np.ndarray, steps: int, tile: int,
 def compare_shape_policies(models: Path, side: int, rounds: int) -> None:
     from dtpm_core.backends.graphs import denoiser_graph
     from dtpm_core.backends.openvino_backend import OpenVINOSession
-    from dtpm_core.modelfiles.weights import load_adapter, load_base
+    from dtpm_core.modelfiles.verified import read_adapter_info, read_base_info
 
-    model, info = load_base(models / "base.safetensors")
-    task = load_adapter(models / "motion-deblur.safetensors", model, info)
+    info = read_base_info(models / "base.safetensors")
+    task = read_adapter_info(models / "motion-deblur.safetensors")
     precisions = ["fp32"] + (["bf16"] if cpu_has_native_bf16() else [])
     nets = {}
     for precision in precisions:
         for policy in ("dynamic", "static"):
             session = OpenVINOSession(precision, torch.get_num_threads(), shape_policy=policy)
-            nets[(precision, policy)] = session.network(denoiser_graph(model, info, task))[0]
+            nets[(precision, policy)] = session.network(denoiser_graph(info, task))[0]
     g = torch.Generator().manual_seed(0)
-    x, y_d, guide = (torch.randn(1, 3, side, side, generator=g) for _ in range(3))
-    level = torch.full((1,), 0.5)
+    x, y_d, guide = (torch.randn(1, 3, side, side, generator=g).numpy() for _ in range(3))
+    level = np.full((1,), 0.5, dtype=np.float32)
     times: dict[tuple[str, str], list[float]] = {k: [] for k in nets}
     for net in nets.values():  # static: compiles for this size on the first call
         net(x_t=x, y_d=y_d, guidance=guide, sqrt_gamma=level)

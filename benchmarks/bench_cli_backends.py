@@ -10,7 +10,7 @@ per round, so that a change in machine load hits them all alike), timed from lau
   faster, on a CPU with native bf16);
 - DTPM K = 4 with `--backend torch` (today's fast path: bf16 weights + autocast where the CPU
   has native bf16, else fp32);
-- the single-pass engine with the default backend.
+- the single-pass engine with the default backend, and with `--backend torch`.
 
 Prints the medians, the two ratios of the bar (DTPM default vs torch: at least 1.3x; single-pass
 vs DTPM default: at least 5x), the PSNR between the two DTPM results (at least 40 dB), and
@@ -89,11 +89,13 @@ def main() -> int:
         width, height = make_photo(photo, args.megapixels)
         dtpm = [str(photo), "--adapter", args.adapter, "--steps", "4", "--strength", "1",
                 "--seed", "0"]
+        single = [str(photo), "--engine", "single-pass", "--task", args.adapter]
         cases = {
             "DTPM K=4, default backend": (dtpm, tmp / "default"),
             "DTPM K=4, --backend torch": ([*dtpm, "--backend", "torch"], tmp / "torch"),
-            "single-pass, default backend": ([str(photo), "--engine", "single-pass", "--task",
-                                              args.adapter], tmp / "single"),
+            "single-pass, default backend": (single, tmp / "single"),
+            "single-pass, --backend torch": ([*single, "--backend", "torch"],
+                                             tmp / "single-torch"),
         }
         for case_args, out in cases.values():  # warm-up: graph conversion, file cache
             run(case_args, out)

@@ -68,20 +68,20 @@ class CPUDevice:
         return self.type
 
 
-def resolve_backend(name: str | None, device: str = "auto", *, experts: bool = False,
+def resolve_backend(name: str | None, device: str = "auto", *,
                     native_bf16: bool | None = None) -> str:
     """"torch" or "openvino" for a backend choice and a device choice (None: the process
     preference, `set_backend_preference`); an explicit choice that cannot run is an error,
     never a silent fallback. OpenVINO runs on the CPU: with it, "auto" means the CPU. Only
-    "auto" on a machine with torch may import torch (to look for a GPU).
+    "auto" on a machine whose torch may see a GPU (`gpu_probe`) imports torch, to look.
 
     "auto" picks OpenVINO only where it was measured faster: on a CPU with native bf16 (AMX
-    or AVX512-BF16: a denoiser pass 1.35x the torch fast path at 512 px, 1.9x at 1024,
-    shared/CPU_SPEED_NOTES.md), with OpenVINO installed, for networks without MoE experts.
-    On a CPU without native bf16 OpenVINO fp32 measured level with torch fp32 (DTPM K = 4
-    28.1 vs 28.5 s/MP), and the single-pass network (`experts`) runs all its experts in the
-    graph (0.61x torch), so "auto" stays with torch there. Without torch (the CPU bundle)
-    "auto" is OpenVINO."""
+    or AVX512-BF16), with OpenVINO installed. There, per megapixel at 768 px on one
+    Sapphire Rapids core (benchmarks/bench_backends.py), OpenVINO bf16 ran DTPM K = 4 1.65x
+    and the single-pass engine 1.22x the torch fast path (its graph runs only the experts
+    the router picks, `dtpm_core.singlepass.graph`). On a CPU without native bf16 OpenVINO
+    fp32 measured level with torch fp32 for DTPM (28.1 vs 28.5 s/MP), so "auto" stays with
+    torch there. Without torch (the CPU bundle) "auto" is OpenVINO."""
     if name is None:
         name = _backend_preference
     if name not in BACKEND_CHOICES:
@@ -90,7 +90,7 @@ def resolve_backend(name: str | None, device: str = "auto", *, experts: bool = F
     if name == "auto":
         if not torch_installed():  # OpenVINO where it can run, else refused with the reason
             return _checked(OPENVINO if openvino_installed() and on_cpu else TORCH, device)
-        if not on_cpu or experts or not openvino_installed():
+        if not on_cpu or not openvino_installed():
             return _checked(TORCH, device)
         if native_bf16 is None:
             from .device import cpu_has_native_bf16  # torch-free module
@@ -98,9 +98,12 @@ def resolve_backend(name: str | None, device: str = "auto", *, experts: bool = F
         if not native_bf16:
             return TORCH
         if device == "auto":
-            from .device import resolve_device  # imports torch: a GPU goes first
-            if resolve_device("auto").type != "cpu":
-                return TORCH
+            from .gpu_probe import torch_may_see_a_gpu  # torch-free
+
+            if torch_may_see_a_gpu():
+                from .device import resolve_device  # imports torch: a GPU goes first
+                if resolve_device("auto").type != "cpu":
+                    return TORCH
         return OPENVINO
     return _checked(name, device)
 

@@ -51,13 +51,13 @@ class Runner:
 
     `precision` None or "auto" takes the fast path where the device has one (see
     `dtpm_core.backends.device`); `backend` "torch", "openvino", "auto" or None (the process
-    preference), `experts` whether the networks have MoE experts (`resolve_backend`). A
+    preference; `resolve_backend`). A
     combination the device cannot run is a `ConfigError` here, before any file is read.
     With the OpenVINO backend nothing here imports torch; `device` is then `CPUDevice()`."""
 
     def __init__(self, device: str = "auto", precision: str | None = None,
-                 backend: str | None = TORCH, *, experts: bool = False) -> None:
-        self.backend = resolve_backend(backend, device, experts=experts)
+                 backend: str | None = TORCH) -> None:
+        self.backend = resolve_backend(backend, device)
         self.openvino: OpenVINOSession | None = None
         if self.backend == OPENVINO:
             from ..backends.openvino_backend import OpenVINOSession

@@ -80,7 +80,7 @@ class SinglePassRestorer(RunsOnRunner):
 
     def __init__(self, path: str | Path, device: str = "auto", *, precision: str | None = None,
                  max_experts: int = INFERENCE_TOP_K, backend: str | None = TORCH) -> None:
-        self.runner = Runner(device, precision, backend, experts=True)
+        self.runner = Runner(device, precision, backend)
         self.max_experts = max_experts
         self.net = None  # the torch module, on the torch backend
         if self.runner.openvino is None:

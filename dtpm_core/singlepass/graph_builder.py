@@ -1,5 +1,5 @@
 """The torch side of `graph`: the single-pass network built from its file and wrapped for
-tracing, the MoE adaptors' top-k routing as one graph."""
+tracing, the MoE adaptors' top-k routing as one graph that runs only the chosen experts."""
 
 from __future__ import annotations
 
@@ -7,31 +7,52 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..backends import GraphLayout
 from ..backends.graph_builders import example_images, unpadded
-from .network import MoEAdaptor, top_k_weights
+from .network import MoEAdaptor
 from .weights import load_singlepass
 
 
 class _TopKAdaptor(nn.Module):
-    """`MoEAdaptor` at inference as one graph: the router's top-k weights (renormalised,
-    zeros elsewhere) over every expert. Which experts are heaviest depends on the image, so
-    the torch path's choice of experts to run is a branch a traced graph cannot hold; here
-    the others run with weight 0 (same result up to rounding, more work)."""
+    """`MoEAdaptor` at inference as one graph that runs only the k experts the router weights
+    most. Which experts those are depends on the image, a branch a traced graph cannot hold;
+    so the experts' weights are stacked into constants and the chosen ones gathered by the
+    router's top-k indices at run time, then run as the torch path's fused mixture (three
+    convolutions: the first ones stacked, the second ones grouped, the last 1x1 ones side by
+    side with the renormalised router weights folded in). With k = 0 (or every expert) all
+    of them run, as stacked constants. Same result as the torch path up to rounding."""
 
     def __init__(self, adaptor: MoEAdaptor) -> None:
         super().__init__()
-        self.adaptor = adaptor
+        experts = adaptor.experts
+        self.adaptor = adaptor  # its router and scale (the experts run from the stacks)
+        self.k = adaptor.inference_top_k if 0 < adaptor.inference_top_k < len(experts) else 0
+        first = experts[0][0]
+        self.quarter, self.channels = first.out_channels, first.in_channels
+        for name, index in (("first", 0), ("second", 2)):
+            self.register_buffer(f"{name}_weight", torch.stack([e[index].weight for e in experts]))
+            self.register_buffer(f"{name}_bias", torch.stack([e[index].bias for e in experts]))
+        self.register_buffer("last_weight",
+                             torch.stack([e[4].weight[:, :, 0, 0] for e in experts]))  # (E, C, q)
+        self.register_buffer("last_bias", torch.stack([e[4].bias for e in experts]))  # (E, C)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        a = self.adaptor
-        w = a.route(x, emb)  # (1, E)
-        k = a.inference_top_k
-        if 0 < k < len(a.experts):
-            w = top_k_weights(w, k)[0]
-        mixed = sum(w[:, i, None, None, None] * expert(x) for i, expert in enumerate(a.experts))
-        return x + a.scale * mixed
+        w = self.adaptor.route(x, emb)[0]  # (E,): the graph runs one image
+        if self.k:
+            top = w.topk(self.k)
+            w, chosen = top.values / top.values.sum(), top.indices  # (k,), (k,)
+            pick = lambda stacked: stacked[chosen]  # noqa: E731
+        else:
+            pick = lambda stacked: stacked  # noqa: E731
+        n, q, c = (self.k or len(self.first_weight)), self.quarter, self.channels
+        h = F.gelu(F.conv2d(x, pick(self.first_weight).reshape(n * q, c, 3, 3),
+                            pick(self.first_bias).reshape(n * q), padding=1))
+        h = F.gelu(F.conv2d(h, pick(self.second_weight).reshape(n * q, q, 3, 3),
+                            pick(self.second_bias).reshape(n * q), padding=1, groups=n))
+        last = (pick(self.last_weight) * w[:, None, None]).permute(1, 0, 2).reshape(c, n * q, 1, 1)
+        return x + self.adaptor.scale * F.conv2d(h, last, w @ pick(self.last_bias))
 
 
 def build_singlepass(path: Path, max_experts: int

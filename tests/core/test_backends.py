@@ -21,9 +21,8 @@ def test_auto_is_openvino_where_measured_faster_and_choices_that_cannot_run_are_
     monkeypatch.setattr(backends, "openvino_installed", lambda: True)
     assert resolve_backend("auto", CPU, native_bf16=True) == "openvino"
     assert resolve_backend("auto", CPU, native_bf16=False) == "torch"  # level there
-    assert resolve_backend("auto", CPU, native_bf16=True, experts=True) == "torch"
     assert resolve_backend("auto", CUDA, native_bf16=True) == "torch"
-    assert resolve_backend("openvino", CPU, native_bf16=False, experts=True) == "openvino"
+    assert resolve_backend("openvino", CPU, native_bf16=False) == "openvino"
     assert resolve_backend("torch", CPU) == "torch"
     with pytest.raises(ConfigError, match="runs on the CPU"):
         resolve_backend("openvino", CUDA)
@@ -40,7 +39,6 @@ def test_without_torch_auto_is_openvino_and_torch_is_refused(monkeypatch):
     monkeypatch.setattr(backends, "openvino_installed", lambda: True)
     monkeypatch.setattr(backends, "torch_installed", lambda: False)
     assert resolve_backend("auto", "auto") == "openvino"
-    assert resolve_backend("auto", CPU, experts=True) == "openvino"
     with pytest.raises(ConfigError, match="leaves out"):
         resolve_backend("torch", CPU)
     with pytest.raises(ConfigError, match="leaves out"):
@@ -136,7 +134,7 @@ def test_a_spec_without_a_backend_takes_the_process_preference(monkeypatch):
     before = backend_preference()
     try:
         set_backend_preference("openvino")
-        assert resolve_backend(None, CPU, native_bf16=False, experts=True) == "openvino"
+        assert resolve_backend(None, CPU, native_bf16=False) == "openvino"
         set_backend_preference("torch")
         assert resolve_backend(None, CPU, native_bf16=True) == "torch"
         with pytest.raises(ConfigError, match="unknown backend"):

@@ -112,10 +112,18 @@ def test_every_dtpm_network_matches_torch_fp32(dtpm_files):
             assert _max_diff(predictor(y_d=y_d.numpy()), task.predictor(y_d)) < FP32_TOLERANCE
 
 
-def test_the_single_pass_network_matches_torch_fp32_with_top_k_experts(singlepass_file):
+@pytest.mark.parametrize("experts", [2, 0])
+def test_the_single_pass_network_matches_torch_fp32_with_top_k_experts(singlepass_file,
+                                                                       experts):
+    """The graph runs only the experts the router picks per image (gathered by its choice;
+    0: all of them), as the torch path does."""
     net, info = load_singlepass(singlepass_file)
-    net.eval().set_inference_top_k(2)
-    network, _ = OpenVINOSession("fp32", threads=1).network(singlepass_graph(info, 2))
+    net.eval().set_inference_top_k(experts)
+    network, _ = OpenVINOSession("fp32", threads=1).network(singlepass_graph(info, experts))
+    picked = set()  # (adaptor, the two experts it picked)
+    for index, adaptor in enumerate(net.adaptors):
+        adaptor.register_forward_hook(lambda m, args, out, i=index: picked.add(
+            (i, tuple(m.route(*args).topk(2).indices[0].tolist()))))
     with torch.no_grad():
         for i, (h, w) in enumerate(SIZES):
             x = _randn(1, 3, h, w, seed=i)
@@ -123,6 +131,7 @@ def test_the_single_pass_network_matches_torch_fp32_with_top_k_experts(singlepas
                 t = torch.full((1,), t_mat, dtype=torch.long)
                 assert _max_diff(network(x=x.numpy(), t=t.numpy()), net(x, t)) < FP32_TOLERANCE, \
                     (h, w, t_mat)
+    assert len(picked) > len(net.adaptors)  # some adaptor picked different experts by input
 
 
 def test_dtpm_restorations_match_torch_fp32_at_k_1_4_10_with_tiles(dtpm_files, photo):

@@ -83,17 +83,19 @@ def test_dtpm_restore_runs_both_engines_without_torch(models, photo_file, tmp_pa
     run = _restore_without_torch([str(photo_file), "-o", str(out / "dtpm"), "-q",
                                   "--base", str(models / "base.safetensors"),
                                   "--adapter", str(models / "motion.safetensors"),
-                                  "--backend", "openvino", "--steps", "3", "--seed", "2"],
+                                  "--backend", "openvino", "--steps", "3", "--seed", "2",
+                                  "--precision", "fp32"],
                                  tmp_path)
     assert run.returncode == 0, run.stderr
     run = _restore_without_torch([str(photo_file), "-o", str(out / "sp"), "-q",
                                   "--engine", "single-pass",
                                   "--model", str(models / "singlepass.safetensors"),
-                                  "--backend", "auto"], tmp_path)  # auto: OpenVINO, no torch
+                                  "--backend", "auto", "--precision", "fp32"],
+                                 tmp_path)  # auto: OpenVINO, no torch
     assert run.returncode == 0, run.stderr
     assert not (tmp_path / "empty-cache").exists()  # the shipped graphs ran, none converted
 
-    # the same pixels as the torch backend, up to 8-bit rounding
+    # the same pixels as the torch backend at fp32, up to 8-bit rounding
     image = read_image(photo_file).rgb
     expected = Restorer(models / "base.safetensors", models / "motion.safetensors",
                         device="cpu", precision="fp32").restore(image, 3, seed=2).result
