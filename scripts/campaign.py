@@ -171,7 +171,11 @@ PLAN = (
     # move of every adapter onto it; each slice keeps the x0-error curve it measured
     # (checkpoints/base_calibration.json) as its screen: the lower the curve, the more of the
     # texture the prior knows.
-    Stage("base", "", 3000, kind="stage1", config="bundled_stage1"),
+    # Stopped on 2026-12-07 at 15000 campaign iterations: the curve levelled off, and two
+    # adapters moved onto it drew louder texture, no better correlated with the missing detail,
+    # with every K >= 4 worse (docs/evidence/campaign/rebase/).
+    Stage("base", "", 3000, kind="stage1", config="bundled_stage1",
+          stopped="levelled off; adapters on it drew louder, uncorrelated texture"),
     Stage("motion-deblur", "motion-deblur", 1500),
     Stage("motion-deblur-p48", "motion-deblur", 1500, predictor=dict(P48_STEM2)),
     # The predictor on an ImageNet encoder: from scratch (ImageNet weights) it gained +0.22 dB
