@@ -40,19 +40,20 @@ class _TopKAdaptor(nn.Module):
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         w = self.adaptor.route(x, emb)[0]  # (E,): the graph runs one image
+        stacks = (self.first_weight, self.first_bias, self.second_weight, self.second_bias,
+                  self.last_weight, self.last_bias)
         if self.k:
             top = w.topk(self.k)
-            w, chosen = top.values / top.values.sum(), top.indices  # (k,), (k,)
-            pick = lambda stacked: stacked[chosen]  # noqa: E731
-        else:
-            pick = lambda stacked: stacked  # noqa: E731
-        n, q, c = (self.k or len(self.first_weight)), self.quarter, self.channels
-        h = F.gelu(F.conv2d(x, pick(self.first_weight).reshape(n * q, c, 3, 3),
-                            pick(self.first_bias).reshape(n * q), padding=1))
-        h = F.gelu(F.conv2d(h, pick(self.second_weight).reshape(n * q, q, 3, 3),
-                            pick(self.second_bias).reshape(n * q), padding=1, groups=n))
-        last = (pick(self.last_weight) * w[:, None, None]).permute(1, 0, 2).reshape(c, n * q, 1, 1)
-        return x + self.adaptor.scale * F.conv2d(h, last, w @ pick(self.last_bias))
+            w = top.values / top.values.sum()  # (k,), renormalised
+            stacks = tuple(stack[top.indices] for stack in stacks)  # the chosen experts' rows
+        first_w, first_b, second_w, second_b, last_w, last_b = stacks
+        n, q, c = len(w), self.quarter, self.channels
+        h = F.gelu(F.conv2d(x, first_w.reshape(n * q, c, 3, 3), first_b.reshape(n * q),
+                            padding=1))
+        h = F.gelu(F.conv2d(h, second_w.reshape(n * q, q, 3, 3), second_b.reshape(n * q),
+                            padding=1, groups=n))
+        last = (last_w * w[:, None, None]).permute(1, 0, 2).reshape(c, n * q, 1, 1)
+        return x + self.adaptor.scale * F.conv2d(h, last, w @ last_b)
 
 
 def build_singlepass(path: Path, max_experts: int
