@@ -79,7 +79,7 @@ def test_engine_methods_give_the_restorers_results(tmp_path, clean_folder):
     degraded, _ = held_out_pairs([clean_folder], "desnow")[0]
 
     # the same backend and precision on both sides (`auto` would pick OpenVINO bf16 for the
-    # engine on a CPU with native bf16, where the Restorer's default backend is torch)
+    # engines on a CPU with native bf16, where the restorers' default backend is torch)
     dtpm = dtpm_methods(load_engine(DTPMSpec(tmp_path / "base.safetensors", steps=(1, 4),
                                              seed=2, tile=0, device="cpu", precision="fp32",
                                              backend="torch")),
@@ -94,9 +94,10 @@ def test_engine_methods_give_the_restorers_results(tmp_path, clean_folder):
         dtpm["DTPM K=1"](degraded, "raindrop")
 
     fast = single_pass_method(load_engine(SinglePassSpec(tmp_path / "sp.safetensors", tile=0,
-                                                         device="cpu")))
-    expected = SinglePassRestorer(tmp_path / "sp.safetensors", "cpu").restore(
-        degraded, "desnow", tile=0).result
+                                                         device="cpu", precision="fp32",
+                                                         backend="torch")))
+    expected = SinglePassRestorer(tmp_path / "sp.safetensors", "cpu", precision="fp32",
+                                  backend="torch").restore(degraded, "desnow", tile=0).result
     assert np.array_equal(fast(degraded, "desnow"), expected)
     with pytest.raises(KeyError):
         fast(degraded, "raindrop")
