@@ -7,11 +7,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..backends import GraphLayout
 from ..backends.graph_builders import example_images, unpadded
-from .network import MoEAdaptor
+from .network import MoEAdaptor, fused_mixture
 from .weights import load_singlepass
 
 
@@ -19,9 +18,8 @@ class _TopKAdaptor(nn.Module):
     """`MoEAdaptor` at inference as one graph that runs only the k experts the router weights
     most. Which experts those are depends on the image, a branch a traced graph cannot hold;
     so the experts' weights are stacked into constants and the chosen ones gathered by the
-    router's top-k indices at run time, then run as the torch path's fused mixture (three
-    convolutions: the first ones stacked, the second ones grouped, the last 1x1 ones side by
-    side with the renormalised router weights folded in). With k = 0 (or every expert) all
+    router's top-k indices at run time, then run as the torch path runs them
+    (`network.fused_mixture`). With k = 0 (or every expert) all
     of them run, as stacked constants. Same result as the torch path up to rounding."""
 
     def __init__(self, adaptor: MoEAdaptor) -> None:
@@ -48,12 +46,11 @@ class _TopKAdaptor(nn.Module):
             stacks = tuple(stack[top.indices] for stack in stacks)  # the chosen experts' rows
         first_w, first_b, second_w, second_b, last_w, last_b = stacks
         n, q, c = len(w), self.quarter, self.channels
-        h = F.gelu(F.conv2d(x, first_w.reshape(n * q, c, 3, 3), first_b.reshape(n * q),
-                            padding=1))
-        h = F.gelu(F.conv2d(h, second_w.reshape(n * q, q, 3, 3), second_b.reshape(n * q),
-                            padding=1, groups=n))
-        last = (last_w * w[:, None, None]).permute(1, 0, 2).reshape(c, n * q, 1, 1)
-        return x + self.adaptor.scale * F.conv2d(h, last, w @ last_b)
+        mixed = fused_mixture(
+            x, first_w.reshape(n * q, c, 3, 3), first_b.reshape(n * q),
+            second_w.reshape(n * q, q, 3, 3), second_b.reshape(n * q),
+            last_w.permute(1, 0, 2).reshape(c, n * q, 1, 1), last_b, w[None])
+        return x + self.adaptor.scale * mixed
 
 
 def build_singlepass(path: Path, max_experts: int

@@ -104,22 +104,34 @@ class MoEAdaptor(nn.Module):
     def _fused_mixture(self, x: torch.Tensor, indices: list[int],
                        w: torch.Tensor) -> torch.Tensor:
         """sum_i w_i E_i(x) over the n experts `indices`, weighted by the columns of w (B, n), as
-        three convolutions instead of 3n small ones: the experts' first convolutions
-        stacked (C -> n C/4), their second ones as one grouped convolution, their last 1x1
-        ones side by side (n C/4 -> C) with w folded into the weights (one image) or applied
-        to the channels (a batch). Same sum up to rounding; far faster for narrow experts."""
+        three convolutions instead of 3n small ones (`fused_mixture`). Same sum up to
+        rounding; far faster for narrow experts."""
         chosen = [self.experts[i] for i in indices]
-        n, q = len(chosen), chosen[0][0].out_channels
-        h = F.gelu(F.conv2d(x, torch.cat([e[0].weight for e in chosen]),
-                            torch.cat([e[0].bias for e in chosen]), padding=1))  # (B, nq, H, W)
-        h = F.gelu(F.conv2d(h, torch.cat([e[2].weight for e in chosen]),
-                            torch.cat([e[2].bias for e in chosen]), padding=1, groups=n))
-        last = torch.cat([e[4].weight for e in chosen], dim=1)  # (C, nq, 1, 1)
-        per_channel = w.repeat_interleave(q, dim=1).to(last.dtype)  # (B, nq)
-        bias = w.to(last.dtype) @ torch.stack([e[4].bias for e in chosen])  # (B, C)
-        if x.shape[0] == 1:
-            return F.conv2d(h, last * per_channel[0, None, :, None, None], bias[0])
-        return F.conv2d(h * per_channel[:, :, None, None], last) + bias[:, :, None, None]
+        return fused_mixture(x, torch.cat([e[0].weight for e in chosen]),
+                             torch.cat([e[0].bias for e in chosen]),
+                             torch.cat([e[2].weight for e in chosen]),
+                             torch.cat([e[2].bias for e in chosen]),
+                             torch.cat([e[4].weight for e in chosen], dim=1),
+                             torch.stack([e[4].bias for e in chosen]), w)
+
+
+def fused_mixture(x: torch.Tensor, first_w: torch.Tensor, first_b: torch.Tensor,
+                  second_w: torch.Tensor, second_b: torch.Tensor, last_w: torch.Tensor,
+                  last_b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """sum_i w_i E_i(x) over n experts (conv 3x3 C -> q, GELU, conv 3x3 q -> q, GELU, conv 1x1
+    q -> C), given their weights side by side: the first convolutions stacked (first_w
+    (n q, C, 3, 3), first_b (n q)), the second ones as one grouped convolution (second_w
+    (n q, q, 3, 3), second_b (n q)), the last 1x1 ones side by side (last_w (C, n q, 1, 1),
+    last_b (n, C)) with the router weights w (B, n) folded into the weights (one image) or
+    applied to the channels (a batch). The torch path and the single-pass graph both run it."""
+    n, q = w.shape[1], second_w.shape[1]
+    h = F.gelu(F.conv2d(x, first_w, first_b, padding=1))  # (B, nq, H, W)
+    h = F.gelu(F.conv2d(h, second_w, second_b, padding=1, groups=n))
+    per_channel = w.repeat_interleave(q, dim=1).to(last_w.dtype)  # (B, nq)
+    bias = w.to(last_w.dtype) @ last_b  # (B, C)
+    if x.shape[0] == 1:
+        return F.conv2d(h, last_w * per_channel[0, None, :, None, None], bias[0])
+    return F.conv2d(h * per_channel[:, :, None, None], last_w) + bias[:, :, None, None]
 
 
 class SinglePassNet(UNet):
