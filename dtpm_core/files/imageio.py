@@ -466,6 +466,12 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
 
 
+PNG_COMPRESSION_LEVEL = 1
+"""zlib level of written PNGs. Measured on a 2.4 MP photograph (`benchmarks/bench_png_levels.py`):
+level 1 encodes 4.3x faster than level 6 at 8 bits (0.13 against 0.56 s) for a file 5% larger,
+1.4x faster at 16 bits (0.41 against 0.56 s) for 1% more; PNG is lossless at every level."""
+
+
 def _encode_png(fh: BinaryIO, pixels: np.ndarray, icc: _Bytes, exif: _Bytes, quality: int,
                 marker: OutputMarker | None = None) -> None:
     """PNG via OpenCV (8 or 16 bit), with iCCP, eXIf and marker chunks added after IHDR."""
@@ -473,7 +479,7 @@ def _encode_png(fh: BinaryIO, pixels: np.ndarray, icc: _Bytes, exif: _Bytes, qua
     if pixels.ndim == 3:
         code = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
         pixels = cv2.cvtColor(pixels, code)
-    ok, encoded = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    ok, encoded = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION_LEVEL])
     if not ok:
         raise ValueError("OpenCV could not encode the PNG")
     png = encoded.tobytes()
