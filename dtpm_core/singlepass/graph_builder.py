@@ -45,11 +45,12 @@ class _TopKAdaptor(nn.Module):
             w = top.values / top.values.sum()  # (k,), renormalised
             stacks = tuple(stack[top.indices] for stack in stacks)  # the chosen experts' rows
         first_w, first_b, second_w, second_b, last_w, last_b = stacks
-        n, q, c = len(w), self.quarter, self.channels
+        n = self.k or self.first_weight.shape[0]  # experts run: a constant of the graph
+        q, c = self.quarter, self.channels
         mixed = fused_mixture(
             x, first_w.reshape(n * q, c, 3, 3), first_b.reshape(n * q),
             second_w.reshape(n * q, q, 3, 3), second_b.reshape(n * q),
-            last_w.permute(1, 0, 2).reshape(c, n * q, 1, 1), last_b, w[None])
+            last_w.permute(1, 0, 2).reshape(c, n * q, 1, 1), last_b, w[None], one_image=True)
         return x + self.adaptor.scale * mixed
 
 

@@ -112,24 +112,26 @@ class MoEAdaptor(nn.Module):
                              torch.cat([e[2].weight for e in chosen]),
                              torch.cat([e[2].bias for e in chosen]),
                              torch.cat([e[4].weight for e in chosen], dim=1),
-                             torch.stack([e[4].bias for e in chosen]), w)
+                             torch.stack([e[4].bias for e in chosen]), w,
+                             one_image=x.shape[0] == 1)
 
 
 def fused_mixture(x: torch.Tensor, first_w: torch.Tensor, first_b: torch.Tensor,
                   second_w: torch.Tensor, second_b: torch.Tensor, last_w: torch.Tensor,
-                  last_b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+                  last_b: torch.Tensor, w: torch.Tensor, *, one_image: bool) -> torch.Tensor:
     """sum_i w_i E_i(x) over n experts (conv 3x3 C -> q, GELU, conv 3x3 q -> q, GELU, conv 1x1
     q -> C), given their weights side by side: the first convolutions stacked (first_w
     (n q, C, 3, 3), first_b (n q)), the second ones as one grouped convolution (second_w
     (n q, q, 3, 3), second_b (n q)), the last 1x1 ones side by side (last_w (C, n q, 1, 1),
-    last_b (n, C)) with the router weights w (B, n) folded into the weights (one image) or
-    applied to the channels (a batch). The torch path and the single-pass graph both run it."""
+    last_b (n, C)) with the router weights w (B, n) folded into the weights (`one_image`, B = 1)
+    or applied to the channels (a batch). The torch path and the single-pass graph both run
+    it (the graph says `one_image` itself: a traced graph cannot branch on the batch size)."""
     n, q = w.shape[1], second_w.shape[1]
     h = F.gelu(F.conv2d(x, first_w, first_b, padding=1))  # (B, nq, H, W)
     h = F.gelu(F.conv2d(h, second_w, second_b, padding=1, groups=n))
     per_channel = w.repeat_interleave(q, dim=1).to(last_w.dtype)  # (B, nq)
     bias = w.to(last_w.dtype) @ last_b  # (B, C)
-    if x.shape[0] == 1:
+    if one_image:
         return F.conv2d(h, last_w * per_channel[0, None, :, None, None], bias[0])
     return F.conv2d(h * per_channel[:, :, None, None], last_w) + bias[:, :, None, None]
 

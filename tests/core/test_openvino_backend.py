@@ -4,6 +4,7 @@ once, with progress, and a damaged cache entry rebuilt. Skipped where openvino i
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,11 @@ pytest.importorskip("openvino")
 
 from dtpm_core.backends import device as device_module  # noqa: E402
 from dtpm_core.backends.graphs import denoiser_graph, predictor_graph  # noqa: E402
-from dtpm_core.backends.openvino_backend import OpenVINOSession, pad_images  # noqa: E402
+from dtpm_core.backends.openvino_backend import (  # noqa: E402
+    OpenVINOSession,
+    convert,
+    pad_images,
+)
 from dtpm_core.config import Stage2Options  # noqa: E402
 from dtpm_core.engines.dtpm_restorer import Restorer  # noqa: E402
 from dtpm_core.engines.engine import DTPMSpec, SinglePassSpec, load_engine  # noqa: E402
@@ -30,6 +35,7 @@ from dtpm_core.modelfiles.weights import (  # noqa: E402
 from dtpm_core.networks.layers import pad_with_context  # noqa: E402
 from dtpm_core.singlepass.config import singlepass_preset  # noqa: E402
 from dtpm_core.singlepass.graph import singlepass_graph  # noqa: E402
+from dtpm_core.singlepass.info import read_singlepass_info  # noqa: E402
 from dtpm_core.singlepass.network import SinglePassNet  # noqa: E402
 from dtpm_core.singlepass.weights import load_singlepass, save_singlepass  # noqa: E402
 
@@ -110,6 +116,20 @@ def test_every_dtpm_network_matches_torch_fp32(dtpm_files):
                                    semantic_code=semantic.numpy()),
                              model.denoiser(x, y_d, level, semantic)) < FP32_TOLERANCE
             assert _max_diff(predictor(y_d=y_d.numpy()), task.predictor(y_d)) < FP32_TOLERANCE
+
+
+def test_converting_a_network_prints_no_tracer_warning(dtpm_files, singlepass_file, tmp_path):
+    """A first use converts the networks in front of the user (`dtpm-restore` shows warnings
+    of our modules): a data-dependent branch the trace would freeze is a bug, not a notice."""
+    model, info = load_base(dtpm_files / "base.safetensors")
+    task = load_adapter(dtpm_files / "motion.safetensors", model, info)
+    specs = [denoiser_graph(info, task.info), predictor_graph(info, task.info),
+             *(singlepass_graph(read_singlepass_info(singlepass_file), k) for k in (2, 0))]
+    for i, spec in enumerate(specs):
+        (tmp_path / str(i)).mkdir()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", torch.jit.TracerWarning)
+            convert(spec, tmp_path / str(i))
 
 
 @pytest.mark.parametrize("experts", [2, 0])
