@@ -85,6 +85,24 @@ def build_predictor(base: Path, adapter: Path
     return unpadded(predictor), tuple(example_images(1)), layout
 
 
+def _mirrored_same_convs(net: nn.Module) -> nn.Module:
+    """A copy of `net` (fp32, eval) whose `SameConv`s are convolutions with the spatially
+    flipped kernel and symmetric padding: on the flipped image it gives the flipped output of
+    `net`, at any input size (see `_FlippedFeatures`)."""
+    from ..networks.efficientnet_lite import SameConv
+
+    net = copy.deepcopy(net).float().eval().requires_grad_(False)
+    for parent in list(net.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, SameConv):
+                conv = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size,
+                                 stride=child.stride, padding=child.kernel_size[0] // 2,
+                                 groups=child.groups, bias=False)
+                conv.weight.data.copy_(child.weight.data.flip((2, 3)))
+                setattr(parent, name, conv)
+    return net
+
+
 class _FlippedFeatures(nn.Module):
     """EfficientNet-Lite0's stage features with TensorFlow's "same" padding at any input size,
     in a form a traced graph keeps for every size.
@@ -99,18 +117,8 @@ class _FlippedFeatures(nn.Module):
     once on the way out, and everything between is pointwise or one of these convolutions."""
 
     def __init__(self, net: nn.Module) -> None:
-        from ..networks.efficientnet_lite import SameConv
-
         super().__init__()
-        self.net = copy.deepcopy(net).float().eval().requires_grad_(False)
-        for parent in list(self.net.modules()):
-            for name, child in parent.named_children():
-                if isinstance(child, SameConv):
-                    conv = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size,
-                                     stride=child.stride, padding=child.kernel_size[0] // 2,
-                                     groups=child.groups, bias=False)
-                    conv.weight.data.copy_(child.weight.data.flip((2, 3)))
-                    setattr(parent, name, conv)
+        self.net = _mirrored_same_convs(net)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         features = self.net.stage_features(image.flip((2, 3)))
@@ -125,4 +133,38 @@ def build_feature_network() -> tuple[nn.Module, tuple[torch.Tensor, ...], GraphL
     generator = torch.Generator().manual_seed(0)
     example = torch.rand(1, 3, EXAMPLE_SIZE + 3, EXAMPLE_SIZE + 1, generator=generator)
     return _FlippedFeatures(load_efficientnet_lite0()), (example,), \
+        GraphLayout(("image",), 1, 0, 1)
+
+
+class _SemanticGraph(nn.Module):
+    """y_eps in [-1, 1], any size -> the semantic code, as the torch engine computes it: the
+    antialiased resize to the encoder's input size, then the frozen trunk. EfficientNet-Lite0's
+    "same" padding runs mirrored (`_mirrored_same_convs` on the flipped image), a form a trace
+    keeps without freezing a size; its features are pooled globally, so the flip changes
+    nothing else."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        from ..networks.semantic import EFFICIENTNET
+
+        super().__init__()
+        self.flip = encoder.mode == EFFICIENTNET
+        if self.flip:
+            encoder = copy.deepcopy(encoder)
+            encoder.net = _mirrored_same_convs(encoder.net)
+        self.encoder = encoder
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        from ..networks.semantic import downscale_for_semantics
+
+        small = downscale_for_semantics(image).add(1.0).mul(0.5)
+        return self.encoder(small.flip((2, 3)) if self.flip else small)
+
+
+def build_semantic_encoder(mode: str) -> tuple[nn.Module, tuple[torch.Tensor, ...], GraphLayout]:
+    """The semantic encoder of `mode` (`dtpm_core.networks.semantic`) with its resize."""
+    from ..networks.semantic import SemanticEncoder
+
+    generator = torch.Generator().manual_seed(0)
+    example = torch.rand(1, 3, EXAMPLE_SIZE + 3, EXAMPLE_SIZE + 1, generator=generator) * 2 - 1
+    return _SemanticGraph(SemanticEncoder(mode)).eval(), (example,), \
         GraphLayout(("image",), 1, 0, 1)

@@ -2,6 +2,8 @@
 with dynamic height and width, and the shape-dependent padding left outside the graph.
 
     predictor:  y_d                                                -> y_eps
+    semantic:   image y_eps (any size)     -> the semantic code (a base with a semantic
+                encoder: the whole image resized to 224 px inside the graph, its frozen trunk)
     denoiser:   x_t, y_d, [guidance y_eps], sqrt_gamma, [semantic code] -> eps_hat
                 (the task's adapters, and an ablation file's denoiser tensors, inside)
     singlepass: x, t                 -> y = x - f(x, t)   (`dtpm_core.singlepass.graph`)
@@ -67,6 +69,31 @@ def predictor_graph(base: BaseInfo, task: AdapterInfo) -> GraphSpec:
     key = {"graph_format": GRAPH_FORMAT, "role": "predictor", "adapter_sha256": task.sha256,
            "config": _config(task)}
     return GraphSpec("predictor", key, build, shipped_graph_folders(task.path, base.path))
+
+
+def semantic_graph(base: BaseInfo) -> GraphSpec:
+    """The base's frozen semantic encoder: y_eps (1, 3, H, W) in [-1, 1] -> its code (1, D).
+    Keyed by the encoder and where its weights come from (none are in the base file: seeded,
+    the torch hub's ResNet-18, or the EfficientNet-Lite0 package's)."""
+    mode = base.config.denoiser.semantic
+    if mode == "none":
+        raise ValueError("this base has no semantic encoder")
+
+    def build() -> tuple[Any, tuple[Any, ...], GraphLayout]:
+        from .graph_builders import build_semantic_encoder
+
+        return build_semantic_encoder(mode)
+
+    key = {"graph_format": GRAPH_FORMAT, "role": "semantic", "encoder": mode,
+           "weights": SEMANTIC_WEIGHTS[mode], "input": "y_eps in [-1, 1], any size"}
+    return GraphSpec("semantic", key, build, shipped_graph_folders(base.path))
+
+
+SEMANTIC_WEIGHTS = {"random": "resnet18, torch.manual_seed(0)",
+                    "imagenet": "resnet18-f37072fd.pth",
+                    "efficientnet-lite0": WEIGHTS_SHA256}
+"""What the semantic encoder's weights are, per mode (`dtpm_core.networks.semantic`): part
+of its graph's key."""
 
 
 def feature_graph(shipped: tuple[Path, ...] = ()) -> GraphSpec:

@@ -1,8 +1,7 @@
 """The DTPM engine's networks on a graph runtime (OpenVINO): read from what the weight files
 say of themselves (`dtpm_core.modelfiles.verified`) and run as converted graphs, shipped
 beside the models or cached; nothing here imports torch. Only a conversion (a graph neither
-shipped nor cached) and a base with a semantic encoder (its ImageNet trunk runs on torch;
-the bundled base has none) load the torch networks."""
+shipped nor cached) loads the torch networks."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends.graphs import denoiser_graph, predictor_graph
+from ..backends.graphs import denoiser_graph, predictor_graph, semantic_graph
 from ..modelfiles.verified import (
     AdapterInfo,
     check_base_match,
@@ -28,7 +27,6 @@ class GraphDTPMNetworks:
         self.runner = runner
         self.base_info = read_base_info(base)
         self.task_info: AdapterInfo | None = None
-        self._semantic = None  # the torch base, for its semantic encoder, once needed
 
     def load_adapter(self, path: str | Path) -> AdapterInfo:
         info = read_adapter_info(path)
@@ -45,8 +43,12 @@ class GraphDTPMNetworks:
         with_predictor = task is not None and task.stage2.use_predictor
         if with_predictor:
             specs.append(predictor_graph(base, task))
-        nets = self.runner.compile_graphs(specs, progress)
-        denoise_net = nets[0]
+        with_semantic = base.config.denoiser.semantic != "none"
+        if with_semantic:
+            specs.append(semantic_graph(base))
+        nets = dict(zip((spec.role for spec in specs),
+                        self.runner.compile_graphs(specs, progress), strict=True))
+        denoise_net = nets["denoiser"]
 
         def denoise(x_t: np.ndarray, y_d: np.ndarray, sqrt_gamma: float,
                     code: np.ndarray | None, guidance: np.ndarray | None) -> np.ndarray:
@@ -55,18 +57,11 @@ class GraphDTPMNetworks:
                                semantic_code=code)
 
         def predict(y_d: np.ndarray) -> np.ndarray:
-            return nets[1](y_d=y_d)
+            return nets["predictor"](y_d=y_d)
 
-        semantic = None
-        if base.config.denoiser.semantic != "none":
-            semantic = self._semantic_code
-        return DTPMCalls(predict if with_predictor else None, semantic, denoise,
+        def semantic(y_eps: np.ndarray) -> np.ndarray:
+            return nets["semantic"].outputs(image=y_eps)[0]
+
+        return DTPMCalls(predict if with_predictor else None,
+                         semantic if with_semantic else None, denoise,
                          guided=task is not None and task.stage2.uses_adapters)
-
-    def _semantic_code(self, y_eps: np.ndarray) -> np.ndarray:
-        if self._semantic is None:
-            from .dtpm_torch import TorchDTPMNetworks
-
-            self._semantic = TorchDTPMNetworks(self.base_info.path,
-                                               Runner("cpu", "fp32", backend="torch"))
-        return self._semantic.calls().semantic(y_eps)

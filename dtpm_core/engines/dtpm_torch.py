@@ -12,6 +12,7 @@ import torch
 from ..backends.torch_backend import torch_denoiser, torch_network
 from ..modelfiles.verified import AdapterInfo
 from ..modelfiles.weights import TaskParts, load_adapter, load_base
+from ..networks.semantic import downscale_for_semantics
 from .inference import DTPMCalls, ProgressCallback
 from .runner import Runner
 
@@ -68,7 +69,7 @@ class TorchDTPMNetworks:
 
         @torch.no_grad()
         def semantic(y_eps: np.ndarray) -> np.ndarray:
-            return _array(model.semantic_code(_downscale_for_semantics(tensor(y_eps))
+            return _array(model.semantic_code(downscale_for_semantics(tensor(y_eps))
                                               .add_(1.0).mul_(0.5)))
 
         @torch.no_grad()
@@ -85,13 +86,3 @@ class TorchDTPMNetworks:
 
 def _array(x: torch.Tensor) -> np.ndarray:
     return x.float().cpu().numpy()
-
-
-def _downscale_for_semantics(y_eps: torch.Tensor) -> torch.Tensor:
-    """A small copy of the whole image for the semantic encoder (which resizes to 224 px
-    anyway); avoids image-sized temporaries for large photos."""
-    from torch.nn import functional as F
-
-    from ..networks.semantic import SEMANTIC_INPUT_SIZE
-    return F.interpolate(y_eps.float(), size=(SEMANTIC_INPUT_SIZE,) * 2, mode="bilinear",
-                         antialias=True, align_corners=False)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..backends import SHIPPED_GRAPHS, GraphSpec
-from ..backends.graphs import denoiser_graph, feature_graph, predictor_graph
+from ..backends.graphs import denoiser_graph, feature_graph, predictor_graph, semantic_graph
 from ..errors import WeightsError
 from ..modelfiles.verified import check_base_match, read_adapter_info, read_base_info
 from ..networks.efficientnet_weights import weights_available
@@ -20,16 +20,19 @@ from ..singlepass.info import read_singlepass_info
 
 
 def dtpm_graphs(base: Path, adapter: Path | None = None) -> list[GraphSpec]:
-    """The denoiser of `base` (with the task's adapters) and the task's initial predictor."""
+    """The denoiser of `base` (with the task's adapters), the task's initial predictor and the
+    base's semantic encoder, where they have them."""
     base_info = read_base_info(base)
+    semantic = [semantic_graph(base_info)] if base_info.config.denoiser.semantic != "none" \
+        else []
     if adapter is None:
-        return [denoiser_graph(base_info, None)]
+        return [denoiser_graph(base_info, None), *semantic]
     task = read_adapter_info(adapter)
     check_base_match(task, base_info)
     specs = [denoiser_graph(base_info, task)]
     if task.stage2.use_predictor:
         specs.append(predictor_graph(base_info, task))
-    return specs
+    return specs + semantic
 
 
 def singlepass_graphs(path: Path, max_experts: int = INFERENCE_TOP_K) -> list[GraphSpec]:

@@ -79,6 +79,14 @@ def _resnet18_trunk(mode: str) -> nn.Module:
     return net
 
 
+def downscale_for_semantics(image: torch.Tensor) -> torch.Tensor:
+    """The whole image at the encoder's input size (antialiased, any value range): a small
+    copy made first, so that `SemanticEncoder`'s own resize does not build image-sized
+    temporaries for a large photo. The torch engine and the semantic graph both call it."""
+    return F.interpolate(image.float(), size=(SEMANTIC_INPUT_SIZE,) * 2, mode="bilinear",
+                         antialias=True, align_corners=False)
+
+
 class SemanticEncoder(nn.Module):
     """Frozen trunk: (B, 3, H, W) image in [0, 1] -> (B, SEMANTIC_FEATURE_DIMS[mode])."""
 

@@ -15,7 +15,11 @@ from model_factory import tiny_model
 pytest.importorskip("openvino")
 
 from dtpm_core.backends import device as device_module  # noqa: E402
-from dtpm_core.backends.graphs import denoiser_graph, predictor_graph  # noqa: E402
+from dtpm_core.backends.graphs import (  # noqa: E402
+    denoiser_graph,
+    predictor_graph,
+    semantic_graph,
+)
 from dtpm_core.backends.openvino_backend import (  # noqa: E402
     OpenVINOSession,
     convert,
@@ -26,6 +30,7 @@ from dtpm_core.engines.dtpm_restorer import Restorer  # noqa: E402
 from dtpm_core.engines.engine import DTPMSpec, SinglePassSpec, load_engine  # noqa: E402
 from dtpm_core.engines.singlepass_restorer import SinglePassRestorer  # noqa: E402
 from dtpm_core.evaluation.metrics import psnr  # noqa: E402
+from dtpm_core.modelfiles.verified import read_base_info  # noqa: E402
 from dtpm_core.modelfiles.weights import (  # noqa: E402
     load_adapter,
     load_base,
@@ -118,6 +123,25 @@ def test_every_dtpm_network_matches_torch_fp32(dtpm_files):
             assert _max_diff(predictor(y_d=y_d.numpy()), task.predictor(y_d)) < FP32_TOLERANCE
 
 
+@pytest.mark.parametrize("mode", ["random", "efficientnet-lite0"])
+def test_the_semantic_encoder_graph_matches_torch_fp32(mode, tmp_path):
+    """A base with a semantic encoder runs it on OpenVINO too (resize inside the graph), for
+    any image size, as the torch engine computes the code."""
+    from dtpm_core.networks.semantic import downscale_for_semantics
+
+    model = tiny_model(Stage2Options(), semantic=mode, seed=1)
+    save_base(tmp_path / "base.safetensors", model)
+    info = read_base_info(tmp_path / "base.safetensors")
+    network, _ = OpenVINOSession("fp32", threads=1).network(semantic_graph(info))
+    with torch.no_grad():
+        for i, (h, w) in enumerate([*SIZES, (300, 451)]):
+            y_eps = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(i)) * 2 - 1
+            expected = model.semantic_code(downscale_for_semantics(y_eps).add(1).mul(0.5))
+            (code,) = network.outputs(image=y_eps.numpy())
+            assert code.shape == tuple(expected.shape)
+            assert _max_diff(code, expected) < FP32_TOLERANCE, (mode, h, w)
+
+
 def test_converting_a_network_prints_no_tracer_warning(dtpm_files, singlepass_file, tmp_path):
     """A first use converts the networks in front of the user (`dtpm-restore` shows warnings
     of our modules): a data-dependent branch the trace would freeze is a bug, not a notice."""
@@ -125,6 +149,9 @@ def test_converting_a_network_prints_no_tracer_warning(dtpm_files, singlepass_fi
     task = load_adapter(dtpm_files / "motion.safetensors", model, info)
     specs = [denoiser_graph(info, task.info), predictor_graph(info, task.info),
              *(singlepass_graph(read_singlepass_info(singlepass_file), k) for k in (2, 0))]
+    for mode in ("random", "efficientnet-lite0"):
+        save_base(tmp_path / f"{mode}.safetensors", tiny_model(semantic=mode))
+        specs.append(semantic_graph(read_base_info(tmp_path / f"{mode}.safetensors")))
     for i, spec in enumerate(specs):
         (tmp_path / str(i)).mkdir()
         with warnings.catch_warnings():

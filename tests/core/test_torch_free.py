@@ -46,9 +46,10 @@ sys.exit(code)
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
-    """A models folder: tiny base, adapter and single-pass files with their graphs."""
+    """A models folder: tiny base (with a semantic encoder), adapter and single-pass files
+    with their graphs."""
     folder = tmp_path_factory.mktemp("models")
-    model = tiny_model(Stage2Options(), seed=4)
+    model = tiny_model(Stage2Options(), semantic="random", seed=4)
     sha = save_base(folder / "base.safetensors", model)
     save_adapter(folder / "motion.safetensors", model, "motion-deblur", sha)
     torch.manual_seed(0)
@@ -57,7 +58,8 @@ def models(tmp_path_factory) -> Path:
     save_singlepass(folder / "singlepass.safetensors", net.eval(), tasks={"desnow": 15})
     specs = dtpm_graphs(folder / "base.safetensors", folder / "motion.safetensors") \
         + singlepass_graphs(folder / "singlepass.safetensors")
-    assert write_shipped_graphs(specs, folder, say=lambda _: None) == 3
+    assert [spec.role for spec in specs] == ["denoiser", "predictor", "semantic", "singlepass"]
+    assert write_shipped_graphs(specs, folder, say=lambda _: None) == 4
     assert write_shipped_graphs(specs, folder, say=lambda _: None) == 0  # kept: whole
     return folder
 
