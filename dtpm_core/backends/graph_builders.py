@@ -137,11 +137,11 @@ def build_feature_network() -> tuple[nn.Module, tuple[torch.Tensor, ...], GraphL
 
 
 class _SemanticGraph(nn.Module):
-    """y_eps in [-1, 1], any size -> the semantic code, as the torch engine computes it: the
-    antialiased resize to the encoder's input size, then the frozen trunk. EfficientNet-Lite0's
-    "same" padding runs mirrored (`_mirrored_same_convs` on the flipped image), a form a trace
-    keeps without freezing a size; its features are pooled globally, so the flip changes
-    nothing else."""
+    """y_eps resized to the encoder's input size (`dtpm_core.engines.semantic_input`, outside
+    the graph: a graph that resized inside compiled again for every photo size), in [-1, 1]
+    -> the semantic code, as the torch engine computes it. EfficientNet-Lite0's "same" padding
+    runs mirrored (`_mirrored_same_convs` on the flipped image), a form a trace keeps without
+    freezing a size; its features are pooled globally, so the flip changes nothing else."""
 
     def __init__(self, encoder: nn.Module) -> None:
         from ..networks.semantic import EFFICIENTNET
@@ -154,17 +154,17 @@ class _SemanticGraph(nn.Module):
         self.encoder = encoder
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        from ..networks.semantic import downscale_for_semantics
-
-        small = downscale_for_semantics(image).add(1.0).mul(0.5)
-        return self.encoder(small.flip((2, 3)) if self.flip else small)
+        image01 = image.add(1.0).mul(0.5)
+        return self.encoder(image01.flip((2, 3)) if self.flip else image01)
 
 
 def build_semantic_encoder(mode: str) -> tuple[nn.Module, tuple[torch.Tensor, ...], GraphLayout]:
-    """The semantic encoder of `mode` (`dtpm_core.networks.semantic`) with its resize."""
-    from ..networks.semantic import SemanticEncoder
+    """The semantic encoder of `mode` (`dtpm_core.networks.semantic`) on its input size (its own
+    resize is then the identity)."""
+    from ..networks.semantic import SEMANTIC_INPUT_SIZE, SemanticEncoder
 
     generator = torch.Generator().manual_seed(0)
-    example = torch.rand(1, 3, EXAMPLE_SIZE + 3, EXAMPLE_SIZE + 1, generator=generator) * 2 - 1
+    example = torch.rand(1, 3, SEMANTIC_INPUT_SIZE, SEMANTIC_INPUT_SIZE,
+                         generator=generator) * 2 - 1
     return _SemanticGraph(SemanticEncoder(mode)).eval(), (example,), \
         GraphLayout(("image",), 1, 0, 1)

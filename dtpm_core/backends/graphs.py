@@ -2,8 +2,8 @@
 with dynamic height and width, and the shape-dependent padding left outside the graph.
 
     predictor:  y_d                                                -> y_eps
-    semantic:   image y_eps (any size)     -> the semantic code (a base with a semantic
-                encoder: the whole image resized to 224 px inside the graph, its frozen trunk)
+    semantic:   y_eps resized to 224 px    -> the semantic code (a base with a semantic
+                encoder: its frozen trunk; the resize is `engines.semantic_input`'s)
     denoiser:   x_t, y_d, [guidance y_eps], sqrt_gamma, [semantic code] -> eps_hat
                 (the task's adapters, and an ablation file's denoiser tensors, inside)
     singlepass: x, t                 -> y = x - f(x, t)   (`dtpm_core.singlepass.graph`)
@@ -72,7 +72,8 @@ def predictor_graph(base: BaseInfo, task: AdapterInfo) -> GraphSpec:
 
 
 def semantic_graph(base: BaseInfo) -> GraphSpec:
-    """The base's frozen semantic encoder: y_eps (1, 3, H, W) in [-1, 1] -> its code (1, D).
+    """The base's frozen semantic encoder: y_eps resized to (1, 3, 224, 224) in [-1, 1]
+    (`dtpm_core.engines.semantic_input`) -> its code (1, D).
     Keyed by the encoder and where its weights come from (none are in the base file: seeded,
     the torch hub's ResNet-18, or the EfficientNet-Lite0 package's)."""
     mode = base.config.denoiser.semantic
@@ -85,7 +86,7 @@ def semantic_graph(base: BaseInfo) -> GraphSpec:
         return build_semantic_encoder(mode)
 
     key = {"graph_format": GRAPH_FORMAT, "role": "semantic", "encoder": mode,
-           "weights": SEMANTIC_WEIGHTS[mode], "input": "y_eps in [-1, 1], any size"}
+           "weights": SEMANTIC_WEIGHTS[mode], "input": "y_eps in [-1, 1] at 224 px"}
     return GraphSpec("semantic", key, build, shipped_graph_folders(base.path))
 
 

@@ -16,6 +16,7 @@ from ..modelfiles.verified import (
     read_adapter_info,
     read_base_info,
 )
+from ..networks.semantic_input import semantic_input
 from .inference import DTPMCalls, ProgressCallback
 from .runner import Runner
 
@@ -60,7 +61,7 @@ class GraphDTPMNetworks:
             return nets["predictor"](y_d=y_d)
 
         def semantic(y_eps: np.ndarray) -> np.ndarray:
-            return nets["semantic"].outputs(image=y_eps)[0]
+            return nets["semantic"].outputs(image=semantic_input(y_eps))[0]
 
         return DTPMCalls(predict if with_predictor else None,
                          semantic if with_semantic else None, denoise,

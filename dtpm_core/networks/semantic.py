@@ -20,10 +20,10 @@ from torch.nn import functional as F
 from ..errors import WeightsError
 from . import efficientnet_lite, efficientnet_weights
 from .hub import fetch_weights
+from .semantic_input import SEMANTIC_INPUT_SIZE
 
 RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
 RESNET18_FILE = "resnet18-f37072fd.pth"
-SEMANTIC_INPUT_SIZE = 224  # the whole image is resized to this before encoding
 RANDOM_INIT_SEED = 0
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

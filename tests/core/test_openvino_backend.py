@@ -14,6 +14,7 @@ from model_factory import tiny_model
 
 pytest.importorskip("openvino")
 
+
 from dtpm_core.backends import device as device_module  # noqa: E402
 from dtpm_core.backends.graphs import (  # noqa: E402
     denoiser_graph,
@@ -38,6 +39,7 @@ from dtpm_core.modelfiles.weights import (  # noqa: E402
     save_base,
 )
 from dtpm_core.networks.layers import pad_with_context  # noqa: E402
+from dtpm_core.networks.semantic_input import semantic_input  # noqa: E402
 from dtpm_core.singlepass.config import singlepass_preset  # noqa: E402
 from dtpm_core.singlepass.graph import singlepass_graph  # noqa: E402
 from dtpm_core.singlepass.info import read_singlepass_info  # noqa: E402
@@ -125,8 +127,8 @@ def test_every_dtpm_network_matches_torch_fp32(dtpm_files):
 
 @pytest.mark.parametrize("mode", ["random", "efficientnet-lite0"])
 def test_the_semantic_encoder_graph_matches_torch_fp32(mode, tmp_path):
-    """A base with a semantic encoder runs it on OpenVINO too (resize inside the graph), for
-    any image size, as the torch engine computes the code."""
+    """A base with a semantic encoder runs it on OpenVINO too, for any image size (resized in
+    numpy first), as the torch engine computes the code."""
     from dtpm_core.networks.semantic import downscale_for_semantics
 
     model = tiny_model(Stage2Options(), semantic=mode, seed=1)
@@ -137,9 +139,10 @@ def test_the_semantic_encoder_graph_matches_torch_fp32(mode, tmp_path):
         for i, (h, w) in enumerate([*SIZES, (300, 451)]):
             y_eps = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(i)) * 2 - 1
             expected = model.semantic_code(downscale_for_semantics(y_eps).add(1).mul(0.5))
-            (code,) = network.outputs(image=y_eps.numpy())
+            (code,) = network.outputs(image=semantic_input(y_eps.numpy()))
             assert code.shape == tuple(expected.shape)
             assert _max_diff(code, expected) < FP32_TOLERANCE, (mode, h, w)
+    assert len(network._compiled) == 1  # one fixed input size: compiled once for every photo
 
 
 def test_converting_a_network_prints_no_tracer_warning(dtpm_files, singlepass_file, tmp_path):
