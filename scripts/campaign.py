@@ -1,9 +1,13 @@
 """The training campaign: continue every stage from the committed checkpoints, in the
 background, for as long as the session lasts (issue 20).
 
-    nohup .venv/bin/python scripts/campaign.py --hours 2.5 > runs/campaign.log 2>&1 &
-    # before the session ends: stop it (it finishes nothing half-way), commit checkpoints/
-    kill -TERM <pid>; git add checkpoints && git commit -m "checkpoints: campaign"
+    nohup .venv/bin/python scripts/campaign.py --hours 2.5 --commit > runs/campaign.log 2>&1 &
+    # before the session ends: stop it (it finishes nothing half-way)
+    kill -TERM <pid>
+
+With `--commit` every finished slice commits its checkpoint and log row at once (`git commit
+-- <those files>`: nothing else staged goes with it), so a session that ends without a word
+keeps every finished slice; without it, commit checkpoints/ by hand.
 
 Stages: the Stage I base (`base`), the Stage II adapters (one or more lines per task) and
 the single-pass network (`singlepass`); `--stages` picks some, in turn.
@@ -269,7 +273,7 @@ def _prepare_patches() -> None:
                    cwd=ROOT, stdout=subprocess.DEVNULL)
 
 
-def run_slice(stage: Stage, child: dict) -> bool:
+def run_slice(stage: Stage, child: dict, commit: bool = False) -> bool:
     number = _slice_number(stage)
     run_dir = ROOT / "runs" / "campaign" / f"{stage.name}-{number}"
     run_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -304,13 +308,41 @@ def run_slice(stage: Stage, child: dict) -> bool:
     _log(stage, number, time.monotonic() - start, cpu)
     print(f"  {stage.name}: slice {number} done in {time.monotonic() - start:.0f} s -> "
           f"{stage.checkpoint()}", flush=True)
+    if commit:
+        commit_slice(stage, number)
     return True
+
+
+def commit_slice(stage: Stage, number: int, attempts: int = 5) -> bool:
+    """Commit the slice's checkpoint, its log row and (Stage I) its x0-error curve, and only
+    them. Another git command holding the index lock is waited for; a failure is printed and
+    leaves the files for a commit by hand."""
+    paths = [stage.checkpoint(), CHECKPOINTS / "campaign.tsv",
+             CHECKPOINTS / f"{stage.name}_calibration.json"]
+    paths = [str(p) for p in paths if p.is_file()]
+    message = (f"checkpoints: {stage.name} slice {number} ({_total_iterations(stage)} "
+               f"iterations in all; scripts/campaign.py --commit, not evaluated)")
+    for attempt in range(attempts):
+        add = subprocess.run(["git", "-C", str(ROOT), "add", "--", *paths],
+                             capture_output=True, text=True)
+        done = add.returncode == 0 and subprocess.run(
+            ["git", "-C", str(ROOT), "commit", "-q", "-m", message, "--", *paths],
+            capture_output=True, text=True).returncode == 0
+        if done:
+            print(f"  committed: {message}", flush=True)
+            return True
+        time.sleep(2 + 3 * attempt)  # e.g. another git command holds the index lock
+    print(f"  {stage.name}: could not commit slice {number}; commit checkpoints/ by hand",
+          flush=True)
+    return False
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hours", type=float, default=2.5, help="stop starting slices after")
+    parser.add_argument("--commit", action="store_true",
+                        help="commit each finished slice's checkpoint and log row (git)")
     parser.add_argument("--stages", default=",".join(s.name for s in PLAN if not s.stopped),
                         help="comma-separated stages, in turn (default: every line not "
                              "stopped: " + ", ".join(s.name for s in PLAN if not s.stopped) + ")")
@@ -338,7 +370,7 @@ def main() -> int:
             for stage in stages:
                 if time.monotonic() >= deadline:
                     break
-                run_slice(stage, child)
+                run_slice(stage, child, args.commit)
     except Stop:
         print("campaign stopped; rerun the same command to resume the slice in flight",
               flush=True)

@@ -72,7 +72,7 @@ def test_stopped_lines_stay_out_of_the_default_plan_but_can_be_named(campaign, m
     def turns(argv: list[str], count: int) -> list[str]:
         ran: list[str] = []
 
-        def fake_slice(stage, child):
+        def fake_slice(stage, child, commit):
             ran.append(stage.name)
             if len(ran) == count:
                 raise campaign.Stop
@@ -99,3 +99,40 @@ def test_every_slice_compiles_its_step_in_bf16_where_the_cpu_has_it(campaign, tm
         assert _value(command, "loop.compile") == "true", stage.name
         assert _value(command, "loop.cpu_bf16") == ("true" if native else "false"), stage.name
     assert [s.name for s in campaign.PLAN if not s.compiled_step] == ["singlepass"]
+
+
+def _git(repo: Path, *args: str) -> str:
+    import subprocess
+
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def test_commit_slice_commits_only_the_slices_files(campaign, tmp_path, monkeypatch):
+    """`--commit`: a finished slice's checkpoint and log row are committed at once, and
+    nothing else that happens to be staged goes with them."""
+    repo = tmp_path
+    _git(repo, "init", "-q")
+    _git(repo, "config", "user.email", "test@example.com")
+    _git(repo, "config", "user.name", "test")
+    monkeypatch.setattr(campaign, "ROOT", repo)
+    (repo / "work.py").write_text("print('half done')\n")
+    _git(repo, "add", "work.py")  # someone's staged work in progress
+    stage = {s.name: s for s in campaign.PLAN}["motion-deblur"]
+    stage.checkpoint().write_bytes(b"weights")
+    campaign._log(stage, 1, 10.0, 9.0)
+    assert campaign.commit_slice(stage, 1)
+    committed = _git(repo, "show", "--name-only", "--format=%s", "HEAD").split()
+    assert "checkpoints/motion-deblur.safetensors" in committed
+    assert "checkpoints/campaign.tsv" in committed and "work.py" not in committed
+    assert "motion-deblur slice 1 (1500 iterations" in _git(repo, "log", "-1", "--format=%s")
+    assert _git(repo, "diff", "--cached", "--name-only").split() == ["work.py"]  # still staged
+
+
+def test_commit_slice_outside_a_repository_says_so(campaign, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(campaign, "ROOT", tmp_path / "no-repo")
+    monkeypatch.setattr(campaign.time, "sleep", lambda s: None)
+    stage = {s.name: s for s in campaign.PLAN}["defocus-deblur"]
+    stage.checkpoint().write_bytes(b"weights")
+    assert not campaign.commit_slice(stage, 3, attempts=2)
+    assert "commit checkpoints/ by hand" in capsys.readouterr().out
