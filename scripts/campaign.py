@@ -191,7 +191,10 @@ PLAN = (
     # Stopped at 2500: +0.25 dB, then +0.03 per 1500 iterations (the P16 line stays ahead).
     Stage("motion-deblur-effnet", "motion-deblur", 1500, predictor=dict(E16_IMAGENET),
           stopped="slow after a fast start, below the P16 line"),
-    Stage("defocus-deblur", "defocus-deblur", 1500),
+    # Stopped on 2026-12-07 at 24100: +1.88 / +1.90 / +1.90 / +1.88 dB held-out over four
+    # slices (19600, shipped: +1.88); 22600 evaluated in full: mixed.
+    Stage("defocus-deblur", "defocus-deblur", 1500,
+          stopped="flat at +1.88-1.90 dB held-out for four slices"),
     # Raindrops train P with the squared error instead of L1: with L1 (the median) P kept the
     # drops (2500 iterations, -0.00 dB; 400 more at 20x the L1 weight: -0.03), with MSE (the
     # mean, what PSNR scores) 400 iterations from the same file gave +0.46 dB held-out (weight
