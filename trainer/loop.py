@@ -185,9 +185,9 @@ def run(job: TrainJob, dist: DistInfo, progress: bool = True) -> dict[str, Any]:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
-            if channels_last:
-                batch = {k: v.contiguous(memory_format=torch.channels_last)
-                         for k, v in batch.items()}
+            if channels_last:  # the images; other entries (time steps, task ids) as they are
+                batch = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4
+                         else v for k, v in batch.items()}
             generator = _step_generator(loop.seed, step, dist.rank)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=torch.bfloat16,

@@ -283,3 +283,26 @@ def test_unknown_orthogonality_mode_is_a_config_error(clean_folder):
     with pytest.raises(ConfigError, match="orthogonality"):
         _config(clean_folder, 'singlepass.orthogonality="sometimes"')
 
+
+
+def test_continue_trains_in_bf16_on_a_cpu_with_native_bf16(tmp_path, clean_folder):
+    """`loop.cpu_bf16` (channels-last images, bf16 autocast) on the single-pass step, whose
+    batch also holds per-image time steps (not images): it trains and the weights stay
+    finite. (It failed with "required rank 4 tensor to use channels_last format".)"""
+    from dtpm_core.backends.device import cpu_has_native_bf16
+
+    if not cpu_has_native_bf16():
+        pytest.skip("this CPU has neither AMX nor AVX512-BF16 (loop.cpu_bf16 is refused)")
+    first = tmp_path / "mt"
+    assert train_main(["singlepass", "multitask", "--run-dir", str(first), "--tasks", "desnow",
+                       "--step-iterations", "1", "--quiet", "--clean", str(clean_folder),
+                       *_sets()]) == 0
+    start = first / "singlepass.safetensors"
+    more = tmp_path / "bf16"
+    assert train_main(["singlepass", "continue", "--init", str(start), "--run-dir", str(more),
+                       "--tasks", "desnow", "--iterations", "2", "--quiet", "--clean",
+                       str(clean_folder), *_sets("loop.cpu_bf16=true")]) == 0
+    before, _ = load_singlepass(start)
+    after, _ = load_singlepass(more / "singlepass.safetensors")
+    assert all(torch.isfinite(v).all() for v in after.state_dict().values())
+    assert any(not torch.equal(v, before.state_dict()[k]) for k, v in after.state_dict().items())
