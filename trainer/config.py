@@ -87,7 +87,8 @@ class LoopConfig:
     # the start of a run (a minute or two, cached on disk for the next run of the same
     # network). Measured on a Sapphire Rapids core (benchmarks/bench_train_setups.py
     # --compile --stage1): with cpu_bf16 2.1x (Stage I) to 2.9x (Stage II, P16) the
-    # images/s of the eager fp32 step, fp32 compiled 1.35-1.8x
+    # images/s of the eager fp32 step, fp32 compiled 1.35-1.8x. Refused by the single-pass
+    # fine-tuning (GEF: gradients inside its loss)
     compile: bool = False
     seed: int = 0
     log_every: int = 50

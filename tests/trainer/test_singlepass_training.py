@@ -306,3 +306,14 @@ def test_continue_trains_in_bf16_on_a_cpu_with_native_bf16(tmp_path, clean_folde
     after, _ = load_singlepass(more / "singlepass.safetensors")
     assert all(torch.isfinite(v).all() for v in after.state_dict().values())
     assert any(not torch.equal(v, before.state_dict()[k]) for k, v in after.state_dict().items())
+
+
+def test_fine_tuning_refuses_loop_compile_at_once(tmp_path, clean_folder):
+    """The GEF objective cannot be compiled (gradients inside the loss): a clear error before
+    anything trains, not a failure after minutes of compiling."""
+    from dtpm_core.errors import ConfigError
+
+    config = _config(clean_folder, "loop.compile=true")
+    with pytest.raises(ConfigError, match="loop.compile.*set loop.compile = false"):
+        build_finetune(config, tmp_path / "run", ["desnow"], None, "sp.safetensors")
+    assert not (tmp_path / "run").exists()

@@ -171,6 +171,11 @@ def build_finetune(config: TrainConfig, run_dir: Path, tasks: list[str],
     (theta_0 = init weights, Omega) is computed once and kept in the run folder."""
     run_dir = Path(run_dir)
     config, extra = resumed_config(config, run_dir)
+    if config.loop.compile:
+        raise ConfigError("loop.compile: the single-pass fine-tuning objective (GEF) takes "
+                          "gradients inside its loss (gradient orthogonality) and draws its "
+                          "terms per step, which torch.compile cannot compile (it failed after "
+                          "minutes of compiling); set loop.compile = false")
     if extra:
         init = extra.get("init") or None
     t_mats = {task: task_time_step(config, task) for task in tasks}
