@@ -89,6 +89,9 @@ class Stage:
     # eager fp32 step for Stage I, 2.9x for Stage II with P16, 1.35x with E16; compiled fp32
     # (a CPU without native bf16) 1.35x / 1.8x / 1.15x
     compiled_step: bool = True
+    # the step in bf16 (autocast, channels-last images) where the CPU has native bf16, also
+    # without compiling (the single-pass step, which cannot be compiled)
+    bf16_step: bool = True
     settings: dict = field(default_factory=dict)  # more --set KEY=VALUE
     stopped: str = ""  # why the default plan leaves this line out (`--stages` still runs it)
 
@@ -139,8 +142,9 @@ class Stage:
                 cmd += ["--set", f"stage2.init={init}"]
         cmd += ["--set", f"loop.iterations={self.iterations}"]
         if self.compiled_step:
-            cmd += ["--set", "loop.compile=true", "--set",
-                    f"loop.cpu_bf16={_toml(native_bf16())}"]
+            cmd += ["--set", "loop.compile=true"]
+        if self.bf16_step:
+            cmd += ["--set", f"loop.cpu_bf16={_toml(native_bf16())}"]
         for key, value in self.settings.items():
             cmd += ["--set", f"{key}={_toml(value)}"]
         return cmd
@@ -224,7 +228,9 @@ PLAN = (
           stopped="held-out gain drifting down (training ranges)"),
     # The single-pass network on the camera-like ranges: 128 px crops like the adapters (the
     # bundled recipe used 96 px), a lower peak rate than MTUL's fresh steps (1e-3).
-    # (its step, with the mixture's ten experts, was not measured compiled: eager fp32)
+    # Its fine-tuning objective cannot be compiled (gradients inside the loss); in bf16 it ran
+    # 1.45-1.55x the eager fp32 step's iterations/s with the same losses (a Sapphire Rapids
+    # core, docs/evidence/campaign/bench_singlepass_step.txt).
     Stage("singlepass", "all", 1000, kind="singlepass", config="singlepass_cpu",
           settings={"data.crop": 128, "data.batch_size": 4, "optim.lr": 5e-4},
           compiled_step=False),
