@@ -231,9 +231,11 @@ PLAN = (
     # Its fine-tuning objective cannot be compiled (gradients inside the loss); in bf16 it ran
     # 1.45-1.55x the eager fp32 step's iterations/s with the same losses (a Sapphire Rapids
     # core, docs/evidence/campaign/bench_singlepass_step.txt).
+    # Stopped on 2026-12-07 at 3000: held-out motion / defocus +0.02 / +0.10 (1000, shipped)
+    # -> +0.01 / +0.14 -> -0.09 / +0.04 dB while rain + haze rose (+8.55 -> +8.88).
     Stage("singlepass", "all", 1000, kind="singlepass", config="singlepass_cpu",
           settings={"data.crop": 128, "data.batch_size": 4, "optim.lr": 5e-4},
-          compiled_step=False),
+          compiled_step=False, stopped="the blur tasks drift down (motion below the input)"),
 )
 
 

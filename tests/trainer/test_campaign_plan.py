@@ -67,7 +67,8 @@ def test_a_base_stage_without_a_base_says_so(campaign, tmp_path):
 def test_stopped_lines_stay_out_of_the_default_plan_but_can_be_named(campaign, monkeypatch):
     stopped = {s.name for s in campaign.PLAN if s.stopped}
     assert {"derain-dehaze", "desnow", "base", "raindrop-effnet", "raindrop", "raindrop-p48",
-            "motion-deblur-p48", "motion-deblur-effnet", "defocus-deblur"} <= stopped
+            "motion-deblur-p48", "motion-deblur-effnet", "defocus-deblur",
+            "singlepass"} <= stopped
 
     def turns(argv: list[str], count: int) -> list[str]:
         ran: list[str] = []
