@@ -79,7 +79,7 @@ evaluation; the recipe that trained them is `scripts/train_bundled_models.sh`.
   previous bundled base, 12000 iterations on the scikit-image photographs).
 - One adapter per task ({', '.join(a.display_name for a in adapters)}): Conditional Guidance
   Adapters and an initial predictor, Stage II iterations of each file's last run: {adapter_steps}
-  (motion-deblur, defocus-deblur, derain-dehaze and desnow continue earlier runs: 16300,
+  (motion-deblur, defocus-deblur, derain-dehaze and desnow continue earlier runs: 19300,
   19600, 3000 and 3000 iterations in all; raindrop is the campaign's `raindrop-effnet` line,
   15000 iterations from ImageNet; all logged in `checkpoints/campaign.tsv`; their last runs
   trained on the wide camera-like ranges of `trainer/degradations.TRAIN_RANGES` with 128 px
