@@ -9,8 +9,9 @@ interleaved, medians reported:
 - runtime imports alone (`import torch`, `import openvino`) and the torch-free entry points
   (`dtpm-restore --help`, the app's modules);
 - `dtpm-restore PHOTO` until the restored file is written: DTPM K = 4 at strength 1 and the
-  single-pass engine (task motion-deblur, `TASK`), `--backend torch` and `--backend openvino` (converted graphs cached
-  by a first run that is reported on its own: the conversion a user pays once);
+  single-pass engine (task motion-deblur, `TASK`), `--backend torch` and `--backend
+  openvino` (converted graphs cached by a first run that is reported on its own: the
+  conversion a user pays once);
 - the app (offscreen) opening PHOTO: until the window is shown, and until the first restored
   result reaches the split view (the DTPM preview at the default K, or the single-pass
   result), for both backends.

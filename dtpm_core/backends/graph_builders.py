@@ -137,11 +137,12 @@ def build_feature_network() -> tuple[nn.Module, tuple[torch.Tensor, ...], GraphL
 
 
 class _SemanticGraph(nn.Module):
-    """y_eps resized to the encoder's input size (`dtpm_core.engines.semantic_input`, outside
+    """y_eps resized to the encoder's input size (`dtpm_core.networks.semantic_input`, outside
     the graph: a graph that resized inside compiled again for every photo size), in [-1, 1]
     -> the semantic code, as the torch engine computes it. EfficientNet-Lite0's "same" padding
     runs mirrored (`_mirrored_same_convs` on the flipped image), a form a trace keeps without
-    freezing a size; its features are pooled globally, so the flip changes nothing else."""
+    padding computed in Python from the input size; its features are pooled globally, so the
+    flip changes nothing else."""
 
     def __init__(self, encoder: nn.Module) -> None:
         from ..networks.semantic import EFFICIENTNET

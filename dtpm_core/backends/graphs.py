@@ -3,7 +3,7 @@ with dynamic height and width, and the shape-dependent padding left outside the 
 
     predictor:  y_d                                                -> y_eps
     semantic:   y_eps resized to 224 px    -> the semantic code (a base with a semantic
-                encoder: its frozen trunk; the resize is `engines.semantic_input`'s)
+                encoder: its frozen trunk; the resize is `networks.semantic_input`'s)
     denoiser:   x_t, y_d, [guidance y_eps], sqrt_gamma, [semantic code] -> eps_hat
                 (the task's adapters, and an ablation file's denoiser tensors, inside)
     singlepass: x, t                 -> y = x - f(x, t)   (`dtpm_core.singlepass.graph`)
@@ -73,7 +73,7 @@ def predictor_graph(base: BaseInfo, task: AdapterInfo) -> GraphSpec:
 
 def semantic_graph(base: BaseInfo) -> GraphSpec:
     """The base's frozen semantic encoder: y_eps resized to (1, 3, 224, 224) in [-1, 1]
-    (`dtpm_core.engines.semantic_input`) -> its code (1, D).
+    (`dtpm_core.networks.semantic_input`) -> its code (1, D).
     Keyed by the encoder and where its weights come from (none are in the base file: seeded,
     the torch hub's ResNet-18, or the EfficientNet-Lite0 package's)."""
     mode = base.config.denoiser.semantic

@@ -82,7 +82,8 @@ def _resnet18_trunk(mode: str) -> nn.Module:
 def downscale_for_semantics(image: torch.Tensor) -> torch.Tensor:
     """The whole image at the encoder's input size (antialiased, any value range): a small
     copy made first, so that `SemanticEncoder`'s own resize does not build image-sized
-    temporaries for a large photo. The torch engine and the semantic graph both call it."""
+    temporaries for a large photo. The torch engine's; the OpenVINO path resizes with its numpy
+    twin, `semantic_input.semantic_input` (tested to agree)."""
     return F.interpolate(image.float(), size=(SEMANTIC_INPUT_SIZE,) * 2, mode="bilinear",
                          antialias=True, align_corners=False)
 

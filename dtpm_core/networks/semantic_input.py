@@ -1,8 +1,9 @@
 """The semantic encoder's input without torch: the whole image resized to the encoder's input
 size exactly as `torch.nn.functional.interpolate(mode="bilinear", antialias=True,
 align_corners=False)` resizes it (`dtpm_core.networks.semantic.downscale_for_semantics`, the
-torch engine's way), in numpy (the OpenVINO path imports no torch), so that the semantic graph runs at one fixed size: compiled
-once, where a graph that resized inside compiled again (5-10 s) for every new photo size.
+torch engine's way), in numpy (the OpenVINO path imports no torch), so that the semantic
+graph runs at one fixed size: compiled once, where a graph that resized inside compiled again
+(5-10 s) for every new photo size.
 
 The resampling is separable: along each axis every output pixel is a normalised weighted sum
 of input pixels under a triangle filter stretched by the downscale factor (PIL's and torch's
