@@ -29,6 +29,7 @@ class SinglePassConfig:
     num_steps: int = NUM_STEPS  # T of the schedule the network is conditioned on
     experts: int = 10  # experts per MoE adaptor
     adaptor_tasks: tuple[str, ...] = ()  # tasks the adaptors serve; () = no adaptors
+    stem: int = 1  # s: the U-Net runs on the image pixel-unshuffled by s (3 s^2 channels)
 
     def __post_init__(self) -> None:
         if len(self.enc_blocks) != len(self.dec_blocks):
@@ -40,6 +41,8 @@ class SinglePassConfig:
             raise ConfigError("singlepass.width and cond_dim must be >= 4")
         if self.num_steps < 1 or self.experts < 1:
             raise ConfigError("singlepass.num_steps and experts must be >= 1")
+        if self.stem not in (1, 2, 4):
+            raise ConfigError(f"singlepass.stem must be 1, 2 or 4, got {self.stem}")
 
     @property
     def levels(self) -> int:

@@ -138,7 +138,9 @@ def fused_mixture(x: torch.Tensor, first_w: torch.Tensor, first_b: torch.Tensor,
 
 class SinglePassNet(UNet):
     """y = x - f(x, t): the NAFNet U-Net of `dtpm_core.networks.unet` with AdaLN conditioning on the
-    time step t (DESIGN 6), with optional MoE adaptors after each decoder level."""
+    time step t (DESIGN 6), with optional MoE adaptors after each decoder level; with
+    `config.stem` = s the U-Net runs on the image pixel-unshuffled by s (s^2 fewer positions,
+    3 s^2 channels), as the initial predictor's stem does."""
 
     time_mlp: nn.Sequential
 
@@ -149,10 +151,17 @@ class SinglePassNet(UNet):
         adaptor = None
         if config.adaptor_tasks:
             adaptor = functools.partial(MoEAdaptor, embed_dim=d, experts=config.experts)
-        super().__init__(embedders={"time_mlp": time_mlp}, in_channels=3, width=config.width,
-                         enc_blocks=config.enc_blocks, middle_blocks=config.middle_blocks,
-                         dec_blocks=config.dec_blocks, cond_dim=d, level_adaptor=adaptor)
+        channels = 3 * config.stem * config.stem
+        super().__init__(embedders={"time_mlp": time_mlp}, in_channels=channels,
+                         width=config.width, enc_blocks=config.enc_blocks,
+                         middle_blocks=config.middle_blocks, dec_blocks=config.dec_blocks,
+                         cond_dim=d, level_adaptor=adaptor, out_channels=channels)
         self.config = config
+
+    @property
+    def size_multiple(self) -> int:
+        """In image pixels: the U-Net's multiple times the stem."""
+        return super().size_multiple * self.config.stem
 
     def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
         """embed(t) = MLP(sinusoidal(t)): (B,) integer steps -> (B, cond_dim)."""
@@ -162,7 +171,14 @@ class SinglePassNet(UNet):
         """x: (B, 3, H, W) degraded (or noisy) image in [-1, 1]; t: (B,) long time steps.
         Returns y = x - f(x, t), (B, 3, H, W) in [-1, 1]."""
         emb = self.time_embedding(t.to(x.device))  # (B, D)
-        return x - self.run(x, emb)  # f(x, t) = the U-Net's output
+        s = self.config.stem
+        if s == 1:
+            return x - self.run(x, emb)  # f(x, t) = the U-Net's output
+        # with a stem the U-Net runs on whole s x s cells: (B, 3, H', W') -> (B, 3 s^2, H'/s,
+        # W'/s) -> U -> back, padded in image space first
+        padded, crop = self.pad(x)
+        f = F.pixel_shuffle(self.body(F.pixel_unshuffle(padded, s), emb), s)
+        return x - f[(..., *crop)]
 
     @torch.no_grad()
     def restore(self, image: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:

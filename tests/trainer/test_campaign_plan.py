@@ -68,7 +68,7 @@ def test_stopped_lines_stay_out_of_the_default_plan_but_can_be_named(campaign, m
     stopped = {s.name for s in campaign.PLAN if s.stopped}
     assert {"derain-dehaze", "desnow", "base", "raindrop-effnet", "raindrop", "raindrop-p48",
             "motion-deblur-p48", "motion-deblur-effnet", "defocus-deblur",
-            "singlepass"} <= stopped
+            "singlepass", "motion-deblur"} <= stopped
 
     def turns(argv: list[str], count: int) -> list[str]:
         ran: list[str] = []
@@ -94,9 +94,8 @@ def test_every_slice_compiles_its_step_in_bf16_where_the_cpu_has_it(campaign, tm
     monkeypatch.setattr(campaign, "native_bf16", lambda: native)
     _base(tmp_path / "models" / "base.safetensors", 0.125)
     for stage in campaign.PLAN:
-        if stage.kind == "singlepass" and not (tmp_path / "models" /
-                                               "singlepass.safetensors").exists():
-            (tmp_path / "checkpoints" / "singlepass.safetensors").write_bytes(b"")
+        if stage.kind == "singlepass":
+            stage.checkpoint().write_bytes(b"")
         command = stage.command(tmp_path / "run")
         if stage.compiled_step:
             assert _value(command, "loop.compile") == "true", stage.name
@@ -104,7 +103,30 @@ def test_every_slice_compiles_its_step_in_bf16_where_the_cpu_has_it(campaign, tm
             assert "loop.compile=true" not in " ".join(command), stage.name
         assert _value(command, "loop.cpu_bf16") == ("true" if native else "false"), stage.name
     # the single-pass fine-tuning refuses loop.compile: bf16 only
-    assert [s.name for s in campaign.PLAN if not s.compiled_step] == ["singlepass"]
+    assert [s.name for s in campaign.PLAN if not s.compiled_step] == ["singlepass",
+                                                                       "singlepass-s2"]
+
+
+def test_the_stem_line_starts_from_the_shipped_network_made_into_a_stem(campaign, tmp_path):
+    from dtpm_core.singlepass.config import singlepass_preset
+    from dtpm_core.singlepass.network import SinglePassNet
+    from dtpm_core.singlepass.weights import load_singlepass, save_singlepass
+
+    stage = {s.name: s for s in campaign.PLAN}["singlepass-s2"]
+    torch.manual_seed(0)
+    shipped = tmp_path / "models" / "singlepass.safetensors"
+    save_singlepass(shipped, SinglePassNet(singlepass_preset(
+        "tiny", adaptor_tasks=("desnow",))).eval(), tasks={"desnow": 15})
+    stage.prepare()
+    net, info = load_singlepass(stage.checkpoint())
+    assert net.config.stem == 2 and net.config.width == 32 and info.tasks == {"desnow": 15}
+    command = stage.command(tmp_path / "run")
+    assert command[command.index("--init") + 1] == str(stage.checkpoint())
+    for key, value in (("stem", "2"), ("width", "32"), ("enc_blocks", "[1, 1, 1]")):
+        assert _value(command, f"singlepass.overrides.{key}") == value
+    written = stage.checkpoint().stat().st_mtime_ns
+    stage.prepare()  # a line with a checkpoint continues it: nothing written
+    assert stage.checkpoint().stat().st_mtime_ns == written
 
 
 def _git(repo: Path, *args: str) -> str:
