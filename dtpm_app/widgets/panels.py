@@ -202,8 +202,9 @@ class RestoreControls(QWidget):
         self.tile = QSpinBox(minimum=0, maximum=8192, singleStep=64)
         self.tile.setSpecialValueText("off")
         self.tile.setSuffix(" px")
-        self.tile.setToolTip("Tile size for large images (smaller uses less memory; off: the "
-                             "whole image at once)")
+        self.tile.setToolTip("Largest tile for large images (smaller uses less memory, larger "
+                             "repeats less work where tiles overlap; off: the whole image at "
+                             "once)")
 
         steps_row = QHBoxLayout()
         steps_row.addWidget(self.slider, 1)

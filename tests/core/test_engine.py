@@ -23,6 +23,7 @@ from dtpm_core.engines.engine import (
 from dtpm_core.engines.singlepass_restorer import SinglePassRestorer
 from dtpm_core.errors import Cancelled, ConfigError
 from dtpm_core.modelfiles.weights import save_adapter, save_base
+from dtpm_core.options import DEFAULT_TILE
 from dtpm_core.singlepass.config import singlepass_preset
 from dtpm_core.singlepass.network import SinglePassNet
 from dtpm_core.singlepass.weights import save_singlepass
@@ -123,7 +124,7 @@ def test_an_option_the_engine_cannot_honour_is_an_error(engine, options, refused
 
 def test_specs_from_options_and_unknown_engines():
     spec = spec_from_options("dtpm", base="b.safetensors", steps=10)
-    assert spec.steps == (10,) and spec.tile == 512 and spec.precision == "auto"
+    assert spec.steps == (10,) and spec.tile == DEFAULT_TILE == 2048 and spec.precision == "auto"
     with pytest.raises(ConfigError, match="unknown engine"):
         spec_from_options("fast", model="m")
 
