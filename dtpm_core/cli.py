@@ -350,9 +350,9 @@ def _fit_memory(item: BatchItem, engine: Engine) -> tuple[EngineSpec | None, str
         return None, ""  # unknown: read_image says what is wrong; no limit known
     kind, tile = engine.spec.engine, engine.spec.tile
     device = str(getattr(engine.device, "type", "cpu"))
-    fitted = memory_budget.fit_tile(kind, *size, tile, device, available)
+    fitted = memory_budget.fit_tile(kind, *size, tile, device, available, engine.backend)
     if fitted is None:
-        need = memory_budget.estimate_bytes(kind, *size, MIN_TILE, device)
+        need = memory_budget.estimate_bytes(kind, *size, MIN_TILE, device, engine.backend)
         return None, (f"needs about {memory_budget.describe_bytes(need)} of memory "
                       f"({size[1]}x{size[0]} pixels), {memory_budget.describe_bytes(available)}"
                       " available: skipped; close other programs or restore it on a machine "

@@ -13,6 +13,13 @@ CPU at fp32 (peak RSS after reset, 1000x1000 and 2000x1500 photos, tiles 128 / 2
     single-pass      58 MiB per megapixel + 1.35 kB per tile pixel
     read + write     58 MiB per megapixel (what stays in host memory when a GPU computes)
 
+The OpenVINO backend needs far less per tile pixel (`dtpm-restore`, peak RSS above that of a
+64x48 photo, a 1898x1264 photo in 512 px tiles and in one window, shipped models; fp32, the
+larger, is what the estimate uses; bf16 in brackets):
+
+    DTPM K=4         90 B per pixel + 960 B per tile pixel (635; 1.9 GB peak at 2.4 MP untiled)
+    single-pass      70 B per pixel + 425 B per tile pixel (262)
+
 On a GPU the tiles and the full-size maps live in GPU memory, which is not estimated here:
 the out-of-memory back-off to smaller tiles and the per-file failure handle it.
 """
@@ -22,12 +29,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..backends import OPENVINO
 from ..options import DTPM, MIN_TILE, SINGLE_PASS
 
 BYTES_PER_PIXEL: dict[str, int] = {DTPM: 131, SINGLE_PASS: 61}
 """Bytes per image pixel on the CPU (the DTPM value is K=4's, the larger)."""
 BYTES_PER_TILE_PIXEL: dict[str, int] = {DTPM: 2030, SINGLE_PASS: 1400}
 """Bytes per pixel of one tile (network activations) on the CPU."""
+OPENVINO_BYTES_PER_PIXEL: dict[str, int] = {DTPM: 90, SINGLE_PASS: 70}
+OPENVINO_BYTES_PER_TILE_PIXEL: dict[str, int] = {DTPM: 960, SINGLE_PASS: 425}
+"""The same two on the OpenVINO backend (measured at fp32; bf16 takes less)."""
 HOST_BYTES_PER_PIXEL = 61
 """Host memory per image pixel when the networks run on a GPU (read, result, write)."""
 SAFETY_MARGIN = 1.25
@@ -43,24 +54,29 @@ def tile_pixels(height: int, width: int, tile: int) -> int:
     return min(tile, height) * min(tile, width)
 
 
-def estimate_bytes(engine: str, height: int, width: int, tile: int, device: str = "cpu") -> int:
+def estimate_bytes(engine: str, height: int, width: int, tile: int, device: str = "cpu",
+                   backend: str = "torch") -> int:
     """Peak memory (bytes, with SAFETY_MARGIN) that restoring a height x width image adds,
-    for `engine` (DTPM or SINGLE_PASS) on `device` ("cpu", "cuda", "mps")."""
+    for `engine` (DTPM or SINGLE_PASS) on `device` ("cpu", "cuda", "mps") with `backend`
+    ("torch" or "openvino")."""
     pixels = height * width
     if device != "cpu":
         return int(SAFETY_MARGIN * HOST_BYTES_PER_PIXEL * pixels)
-    need = BYTES_PER_PIXEL[engine] * pixels \
-        + BYTES_PER_TILE_PIXEL[engine] * tile_pixels(height, width, tile)
+    per_pixel, per_tile_pixel = (
+        (OPENVINO_BYTES_PER_PIXEL, OPENVINO_BYTES_PER_TILE_PIXEL) if backend == OPENVINO
+        else (BYTES_PER_PIXEL, BYTES_PER_TILE_PIXEL))
+    need = per_pixel[engine] * pixels \
+        + per_tile_pixel[engine] * tile_pixels(height, width, tile)
     return int(SAFETY_MARGIN * need)
 
 
 def fit_tile(engine: str, height: int, width: int, tile: int, device: str,
-             available: int) -> int | None:
+             available: int, backend: str = "torch") -> int | None:
     """The tile to use for this image within `available` bytes: `tile` itself if it fits,
     else the largest halving of it down to MIN_TILE that does; None if none does."""
     current = max(int(tile), 0)
     while True:
-        if estimate_bytes(engine, height, width, current, device) <= available:
+        if estimate_bytes(engine, height, width, current, device, backend) <= available:
             return current
         if device != "cpu":
             return None  # the host part does not depend on the tile
