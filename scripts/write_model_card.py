@@ -87,9 +87,13 @@ evaluation; the recipe that trained them is `scripts/train_bundled_models.sh`.
   desnow's, measured again at the start of their last run). Every file stores its weights in
   fp16. {predictor_recipe}
 - `{manifest.get('singlepass', 'singlepass.safetensors')}`: the single-pass network of the
-  single-pass engine (DESIGN 6), trained earlier on the scikit-image photographs, then
-  continued by the training campaign (`dtpm-train singlepass continue`, 1000 iterations of
-  MTUL's last step on the camera-like ranges with 128 px crops).
+  single-pass engine (DESIGN 6), trained earlier on the scikit-image photographs at full
+  resolution, then continued by the training campaign (`dtpm-train singlepass continue`, 1000
+  iterations of MTUL's last step on the camera-like ranges with 128 px crops); then made into
+  a network with a pixel-unshuffle stem (`trainer/singlepass/stem.py`: the U-Net runs on 2 x 2
+  pixel cells, the three lower levels kept, the full-resolution level dropped and its linear
+  path written exactly as the stem's first and last convolutions) and trained 6000 more
+  iterations of the same step by the campaign's `singlepass-s2` line.
 - All were trained on one 2-core CPU: they are small models with a small budget (the paper
   trains 800K + 600K iterations on GPUs), for demonstration and as a starting point.
 
