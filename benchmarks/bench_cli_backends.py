@@ -9,7 +9,8 @@ per round, so that a change in machine load hits them all alike), timed from lau
 - DTPM K = 4 with the default backend (`--backend auto`: OpenVINO where it was measured
   faster, on a CPU with native bf16);
 - DTPM K = 4 with `--backend torch` (today's fast path: bf16 weights + autocast where the CPU
-  has native bf16, else fp32);
+  has native bf16, else fp32), at the default tile and in 512 px tiles (the bar takes the
+  faster);
 - the single-pass engine with the default backend, and with `--backend torch`.
 
 Prints the medians, the two ratios of the bar (DTPM default vs torch: at least 1.3x; single-pass
@@ -93,6 +94,11 @@ def main() -> int:
         cases = {
             "DTPM K=4, default backend": (dtpm, tmp / "default"),
             "DTPM K=4, --backend torch": ([*dtpm, "--backend", "torch"], tmp / "torch"),
+            # the torch fast path (bf16 on the CPU) measured faster in 512 px tiles than in
+            # one 2048 px window (12.1 vs 14.0 s, 2.4 MP, 2 threads): the bar compares with
+            # the faster of the two
+            "DTPM K=4, --backend torch --tile 512": ([*dtpm, "--backend", "torch", "--tile",
+                                                      "512"], tmp / "torch512"),
             "single-pass, default backend": (single, tmp / "single"),
             "single-pass, --backend torch": ([*single, "--backend", "torch"],
                                              tmp / "single-torch"),
@@ -121,10 +127,12 @@ def main() -> int:
     median = {name: statistics.median(t) for name, t in times.items()}
     for name, t in times.items():
         print(f"| {name} | {median[name]:.2f} | {' / '.join(f'{x:.2f}' for x in t)} |")
-    speedup = median["DTPM K=4, --backend torch"] / median["DTPM K=4, default backend"]
+    torch_best = min(median["DTPM K=4, --backend torch"],
+                     median["DTPM K=4, --backend torch --tile 512"])
+    speedup = torch_best / median["DTPM K=4, default backend"]
     single = median["DTPM K=4, default backend"] / median["single-pass, default backend"]
     print()
-    print(f"- DTPM K=4, default backend vs --backend torch: {speedup:.2f}x "
+    print(f"- DTPM K=4, default backend vs --backend torch (its faster tile): {speedup:.2f}x "
           f"(bar: >= 1.3x) -> {'met' if speedup >= 1.3 else 'missed'}")
     print(f"- their results agree to {agreement:.1f} dB PSNR (bar: >= 40 dB) -> "
           f"{'met' if agreement >= 40 else 'missed'}")
