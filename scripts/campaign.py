@@ -260,6 +260,9 @@ PLAN = (
     # faster than DTPM K = 4): the U-Net runs on 2 x 2 cells, the shipped network's three lower
     # levels copied, its full-resolution level dropped (trainer.singlepass.stem). Measured on a
     # 2.4 MP photo, OpenVINO bf16, 2 threads, 512 px tiles: 0.73 s a pass against 1.64 s.
+    # Shipped at 6000 iterations (held-out +0.06 / +0.26 / +8.57 / +8.50 / +0.16 dB); 7500 was
+    # worse on motion and snow (+0.01 / +0.22 / +8.67 / +8.12 / +0.16): watch for the drift
+    # the full-resolution line showed.
     Stage("singlepass-s2", "all", 1500, kind="singlepass", config="singlepass_cpu",
           settings={"data.crop": 128, "data.batch_size": 4, "optim.lr": 5e-4,
                     **SINGLEPASS_STEM2},
