@@ -126,8 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="DTPM engine: DDIM stochasticity, 0 = deterministic DDIM "
                              "(default: 0)")
     parser.add_argument("--tile", type=int, metavar="N",
-                        help="both engines: tile size in pixels for large images, 0 = whole "
-                             f"image at once, else at least {MIN_TILE}; smaller automatically "
+                        help="both engines: the largest tile side in pixels for large images "
+                             "(tiles overlap by up to 128 px and are sized to the photo), 0 = "
+                             f"whole image at once, else at least {MIN_TILE}; smaller "
+                             "automatically "
                              "for a photo that would not fit in the memory left, and halved "
                              f"on out-of-memory (default: {DEFAULT_TILE})")
     parser.add_argument("--device", choices=DEVICE_CHOICES,
