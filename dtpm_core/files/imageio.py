@@ -659,15 +659,14 @@ def write_image(
             exif = None
     pixels = _quantise(values, bit_depth)
     space = _icc_space(icc)
-    spread = int(np.ptp(pixels, axis=2).max())
     tolerance = 1 if bit_depth == 8 else 257
-    gray = (
+    gray = (  # the channels' spread last: 0.1 s on a 2.4 MP photo, needed for gray ones only
         like is not None
         and like.was_grayscale
         and alpha is None
         and fmt != "WEBP"
         and space != b"RGB "
-        and spread <= tolerance
+        and int(np.ptp(pixels, axis=2).max()) <= tolerance
     )
     if gray:
         pixels = pixels[:, :, 1]
