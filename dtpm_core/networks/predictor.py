@@ -28,7 +28,7 @@ class InitialPredictor(UNet):
         channels = 3 * config.stem * config.stem
         super().__init__(in_channels=channels, width=config.width, enc_blocks=config.enc_blocks,
                          middle_blocks=config.middle_blocks, dec_blocks=config.dec_blocks,
-                         out_channels=channels)
+                         out_channels=channels, stem=config.stem)
         self.config = config
         # a fresh P is the identity (y_eps = y_d): the Stage II residual starts as y_g - y_d,
         # which is what the residual scale is measured on, instead of y_g - y_d plus the
@@ -40,18 +40,6 @@ class InitialPredictor(UNet):
         """In image pixels; with a stem, whole stem x stem cells of them."""
         return 0 if self.training else CONTEXT_MARGIN * self.config.stem
 
-    @property
-    def size_multiple(self) -> int:
-        """In image pixels: the U-Net's multiple times the stem."""
-        return super().size_multiple * self.config.stem
-
     def forward(self, degraded: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) degraded image in [-1, 1] -> initial prediction in [-1, 1]."""
-        s = self.config.stem
-        if s == 1:
-            return degraded + self.run(degraded)
-        # padded in image space (margin and multiple in whole cells), so the U-Net's input
-        # needs none: (B, 3, H', W') -> (B, 3 s^2, H'/s, W'/s) -> U -> back
-        x, crop = self.pad(degraded)
-        residual = nn.functional.pixel_shuffle(self.body(nn.functional.pixel_unshuffle(x, s)), s)
-        return degraded + residual[(..., *crop)]
+        return degraded + self.run(degraded)

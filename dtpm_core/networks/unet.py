@@ -50,7 +50,7 @@ class UNet(nn.Module):
                  middle_blocks: int, dec_blocks: Sequence[int], cond_dim: int | None = None,
                  embedders: Mapping[str, nn.Module | None] | None = None,
                  level_adaptor: Callable[[int], nn.Module] | None = None,
-                 out_channels: int = 3) -> None:
+                 out_channels: int = 3, stem: int = 1) -> None:
         """Args:
             in_channels: channels of the (concatenated) input.
             out_channels: channels of the output (3, an image, unless the caller reshapes it).
@@ -61,8 +61,12 @@ class UNet(nn.Module):
                 names before the U-Net (as attributes; None values too).
             level_adaptor: builds, for a decoder level's channel count, the module run after
                 that level; the modules are kept in `adaptors` (None without).
+            stem: s; `run` feeds the U-Net the input pixel-unshuffled by s (in_channels and
+                out_channels then count the unshuffled channels, C s^2) and shuffles its
+                output back.
         """
         super().__init__()
+        self.stem = stem
         # registered first, then the U-Net in the order it runs: that order fixes the state
         # dict (optimiser states follow it) and, with a seed, the initial weights
         for name, module in (embedders or {}).items():
@@ -98,8 +102,9 @@ class UNet(nn.Module):
 
     @property
     def size_multiple(self) -> int:
-        """Height and width the U-Net runs on are multiples of this (2^levels)."""
-        return 2 ** self.levels
+        """Height and width `run` takes are padded to multiples of this (2^levels, times the
+        stem: in image pixels)."""
+        return 2 ** self.levels * self.stem
 
     @property
     def block_widths(self) -> tuple[int, ...]:
@@ -128,8 +133,13 @@ class UNet(nn.Module):
             emb: (B, cond_dim) conditioning vector of the AdaLN blocks and the adaptors.
             after_block: applied after every block, see `AfterBlock`.
         """
-        x, crop = self.pad(x)
-        return self.body(x, emb, after_block)[(..., *crop)]
+        x, crop = self.pad(x)  # in image space: margin and multiple in whole stem cells
+        if self.stem == 1:
+            return self.body(x, emb, after_block)[(..., *crop)]
+        s = self.stem  # (B, C, H', W') -> (B, C s^2, H'/s, W'/s) -> U -> back
+        out = nn.functional.pixel_unshuffle(x, s)
+        out = nn.functional.pixel_shuffle(self.body(out, emb, after_block), s)
+        return out[(..., *crop)]
 
     def body(self, x: torch.Tensor, emb: torch.Tensor | None = None,
              after_block: AfterBlock | None = None) -> torch.Tensor:

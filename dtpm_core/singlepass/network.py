@@ -155,13 +155,9 @@ class SinglePassNet(UNet):
         super().__init__(embedders={"time_mlp": time_mlp}, in_channels=channels,
                          width=config.width, enc_blocks=config.enc_blocks,
                          middle_blocks=config.middle_blocks, dec_blocks=config.dec_blocks,
-                         cond_dim=d, level_adaptor=adaptor, out_channels=channels)
+                         cond_dim=d, level_adaptor=adaptor, out_channels=channels,
+                         stem=config.stem)
         self.config = config
-
-    @property
-    def size_multiple(self) -> int:
-        """In image pixels: the U-Net's multiple times the stem."""
-        return super().size_multiple * self.config.stem
 
     def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
         """embed(t) = MLP(sinusoidal(t)): (B,) integer steps -> (B, cond_dim)."""
@@ -171,14 +167,7 @@ class SinglePassNet(UNet):
         """x: (B, 3, H, W) degraded (or noisy) image in [-1, 1]; t: (B,) long time steps.
         Returns y = x - f(x, t), (B, 3, H, W) in [-1, 1]."""
         emb = self.time_embedding(t.to(x.device))  # (B, D)
-        s = self.config.stem
-        if s == 1:
-            return x - self.run(x, emb)  # f(x, t) = the U-Net's output
-        # with a stem the U-Net runs on whole s x s cells: (B, 3, H', W') -> (B, 3 s^2, H'/s,
-        # W'/s) -> U -> back, padded in image space first
-        padded, crop = self.pad(x)
-        f = F.pixel_shuffle(self.body(F.pixel_unshuffle(padded, s), emb), s)
-        return x - f[(..., *crop)]
+        return x - self.run(x, emb)  # f(x, t) = the U-Net's output (on s x s cells, a stem)
 
     @torch.no_grad()
     def restore(self, image: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
