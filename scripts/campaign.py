@@ -69,6 +69,10 @@ P48_STEM2 = {"predictor.width": 48, "predictor.stem": 2, "predictor.enc_blocks":
 E16_IMAGENET = {"predictor.encoder": "efficientnet-lite0", "predictor.enc_blocks": [],
                 "predictor.dec_blocks": [1, 1, 1, 1, 1], "predictor.width": 16}
 
+# the campaign's single-pass slices: 128 px crops like the adapters (the bundled recipe used
+# 96 px), a lower peak rate than MTUL's fresh steps (1e-3)
+SINGLEPASS_SLICE = {"data.crop": 128, "data.batch_size": 4, "optim.lr": 5e-4}
+
 # the single-pass network with a stem: the shipped tiny preset's lower three levels on 2 x 2
 # cells (trainer.singlepass.stem makes the warm start)
 SINGLEPASS_STEM2 = {"singlepass.overrides.stem": 2, "singlepass.overrides.width": 32,
@@ -254,7 +258,7 @@ PLAN = (
     # Stopped on 2026-12-07 at 3000: held-out motion / defocus +0.02 / +0.10 (1000, shipped)
     # -> +0.01 / +0.14 -> -0.09 / +0.04 dB while rain + haze rose (+8.55 -> +8.88).
     Stage("singlepass", "all", 1000, kind="singlepass", config="singlepass_cpu",
-          settings={"data.crop": 128, "data.batch_size": 4, "optim.lr": 5e-4},
+          settings=dict(SINGLEPASS_SLICE),
           compiled_step=False, stopped="the blur tasks drift down (motion below the input)"),
     # The single-pass network with a pixel-unshuffle stem (issue 22: single-pass at least 5x
     # faster than DTPM K = 4): the U-Net runs on 2 x 2 cells, the shipped network's three lower
@@ -264,8 +268,7 @@ PLAN = (
     # worse on motion and snow (+0.01 / +0.22 / +8.67 / +8.12 / +0.16): watch for the drift
     # the full-resolution line showed.
     Stage("singlepass-s2", "all", 1500, kind="singlepass", config="singlepass_cpu",
-          settings={"data.crop": 128, "data.batch_size": 4, "optim.lr": 5e-4,
-                    **SINGLEPASS_STEM2},
+          settings={**SINGLEPASS_SLICE, **SINGLEPASS_STEM2},
           compiled_step=False, warm_start="stem"),
 )
 
