@@ -142,8 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "a CPU without it, fp16 on any CPU) (default: auto)")
     parser.add_argument("--backend", choices=BACKEND_CHOICES,
                         help="both engines: where the networks run, auto = OpenVINO where it "
-                             "was measured faster (installed, a CPU with AMX or AVX512-BF16, "
-                             "no GPU for torch), torch elsewhere; openvino needs the CPU and "
+                             "was measured faster (installed, an x86-64 CPU, no GPU for "
+                             "torch), torch elsewhere; openvino needs the CPU and "
                              "converts the networks once, on first use, into a cache "
                              "(default: auto)")
     parser.add_argument("--format", default="same", choices=["same", *sorted(OUTPUT_FORMATS)],

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,20 +69,25 @@ class CPUDevice:
         return self.type
 
 
+MEASURED_MACHINES = ("x86_64", "amd64")
+"""Processor architectures where OpenVINO was measured faster than torch (`platform.machine()`,
+lower case); elsewhere (ARM) "auto" stays with torch until measured there."""
+
+
 def resolve_backend(name: str | None, device: str = "auto", *,
-                    native_bf16: bool | None = None) -> str:
+                    machine: str | None = None) -> str:
     """"torch" or "openvino" for a backend choice and a device choice (None: the process
     preference, `set_backend_preference`); an explicit choice that cannot run is an error,
     never a silent fallback. OpenVINO runs on the CPU: with it, "auto" means the CPU. Only
     "auto" on a machine whose torch may see a GPU (`gpu_probe`) imports torch, to look.
 
-    "auto" picks OpenVINO only where it was measured faster: on a CPU with native bf16 (AMX
-    or AVX512-BF16), with OpenVINO installed. There, per megapixel at 768 px on one
-    Sapphire Rapids core (benchmarks/bench_backends.py), OpenVINO bf16 ran DTPM K = 4 1.65x
-    and the single-pass engine 1.22x the torch fast path (its graph runs only the experts
-    the router picks, `dtpm_core.singlepass.graph`). On a CPU without native bf16 OpenVINO
-    fp32 measured level with torch fp32 for DTPM (28.1 vs 28.5 s/MP), so "auto" stays with
-    torch there. Without torch (the CPU bundle) "auto" is OpenVINO."""
+    "auto" picks OpenVINO where it was measured faster: installed, on an x86-64 CPU
+    (`machine`, default `platform.machine()`). End to end through `dtpm-restore` on a
+    2.4 MP photo (benchmarks/bench_cli_backends.py) it ran DTPM K = 4 1.96x the torch fast
+    path on a Sapphire Rapids with AMX (OpenVINO bf16), and on an Ice Lake without native
+    bf16 (both fp32, README "Backends") faster still, since a run without torch also
+    saves torch's import (1.7-2.5 s). ARM CPUs were never measured: "auto" stays with torch
+    there. Without torch (the CPU bundle) "auto" is OpenVINO."""
     if name is None:
         name = _backend_preference
     if name not in BACKEND_CHOICES:
@@ -92,10 +98,9 @@ def resolve_backend(name: str | None, device: str = "auto", *,
             return _checked(OPENVINO if openvino_installed() and on_cpu else TORCH, device)
         if not on_cpu or not openvino_installed():
             return _checked(TORCH, device)
-        if native_bf16 is None:
-            from .device import cpu_has_native_bf16  # torch-free module
-            native_bf16 = cpu_has_native_bf16()
-        if not native_bf16:
+        if machine is None:
+            machine = platform.machine()
+        if machine.lower() not in MEASURED_MACHINES:
             return TORCH
         if device == "auto":
             from .gpu_probe import torch_may_see_a_gpu  # torch-free

@@ -67,7 +67,7 @@ def single_pass_models(single_pass_model_dir, monkeypatch) -> Path:
 def _expected(folder: Path, image: Path, task: str = "motion-deblur", tile: int = 512,
               ensemble: bool = False):
     """What `SinglePassRestorer` itself makes of the image, on the backend the app resolves
-    (the process preference: "auto", OpenVINO on a CPU with native bf16)."""
+    (the process preference: "auto", OpenVINO on an x86-64 CPU)."""
     return SinglePassRestorer(folder / SINGLE_PASS_FILE, device="cpu", backend=None).restore(
         read_image(image).rgb, task, tile=tile, ensemble=ensemble).result
 

@@ -115,8 +115,8 @@ def test_batch_restores_at_the_strength_in_use(models, tmp_path, make_window, qt
     assert (summary.done, summary.failed, summary.error) == (2, 0, "")
     assert "K=2, seed 0, texture strength 0.3" in window.batch_panel.running_text
     s = window.controller.session
-    # the backend the app's engine resolves (the process preference, "auto": OpenVINO bf16 on
-    # a CPU with native bf16), not the Restorer's own default (torch)
+    # the backend the app's engine resolves (the process preference, "auto": OpenVINO on an
+    # x86-64 CPU), not the Restorer's own default (torch)
     restorer = Restorer(models / "base.safetensors", s.catalog.adapters[s.task].path,
                         device="cpu", backend=None)
     for source in inputs:

@@ -19,10 +19,11 @@ KEY = {"role": "denoiser", "base_sha256": "ab" * 32, "runtime": "openvino 1"}
 def test_auto_is_openvino_where_measured_faster_and_choices_that_cannot_run_are_errors(
         monkeypatch):
     monkeypatch.setattr(backends, "openvino_installed", lambda: True)
-    assert resolve_backend("auto", CPU, native_bf16=True) == "openvino"
-    assert resolve_backend("auto", CPU, native_bf16=False) == "torch"  # level there
-    assert resolve_backend("auto", CUDA, native_bf16=True) == "torch"
-    assert resolve_backend("openvino", CPU, native_bf16=False) == "openvino"
+    assert resolve_backend("auto", CPU, machine="x86_64") == "openvino"
+    assert resolve_backend("auto", CPU, machine="AMD64") == "openvino"  # Windows' name
+    assert resolve_backend("auto", CPU, machine="arm64") == "torch"  # never measured there
+    assert resolve_backend("auto", CUDA, machine="x86_64") == "torch"
+    assert resolve_backend("openvino", CPU, machine="arm64") == "openvino"
     assert resolve_backend("torch", CPU) == "torch"
     with pytest.raises(ConfigError, match="runs on the CPU"):
         resolve_backend("openvino", CUDA)
@@ -134,9 +135,9 @@ def test_a_spec_without_a_backend_takes_the_process_preference(monkeypatch):
     before = backend_preference()
     try:
         set_backend_preference("openvino")
-        assert resolve_backend(None, CPU, native_bf16=False) == "openvino"
+        assert resolve_backend(None, CPU, machine="arm64") == "openvino"
         set_backend_preference("torch")
-        assert resolve_backend(None, CPU, native_bf16=True) == "torch"
+        assert resolve_backend(None, CPU, machine="x86_64") == "torch"
         with pytest.raises(ConfigError, match="unknown backend"):
             set_backend_preference("onnx")
     finally:

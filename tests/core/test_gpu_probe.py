@@ -57,9 +57,9 @@ def test_auto_asks_torch_only_where_it_may_see_a_gpu(monkeypatch):
 
     monkeypatch.setattr(device, "resolve_device", resolve_device)
     monkeypatch.setattr(gpu_probe, "torch_may_see_a_gpu", lambda: False)
-    assert resolve_backend("auto", "auto", native_bf16=True) == "openvino" and not asked
+    assert resolve_backend("auto", "auto", machine="x86_64") == "openvino" and not asked
     monkeypatch.setattr(gpu_probe, "torch_may_see_a_gpu", lambda: True)
-    assert resolve_backend("auto", "auto", native_bf16=True) == "torch" and asked == ["auto"]
+    assert resolve_backend("auto", "auto", machine="x86_64") == "torch" and asked == ["auto"]
 
 
 def test_on_this_machine_the_probe_agrees_with_torch():

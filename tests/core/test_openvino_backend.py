@@ -255,12 +255,11 @@ def test_first_use_converts_with_progress_and_a_damaged_entry_is_rebuilt(singlep
 
 def test_the_engine_spec_chooses_the_backend(dtpm_files, photo, monkeypatch):
     from dtpm_core import backends
-    from dtpm_core.backends import device
 
     files = (dtpm_files / "base.safetensors", dtpm_files / "motion.safetensors")
-    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda *a: True)
+    monkeypatch.setattr(backends.platform, "machine", lambda: "x86_64")
     engine = load_engine(DTPMSpec(*files, steps=(2,), device="cpu", precision="fp32", tile=0))
-    assert engine.backend == "openvino"  # auto: installed, on a CPU with native bf16
+    assert engine.backend == "openvino"  # auto: installed, on an x86-64 CPU
     torch_engine = load_engine(DTPMSpec(*files, steps=(2,), device="cpu", precision="fp32",
                                         tile=0, backend="torch"))
     assert torch_engine.backend == "torch"
@@ -269,8 +268,8 @@ def test_the_engine_spec_chooses_the_backend(dtpm_files, photo, monkeypatch):
     monkeypatch.setattr(backends, "openvino_installed", lambda: False)
     assert load_engine(DTPMSpec(*files, device="cpu")).backend == "torch"
     monkeypatch.setattr(backends, "openvino_installed", lambda: True)
-    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda *a: False)
-    assert load_engine(DTPMSpec(*files, device="cpu")).backend == "torch"  # measured level
+    monkeypatch.setattr(backends.platform, "machine", lambda: "arm64")
+    assert load_engine(DTPMSpec(*files, device="cpu")).backend == "torch"  # never measured
 
 
 def test_dtpm_restore_backend_option(dtpm_files, photo, tmp_path):

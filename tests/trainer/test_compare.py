@@ -78,8 +78,8 @@ def test_engine_methods_give_the_restorers_results(tmp_path, clean_folder):
                     tasks={"desnow": 15})
     degraded, _ = held_out_pairs([clean_folder], "desnow")[0]
 
-    # the same backend and precision on both sides (`auto` would pick OpenVINO bf16 for the
-    # engines on a CPU with native bf16, where the restorers' default backend is torch)
+    # the same backend and precision on both sides (`auto` would pick OpenVINO for the
+    # engines on an x86-64 CPU, where the restorers' default backend is torch)
     dtpm = dtpm_methods(load_engine(DTPMSpec(tmp_path / "base.safetensors", steps=(1, 4),
                                              seed=2, tile=0, device="cpu", precision="fp32",
                                              backend="torch")),
