@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dtpm_core.errors import DTPMError
+from dtpm_core.errors import ConfigError, DTPMError
 from dtpm_core.modelfiles.unverified import UNVERIFIED_HELP, UNVERIFIED_OPTION, allow_unverified
 
 EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
@@ -222,7 +222,7 @@ def _add_diffusion_switches(p: argparse.ArgumentParser) -> None:
 
 def _add_singlepass_parser(sub) -> None:
     p = sub.add_parser("singlepass", help="the single-pass engine: pretrain, finetune, "
-                                          "multitask, continue, calibrate",
+                                          "multitask, continue, calibrate, average",
                        description="Train the single-pass restoration network with diffusion "
                                    "objectives (DESIGN 6). Every training command resumes from "
                                    "RUN_DIR after a kill and runs under torchrun.")
@@ -274,6 +274,18 @@ def _add_singlepass_parser(sub) -> None:
     q.add_argument("--size", type=int, default=128, help="centre crop of each pair (pixels)")
     q.add_argument("--device", default="auto")
     q.add_argument("-o", "--out", type=Path, help="write the scan as JSON here")
+    _add_trust_option(q)
+    q = ssub.add_parser("average", help="the weight average of files from one training line",
+                        description="Write the uniform average of the weights of two or more "
+                                    "single-pass files of one training line (the same network "
+                                    "and tasks, e.g. a campaign line's slices): checkpoint "
+                                    "averaging, which often restores better than any of them. "
+                                    "The sources are listed in the file's training notes.")
+    q.add_argument("files", type=Path, nargs="+", metavar="FILE",
+                   help="single-pass weight files (at least two)")
+    q.add_argument("-o", "--out", type=Path, required=True, help="the .safetensors to write "
+                                                                  "(not one of the sources)")
+    q.add_argument("--metrics", type=Path, help="eval.csv whose rows go into the metadata")
     _add_trust_option(q)
 
 
@@ -432,11 +444,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from .export import export_run
-    metrics = None
-    if args.metrics:
-        import csv
-        with open(args.metrics, newline="") as handle:
-            metrics = {"eval": list(csv.DictReader(handle))}
+    metrics = _read_metrics(args.metrics)
     if args.file is not None:
         return _store_again(args, metrics)
     path = export_run(args.run_dir, args.out, use_ema=not args.raw, metrics=metrics,
@@ -449,8 +457,20 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_metrics(path: Path | None) -> dict | None:
+    """An eval.csv's rows as a weight file's metrics, or None without one."""
+    if path is None:
+        return None
+    import csv
+
+    try:
+        with open(path, newline="") as handle:
+            return {"eval": list(csv.DictReader(handle))}
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"cannot read the metrics file {path}: {exc}") from exc
+
+
 def _store_again(args: argparse.Namespace, metrics: dict | None) -> int:
-    from dtpm_core.errors import ConfigError
     from dtpm_core.modelfiles.weights import store_again
 
     for flag, given in (("--raw", args.raw), ("--graphs", args.graphs)):
@@ -465,7 +485,6 @@ def _store_again(args: argparse.Namespace, metrics: dict | None) -> int:
 
 def _graphs(args: argparse.Namespace) -> int:
     from dtpm_core.engines.graph_export import dtpm_graphs, feature_graphs, singlepass_graphs
-    from dtpm_core.errors import ConfigError
     from dtpm_core.modelfiles.catalog import folder_catalog, load_catalog
 
     folder = folder_catalog(args.models)
@@ -495,6 +514,12 @@ def _write_graphs(specs: list, folder: Path, prune: bool = False) -> None:
 def _singlepass(args: argparse.Namespace) -> int:
     if args.singlepass_command == "calibrate":
         return _calibrate(args)
+    if args.singlepass_command == "average":
+        from .singlepass.average import average_singlepass
+
+        sha = average_singlepass(args.files, args.out, _read_metrics(args.metrics))
+        print(f"wrote {args.out} (the average of {len(args.files)} files, sha256 {sha[:12]})")
+        return 0
     from . import dist
     from .config import load_config
     from .loop import run
