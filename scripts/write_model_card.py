@@ -92,8 +92,9 @@ evaluation; the recipe that trained them is `scripts/train_bundled_models.sh`.
   iterations of MTUL's last step on the camera-like ranges with 128 px crops); then made into
   a network with a pixel-unshuffle stem (`trainer/singlepass/stem.py`: the U-Net runs on 2 x 2
   pixel cells, the three lower levels kept, the full-resolution level dropped and its linear
-  path written exactly as the stem's first and last convolutions) and trained 6000 more
-  iterations of the same step by the campaign's `singlepass-s2` line.
+  path written exactly as the stem's first and last convolutions) and trained by the
+  campaign's `singlepass-s2` line (the same step); the shipped file is the weight average of
+  that line's 6000- and 13500-iteration files (`dtpm-train singlepass average`).
 - All were trained on one 2-core CPU: they are small models with a small budget (the paper
   trains 800K + 600K iterations on GPUs), for demonstration and as a starting point.
 
