@@ -94,7 +94,8 @@ evaluation; the recipe that trained them is `scripts/train_bundled_models.sh`.
   pixel cells, the three lower levels kept, the full-resolution level dropped and its linear
   path written exactly as the stem's first and last convolutions) and trained by the
   campaign's `singlepass-s2` line (the same step); the shipped file is the weight average of
-  that line's 6000- and 13500-iteration files (`dtpm-train singlepass average`).
+  that line's 6000-, 13500-, 15000- and 16500-iteration files (`dtpm-train singlepass
+  average`).
 - All were trained on one 2-core CPU: they are small models with a small budget (the paper
   trains 800K + 600K iterations on GPUs), for demonstration and as a starting point.
 
