@@ -279,8 +279,9 @@ def _add_singlepass_parser(sub) -> None:
                         description="Write the uniform average of the weights of two or more "
                                     "single-pass files of one training line (the same network "
                                     "and tasks, e.g. a campaign line's slices): checkpoint "
-                                    "averaging, which often restores better than any of them. "
-                                    "The sources are listed in the file's training notes.")
+                                    "averaging, which can keep the gains of slices that each "
+                                    "traded one task for another (evaluate it before shipping "
+                                    "it). The sources are listed in the file's training notes.")
     q.add_argument("files", type=Path, nargs="+", metavar="FILE",
                    help="single-pass weight files (at least two)")
     q.add_argument("-o", "--out", type=Path, required=True, help="the .safetensors to write "

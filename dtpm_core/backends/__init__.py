@@ -84,10 +84,10 @@ def resolve_backend(name: str | None, device: str = "auto", *,
     "auto" picks OpenVINO where it was measured faster: installed, on an x86-64 CPU
     (`machine`, default `platform.machine()`). End to end through `dtpm-restore` on a
     2.4 MP photo (benchmarks/bench_cli_backends.py) it ran DTPM K = 4 1.96x the torch fast
-    path on a Sapphire Rapids with AMX (OpenVINO bf16), and on an Ice Lake without native
-    bf16 (both fp32, README "Backends") faster still, since a run without torch also
-    saves torch's import (1.7-2.5 s). ARM CPUs were never measured: "auto" stays with torch
-    there. Without torch (the CPU bundle) "auto" is OpenVINO."""
+    path on a Sapphire Rapids with AMX (OpenVINO bf16) and 1.83x torch on an Ice Lake without
+    native bf16 (both fp32, README "Backends"): besides the faster passes, a run without
+    torch saves torch's import (1.7-2.5 s). ARM CPUs were never measured: "auto" stays with
+    torch there. Without torch (the CPU bundle) "auto" is OpenVINO."""
     if name is None:
         name = _backend_preference
     if name not in BACKEND_CHOICES:
