@@ -38,7 +38,7 @@ from .batch_runner import BatchRunner, default_output_dir, looks_derived
 from .batch_worker import BatchSummary
 from .controller import Controller
 from .file_dialogs import FileDialogs
-from .qt_workarounds import keep_singletons_alive
+from .qt_workarounds import collect_garbage_in_gui_thread, keep_singletons_alive
 from .save_flow import SaveFlow
 from .settings import AppSettings, load_settings, save_settings
 from .state import Display, ImageState, ModelsState, Progress
@@ -99,6 +99,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings or load_settings()
         self._refcount_guard = keep_singletons_alive(self)  # PySide6 6.12.0 on Python 3.11
+        collect_garbage_in_gui_thread()  # never a Qt object freed in a worker thread
         self.controller = Controller(self.settings, self)
         self.batch = BatchRunner(self)
         self._display = Display()

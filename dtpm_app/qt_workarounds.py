@@ -1,4 +1,15 @@
-"""A guard against a reference-count bug of PySide6 6.12.0 under Python 3.11.
+"""Two guards for Qt objects under Python: garbage collected in the GUI thread only, and a
+reference-count bug of PySide6 6.12.0 under Python 3.11.
+
+Python's cyclic garbage collector runs in whichever thread happens to allocate past its
+threshold. A cycle that holds a Qt object (a closed window and the lambdas connected to its
+signals, say) collected in the engine worker's thread destroys that object off the GUI thread,
+which Qt does not allow: measured, a segmentation fault in the app tests, the collector
+running in the worker while it read a model file, a previous test's window in the garbage.
+`collect_garbage_in_gui_thread` turns automatic collection off and runs it, with the same
+thresholds, from the GUI thread's event loop (as long as the application lives).
+
+The reference-count bug:
 
 Measured with PySide6 6.12.0 on Python 3.11: every call of a Qt method returning nothing
 (`QLabel.setText`, `QWidget.setEnabled`...) drops one reference to `None`, and every signal
@@ -14,9 +25,10 @@ nothing where it does not.
 from __future__ import annotations
 
 import ctypes
+import gc
 import sys
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
 
 REFERENCE_FLOOR = 200_000
 """References to None, True and False kept at least (hours of a busy window's calls)."""
@@ -63,3 +75,51 @@ def keep_singletons_alive(parent: QObject) -> QTimer | None:
     timer.timeout.connect(lambda: top_up())
     timer.start()
     return timer
+
+
+GC_INTERVAL_MS = 250
+"""How often the GUI thread checks the collector's counts (a check costs microseconds)."""
+
+
+class GuiThreadGarbageCollector(QObject):
+    """Python's automatic garbage collection, moved to the GUI thread: the same generations and
+    thresholds (`gc.get_threshold()`), checked every GC_INTERVAL_MS by a timer."""
+
+    def __init__(self, parent: QObject) -> None:
+        super().__init__(parent)
+        self.thresholds = gc.get_threshold()
+        self.collections = 0
+        gc.disable()
+        self._timer = QTimer(self)
+        self._timer.setInterval(GC_INTERVAL_MS)
+        self._timer.timeout.connect(self.check)
+        self._timer.start()
+
+    def check(self) -> None:
+        counts = gc.get_count()
+        generation = -1
+        for index, (count, threshold) in enumerate(zip(counts, self.thresholds, strict=True)):
+            if threshold and count > threshold:
+                generation = index
+        if generation >= 0:
+            gc.collect(generation)
+            self.collections += 1
+
+    def stop(self) -> None:
+        """Collect now (in this, the GUI thread), then automatic collection back where it
+        was (in any thread) and this collector removed."""
+        self._timer.stop()
+        gc.collect()
+        gc.enable()
+        self.setParent(None)
+        self.deleteLater()
+
+
+def collect_garbage_in_gui_thread() -> GuiThreadGarbageCollector | None:
+    """Install the GUI-thread collector once per application (owned by it, so that it lives as
+    long as the application; the same one afterwards); None without a QCoreApplication."""
+    app = QCoreApplication.instance()
+    if app is None:
+        return None
+    held = app.findChild(GuiThreadGarbageCollector)
+    return held if held is not None else GuiThreadGarbageCollector(app)

@@ -28,6 +28,22 @@ def _isolated_settings(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def _automatic_garbage_collection_after_each_test():
+    """A window moves garbage collection to the GUI thread's event loop for the application's
+    life (`qt_workarounds.collect_garbage_in_gui_thread`); the tests after these run no event
+    loop, so it goes back to automatic after each test (the next window moves it again)."""
+    yield
+    from PySide6.QtCore import QCoreApplication
+
+    from dtpm_app.qt_workarounds import GuiThreadGarbageCollector
+
+    app = QCoreApplication.instance()
+    collector = app.findChild(GuiThreadGarbageCollector) if app is not None else None
+    if collector is not None:
+        collector.stop()
+
+
+@pytest.fixture(autouse=True)
 def _one_torch_thread():
     """The app tests run the GUI and a worker side by side on a small machine: one intra-op
     thread keeps their timings steady (restored afterwards for the other test folders)."""
