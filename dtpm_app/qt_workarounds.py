@@ -89,6 +89,7 @@ class GuiThreadGarbageCollector(QObject):
         super().__init__(parent)
         self.thresholds = gc.get_threshold()
         self.collections = 0
+        self._was_enabled = gc.isenabled()
         gc.disable()
         self._timer = QTimer(self)
         self._timer.setInterval(GC_INTERVAL_MS)
@@ -110,9 +111,16 @@ class GuiThreadGarbageCollector(QObject):
         was (in any thread) and this collector removed."""
         self._timer.stop()
         gc.collect()
-        gc.enable()
+        if self._was_enabled:
+            gc.enable()
         self.setParent(None)
         self.deleteLater()
+
+
+def gui_thread_collector() -> GuiThreadGarbageCollector | None:
+    """The application's GUI-thread collector, None where none is installed."""
+    app = QCoreApplication.instance()
+    return app.findChild(GuiThreadGarbageCollector) if app is not None else None
 
 
 def collect_garbage_in_gui_thread() -> GuiThreadGarbageCollector | None:
@@ -121,5 +129,5 @@ def collect_garbage_in_gui_thread() -> GuiThreadGarbageCollector | None:
     app = QCoreApplication.instance()
     if app is None:
         return None
-    held = app.findChild(GuiThreadGarbageCollector)
+    held = gui_thread_collector()
     return held if held is not None else GuiThreadGarbageCollector(app)

@@ -33,12 +33,9 @@ def _automatic_garbage_collection_after_each_test():
     life (`qt_workarounds.collect_garbage_in_gui_thread`); the tests after these run no event
     loop, so it goes back to automatic after each test (the next window moves it again)."""
     yield
-    from PySide6.QtCore import QCoreApplication
+    from dtpm_app.qt_workarounds import gui_thread_collector
 
-    from dtpm_app.qt_workarounds import GuiThreadGarbageCollector
-
-    app = QCoreApplication.instance()
-    collector = app.findChild(GuiThreadGarbageCollector) if app is not None else None
+    collector = gui_thread_collector()
     if collector is not None:
         collector.stop()
 
