@@ -6,8 +6,8 @@ A photo of the given size (a training photograph of ../shared/data/hq or the bun
 resized) is restored by fresh `dtpm-restore` processes, in interleaved rounds (one run of each
 per round, so that a change in machine load hits them all alike), timed from launch to exit:
 
-- DTPM K = 4 with the default backend (`--backend auto`: OpenVINO where it was measured
-  faster, on a CPU with native bf16);
+- DTPM K = 4 with the default backend (`--backend auto`: OpenVINO on an x86-64 CPU, bf16
+  where the CPU has native bf16, else fp32);
 - DTPM K = 4 with `--backend torch` (today's fast path: bf16 weights + autocast where the CPU
   has native bf16, else fp32), at the default tile and in 512 px tiles (the bar takes the
   faster);
@@ -103,8 +103,8 @@ def main() -> int:
             "single-pass, --backend torch": ([*single, "--backend", "torch"],
                                              tmp / "single-torch"),
         }
-        for case_args, out in cases.values():  # warm-up: graph conversion, file cache
-            run(case_args, out)
+        for case_args, out in cases.values():  # warm-up: graph conversion and OpenVINO's
+            run(case_args, out)                 # compiled graphs cached, file cache
         times: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(args.rounds):
             for name, (case_args, out) in cases.items():

@@ -133,6 +133,14 @@ class GraphCache:
     def folder(self, key: dict[str, Any]) -> Path:
         return self.root / key_digest(key)[:32]
 
+    def entries(self) -> list[Path]:
+        """The folders of the converted graphs here, by name (none when there is no cache
+        folder; OpenVINO's compiled blobs, `compiled_cache`, are not entries)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.iterdir()
+                      if p.is_dir() and len(p.name) == 32 and not p.name.startswith("."))
+
     def has(self, key: dict[str, Any]) -> bool:
         """True when a whole, current entry for `key` is here (nothing would be built)."""
         folder = self.folder(canonical_key(key))

@@ -5,7 +5,8 @@ Precision: "fp32" compiles with INFERENCE_PRECISION_HINT f32 (which must be said
 AMX, OpenVINO's own default is bf16), "bf16" with bf16. The converted graph itself is fp32 with
 dynamic height and width whatever the precision and shape policy, so one cache entry serves
 them all: "dynamic" compiles it once for every size, "static" once per padded input size (an
-image of tiles needs one or two). torch is imported only to convert a network that neither
+image of tiles needs one or two); OpenVINO keeps what it compiled in the cache's `compiled/`
+folder (`compiled_cache`), so a later run reads it back instead. torch is imported only to convert a network that neither
 the models' shipped graphs nor the cache hold.
 """
 
@@ -21,6 +22,7 @@ import openvino as ov
 
 from ..errors import ConfigError
 from . import LAYOUT_FILE, GraphLayout, GraphSpec, torch_installed
+from .compiled_cache import compiled_cache_folder
 from .graph_cache import CacheEntry, GraphCache, find_shipped
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
@@ -182,6 +184,9 @@ class OpenVINOSession:
                        "INFERENCE_NUM_THREADS": int(threads), "PERFORMANCE_HINT": "LATENCY"}
         self.shape_policy = shape_policy
         self.cache = cache if cache is not None else GraphCache()
+        self.compiled_folder = compiled_cache_folder(self.cache.root)
+        if self.compiled_folder is not None:  # compiled once per size, read back after
+            self.core.set_property({"CACHE_DIR": str(self.compiled_folder)})
         self._networks: dict[str, tuple[str, OpenVINONetwork]] = {}
 
     def network(self, spec: GraphSpec, on_convert: Callable[[GraphSpec], None] | None = None

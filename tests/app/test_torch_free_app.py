@@ -21,6 +21,7 @@ from no_torch import PRELUDE
 
 pytest.importorskip("openvino")
 
+from dtpm_core.backends.graph_cache import GraphCache  # noqa: E402
 from dtpm_core.config import Stage2Options, preset  # noqa: E402
 from dtpm_core.engines.graph_export import (  # noqa: E402
     dtpm_graphs,
@@ -166,7 +167,7 @@ def test_the_window_restores_plots_saves_and_runs_a_batch_without_torch(graph_mo
     assert curve["backbone"] == "EffNet-Lite0 feature distance: EfficientNet-Lite0 (ImageNet)"
     assert report["saved"] and report["batch"] == [2, 0, 0]
     assert report["batch_files"] == ["b1.png", "b2.png"] and not report["banner"], report
-    assert not (tmp_path / "empty-cache").exists()  # all from the shipped graphs
+    assert GraphCache(tmp_path / "empty-cache").entries() == []  # all from the shipped graphs
 
 
 def test_self_test_runs_without_torch_and_says_why_there_is_no_lpips(graph_models, tmp_path):
@@ -181,4 +182,4 @@ def test_self_test_runs_without_torch_and_says_why_there_is_no_lpips(graph_model
     assert out.count("LPIPS:    not measured: LPIPS needs PyTorch") == 2, out
     assert out.count("distance: ") == 2 and "EfficientNet-Lite0 on openvino" in out, out
     assert out.count("PASS  shape") == 2 and "colour order" in out, out
-    assert not (tmp_path / "empty-cache").exists()
+    assert GraphCache(tmp_path / "empty-cache").entries() == []

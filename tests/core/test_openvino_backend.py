@@ -16,6 +16,8 @@ pytest.importorskip("openvino")
 
 
 from dtpm_core.backends import device as device_module  # noqa: E402
+from dtpm_core.backends.compiled_cache import COMPILED_FOLDER  # noqa: E402
+from dtpm_core.backends.graph_cache import GraphCache  # noqa: E402
 from dtpm_core.backends.graphs import (  # noqa: E402
     denoiser_graph,
     predictor_graph,
@@ -240,17 +242,45 @@ def test_first_use_converts_with_progress_and_a_damaged_entry_is_rebuilt(singlep
 
     stages, first = restore()
     assert stages[0] == "converting" and stages.count("converting") == 1
-    assert len(list(tmp_path.iterdir())) == 1
+    entries = GraphCache(tmp_path).entries()
+    assert len(entries) == 1
     stages, again = restore()  # a new engine: read from the cache, not converted
     assert "converting" not in stages
     assert np.array_equal(again.image, first.image)
-    entry = next(tmp_path.iterdir())
+    entry = entries[0]
     (entry / "model.bin").write_bytes((entry / "model.bin").read_bytes()[:-100])  # truncated
     stages, rebuilt = restore()
     assert "converting" in stages
     assert any("unusable" in note and "truncated" in note for note in rebuilt.notes)
     assert np.array_equal(rebuilt.image, first.image)
     assert "converting" not in restore()[0]  # the rebuilt entry checks out
+
+
+def test_a_compiled_network_is_kept_and_a_damaged_one_compiled_again(singlepass_file, photo,
+                                                                     tmp_path):
+    """What OpenVINO compiled for a size is written to the cache's compiled/ folder and read
+    back by a later session; a blob damaged on disk is compiled again, never used."""
+    _, info = load_singlepass(singlepass_file)
+    spec = singlepass_graph(info, 2)
+    x = np.ascontiguousarray(photo.transpose(2, 0, 1)[None])
+    t = np.full((1,), TASKS["desnow"], dtype=np.int64)
+
+    def run() -> np.ndarray:
+        session = OpenVINOSession("fp32", threads=1, shape_policy="static",
+                                  cache=GraphCache(tmp_path))
+        return session.network(spec)[0](x=x, t=t)
+
+    first = run()
+    blobs = list((tmp_path / COMPILED_FOLDER).iterdir())
+    assert len(blobs) == 1 and blobs[0].stat().st_size > 0
+    assert np.array_equal(run(), first)  # read back
+    damaged = bytearray(blobs[0].read_bytes())
+    for i in range(len(damaged) // 3, len(damaged), 997):
+        damaged[i] ^= 0xFF
+    blobs[0].chmod(0o600)
+    blobs[0].write_bytes(bytes(damaged))
+    assert np.array_equal(run(), first)
+    assert blobs[0].read_bytes() != bytes(damaged)  # compiled again and rewritten
 
 
 def test_the_engine_spec_chooses_the_backend(dtpm_files, photo, monkeypatch):
