@@ -139,14 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write the weight file (safetensors + metadata: task, "
                                    "display name, base hash, config, metrics) of a Stage I or "
                                    "Stage II run, with its EMA weights; or, with --file, "
-                                   "write a base or adapter file again (a campaign checkpoint "
+                                   "write a base, adapter or single-pass file again (a checkpoint "
                                    "whose run is gone) with --metrics and --storage.")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--run-dir", type=Path, help="the training run to export")
     source.add_argument("--file", type=Path,
-                        help="a base or adapter file to write again: its weights and "
-                             "metadata are kept, --metrics replaces its metrics and --storage "
-                             "its precision")
+                        help="a base, adapter or single-pass file to write again: its "
+                             "weights and metadata are kept, --metrics replaces its metrics "
+                             "and --storage its precision (fp32 only for a single-pass file)")
     p.add_argument("-o", "--out", type=Path, required=True, help="the .safetensors to write")
     p.add_argument("--raw", action="store_true", help="export the raw weights, not the EMA")
     p.add_argument("--metrics", type=Path, help="eval.csv whose summary goes into the metadata")

@@ -27,6 +27,7 @@ from .verified import (
     KIND_ADAPTER,
     KIND_BASE,
     KIND_NAMES,
+    KIND_SINGLEPASS,
     METADATA_HASH_KEY,
     STORED_FROM_KEY,
     AdapterInfo,
@@ -94,17 +95,20 @@ def _save(path: Path | str, tensors: dict[str, torch.Tensor], kind: str,
 
 def store_again(source: Path | str, out: Path | str, storage: str = "fp32",
                 metrics: dict[str, Any] | None = None) -> str:
-    """Write the base or adapter file `source` again to `out` (which may be `source`) with its
-    weights stored in `storage` and, when given, new `metrics`; the rest of its metadata
-    (config, task, calibration, training recipe) is kept. For a file whose training run is
-    gone, such as a campaign checkpoint. A base whose weights change (another storage) records
-    the hash it was stored from, so that its adapters still load on it (`base_identities`).
-    Returns the new file's content sha256."""
+    """Write the base, adapter or single-pass file `source` again to `out` (which may be
+    `source`) with its weights stored in `storage` and, when given, new `metrics`; the rest of
+    its metadata (config, task(s), calibration, training recipe) is kept. For a file whose
+    training run is gone, such as a campaign checkpoint. A base whose weights change (another
+    storage) records the hash it was stored from, so that its adapters still load on it
+    (`base_identities`). A single-pass file is stored in fp32 only. Returns the new file's
+    content sha256."""
     kind = file_kind(source)
-    if kind not in (KIND_BASE, KIND_ADAPTER):
-        raise ConfigError(f"{source} is a DTPM {KIND_NAMES.get(kind, repr(kind))} file: only "
-                          "base and adapter files can be stored again (a single-pass file "
-                          "is stored in fp32 only)")
+    if kind not in (KIND_BASE, KIND_ADAPTER, KIND_SINGLEPASS):
+        raise ConfigError(f"{source} is a DTPM {KIND_NAMES.get(kind, repr(kind))} file, "
+                          "which cannot be stored again")
+    if kind == KIND_SINGLEPASS and storage != "fp32":
+        raise ConfigError(f"{source} is a single-pass file, stored in fp32 only (its "
+                          f"network is not checked in {storage}): use --storage fp32")
     file = read_verified(source, kind)
     tensors = stored_tensors(tensors_of(file), storage)
     metadata = {k: v for k, v in file.metadata.items() if k != METADATA_HASH_KEY}

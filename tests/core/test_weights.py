@@ -215,3 +215,38 @@ def test_a_base_stored_again_in_fp16_keeps_the_adapters_of_the_file_it_came_from
     save_adapter(foreign, other, "desnow", "f" * 64)
     with pytest.raises(BaseMismatchError):
         load_adapter(foreign, copy, copy_info)
+
+
+def test_a_single_pass_file_stored_again_takes_new_metrics_and_keeps_its_weights(tmp_path,
+                                                                                 capsys):
+    """A fine-tuned single-pass file gets its evaluation written into it, as an adapter
+    does; fp16 storage, which the single-pass network is not checked in, is refused."""
+    from dtpm_core.singlepass.config import singlepass_preset
+    from dtpm_core.singlepass.info import read_singlepass_info
+    from dtpm_core.singlepass.network import SinglePassNet
+    from dtpm_core.singlepass.weights import load_singlepass, save_singlepass
+    from trainer import cli as train_cli
+
+    torch.manual_seed(0)
+    net = SinglePassNet(singlepass_preset("tiny", width=8, cond_dim=16,
+                                          adaptor_tasks=("desnow",))).eval()
+    source = tmp_path / "fast.safetensors"
+    save_singlepass(source, net, tasks={"desnow": 15}, training={"iterations": 600})
+    metrics_csv = tmp_path / "eval.csv"
+    metrics_csv.write_text("task,method,psnr\ndesnow,single-pass,23.4\n", encoding="utf-8")
+    out = tmp_path / "again.safetensors"
+    assert train_cli.main(["export", "--file", str(source), "-o", str(out), "--metrics",
+                           str(metrics_csv)]) == 0
+    before, after = read_singlepass_info(source), read_singlepass_info(out)
+    assert after.metrics == {"eval": [{"task": "desnow", "method": "single-pass",
+                                       "psnr": "23.4"}]}
+    assert (after.sha256, after.tasks, after.training) == \
+        (before.sha256, before.tasks, before.training)
+    loaded, _ = load_singlepass(out)
+    for name, value in net.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+    refused = tmp_path / "half.safetensors"
+    assert train_cli.main(["export", "--file", str(source), "-o", str(refused),
+                           "--storage", "fp16"]) != 0
+    assert "fp32 only" in capsys.readouterr().err
+    assert not refused.exists()
