@@ -6,8 +6,9 @@ AMX, OpenVINO's own default is bf16), "bf16" with bf16. The converted graph itse
 dynamic height and width whatever the precision and shape policy, so one cache entry serves
 them all: "dynamic" compiles it once for every size, "static" once per padded input size (an
 image of tiles needs one or two); OpenVINO keeps what it compiled in the cache's `compiled/`
-folder (`compiled_cache`), so a later run reads it back instead. torch is imported only to convert a network that neither
-the models' shipped graphs nor the cache hold.
+folder (`compiled_cache`), so a later run reads it back instead (a folder it cannot write to
+only means compiling again: tested). torch is imported only to convert a network that
+neither the models' shipped graphs nor the cache hold.
 """
 
 from __future__ import annotations

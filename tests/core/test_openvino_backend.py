@@ -4,6 +4,7 @@ once, with progress, and a damaged cache entry rebuilt. Skipped where openvino i
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from pathlib import Path
 
@@ -16,7 +17,10 @@ pytest.importorskip("openvino")
 
 
 from dtpm_core.backends import device as device_module  # noqa: E402
-from dtpm_core.backends.compiled_cache import COMPILED_FOLDER  # noqa: E402
+from dtpm_core.backends.compiled_cache import (  # noqa: E402
+    COMPILED_FOLDER,
+    compiled_cache_folder,
+)
 from dtpm_core.backends.graph_cache import GraphCache  # noqa: E402
 from dtpm_core.backends.graphs import (  # noqa: E402
     denoiser_graph,
@@ -281,6 +285,14 @@ def test_a_compiled_network_is_kept_and_a_damaged_one_compiled_again(singlepass_
     blobs[0].write_bytes(bytes(damaged))
     assert np.array_equal(run(), first)
     assert blobs[0].read_bytes() != bytes(damaged)  # compiled again and rewritten
+    # the folder gone unwritable while a session holds it (here: a file in its place)
+    session = OpenVINOSession("fp32", threads=1, shape_policy="static",
+                              cache=GraphCache(tmp_path))
+    shutil.rmtree(tmp_path / COMPILED_FOLDER)
+    (tmp_path / COMPILED_FOLDER).write_text("not a folder")
+    assert np.array_equal(session.network(spec)[0](x=x, t=t), first)
+    assert compiled_cache_folder(tmp_path) is None  # the next session compiles afresh
+    assert np.array_equal(run(), first)
 
 
 def test_the_engine_spec_chooses_the_backend(dtpm_files, photo, monkeypatch):
