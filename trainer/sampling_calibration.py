@@ -129,7 +129,7 @@ def load_calibration(run_dir: Path) -> Calibration | None:
     path = Path(run_dir) / CALIBRATION_FILE
     if not path.is_file():
         return None
-    data = json.loads(path.read_text())["calibration"]
+    data = json.loads(path.read_text(encoding="utf-8"))["calibration"]
     return Calibration(**data)
 
 
