@@ -124,6 +124,7 @@ def main() -> int:
                "DTPM_OFFLINE": "1"}
         (tmp / "settings").mkdir()
         times: dict[str, list[float]] = {}
+        compiled = tmp / "graphs" / COMPILED_FOLDER  # OpenVINO's, in the runs' graph cache
         print(f"photo {args.photo.name}; threads OMP_NUM_THREADS="
               f"{os.environ.get('OMP_NUM_THREADS', '(all)')}; first uses of OpenVINO:")
         for engine in ENGINES:  # converts and caches the graphs: what a first use pays
@@ -141,13 +142,13 @@ def main() -> int:
                     label = f"{backend}, nothing compiled yet" if cold else backend
                     out = tmp / f"{engine}-{backend}"
                     if cold:  # OpenVINO's compiled graphs emptied: compiled in the run
-                        shutil.rmtree(tmp / "graphs" / COMPILED_FOLDER, ignore_errors=True)
+                        shutil.rmtree(compiled, ignore_errors=True)
                     seconds, _ = _timed(cli_command(args.photo, out, engine, backend), env)
                     times.setdefault(f"dtpm-restore {engine}, {label}", []).append(seconds)
                     settings = {"engine": engine, "task": TASK, "backend": backend}
                     (tmp / "settings" / "settings.json").write_text(json.dumps(settings))
                     if cold:
-                        shutil.rmtree(tmp / "graphs" / COMPILED_FOLDER, ignore_errors=True)
+                        shutil.rmtree(compiled, ignore_errors=True)
                     marks = _app_timed(args.photo, engine, backend, env)
                     times.setdefault(f"app {engine}, {label}: window",
                                      []).append(marks["window"])

@@ -381,7 +381,8 @@ def _eval(args: argparse.Namespace) -> int:
     report = evaluate(restorer, pairs, steps, seed=args.seed, max_side=args.max_side,
                       save_images_to=args.save_images, other_methods=others)
     files = write_all(report, args.out)
-    print((args.out / "eval.md").read_text(encoding="utf-8") if (args.out / "eval.md").exists() else report)
+    written = args.out / "eval.md"
+    print(written.read_text(encoding="utf-8") if written.exists() else report)
     print("wrote " + ", ".join(str(p) for p in files.values()))
     return 0
 

@@ -14,6 +14,7 @@ holds at most `COMPILED_CACHE_BYTES`. Plain Python: no runtime is imported here.
 from __future__ import annotations
 
 import contextlib
+import stat
 from pathlib import Path
 
 COMPILED_FOLDER = "compiled"
@@ -27,9 +28,9 @@ def trim(folder: Path, limit: int = COMPILED_CACHE_BYTES) -> list[Path]:
     files = []
     for path in folder.iterdir():
         with contextlib.suppress(OSError):
-            stat = path.stat()
-            if path.is_file():
-                files.append((stat.st_mtime, stat.st_size, path))
+            info = path.stat()
+            if stat.S_ISREG(info.st_mode):
+                files.append((info.st_mtime, info.st_size, path))
     total = sum(size for _, size, _ in files)
     removed = []
     for _, size, path in sorted(files, key=lambda item: (item[0], item[2].name)):

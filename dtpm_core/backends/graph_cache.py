@@ -35,6 +35,8 @@ CACHE_ENV = "DTPM_GRAPH_CACHE"
 """Environment variable naming the cache folder (tests point it at a temporary folder)."""
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
+ENTRY_NAME_LENGTH = 32
+"""An entry's folder is named by the first this many hex digits of its key's sha256."""
 
 
 def default_cache_root() -> Path:
@@ -65,6 +67,11 @@ class CacheEntry:
 def key_digest(key: dict[str, Any]) -> str:
     """sha256 of the key's canonical JSON."""
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def entry_name(key: dict[str, Any]) -> str:
+    """The name of the folder that holds `key`'s entry."""
+    return key_digest(key)[:ENTRY_NAME_LENGTH]
 
 
 def _file_sha256(path: Path) -> str:
@@ -113,7 +120,7 @@ def find_shipped(key: dict[str, Any], roots: tuple[Path, ...]) -> tuple[CacheEnt
     models, written by `GraphCache(root).get`), and what was wrong with a damaged one ("" when
     none); a damaged entry is left as it is, never used."""
     key = canonical_key(key)
-    digest = key_digest(key)[:32]
+    digest = entry_name(key)
     problem = ""
     for root in roots:
         if (root / digest).exists():
@@ -131,7 +138,7 @@ class GraphCache:
         self.root = Path(root) if root is not None else default_cache_root()
 
     def folder(self, key: dict[str, Any]) -> Path:
-        return self.root / key_digest(key)[:32]
+        return self.root / entry_name(key)
 
     def entries(self) -> list[Path]:
         """The folders of the converted graphs here, by name (none when there is no cache
@@ -139,7 +146,8 @@ class GraphCache:
         if not self.root.is_dir():
             return []
         return sorted(p for p in self.root.iterdir()
-                      if p.is_dir() and len(p.name) == 32 and not p.name.startswith("."))
+                      if p.is_dir() and len(p.name) == ENTRY_NAME_LENGTH
+                      and not p.name.startswith("."))
 
     def has(self, key: dict[str, Any]) -> bool:
         """True when a whole, current entry for `key` is here (nothing would be built)."""

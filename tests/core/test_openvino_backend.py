@@ -269,10 +269,12 @@ def test_a_compiled_network_is_kept_and_a_damaged_one_compiled_again(singlepass_
     x = np.ascontiguousarray(photo.transpose(2, 0, 1)[None])
     t = np.full((1,), TASKS["desnow"], dtype=np.int64)
 
-    def run() -> np.ndarray:
-        session = OpenVINOSession("fp32", threads=1, shape_policy="static",
-                                  cache=GraphCache(tmp_path))
-        return session.network(spec)[0](x=x, t=t)
+    def open_session() -> OpenVINOSession:
+        return OpenVINOSession("fp32", threads=1, shape_policy="static",
+                               cache=GraphCache(tmp_path))
+
+    def run(session: OpenVINOSession | None = None) -> np.ndarray:
+        return (session or open_session()).network(spec)[0](x=x, t=t)
 
     first = run()
     blobs = list((tmp_path / COMPILED_FOLDER).iterdir())
@@ -286,11 +288,10 @@ def test_a_compiled_network_is_kept_and_a_damaged_one_compiled_again(singlepass_
     assert np.array_equal(run(), first)
     assert blobs[0].read_bytes() != bytes(damaged)  # compiled again and rewritten
     # the folder gone unwritable while a session holds it (here: a file in its place)
-    session = OpenVINOSession("fp32", threads=1, shape_policy="static",
-                              cache=GraphCache(tmp_path))
+    session = open_session()
     shutil.rmtree(tmp_path / COMPILED_FOLDER)
     (tmp_path / COMPILED_FOLDER).write_text("not a folder")
-    assert np.array_equal(session.network(spec)[0](x=x, t=t), first)
+    assert np.array_equal(run(session), first)
     assert compiled_cache_folder(tmp_path) is None  # the next session compiles afresh
     assert np.array_equal(run(), first)
 
