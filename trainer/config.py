@@ -7,6 +7,7 @@ The resolved config is stored in every checkpoint and exported weight file.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
@@ -162,6 +163,9 @@ class SinglePassTrainConfig:
     task: str = "motion-deblur"  # finetune / calibrate
     t_mat: int = -1  # matched time step; -1 = the paper's table for the task
     tasks: tuple[str, ...] = TASKS  # multitask (trained in ascending t_mat)
+    # multitask / continue: relative share of each task in the training draws (tasks not
+    # named weigh 1; empty = every task's data once per epoch)
+    task_weights: dict[str, float] = field(default_factory=dict)
     init: str = ""  # weights file theta_0 starts from (pretrain's export); "" = random
     generative: bool = True  # add the TMDDP loss on the task's clean images
     regulariser: bool = True  # Omega-weighted pull towards theta_0
@@ -180,6 +184,14 @@ class SinglePassTrainConfig:
             raise ConfigError("singlepass.gen_probability must be in [0, 1]")
         if self.omega_batches < 1:
             raise ConfigError("singlepass.omega_batches must be >= 1")
+        for task, weight in self.task_weights.items():
+            if task not in TASKS:
+                raise ConfigError(f"singlepass.task_weights: unknown task {task!r} (tasks: "
+                                  f"{', '.join(TASKS)})")
+            number = isinstance(weight, (int, float)) and not isinstance(weight, bool)
+            if not number or not math.isfinite(weight) or weight < 0:
+                raise ConfigError(f"singlepass.task_weights: the weight of {task} must be a "
+                                  f"number >= 0, got {weight!r}")
 
     @property
     def diffusion_terms(self) -> bool:
@@ -213,6 +225,11 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+# tables whose keys are not fixed: `--set singlepass.task_weights.desnow=2` adds a key
+OPEN_TABLES = {("model", "overrides"), ("singlepass", "overrides"),
+               ("singlepass", "task_weights")}
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -252,9 +269,9 @@ def load_config(path_or_name: str | Path | None = None,
             raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
     for text in overrides:
         keys, value = parse_override(text)
-        if keys[0] in ("model", "singlepass") and keys[1:2] == ["overrides"] and len(keys) > 2:
+        if tuple(keys[:2]) in OPEN_TABLES and len(keys) > 2:
             section = data[keys[0]]
-            section["overrides"] = {**section["overrides"], ".".join(keys[2:]): value}
+            section[keys[1]] = {**section[keys[1]], ".".join(keys[2:]): value}
             continue
         node = data
         for key in keys[:-1]:

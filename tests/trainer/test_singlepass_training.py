@@ -63,6 +63,55 @@ def test_each_step_trains_on_the_union_with_its_own_time_steps(clean_folder, tmp
     assert job.model.config.adaptor_tasks == FIVE
 
 
+def _task_shares(dataset):
+    by_t = {part.t_mat: part.dataset.task for part in dataset.datasets}
+    counts = {task: 0 for task in by_t.values()}
+    for i in range(len(dataset)):
+        counts[by_t[int(dataset[i]["t"])]] += 1
+    return {task: n / len(dataset) for task, n in counts.items()}
+
+
+def test_task_weights_set_each_tasks_share_of_the_training_draws(clean_folder, tmp_path):
+    config = _config(clean_folder, "singlepass.regulariser=false", "data.synthetic_length=60",
+                     "singlepass.task_weights.desnow=3", "singlepass.task_weights.raindrop=0")
+    tasks = ["desnow", "raindrop", "derain-dehaze"]
+    job = build_finetune(config, tmp_path / "run", tasks, None, "x.safetensors",
+                         adaptor_tasks=FIVE)
+    assert job.extra_state["task_weights"] == {"desnow": 3.0, "raindrop": 0.0,
+                                               "derain-dehaze": 1.0}
+    dataset = job.dataset
+    shares = _task_shares(dataset)
+    assert shares["raindrop"] == 0.0  # weight 0: never drawn
+    assert 0.62 < shares["desnow"] < 0.88  # 3 : 1 -> 0.75 expected
+    first = dataset[5]
+    assert all(torch.equal(first[k], dataset[5][k]) for k in first)  # the same item on rereading
+    dataset.set_epoch(1)
+    assert _task_shares(dataset) != shares
+    plain = build_finetune(_config(clean_folder, "singlepass.regulariser=false",
+                                   "data.synthetic_length=60"), tmp_path / "plain", tasks, None,
+                           "x.safetensors", adaptor_tasks=FIVE)
+    assert "task_weights" not in plain.extra_state  # no weights: each task's data once an epoch
+    assert _task_shares(plain.dataset) \
+        == {"desnow": 1 / 3, "raindrop": 1 / 3, "derain-dehaze": 1 / 3}
+
+
+@pytest.mark.parametrize(("weights", "tasks", "message"), [
+    (["singlepass.task_weights.sunburn=2"], ["desnow", "raindrop"], "unknown task 'sunburn'"),
+    (["singlepass.task_weights.desnow=-1"], ["desnow", "raindrop"], "number >= 0"),
+    (['singlepass.task_weights.desnow="lots"'], ["desnow", "raindrop"], "number >= 0"),
+    (["singlepass.task_weights.desnow=2"], ["desnow"], "this run trains one task"),
+    (["singlepass.task_weights.motion-deblur=2"], ["desnow", "raindrop"], "does not train"),
+    (["singlepass.task_weights.desnow=0", "singlepass.task_weights.raindrop=0"],
+     ["desnow", "raindrop"], "leaves no task"),
+])
+def test_task_weights_that_cannot_be_honoured_are_refused(clean_folder, tmp_path, weights,
+                                                           tasks, message):
+    with pytest.raises(ConfigError, match=message):
+        build_finetune(_config(clean_folder, "singlepass.regulariser=false", *weights),
+                       tmp_path / "run", tasks, None, "x.safetensors")
+    assert not (tmp_path / "run").exists()
+
+
 def _batch(seed=0):
     g = torch.Generator().manual_seed(seed)
     clean = torch.rand(2, 3, 16, 16, generator=g)

@@ -67,25 +67,49 @@ class TimeStepped(Dataset):
 
 
 class TaskMixture(Dataset):
-    """The concatenation of several TimeStepped task datasets (MTUL's cumulative data):
-    each item keeps its own task's t_mat."""
+    """Several TimeStepped task datasets as one (MTUL's cumulative data): each item keeps its
+    own task's t_mat.
 
-    def __init__(self, datasets: Sequence[TimeStepped]) -> None:
+    Without `weights` the datasets are concatenated (every task's items once per epoch). With
+    `weights` (one non-negative number per dataset) item i draws its task with probability
+    weight / sum(weights) and then one of that task's items, both from (seed, epoch, i): the
+    same item in every worker and resumed run, a new draw each epoch."""
+
+    def __init__(self, datasets: Sequence[TimeStepped], weights: Sequence[float] | None = None,
+                 seed: int = 0) -> None:
         if not datasets:
             raise ConfigError("a task mixture needs at least one task")
         self.datasets = list(datasets)
         self.ends = list(np.cumsum([len(d) for d in self.datasets]))
+        self.seed, self.epoch = int(seed), 0
+        self.shares: list[float] | None = None
+        if weights is not None:
+            w = np.asarray(list(weights), dtype=np.float64)
+            if w.shape != (len(self.datasets),):
+                raise ConfigError(f"{len(w)} task weights for {len(self.datasets)} tasks")
+            if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+                raise ConfigError(f"task weights must be >= 0 with a positive sum, got "
+                                  f"{list(weights)}")
+            if any(len(d) == 0 for d, wi in zip(self.datasets, w, strict=True) if wi > 0):
+                raise ConfigError("a task with a positive weight has no training items")
+            self.shares = list(np.cumsum(w) / w.sum())
 
     def __len__(self) -> int:
         return int(self.ends[-1])
 
     def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
         for d in self.datasets:
             d.set_epoch(epoch)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
+        if self.shares is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+            which = min(bisect.bisect_right(self.shares, rng.random()), len(self.datasets) - 1)
+            part = self.datasets[which]
+            return part[int(rng.integers(len(part)))]
         which = bisect.bisect_right(self.ends, index)
         start = 0 if which == 0 else int(self.ends[which - 1])
         return self.datasets[which][index - start]

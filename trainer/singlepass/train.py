@@ -179,17 +179,20 @@ def build_finetune(config: TrainConfig, run_dir: Path, tasks: list[str],
     if extra:
         init = extra.get("init") or None
     t_mats = {task: task_time_step(config, task) for task in tasks}
+    weights = task_weights(config, tasks, adaptor_tasks)
     extra = {"tasks": {**{t: time_step_for(t) for t in adaptor_tasks if t not in t_mats},
                        **t_mats},
              "objective": objective_name(config), "init": str(init or ""),
              "adaptor_tasks": list(adaptor_tasks)}
+    if weights is not None:
+        extra["task_weights"] = dict(zip(tasks, weights, strict=True))
     net = new_net(config, adaptor_tasks, init)
     parts, val_pairs = [], {}
     for task in tasks:
         train_set, pairs = build_datasets(config, task)
         parts.append(TimeStepped(train_set, t_mats[task]))
         val_pairs[task] = pairs
-    dataset = TaskMixture(parts)
+    dataset = TaskMixture(parts, weights, seed=config.loop.seed)
     anchor = None
     if config.singlepass.regulariser and config.singlepass.diffusion_terms:
         anchor = load_anchor(run_dir)
@@ -211,6 +214,28 @@ def build_finetune(config: TrainConfig, run_dir: Path, tasks: list[str],
                     GEFLoss(net, config.singlepass, anchor), dict(net.named_parameters()),
                     dataset, validate=_validator(val_pairs, run_dir / "samples", config, extra),
                     finish=finish, extra_state=extra)
+
+
+def task_weights(config: TrainConfig, tasks: list[str] | tuple[str, ...],
+                 adaptor_tasks: tuple[str, ...] = ()) -> list[float] | None:
+    """`singlepass.task_weights` as one weight per task of `tasks` (1 where not named), or None
+    when none is set. A weight for a task this run does not train (or will not, in a later
+    multi-task step) is an error, as are weights for a single-task run."""
+    named = dict(config.singlepass.task_weights)
+    if not named:
+        return None
+    trained = set(tasks) | set(adaptor_tasks)
+    if len(trained) < 2:
+        raise ConfigError("singlepass.task_weights weighs the tasks of a multi-task run "
+                          "(multitask / continue); this run trains one task")
+    unknown = sorted(set(named) - trained)
+    if unknown:
+        raise ConfigError(f"singlepass.task_weights names {unknown}, which this run does not "
+                          f"train ({', '.join(sorted(trained))})")
+    weights = [float(named.get(task, 1.0)) for task in tasks]
+    if sum(weights) <= 0:
+        raise ConfigError(f"singlepass.task_weights leaves no task to train in {list(tasks)}")
+    return weights
 
 
 def _clean_batches(dataset: TaskMixture, config: TrainConfig):
