@@ -104,7 +104,8 @@ def test_every_slice_compiles_its_step_in_bf16_where_the_cpu_has_it(campaign, tm
         assert _value(command, "loop.cpu_bf16") == ("true" if native else "false"), stage.name
     # the single-pass fine-tuning refuses loop.compile: bf16 only
     assert [s.name for s in campaign.PLAN if not s.compiled_step] == ["singlepass",
-                                                                       "singlepass-s2"]
+                                                                       "singlepass-s2",
+                                                                       "singlepass-avg"]
 
 
 def test_the_stem_line_starts_from_the_shipped_network_made_into_a_stem(campaign, tmp_path):
@@ -134,6 +135,24 @@ def _git(repo: Path, *args: str) -> str:
 
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
                           text=True).stdout
+
+
+def test_the_gentle_line_fine_tunes_the_shipped_file_with_snow_weighted(campaign, tmp_path):
+    from trainer.config import load_config
+
+    stage = {s.name: s for s in campaign.PLAN}["singlepass-avg"]
+    shipped = tmp_path / "models" / "singlepass.safetensors"
+    shipped.write_bytes(b"")
+    stage.prepare()  # no warm start to write: the shipped file as it is
+    assert not stage.checkpoint().exists()
+    command = stage.command(tmp_path / "run")
+    assert command[command.index("--init") + 1] == str(shipped)
+    assert float(_value(command, "optim.lr")) == 1e-4
+    assert _value(command, "loop.iterations") == "600"
+    overrides = [c for c in command if "=" in c and not c.startswith("--")]
+    config = load_config("singlepass_cpu", overrides)  # every setting is one the trainer takes
+    assert config.singlepass.task_weights == {"desnow": 2.0}
+    assert config.singlepass.overrides["stem"] == 2
 
 
 def test_commit_slice_commits_only_the_slices_files(campaign, tmp_path, monkeypatch):
