@@ -93,6 +93,7 @@ def test_every_slice_compiles_its_step_in_bf16_where_the_cpu_has_it(campaign, tm
                                                                     monkeypatch, native):
     monkeypatch.setattr(campaign, "native_bf16", lambda: native)
     _base(tmp_path / "models" / "base.safetensors", 0.125)
+    (tmp_path / "models" / "singlepass.safetensors").write_bytes(b"")
     for stage in campaign.PLAN:
         if stage.kind == "singlepass":
             stage.checkpoint().write_bytes(b"")
@@ -105,7 +106,8 @@ def test_every_slice_compiles_its_step_in_bf16_where_the_cpu_has_it(campaign, tm
     # the single-pass fine-tuning refuses loop.compile: bf16 only
     assert [s.name for s in campaign.PLAN if not s.compiled_step] == ["singlepass",
                                                                        "singlepass-s2",
-                                                                       "singlepass-avg"]
+                                                                       "singlepass-avg",
+                                                                       "singlepass-soup"]
 
 
 def test_the_stem_line_starts_from_the_shipped_network_made_into_a_stem(campaign, tmp_path):
@@ -137,22 +139,31 @@ def _git(repo: Path, *args: str) -> str:
                           text=True).stdout
 
 
-def test_the_gentle_line_fine_tunes_the_shipped_file_with_snow_weighted(campaign, tmp_path):
+def test_the_soup_line_fine_tunes_the_shipped_file_afresh_with_a_seed_per_slice(campaign,
+                                                                                tmp_path):
     from trainer.config import load_config
 
-    stage = {s.name: s for s in campaign.PLAN}["singlepass-avg"]
+    stage = {s.name: s for s in campaign.PLAN}["singlepass-soup"]
     shipped = tmp_path / "models" / "singlepass.safetensors"
     shipped.write_bytes(b"")
     stage.prepare()  # no warm start to write: the shipped file as it is
     assert not stage.checkpoint().exists()
-    command = stage.command(tmp_path / "run")
-    assert command[command.index("--init") + 1] == str(shipped)
-    assert float(_value(command, "optim.lr")) == 1e-4
-    assert _value(command, "loop.iterations") == "600"
-    overrides = [c for c in command if "=" in c and not c.startswith("--")]
-    config = load_config("singlepass_cpu", overrides)  # every setting is one the trainer takes
-    assert config.singlepass.task_weights == {"desnow": 2.0}
-    assert config.singlepass.overrides["stem"] == 2
+    stage.checkpoint().write_bytes(b"")  # a later slice: still from the shipped file
+    seeds = []
+    for number in (1, 2):
+        command = stage.command(tmp_path / "run", number)
+        assert command[command.index("--init") + 1] == str(shipped)
+        overrides = [c for c in command if "=" in c and not c.startswith("--")]
+        config = load_config("singlepass_cpu", overrides)  # settings the trainer takes
+        assert config.optim.lr == 1e-4 and config.loop.iterations == 600
+        assert config.singlepass.task_weights == {} and config.singlepass.overrides["stem"] == 2
+        seeds.append(config.loop.seed)
+    assert seeds == [1, 2]
+    chained = {s.name: s for s in campaign.PLAN}["singlepass-s2"]
+    chained.checkpoint().write_bytes(b"")
+    command = chained.command(tmp_path / "run", 2)  # a chained line continues its checkpoint
+    assert command[command.index("--init") + 1] == str(chained.checkpoint())
+    assert "loop.seed=2" not in command
 
 
 def test_commit_slice_commits_only_the_slices_files(campaign, tmp_path, monkeypatch):
