@@ -36,6 +36,7 @@ from .options import (
     BACKEND_CHOICES,
     DEFAULT_STEPS,
     DEFAULT_STRENGTH,
+    DEFAULT_TEXTURE_COLOUR,
     DEFAULT_TILE,
     DEVICE_CHOICES,
     DTPM,
@@ -45,12 +46,13 @@ from .options import (
     MIN_TILE,
     PRECISION_CHOICES,
     SINGLE_PASS,
+    TEXTURE_COLOURS,
 )
 
 EARLIER_RESULTS_SHOWN = 10
 """Inputs left out as results of earlier runs that are named one by one; the rest counted."""
 SPEC_OPTIONS = ("model", "task", "ensemble", "base", "adapter", "steps", "seed", "strength",
-                "eta", "tile", "device", "precision", "backend")
+                "texture_colour", "eta", "tile", "device", "precision", "backend")
 """The options that go into the engine's spec (dtpm_core.engines.engine), each named as the spec's
 field. They default to None, so that only those given reach the spec (its own defaults hold
 otherwise) and an option of the other engine is refused, not ignored."""
@@ -122,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "strength recommended for the adapter in its model manifest, "
                              "e.g. 0.25 for the bundled motion-deblur and 0 for derain-dehaze; "
                              f"{DEFAULT_STRENGTH:g} for an adapter without one)")
+    parser.add_argument("--texture-colour", choices=TEXTURE_COLOURS,
+                        help="DTPM engine: how the texture layer is added: luminance = its "
+                             "brightness only, the initial prediction's colours kept (no "
+                             "coloured specks); rgb = every channel's own, as the paper does "
+                             f"(default: {DEFAULT_TEXTURE_COLOUR})")
     parser.add_argument("--eta", type=float,
                         help="DTPM engine: DDIM stochasticity, 0 = deterministic DDIM "
                              "(default: 0)")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from dtpm_core.errors import ConfigError, DTPMError
 from dtpm_core.modelfiles.unverified import UNVERIFIED_HELP, UNVERIFIED_OPTION, allow_unverified
+from dtpm_core.options import DEFAULT_TEXTURE_COLOUR, TEXTURE_COLOURS
 
 EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
 """A usage, config, data or checkpoint error; Ctrl-C (128 + SIGINT, as shells report it)."""
@@ -97,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start-step", type=int, default=None, metavar="T",
                    help="an experiment: sample from t_s = T instead of the adapter file's "
                         "measured start level (the report states it)")
+    p.add_argument("--texture-colour", choices=TEXTURE_COLOURS, default=DEFAULT_TEXTURE_COLOUR,
+                   help="how the K rows add the texture layer: luminance (the product's "
+                        "default) or rgb (the paper's); see dtpm-restore --texture-colour")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-images", type=int, default=None)
     p.add_argument("--max-side", type=int, default=None,
@@ -379,7 +383,8 @@ def _eval(args: argparse.Namespace) -> int:
         single_pass.prepare()  # a task the file lacks fails now
         others[SINGLE_PASS] = lambda image: single_pass.restore(image).image
     report = evaluate(restorer, pairs, steps, seed=args.seed, max_side=args.max_side,
-                      save_images_to=args.save_images, other_methods=others)
+                      save_images_to=args.save_images, other_methods=others,
+                      texture_colour=args.texture_colour)
     files = write_all(report, args.out)
     written = args.out / "eval.md"
     print(written.read_text(encoding="utf-8") if written.exists() else report)

@@ -50,7 +50,7 @@ from dtpm_core.evaluation.metrics import (
 from dtpm_core.evaluation.texture_metrics import texture_stats
 from dtpm_core.files.atomic import write_bytes_atomic
 from dtpm_core.files.imageio import read_image, write_image
-from dtpm_core.options import DEFAULT_TILE, MAX_SAMPLING_STEPS
+from dtpm_core.options import DEFAULT_TEXTURE_COLOUR, DEFAULT_TILE, MAX_SAMPLING_STEPS
 
 __all__ = [
     "DEFAULT_STEPS",
@@ -190,8 +190,8 @@ def evaluate(restorer: Restorer, pairs: Iterable[Any], steps: Iterable[int] = DE
              lpips_net: str = "alex", with_fid: bool = True,
              progress: Callable[[int, int], None] | None = None,
              save_images_to: Path | None = None,
-             other_methods: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None
-             ) -> EvalReport:
+             other_methods: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None,
+             texture_colour: str = DEFAULT_TEXTURE_COLOUR) -> EvalReport:
     """Restore every degraded image once for all K and score input, initial prediction and
     each K against the clean image.
 
@@ -211,6 +211,7 @@ def evaluate(restorer: Restorer, pairs: Iterable[Any], steps: Iterable[int] = DE
             (degraded | initial | K=... | clean).
         other_methods: more methods scored on the same pairs, name -> restore(degraded)
             (e.g. the single-pass engine, "single-pass"), reported after the K rows.
+        texture_colour: how the K rows add the texture layer ("luminance" or "rgb").
     """
     started = time.perf_counter()
     ks = _check_steps(steps)
@@ -237,7 +238,7 @@ def evaluate(restorer: Restorer, pairs: Iterable[Any], steps: Iterable[int] = DE
     notes: list[str] = [f"sampling calibration: {restorer.calibration.note}"]
     for index, ((degraded, clean), label) in enumerate(zip(pair_list, labels, strict=True)):
         y_d, y_g = _load_pair(degraded, clean, max_side)
-        restored = restorer.restore(y_d, ks, seed=seed, tile=tile)
+        restored = restorer.restore(y_d, ks, seed=seed, tile=tile, texture_colour=texture_colour)
         notes.extend(f"{label}: {note}" for note in restored.notes)
         outputs = {INPUT: y_d, INITIAL: restored.initial,
                    **{method_name(k): restored.results[k] for k in ks},
@@ -273,7 +274,8 @@ def evaluate(restorer: Restorer, pairs: Iterable[Any], steps: Iterable[int] = DE
         summary.append(entry)
     if fids is not None:
         fid_note = _add_fid(summary, fids, fid_note)
-    settings = {"steps": ks, "seed": seed, "tile": tile, "max_side": max_side,
+    settings = {"steps": ks, "seed": seed, "texture_colour": texture_colour, "tile": tile,
+                "max_side": max_side,
                 "lpips_net": lpips.net, "images": len(pair_list),
                 "t_s": restorer.calibration.start_step}
     return EvalReport(rows, summary, lpips.backbone, fid_note, time.perf_counter() - started,

@@ -2,7 +2,9 @@
 
     y_eps  = P(y_d)                                       the initial prediction (structure)
     x0_hat = s * DDIM_K(eps_theta(. | y_d, y_eps, code))  the texture residual, K steps from t_s
-    result = y_eps + strength * x0_hat
+    result = y_eps + strength * x0_hat                    (texture colour "rgb", the paper's)
+    result = y_eps + strength * grey(x0_hat)              ("luminance", the default: every
+                                                           channel gets the residual's luma)
 
 s (residual scale), t_s (start level) and the x0 clamp come from the model file's calibration
 (`dtpm_core.diffusion.calibration`): the adapter's when one is loaded, else the base's.
@@ -26,7 +28,13 @@ from ..diffusion.noise import TorchCompatibleNormal
 from ..diffusion.schedule import alpha_bars, sampling_timesteps
 from ..errors import ConfigError
 from ..modelfiles.verified import AdapterInfo, BaseInfo
-from ..options import DEFAULT_TILE, MAX_SAMPLING_STEPS, MAX_STRENGTH
+from ..options import (
+    DEFAULT_TEXTURE_COLOUR,
+    DEFAULT_TILE,
+    MAX_SAMPLING_STEPS,
+    MAX_STRENGTH,
+    TEXTURE_COLOURS,
+)
 from .inference import (
     PassCounter,
     ProgressCallback,
@@ -136,6 +144,7 @@ class Restorer(RunsOnRunner):
 
     def restore(self, image: np.ndarray, steps: int | Sequence[int] = 4, *, seed: int = 0,
                 eta: float = 0.0, tile: int = DEFAULT_TILE, strength: float = 1.0,
+                texture_colour: str = DEFAULT_TEXTURE_COLOUR,
                 progress: ProgressCallback | None = None,
                 should_stop: StopCheck | None = None) -> RestoreResult:
         """Restore one image.
@@ -148,6 +157,9 @@ class Restorer(RunsOnRunner):
             tile: tile size in pixels (0 = whole image); halved on out-of-memory.
             strength: scale of the generated texture layer (0 = the initial prediction,
                 1 = as trained, up to MAX_STRENGTH).
+            texture_colour: "luminance" adds the texture's brightness only (the initial
+                prediction's colours kept: no coloured specks), "rgb" every channel's own
+                (`dtpm_core.options.TEXTURE_COLOURS`).
             progress: called after every network pass.
             should_stop: polled between passes; True raises `Cancelled`.
         """
@@ -164,9 +176,13 @@ class Restorer(RunsOnRunner):
         if not 0.0 <= strength <= MAX_STRENGTH:
             raise ConfigError(f"texture strength must be between 0 and {MAX_STRENGTH}, "
                               f"got {strength}")
+        if texture_colour not in TEXTURE_COLOURS:
+            raise ConfigError(f"texture colour must be one of {', '.join(TEXTURE_COLOURS)}, "
+                              f"got {texture_colour!r}")
         image = check_image(image)
+        grey = texture_colour == "luminance"
         run = self.runner.run_tiled(
-            lambda t: self._run(image, ks, seed, eta, t, strength, progress, should_stop),
+            lambda t: self._run(image, ks, seed, eta, t, strength, grey, progress, should_stop),
             tile, image.shape[:2])
         initial, results = run.value
         return RestoreResult(initial, results, seed, run.tile, run.seconds, run.notes)
@@ -177,8 +193,8 @@ class Restorer(RunsOnRunner):
         require_finite(array, what, files)
 
     def _run(self, image: np.ndarray, ks: list[int], seed: int, eta: float, tile: int,
-             strength: float, progress: ProgressCallback | None, should_stop: StopCheck | None
-             ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+             strength: float, grey: bool, progress: ProgressCallback | None,
+             should_stop: StopCheck | None) -> tuple[np.ndarray, dict[int, np.ndarray]]:
         height, width = image.shape[:2]
         calls = self.networks.calls(progress)
         blender = TileBlender(height, width, tile)
@@ -232,10 +248,25 @@ class Restorer(RunsOnRunner):
                              noise=noise, callback=on_step, should_stop=should_stop,
                              clip_x0=calibration.x0_clip)
             x0 *= texture_gain
+            if grey:
+                _keep_luminance(x0)
             x0 += y_eps
             results[k] = to_image(x0)
             del x0
         return to_image(y_eps), results
+
+
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
+"""ITU-R BT.601 luma of (R, G, B), the standard the coloured-speck measure's Cb and Cr come from
+(`dtpm_core.evaluation.texture_metrics`); adding one value to all three channels leaves them
+unchanged."""
+
+
+def _keep_luminance(texture: np.ndarray) -> None:
+    """Replace every channel of a (1, 3, H, W) texture layer by its luma, in place: added to an
+    image, it changes each pixel's brightness and leaves its chroma (Cb, Cr) as it was."""
+    luma = np.tensordot(LUMA_WEIGHTS, texture[0], axes=1)  # (H, W)
+    texture[0] = luma[None]
 
 
 def _scaled(x: np.ndarray, factor: float) -> np.ndarray:

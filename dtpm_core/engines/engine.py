@@ -23,7 +23,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError
-from ..options import DEFAULT_STEPS, DEFAULT_STRENGTH, DEFAULT_TILE, DTPM, ENGINES, SINGLE_PASS
+from ..options import (
+    DEFAULT_STEPS,
+    DEFAULT_STRENGTH,
+    DEFAULT_TEXTURE_COLOUR,
+    DEFAULT_TILE,
+    DTPM,
+    ENGINES,
+    SINGLE_PASS,
+    TEXTURE_COLOURS,
+)
 
 if TYPE_CHECKING:  # torch-free at import: the app builds specs on its start-up path
     from .inference import ProgressCallback, StopCheck
@@ -37,7 +46,8 @@ class DTPMSpec:
     (`dtpm_core.backends.device.set_precision_preference`, which the app sets from its settings).
     `backend` runs the networks: "auto" (OpenVINO where it was measured faster, else torch), "torch"
     or "openvino"; None is the process preference (`dtpm_core.backends.set_backend_preference`,
-    "auto" unless the app set it)."""
+    "auto" unless the app set it). `texture_colour` adds the texture layer's brightness only
+    ("luminance", no coloured specks) or per channel ("rgb", the paper's)."""
 
     base: Path
     adapter: Path | None = None
@@ -49,6 +59,7 @@ class DTPMSpec:
     device: str = "auto"
     precision: str | None = "auto"
     backend: str | None = None
+    texture_colour: str = DEFAULT_TEXTURE_COLOUR
 
     engine = DTPM
 
@@ -58,6 +69,9 @@ class DTPMSpec:
             object.__setattr__(self, "adapter", Path(self.adapter))
         steps = (self.steps,) if isinstance(self.steps, int) else tuple(self.steps)
         object.__setattr__(self, "steps", steps)
+        if self.texture_colour not in TEXTURE_COLOURS:
+            raise ConfigError(f"texture colour must be one of {', '.join(TEXTURE_COLOURS)}, "
+                              f"got {self.texture_colour!r}")
 
     @property
     def weights(self) -> tuple[Any, ...]:
@@ -209,7 +223,8 @@ class DTPMEngine(Engine):
                  should_stop: StopCheck | None) -> EngineResult:
         task = self._prepare(spec)
         out = self.restorer.restore(image, spec.steps, seed=spec.seed, eta=spec.eta,
-                                    tile=spec.tile, strength=spec.strength, progress=progress,
+                                    tile=spec.tile, strength=spec.strength,
+                                    texture_colour=spec.texture_colour, progress=progress,
                                     should_stop=should_stop)
         return EngineResult(DTPM, out.result, task, out.tile, out.seconds,
                             initial=out.initial, by_steps=out.results, notes=out.notes)

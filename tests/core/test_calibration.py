@@ -94,6 +94,36 @@ def test_strength_scales_the_texture_layer(files):
         restorer.restore(photo, 4, strength=2.5)
 
 
+def test_luminance_texture_keeps_the_initial_colours_and_is_the_rgb_textures_luma(files):
+    """The default texture colour adds the same change to R, G and B (the texture's BT.601
+    luma): no pixel's chroma moves, so no coloured specks; "rgb" (the paper's) adds each
+    channel's own, from the same noise."""
+    from dtpm_core.evaluation.texture_metrics import colour_specks_per_million
+
+    folder, _ = files
+    restorer = Restorer(folder / "base.safetensors", folder / "new.safetensors", device="cpu")
+    photo = np.random.default_rng(1).uniform(0.2, 0.8, (40, 56, 3)).astype(np.float32)
+    grey = restorer.restore(photo, [1, 4], tile=0)  # the default
+    rgb = restorer.restore(photo, [1, 4], tile=0, texture_colour="rgb")
+    np.testing.assert_array_equal(grey.initial, rgb.initial)
+    for k in (1, 4):
+        texture_grey = grey.results[k] - grey.initial
+        texture_rgb = rgb.results[k] - rgb.initial
+        assert np.abs(texture_rgb[..., 0] - texture_rgb[..., 1]).max() > 1e-3  # colour in rgb
+        inside = ((rgb.results[k] > 0) & (rgb.results[k] < 1) & (grey.results[k] > 0)
+                  & (grey.results[k] < 1)).all(axis=-1)
+        assert inside.mean() > 0.5
+        luma = texture_rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+        for channel in range(3):
+            np.testing.assert_allclose(texture_grey[..., channel][inside], luma[inside],
+                                       atol=2e-5)
+        # the chroma of every unclipped pixel is the initial prediction's
+        assert colour_specks_per_million(grey.results[k], grey.initial, levels=0.01) \
+            <= 1e6 * (1 - inside.mean())
+    with pytest.raises(ConfigError, match="texture colour"):
+        restorer.restore(photo, 4, texture_colour="sepia")
+
+
 def test_k_above_the_start_level_is_an_error(tmp_path):
     model = tiny_model(Stage2Options(), semantic="none", seed=3)
     save_base(tmp_path / "b.safetensors", model,

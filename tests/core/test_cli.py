@@ -162,6 +162,7 @@ def test_single_pass_without_task_restores_the_file_s_only_task(singlepass, tmp_
     ("single-pass", ["--adapter", "motion-deblur"], "adapter"),
     ("single-pass", ["--seed", "3"], "seed"),
     ("single-pass", ["--strength", "0.5"], "strength"),
+    ("single-pass", ["--texture-colour", "rgb"], "texture-colour"),
     ("single-pass", ["--eta", "0.5"], "eta"),
     ("single-pass", ["--base", "base.safetensors"], "base"),
     ("dtpm", ["--task", "desnow"], "task"),
@@ -261,6 +262,18 @@ def test_an_explicit_value_wins_and_the_other_stays_recommended(installed, tmp_p
     s1 = _restore(tmp_path, "s1", "--strength", "1")
     assert "note: K=2: recommended for motion-deblur" in capsys.readouterr().err
     assert _restore(tmp_path, "s1_explicit", "--steps", "2", "--strength", "1") == s1
+
+
+def test_texture_colour_luminance_is_the_default_and_rgb_the_papers(installed, tmp_path,
+                                                                     capsys):
+    default = _restore(tmp_path, "default", "--strength", "1")
+    assert _restore(tmp_path, "luminance", "--strength", "1", "--texture-colour",
+                    "luminance") == default
+    assert _restore(tmp_path, "rgb", "--strength", "1", "--texture-colour", "rgb") != default
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "x.png"), "-o", str(tmp_path / "bad"), "--texture-colour", "sepia"])
+    assert "invalid choice: 'sepia'" in capsys.readouterr().err
 
 
 def test_an_adapter_without_a_recommendation_keeps_the_global_defaults(installed, tmp_path,

@@ -127,6 +127,11 @@ def test_specs_from_options_and_unknown_engines():
     assert spec.steps == (10,) and spec.tile == DEFAULT_TILE == 2048 and spec.precision == "auto"
     with pytest.raises(ConfigError, match="unknown engine"):
         spec_from_options("fast", model="m")
+    assert spec.texture_colour == "luminance"
+    with pytest.raises(ConfigError, match="texture colour must be one of luminance, rgb"):
+        spec_from_options("dtpm", base="b.safetensors", texture_colour="sepia")
+    with pytest.raises(ConfigError, match="texture_colour"):
+        spec_from_options("single-pass", model="m", texture_colour="rgb")
 
 
 def test_a_spec_for_other_weights_needs_another_engine(files, photo):
