@@ -130,6 +130,11 @@ photo in this recipe; the earlier one held coffee out.
 {photo_table(held)}
 
 ## Results on the held-out photos
+DTPM's K columns add the texture layer as luminance (the product's default, `--texture-colour
+luminance`: the same change to R, G and B, the initial prediction's colours kept); the paper's
+per-channel texture (`--texture-colour rgb`) measured lower PSNR at every K and left coloured
+specks on rain + haze and snow.
+
 {evaluation}
 ## Limits
 - Synthetic degradations only: no real degraded/clean pairs were available offline, so real
