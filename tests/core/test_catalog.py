@@ -40,7 +40,7 @@ def test_the_bundled_adapters_carry_their_measured_recommendation(monkeypatch, t
     assert {task: entry.recommended for task, entry in catalog.adapters.items()} == {
         "motion-deblur": Recommendation(1, 0.25), "defocus-deblur": Recommendation(1, 0.5),
         "derain-dehaze": Recommendation(1, 0.0), "desnow": Recommendation(1, 0.0),
-        "raindrop": Recommendation(1, 0.0)}
+        "raindrop": Recommendation(2, 0.25)}
     data = json.loads((bundled_models_dir() / "manifest.json").read_text(encoding="utf-8"))
     assert "choose_defaults" in data["recommended_by"]
 
