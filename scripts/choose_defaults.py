@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from singlepass_gain import as_stored  # noqa: E402  (what `dtpm-train eval` reads back)
 
 from dtpm_core.modelfiles.recommended import Recommendation, write_recommendations  # noqa: E402
-from dtpm_core.options import TASKS  # noqa: E402
+from dtpm_core.options import DEFAULT_TEXTURE_COLOUR, TASKS  # noqa: E402
 
 KS = (1, 2, 4, 10)
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
@@ -138,7 +138,8 @@ def main() -> None:
             info = read_adapter_info(args.models / f"{task}.safetensors")
             adapters[task] = f"{task}.safetensors sha256 {info.sha256[:12]}"
         run = (f"{datetime.date.today().isoformat()}, {photos} photos of "
-               f"{', '.join(p.name for p in args.clean)}, held-out settings, seed 0, CPU fp32; "
+               f"{', '.join(p.name for p in args.clean)}, held-out settings, seed 0, CPU fp32, "
+               f"texture added as {DEFAULT_TEXTURE_COLOUR}; "
                f"adapters: {'; '.join(adapters.values())}")
         if args.save_means is not None:
             args.save_means.write_text(json.dumps(
