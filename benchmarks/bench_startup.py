@@ -6,7 +6,8 @@ backend (issue 22, item 5), side by side in one run.
 Every row is a fresh process, timed from just before it is started (wall clock), rounds
 interleaved, medians reported:
 
-- runtime imports alone (`import torch`, `import openvino`) and the torch-free entry points
+- runtime imports alone (`import torch`, `import openvino`, and the OpenVINO backend module,
+  which imports openvino without its model converter) and the torch-free entry points
   (`dtpm-restore --help`, the app's modules);
 - `dtpm-restore PHOTO` until the restored file is written: DTPM K = 4 at strength 1 and the
   single-pass engine (task motion-deblur, `TASK`), `--backend torch` and `--backend
@@ -134,6 +135,8 @@ def main() -> int:
             for name, cmd in (
                     ("import torch", [sys.executable, "-c", "import torch"]),
                     ("import openvino", [sys.executable, "-c", "import openvino"]),
+                    ("the OpenVINO backend module (no converter)",
+                     [sys.executable, "-c", "import dtpm_core.backends.openvino_backend"]),
                     ("dtpm-restore --help", [str(BIN / "dtpm-restore"), "--help"]),
                     ("the app's modules", [sys.executable, "-c", "import dtpm_app.main_window"])):
                 times.setdefault(name, []).append(_timed(cmd, env)[0])

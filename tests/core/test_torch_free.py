@@ -41,6 +41,8 @@ WITHOUT_TORCH = PRELUDE + """
 from dtpm_core.cli import main
 code = main(sys.argv[1:])
 assert torch_free()
+# nor OpenVINO's model converter, which `import openvino` would load (start-up time)
+assert code != 0 or "openvino.tools.ovc" not in sys.modules, "the converter was imported"
 sys.exit(code)
 """
 
