@@ -27,7 +27,6 @@ from typing import BinaryIO
 
 import cv2
 import numpy as np
-import tifffile
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import ImageReadError, ImageWriteError
@@ -278,6 +277,8 @@ def _decode_png16(data: bytes, color_type: int) -> tuple[np.ndarray, np.ndarray 
 
 
 def _read_tiff(data: bytes) -> tuple[LoadedImage, object]:
+    import tifffile  # here, not at start-up: only TIFF files need it (~40 ms to import)
+
     arr, reason = None, "unsupported TIFF layout"
     with tifffile.TiffFile(io.BytesIO(data)) as tif:
         if not tif.pages:
@@ -447,6 +448,8 @@ def image_size(path: Path | str) -> tuple[int, int] | None:
     try:
         with open(path, "rb") as handle:
             if handle.read(4) in _TIFF_MAGIC:
+                import tifffile  # only TIFF files need it
+
                 handle.seek(0)
                 with tifffile.TiffFile(handle) as tif:
                     page = tif.pages.first
@@ -498,6 +501,8 @@ def _encode_tiff(fh: BinaryIO, pixels: np.ndarray, icc: _Bytes, exif: _Bytes, qu
                  marker: OutputMarker | None = None) -> None:
     """Deflate-compressed TIFF via tifffile, with ICC (tag 34675), unassociated alpha and the
     marker as XMP (tag 700)."""
+    import tifffile  # only TIFF files need it
+
     del quality
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
     extratags = []
