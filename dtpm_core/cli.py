@@ -48,6 +48,7 @@ from .options import (
     SINGLE_PASS,
     TEXTURE_COLOURS,
 )
+from .progress_bars import progress_bar, write_line
 
 EARLIER_RESULTS_SHOWN = 10
 """Inputs left out as results of earlier runs that are named one by one; the rest counted."""
@@ -255,16 +256,14 @@ def _run_batch(args: argparse.Namespace, plan: OutputPlan, engine: Engine,
                missing: list[str]) -> int:
     """Restore every item of `plan`; one failure is reported and the batch goes on. Ctrl-C
     stops it and still prints the summary."""
-    from tqdm import tqdm
-
     items = plan.items
     failures = failures_before_running(plan, missing, args.on_conflict)
     renamed = {source for source, _ in plan.renamed}
     done = skipped = processed = done_renamed = 0
     interrupted = False
     started = time.perf_counter()
-    files_bar = tqdm(items, unit="image", disable=args.quiet or len(items) < 2,
-                     desc="images", position=0)
+    files_bar = progress_bar(items, quiet=args.quiet, unit="image", disable=len(items) < 2,
+                             desc="images", position=0)
     try:
         for item in files_bar:
             if args.skip_existing and item.existing == "result":
@@ -276,7 +275,7 @@ def _run_batch(args: argparse.Namespace, plan: OutputPlan, engine: Engine,
                     done_renamed += item.source in renamed
                 else:
                     failures.append((str(item.source), message))
-                    tqdm.write(f"failed: {item.source}: {message}", file=sys.stderr)
+                    write_line(f"failed: {item.source}: {message}", file=sys.stderr)
             processed += 1
     except KeyboardInterrupt:
         interrupted = True
@@ -302,8 +301,6 @@ def _restore_one(args: argparse.Namespace, plan: OutputPlan, item: BatchItem, en
     """Read, restore, write and record one item: ("done", "") or ("failed", reason). A photo
     that would not fit in the memory left is tried with smaller tiles, else left out; a
     MemoryError fails this item only."""
-    from tqdm import tqdm
-
     from .files.imageio import read_image, write_image
     from .files.output_marker import OutputMarker
 
@@ -311,8 +308,8 @@ def _restore_one(args: argparse.Namespace, plan: OutputPlan, item: BatchItem, en
     if problem:
         return "failed", problem
 
-    passes = tqdm(total=0, unit="pass", desc=item.source.name, leave=False,
-                  disable=args.quiet, position=1 if nested else 0)
+    passes = progress_bar(quiet=args.quiet, total=0, unit="pass", desc=item.source.name,
+                          leave=False, position=1 if nested else 0)
 
     def on_progress(p, passes=passes) -> None:
         passes.total = p.total
@@ -338,18 +335,16 @@ def _restore_one(args: argparse.Namespace, plan: OutputPlan, item: BatchItem, en
     try:
         record_output(plan, args.output, item.target)
     except OSError as exc:
-        tqdm.write(f"{item.target}: written, but the list of results in {args.output} "
+        write_line(f"{item.target}: written, but the list of results in {args.output} "
                    f"could not be updated ({exc})", file=sys.stderr)
     for note in restored.notes:
-        tqdm.write(f"{item.source}: {note}")
+        write_line(f"{item.source}: {note}")
     return "done", ""
 
 
 def _fit_memory(item: BatchItem, engine: Engine) -> tuple[EngineSpec | None, str]:
     """(the spec to restore `item` with: None = the engine's own, or one with a smaller
     tile; a reason to leave it out, or "") from the memory estimate of its size."""
-    from tqdm import tqdm
-
     from .engines import memory_budget
     from .files.imageio import image_size
 
@@ -368,7 +363,7 @@ def _fit_memory(item: BatchItem, engine: Engine) -> tuple[EngineSpec | None, str
                       "with more memory")
     if fitted == tile:
         return None, ""
-    tqdm.write(f"{item.source}: tile {fitted} instead of {tile or 'off'}, to fit in the "
+    write_line(f"{item.source}: tile {fitted} instead of {tile or 'off'}, to fit in the "
                f"{memory_budget.describe_bytes(available)} of memory available",
                file=sys.stderr)
     return dataclasses.replace(engine.spec, tile=fitted), ""

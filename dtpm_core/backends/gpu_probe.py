@@ -5,7 +5,8 @@ machine without one picks OpenVINO without paying for the import (issue 22, star
 from __future__ import annotations
 
 import ctypes
-import importlib.metadata
+import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -20,15 +21,39 @@ def torch_may_see_a_gpu() -> bool:
     always on macOS, whose Metal GPU only torch can ask about."""
     if sys.platform == "darwin":
         return True
-    try:
-        version = importlib.metadata.version("torch")
-    except importlib.metadata.PackageNotFoundError:
+    version = installed_torch_version()
+    if version is None:
         return False
     if "+cpu" in version:
         return False
     if "rocm" in version:
         return Path("/dev/kfd").exists()
     return nvidia_device_count() > 0
+
+
+_VERSION_LINE = re.compile(r"""^__version__\s*=\s*['"]([^'"]+)['"]""", re.MULTILINE)
+
+
+def installed_torch_version() -> str | None:
+    """torch.__version__ ("2.14.1+cu130", with the wheel's build tag, which the installed
+    package's metadata may leave out) read from the package's `version.py` without importing
+    torch or importlib.metadata (30-70 ms of every start-up, measured); None where torch is
+    not installed, "" where its version file is missing or unreadable."""
+    try:
+        spec = importlib.util.find_spec("torch")
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    for folder in spec.submodule_search_locations or ():
+        try:
+            text = (Path(folder) / "version.py").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        found = _VERSION_LINE.search(text)
+        if found:
+            return found.group(1)
+    return ""
 
 
 def nvidia_device_count() -> int:

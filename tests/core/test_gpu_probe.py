@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.metadata
+import importlib.machinery
 import subprocess
 import sys
 
@@ -23,7 +23,7 @@ from dtpm_core.backends import device, gpu_probe, resolve_backend
 def test_the_probe_reads_the_wheel_and_the_drivers(monkeypatch, tmp_path, version, kfd,
                                                    nvidia, expected):
     monkeypatch.setattr(gpu_probe.sys, "platform", "linux")
-    monkeypatch.setattr(gpu_probe.importlib.metadata, "version", lambda name: version)
+    monkeypatch.setattr(gpu_probe, "installed_torch_version", lambda: version)
     monkeypatch.setattr(gpu_probe, "Path", lambda p: tmp_path / ("kfd" if kfd else "none"))
     (tmp_path / "kfd").touch()
     monkeypatch.setattr(gpu_probe, "nvidia_device_count", lambda: nvidia)
@@ -31,14 +31,47 @@ def test_the_probe_reads_the_wheel_and_the_drivers(monkeypatch, tmp_path, versio
 
 
 def test_without_torch_or_on_macos(monkeypatch):
-    def missing(name):
-        raise importlib.metadata.PackageNotFoundError(name)
-
     monkeypatch.setattr(gpu_probe.sys, "platform", "linux")
-    monkeypatch.setattr(gpu_probe.importlib.metadata, "version", missing)
+    monkeypatch.setattr(gpu_probe.importlib.util, "find_spec", lambda name: None)
+    assert gpu_probe.installed_torch_version() is None
     assert gpu_probe.torch_may_see_a_gpu() is False
     monkeypatch.setattr(gpu_probe.sys, "platform", "darwin")  # Metal: only torch can tell
     assert gpu_probe.torch_may_see_a_gpu() is True
+
+
+def _installed_torch(monkeypatch, folder):
+    spec = importlib.machinery.ModuleSpec("torch", None, is_package=True)
+    spec.submodule_search_locations = [str(folder)]
+    monkeypatch.setattr(gpu_probe.importlib.util, "find_spec",
+                        lambda name: spec if name == "torch" else None)
+
+
+@pytest.mark.parametrize("line", ['__version__ = "2.14.1+cpu"', "__version__ = '2.14.1+cpu'"])
+def test_the_version_is_read_from_the_package_without_importing_it(monkeypatch, tmp_path, line):
+    (tmp_path / "version.py").write_text(f"from typing import Optional\n{line}\ndebug = False\n")
+    _installed_torch(monkeypatch, tmp_path)
+    assert gpu_probe.installed_torch_version() == "2.14.1+cpu"
+    assert gpu_probe.torch_may_see_a_gpu() is False
+
+
+def test_an_unreadable_version_leaves_the_drivers_to_decide(monkeypatch, tmp_path):
+    _installed_torch(monkeypatch, tmp_path)  # no version.py
+    monkeypatch.setattr(gpu_probe.sys, "platform", "linux")
+    assert gpu_probe.installed_torch_version() == ""
+    for count, expected in ((0, False), (1, True)):
+        monkeypatch.setattr(gpu_probe, "nvidia_device_count", lambda count=count: count)
+        assert gpu_probe.torch_may_see_a_gpu() is expected
+
+
+def test_the_installed_version_is_torchs_own():
+    torch = pytest.importorskip("torch")
+    assert gpu_probe.installed_torch_version() == torch.__version__
+
+
+def test_the_probe_imports_neither_torch_nor_package_metadata():
+    code = ("import sys; from dtpm_core.backends.gpu_probe import torch_may_see_a_gpu as p; p(); "
+            "sys.exit(1 if {'torch', 'importlib.metadata'} & set(sys.modules) else 0)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
 
 
 def test_a_missing_driver_library_counts_no_device(monkeypatch):

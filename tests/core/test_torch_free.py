@@ -43,6 +43,8 @@ code = main(sys.argv[1:])
 assert torch_free()
 # nor OpenVINO's model converter, which `import openvino` would load (start-up time)
 assert code != 0 or "openvino.tools.ovc" not in sys.modules, "the converter was imported"
+# nor tqdm in a quiet run, which draws no bars (start-up time)
+assert "-q" not in sys.argv or "tqdm" not in sys.modules, "tqdm was imported in a quiet run"
 sys.exit(code)
 """
 
