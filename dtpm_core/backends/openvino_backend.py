@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -67,16 +68,24 @@ def runtime_version() -> str:
     return ov.get_version()
 
 
+def padded_size(height: int, width: int, multiple: int, margin: int) -> tuple[int, int]:
+    """The size `pad_images` pads a height x width image to."""
+    return (-(-(height + 2 * margin) // multiple) * multiple,
+            -(-(width + 2 * margin) // multiple) * multiple)
+
+
 def pad_images(x: np.ndarray, multiple: int, margin: int
                ) -> tuple[np.ndarray, tuple[slice, slice]]:
     """numpy twin of `dtpm_core.networks.layers.pad_with_context`: (1, C, H, W) reflect-padded by
     `margin` (replicated when the image is too small to reflect), then edge-padded on the
-    bottom/right to a multiple; returns the padded array and the slices of the original."""
+    bottom/right to a multiple (`padded_size`); returns the padded array and the slices of the
+    original."""
     h, w = x.shape[-2:]
     if margin > 0:
         mode = "reflect" if min(h, w) > margin else "edge"
         x = np.pad(x, ((0, 0), (0, 0), (margin, margin), (margin, margin)), mode=mode)
-    pad_h, pad_w = (-x.shape[-2]) % multiple, (-x.shape[-1]) % multiple
+    target_h, target_w = padded_size(h, w, multiple, margin)
+    pad_h, pad_w = target_h - x.shape[-2], target_w - x.shape[-1]
     if pad_h or pad_w:
         x = np.pad(x, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), mode="edge")
     return x, (slice(margin, margin + h), slice(margin, margin + w))
@@ -135,17 +144,49 @@ def fp16_where_exact(model: ov.Model) -> ov.Model:
 
 class OpenVINONetwork:
     """One compiled network: call it with its inputs by name ((1, C, h, w) images as float32
-    arrays, unpadded); returns the output as a new float32 array."""
+    arrays, unpadded); returns the output as a new float32 array. `compile_ahead` compiles it
+    for an image size in the background, before the image is there."""
 
     def __init__(self, core: ov.Core, graph: Path, role: str, layout: GraphLayout,
-                 config: dict[str, Any], shape_policy: str) -> None:
+                 config: dict[str, Any], shape_policy: str,
+                 background: Callable[[], ThreadPoolExecutor] | None = None) -> None:
         self.role, self.layout, self._core, self._config = role, layout, core, config
         self._model = core.read_model(graph)
         self._static = shape_policy == "static"
         self._compiled: dict[tuple[int, ...], Any] = {}
+        self._ahead: dict[tuple[int, ...], Future] = {}  # compiling in the background
+        self._background = background
         if not self._static:
             self._compiled[()] = core.compile_model(self._model, "CPU", config) \
                 .create_infer_request()
+
+    def _compile(self, model: ov.Model, shapes: list[list[int]]) -> Any:
+        """An infer request of `model` (a clone: reshaped here) for the inputs' `shapes`."""
+        model.reshape({port.get_any_name(): ov.PartialShape(shape)
+                       for port, shape in zip(model.inputs, shapes, strict=True)})
+        return self._core.compile_model(model, "CPU", self._config).create_infer_request()
+
+    def compile_ahead(self, height: int, width: int) -> bool:
+        """Start compiling for (unpadded) height x width images in a background thread, where
+        the shapes are compiled one by one ("static") and this size is neither compiled nor
+        compiling; a later call with such images waits for it instead of compiling. OpenVINO
+        lets Python run meanwhile (reading the photo, say). True where a compile started."""
+        if not self._static or self._background is None or \
+                len(self._ahead) >= STATIC_SHAPES_KEPT:
+            return False
+        size = padded_size(height, width, self.layout.multiple, self.layout.margin)
+        if size in self._compiled or size in self._ahead:
+            return False
+        model = self._model.clone()
+        shapes = []
+        for i, port in enumerate(model.inputs):
+            shape = port.get_partial_shape()
+            if i < self.layout.images:  # (1, C, H, W), H and W dynamic in the graph
+                shapes.append([1, shape[1].get_length(), *size])
+            else:  # static in the graph (a time step, a semantic code)
+                shapes.append([dim.get_length() for dim in shape])
+        self._ahead[size] = self._background().submit(self._compile, model, shapes)
+        return True
 
     def _request(self, arrays: list[np.ndarray]) -> Any:
         if not self._static:
@@ -153,15 +194,20 @@ class OpenVINONetwork:
         shape = tuple(arrays[0].shape[-2:])
         if shape in self._compiled:
             self._compiled[shape] = self._compiled.pop(shape)  # the most recent: kept longest
-        else:
-            if len(self._compiled) >= STATIC_SHAPES_KEPT:
-                del self._compiled[next(iter(self._compiled))]
-            model = self._model.clone()
-            model.reshape({port.get_any_name(): ov.PartialShape(list(a.shape))
-                           for port, a in zip(model.inputs, arrays, strict=True)})
-            self._compiled[shape] = self._core.compile_model(model, "CPU", self._config) \
-                .create_infer_request()
-        return self._compiled[shape]
+            return self._compiled[shape]
+        request = None
+        ahead = self._ahead.pop(shape, None)
+        if ahead is not None:
+            try:
+                request = ahead.result()
+            except Exception:  # noqa: BLE001 - compiled again below, where it raises if it must
+                request = None
+        if request is None:
+            request = self._compile(self._model.clone(), [list(a.shape) for a in arrays])
+        if len(self._compiled) >= STATIC_SHAPES_KEPT:
+            del self._compiled[next(iter(self._compiled))]
+        self._compiled[shape] = request
+        return request
 
     def _infer(self, inputs: dict[str, Any]) -> tuple[Any, tuple[slice, slice] | None]:
         """Run the graph on the named inputs (images padded as the layout says); the request,
@@ -215,6 +261,21 @@ class OpenVINOSession:
         if self.compiled_folder is not None:  # compiled once per size, read back after
             self.core.set_property({"CACHE_DIR": str(self.compiled_folder)})
         self._networks: dict[str, tuple[str, OpenVINONetwork]] = {}
+        self._executor: ThreadPoolExecutor | None = None
+
+    def _background(self) -> ThreadPoolExecutor:
+        """The threads that compile ahead (`OpenVINONetwork.compile_ahead`), started on first
+        use: two, so that DTPM's predictor and denoiser compile side by side."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=2,
+                                                thread_name_prefix="openvino-compile")
+        return self._executor
+
+    def at_hand(self, spec: GraphSpec) -> bool:
+        """Whether `network(spec)` needs no conversion: held, shipped whole or cached whole."""
+        held = self._networks.get(spec.role)
+        return (held is not None and held[0] == json.dumps(spec.key, sort_keys=True)) or \
+            graph_at_hand(spec, self.cache)
 
     def network(self, spec: GraphSpec, on_convert: Callable[[GraphSpec], None] | None = None
                 ) -> tuple[OpenVINONetwork, CacheEntry | None]:
@@ -241,7 +302,8 @@ class OpenVINOSession:
                 entry = CacheEntry(entry.folder, entry.converted,
                                    "; ".join(filter(None, (shipped_problem, entry.problem))))
         network = OpenVINONetwork(self.core, entry.folder / GRAPH_FILE, spec.role,
-                                  entry.layout, self.config, self.shape_policy)
+                                  entry.layout, self.config, self.shape_policy,
+                                  self._background)
         self._networks[spec.role] = (name, network)  # one per role: switching tasks frees
         return network, entry
 

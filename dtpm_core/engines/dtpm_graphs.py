@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends import GraphSpec
 from ..backends.graphs import denoiser_graph, predictor_graph, semantic_graph
 from ..modelfiles.verified import (
     AdapterInfo,
@@ -38,15 +39,31 @@ class GraphDTPMNetworks:
     def unload_adapter(self) -> None:
         self.task_info = None
 
-    def calls(self, progress: ProgressCallback | None = None) -> DTPMCalls:
+    def specs(self) -> list[GraphSpec]:
+        """The graphs of the loaded base and task: the denoiser, then the initial predictor
+        and the semantic encoder where they have them."""
         base, task = self.base_info, self.task_info
         specs = [denoiser_graph(base, task)]
-        with_predictor = task is not None and task.stage2.use_predictor
-        if with_predictor:
+        if task is not None and task.stage2.use_predictor:
             specs.append(predictor_graph(base, task))
-        with_semantic = base.config.denoiser.semantic != "none"
-        if with_semantic:
+        if base.config.denoiser.semantic != "none":
             specs.append(semantic_graph(base))
+        return specs
+
+    def compile_ahead(self, sizes: list[tuple[int, int]], denoiser: bool) -> int:
+        """Start compiling the networks that run on the photo's windows (the predictor, and
+        the denoiser where `denoiser`) for these window sizes (`Runner.compile_ahead`); the
+        semantic encoder sees one size whatever the photo's and compiles on first use."""
+        wanted = ("predictor", "denoiser") if denoiser else ("predictor",)
+        specs = [spec for spec in self.specs() if spec.role in wanted]
+        specs.sort(key=lambda spec: wanted.index(spec.role))  # the predictor runs first
+        return self.runner.compile_ahead(specs, sizes)
+
+    def calls(self, progress: ProgressCallback | None = None) -> DTPMCalls:
+        task = self.task_info
+        specs = self.specs()
+        with_predictor = any(spec.role == "predictor" for spec in specs)
+        with_semantic = any(spec.role == "semantic" for spec in specs)
         nets = dict(zip((spec.role for spec in specs),
                         self.runner.compile_graphs(specs, progress), strict=True))
         denoise_net = nets["denoiser"]

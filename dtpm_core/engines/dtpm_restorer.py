@@ -45,7 +45,7 @@ from .inference import (
     to_network_input,
 )
 from .runner import Runner, RunsOnRunner
-from .tiling import TileBlender, Window
+from .tiling import TileBlender, Window, window_sizes
 
 
 @dataclass
@@ -186,6 +186,15 @@ class Restorer(RunsOnRunner):
             tile, image.shape[:2])
         initial, results = run.value
         return RestoreResult(initial, results, seed, run.tile, run.seconds, run.notes)
+
+    def compile_ahead(self, height: int, width: int, *, tile: int = DEFAULT_TILE,
+                      strength: float = 1.0) -> int:
+        """Start compiling the networks for a height x width photo in the background (OpenVINO,
+        `Runner.compile_ahead`; the denoiser only where `strength` lets it run): call it
+        before reading the photo. Returns how many compiles started."""
+        if self.runner.openvino is None:
+            return 0
+        return self.networks.compile_ahead(window_sizes(height, width, tile), strength != 0.0)
 
     def _require_finite(self, array: np.ndarray, what: str) -> None:
         task = self.adapter_info

@@ -173,6 +173,14 @@ class Engine(ABC):
         task the file lacks) would fail every image: a batch calls it before the first."""
         return self._prepare(self._own(spec))
 
+    def compile_ahead(self, size: tuple[int, int], spec: EngineSpec | None = None) -> int:
+        """Start compiling the networks for a photo of `size` (height, width) restored with
+        `spec`, in the background, where the backend compiles per image size (OpenVINO): a
+        restore right after finds them compiled. Call it before reading the photo (the CLI
+        does: reading and compiling overlap). Returns how many compiles started (0 on
+        torch)."""
+        return self._compile_ahead(size, self._own(spec))
+
     def _own(self, spec: EngineSpec | None) -> EngineSpec:
         """`spec`, or the loaded one for None; a spec for other weights is an error."""
         spec = self.spec if spec is None else spec
@@ -185,6 +193,10 @@ class Engine(ABC):
 
     @abstractmethod
     def _prepare(self, spec: Any) -> str:
+        ...
+
+    @abstractmethod
+    def _compile_ahead(self, size: tuple[int, int], spec: Any) -> int:
         ...
 
     @abstractmethod
@@ -218,6 +230,10 @@ class DTPMEngine(Engine):
         if info is None or Path(info.path).resolve() != spec.adapter.resolve():
             info = self.restorer.load_adapter(spec.adapter)
         return info.task
+
+    def _compile_ahead(self, size: tuple[int, int], spec: DTPMSpec) -> int:
+        self._prepare(spec)
+        return self.restorer.compile_ahead(*size, tile=spec.tile, strength=spec.strength)
 
     def _restore(self, image: np.ndarray, spec: DTPMSpec, progress: ProgressCallback | None,
                  should_stop: StopCheck | None) -> EngineResult:
@@ -253,6 +269,9 @@ class SinglePassEngine(Engine):
             return self.tasks[0]
         self.restorer.t_mat(spec.task)  # a task the file lacks: an error listing its tasks
         return spec.task
+
+    def _compile_ahead(self, size: tuple[int, int], spec: SinglePassSpec) -> int:
+        return self.restorer.compile_ahead(*size, tile=spec.tile, ensemble=spec.ensemble)
 
     def _restore(self, image: np.ndarray, spec: SinglePassSpec,
                  progress: ProgressCallback | None,

@@ -101,6 +101,21 @@ class Runner:
             networks.append(network)
         return networks
 
+    def compile_ahead(self, specs: Sequence[GraphSpec], sizes: Iterable[tuple[int, int]]
+                      ) -> int:
+        """Start compiling the networks of `specs` for images of these (height, width) sizes
+        (a restore's windows) in the background, so that the restore finds them compiled:
+        OpenVINO compiles while Python goes on (reading the photo). Nothing on the torch
+        backend, nor where a network has no converted graph at hand (the restore converts
+        it, with progress). Returns how many compiles started."""
+        if self.openvino is None or not all(self.openvino.at_hand(spec) for spec in specs):
+            return 0
+        started = 0
+        for network in self.compile_graphs(specs, None):
+            for height, width in dict.fromkeys(sizes):
+                started += network.compile_ahead(height, width)
+        return started
+
     def run_tiled(self, job: Callable[[int], T], tile: int, shape: tuple[int, int]
                   ) -> TiledRun[T]:
         """Run `job(tile)`, halving the tile on out-of-memory (`run_with_tile_backoff`); the

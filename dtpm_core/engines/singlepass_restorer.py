@@ -30,7 +30,7 @@ from .inference import (
     to_network_input,
 )
 from .runner import Runner, RunsOnRunner
-from .tiling import TileBlender, Window
+from .tiling import TileBlender, Window, window_sizes
 
 ENSEMBLE_SIZE = 8
 """Flip/rotate variants of the self-ensemble: 4 rotations x (no flip, flip)."""
@@ -125,6 +125,19 @@ class SinglePassRestorer(RunsOnRunner):
             lambda t: self._run(image, t_mat, t, ensemble, progress, should_stop),
             tile, image.shape[:2])
         return SinglePassResult(run.value, task, t_mat, run.tile, run.seconds, run.notes)
+
+    def compile_ahead(self, height: int, width: int, *, tile: int = DEFAULT_TILE,
+                      ensemble: bool = False) -> int:
+        """Start compiling the network for a height x width photo in the background (OpenVINO;
+        `Runner.compile_ahead`): call it before reading the photo."""
+        if self.runner.openvino is None:
+            return 0
+        from ..singlepass.graph import singlepass_graph
+
+        sizes = window_sizes(height, width, tile)
+        if ensemble:  # the rotated variants run transposed windows
+            sizes += [(w, h) for h, w in sizes]
+        return self.runner.compile_ahead([singlepass_graph(self.info, self.max_experts)], sizes)
 
     def _network(self, progress: ProgressCallback | None
                  ) -> Callable[[np.ndarray, int], np.ndarray]:

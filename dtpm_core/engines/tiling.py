@@ -84,6 +84,12 @@ def tile_windows(height: int, width: int, tile: int,
             for left, right in _spans(width, tile, overlap)]
 
 
+def window_sizes(height: int, width: int, tile: int) -> list[tuple[int, int]]:
+    """The (height, width) sizes of `tile_windows`' windows, each once."""
+    return list(dict.fromkeys((w.bottom - w.top, w.right - w.left)
+                              for w in tile_windows(height, width, tile)))
+
+
 def edge_taper(n: int, ramp: int, low: bool, high: bool) -> np.ndarray:
     """Weights along one axis of a window of n pixels, (n,) float64: 1 inside, a raised cosine
     sin^2(pi/2 * (d + 0.5) / ramp) over the `ramp` pixels at distance d from an edge that is

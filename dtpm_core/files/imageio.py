@@ -442,9 +442,14 @@ def read_image(path: Path | str) -> LoadedImage:
     return image
 
 
+_TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+"""EXIF orientations that swap height and width (`_orient`)."""
+
+
 def image_size(path: Path | str) -> tuple[int, int] | None:
-    """(height, width) read from the file's header without decoding the pixels, or None when
-    the header cannot be read (`read_image` then says why)."""
+    """(height, width) of the upright image, as `read_image` will return it (EXIF orientation
+    applied), read from the file's header without decoding the pixels; None when the header
+    cannot be read (`read_image` then says why)."""
     try:
         with open(path, "rb") as handle:
             if handle.read(4) in _TIFF_MAGIC:
@@ -453,12 +458,20 @@ def image_size(path: Path | str) -> tuple[int, int] | None:
                 handle.seek(0)
                 with tifffile.TiffFile(handle) as tif:
                     page = tif.pages.first
-                    return int(page.imagelength), int(page.imagewidth)
-            handle.seek(0)
-            with Image.open(handle, formats=_PIL_FORMATS) as im:
-                return int(im.size[1]), int(im.size[0])
+                    tag = page.tags.get(274)
+                    size = int(page.imagelength), int(page.imagewidth)
+                    orientation = tag.value if tag is not None else 1
+            else:
+                handle.seek(0)
+                with Image.open(handle, formats=_PIL_FORMATS) as im:
+                    size = int(im.size[1]), int(im.size[0])
+                    try:
+                        orientation = im.getexif().get(_ORIENTATION, 1)
+                    except _DECODE_ERRORS:  # damaged EXIF: read_image ignores it too
+                        orientation = 1
     except (*_DECODE_ERRORS, UnidentifiedImageError, Image.DecompressionBombError):
         return None
+    return size[::-1] if orientation in _TRANSPOSING_ORIENTATIONS else size
 
 
 # ----------------------------------------------------------------------------- writing

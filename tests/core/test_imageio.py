@@ -267,6 +267,7 @@ def test_jpeg_exif_orientation_is_applied(
     loaded = read_image(path)
     assert loaded.rgb.shape[:2] == shape
     assert red_corner(loaded.rgb) == corner
+    assert imageio.image_size(path) == shape  # the upright size, from the header
 
 
 def test_jpeg_exif_is_kept_with_orientation_reset(tmp_path: Path) -> None:
@@ -318,6 +319,7 @@ def test_tiff_orientation_and_exif_are_read(tmp_path: Path) -> None:
     )
     loaded = read_image(path)
     assert loaded.rgb.shape == (64, 40, 3) and red_corner(loaded.rgb) == "top-right"
+    assert imageio.image_size(path) == (64, 40)  # the upright size, from the header
     kept = Image.Exif()
     kept.load(loaded.exif)
     assert kept[MAKE] == "ScanCo" and kept[ORIENTATION] == 1

@@ -394,3 +394,56 @@ def test_an_fp16_file_restores_like_torch_and_its_graph_stores_only_weights_in_f
     constants = [op for op in graph.get_ordered_ops() if op.get_type_name() == "Constant"]
     assert sorted(op.get_element_type() == ov.Type.f16 for op in constants) == \
         [False, False, True]
+
+
+def test_compiling_ahead_gives_the_same_restorations_without_compiling_again(
+        dtpm_files, singlepass_file, photo, tmp_path, monkeypatch):
+    """`Engine.compile_ahead` compiles each network for the photo's windows in the background
+    (the CLI calls it before reading the photo): the restore that follows waits for those
+    instead of compiling, and its result is the one of a restore without it."""
+    from dtpm_core.backends.openvino_backend import OpenVINONetwork
+
+    monkeypatch.setenv("DTPM_GRAPH_CACHE", str(tmp_path))
+    compiled_now: list[str] = []
+    original = OpenVINONetwork._compile
+
+    def counting(self, model, shapes):
+        compiled_now.append(self.role)
+        return original(self, model, shapes)
+
+    monkeypatch.setattr(OpenVINONetwork, "_compile", counting)
+    height, width = photo.shape[:2]
+    specs = [DTPMSpec(dtpm_files / "base.safetensors", dtpm_files / "motion.safetensors",
+                      steps=2, seed=1, tile=64, device="cpu", precision="fp32",
+                      backend="openvino"),
+             SinglePassSpec(singlepass_file, task="desnow", tile=0, ensemble=True,
+                            device="cpu", precision="fp32", backend="openvino")]
+    for spec in specs:
+        plain = load_engine(spec).restore(photo).image  # converts into the cache
+        engine = load_engine(spec)
+        engine.prepare()
+        compiled_now.clear()
+        started = engine.compile_ahead((height, width))
+        # DTPM: the predictor and the denoiser for the 64 px windows (all of one size);
+        # single-pass: the photo and its transpose (the ensemble's rotated variants)
+        assert started == len(compiled_now) == 2
+        assert engine.compile_ahead((height, width)) == 0  # compiling already
+        result = engine.restore(photo)
+        # the semantic encoder sees one size whatever the photo's: compiled on first use
+        assert [role for role in compiled_now[started:] if role != "semantic"] == [], \
+            "the restore compiled again"
+        assert np.array_equal(result.image, plain)
+
+
+def test_compiling_ahead_does_nothing_on_torch_or_without_a_graph(singlepass_file, photo,
+                                                                  tmp_path, monkeypatch):
+    monkeypatch.setenv("DTPM_GRAPH_CACHE", str(tmp_path / "empty"))
+    size = photo.shape[:2]
+    spec = SinglePassSpec(singlepass_file, task="desnow", device="cpu", precision="fp32",
+                          backend="torch")
+    assert load_engine(spec).compile_ahead(size) == 0
+    # no converted graph yet: the restore converts it, with progress, not the head start
+    engine = load_engine(SinglePassSpec(singlepass_file, task="desnow", device="cpu",
+                                        precision="fp32", backend="openvino"))
+    assert engine.compile_ahead(size) == 0
+    assert GraphCache(tmp_path / "empty").entries() == []
