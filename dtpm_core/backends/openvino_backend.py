@@ -166,27 +166,34 @@ class OpenVINONetwork:
                        for port, shape in zip(model.inputs, shapes, strict=True)})
         return self._core.compile_model(model, "CPU", self._config).create_infer_request()
 
-    def compile_ahead(self, height: int, width: int) -> bool:
-        """Start compiling for (unpadded) height x width images in a background thread, where
-        the shapes are compiled one by one ("static") and this size is neither compiled nor
-        compiling; a later call with such images waits for it instead of compiling. OpenVINO
-        lets Python run meanwhile (reading the photo, say). True where a compile started."""
-        if not self._static or self._background is None or \
-                len(self._ahead) >= STATIC_SHAPES_KEPT:
-            return False
-        size = padded_size(height, width, self.layout.multiple, self.layout.margin)
-        if size in self._compiled or size in self._ahead:
-            return False
-        model = self._model.clone()
-        shapes = []
-        for i, port in enumerate(model.inputs):
-            shape = port.get_partial_shape()
-            if i < self.layout.images:  # (1, C, H, W), H and W dynamic in the graph
-                shapes.append([1, shape[1].get_length(), *size])
-            else:  # static in the graph (a time step, a semantic code)
-                shapes.append([dim.get_length() for dim in shape])
-        self._ahead[size] = self._background().submit(self._compile, model, shapes)
-        return True
+    def compile_ahead(self, sizes: list[tuple[int, int]]) -> int:
+        """Start compiling for (unpadded) images of these (height, width) sizes in a background
+        thread, where shapes are compiled one by one ("static"); a later call with such images
+        waits for that compile instead of compiling. OpenVINO lets Python run meanwhile
+        (reading the photo, say). What an earlier call started and no image used is dropped
+        (another photo's sizes: each compiled size holds its buffers). Returns how many
+        compiles started (sizes compiled already need none)."""
+        if not self._static or self._background is None:
+            return 0
+        padded = [padded_size(h, w, self.layout.multiple, self.layout.margin) for h, w in sizes]
+        for size in [size for size in self._ahead if size not in padded]:
+            self._ahead.pop(size).cancel()  # a compile under way finishes, unreferenced
+        started = 0
+        for size in dict.fromkeys(padded):
+            if size in self._compiled or size in self._ahead or \
+                    len(self._ahead) >= STATIC_SHAPES_KEPT:
+                continue
+            model = self._model.clone()
+            shapes = []
+            for i, port in enumerate(model.inputs):
+                shape = port.get_partial_shape()
+                if i < self.layout.images:  # (1, C, H, W), H and W dynamic in the graph
+                    shapes.append([1, shape[1].get_length(), *size])
+                else:  # static in the graph (a time step, a semantic code)
+                    shapes.append([dim.get_length() for dim in shape])
+            self._ahead[size] = self._background().submit(self._compile, model, shapes)
+            started += 1
+        return started
 
     def _request(self, arrays: list[np.ndarray]) -> Any:
         if not self._static:

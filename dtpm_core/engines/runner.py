@@ -110,11 +110,8 @@ class Runner:
         it, with progress). Returns how many compiles started."""
         if self.openvino is None or not all(self.openvino.at_hand(spec) for spec in specs):
             return 0
-        started = 0
-        for network in self.compile_graphs(specs, None):
-            for height, width in dict.fromkeys(sizes):
-                started += network.compile_ahead(height, width)
-        return started
+        sizes = list(dict.fromkeys(sizes))
+        return sum(network.compile_ahead(sizes) for network in self.compile_graphs(specs, None))
 
     def run_tiled(self, job: Callable[[int], T], tile: int, shape: tuple[int, int]
                   ) -> TiledRun[T]:

@@ -447,3 +447,21 @@ def test_compiling_ahead_does_nothing_on_torch_or_without_a_graph(singlepass_fil
                                         precision="fp32", backend="openvino"))
     assert engine.compile_ahead(size) == 0
     assert GraphCache(tmp_path / "empty").entries() == []
+
+
+def test_a_new_photo_drops_what_was_compiled_ahead_for_the_last(singlepass_file, tmp_path):
+    """Each compiled size holds its buffers: compiling ahead for another photo drops the
+    compiles no image used, and a size compiled already starts nothing."""
+    _, info = load_singlepass(singlepass_file)
+    session = OpenVINOSession("fp32", threads=1, shape_policy="static",
+                              cache=GraphCache(tmp_path))
+    network, _ = session.network(singlepass_graph(info, 2))
+    assert network.compile_ahead([(40, 56), (56, 40)]) == 2
+    assert network.compile_ahead([(40, 56), (56, 40)]) == 0  # under way already
+    assert network.compile_ahead([(64, 64)]) == 1
+    assert list(network._ahead) == [(64, 64)]
+    x = np.zeros((1, 3, 64, 64), np.float32)
+    t = np.full((1,), TASKS["desnow"], dtype=np.int64)
+    network(x=x, t=t)  # uses the compile started ahead
+    assert not network._ahead and (64, 64) in network._compiled
+    assert network.compile_ahead([(64, 64)]) == 0  # compiled already
