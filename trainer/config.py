@@ -112,6 +112,7 @@ class Stage2Config:
     from_scratch: bool = False  # "w/o Stage I": the base is trained too, from random weights
     predictor_l1_weight: float = 0.0  # auxiliary L1 on the initial predictor
     predictor_mse_weight: float = 0.0  # auxiliary mean squared error on it (PSNR's loss)
+    predictor_fft_weight: float = 0.0  # auxiliary L1 of its error's spectrum (MIMO-UNet)
     init: str = ""  # an adapter file (same base, task, mode) the run continues from
     # on a warm start, measure the residual scale s again (the predictor has improved since
     # the file's s was measured, so its residual is smaller) instead of keeping the file's;
@@ -123,7 +124,7 @@ class Stage2Config:
     rebase: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("predictor_l1_weight", "predictor_mse_weight"):
+        for name in ("predictor_l1_weight", "predictor_mse_weight", "predictor_fft_weight"):
             if getattr(self, name) < 0.0:
                 raise ConfigError(f"stage2.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("rescale", "rebase"):

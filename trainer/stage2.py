@@ -40,7 +40,8 @@ class Stage2Loss(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         return stage2_loss(self.model, batch["degraded"], batch["clean"], generator,
                            self.options.predictor_l1_weight, self.residual_scale,
-                           predictor_mse_weight=self.options.predictor_mse_weight)
+                           predictor_mse_weight=self.options.predictor_mse_weight,
+                           predictor_fft_weight=self.options.predictor_fft_weight)
 
 
 def _warm_start(model: DTPM, path: Path, base: DTPM, base_info, config: TrainConfig) -> float:

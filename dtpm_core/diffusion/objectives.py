@@ -110,7 +110,8 @@ def stage1_loss(model: DTPM, clean: torch.Tensor, smooth: torch.Tensor,
 def stage2_loss(model: DTPM, degraded: torch.Tensor, clean: torch.Tensor,
                 generator: torch.Generator | None = None,
                 predictor_l1_weight: float = 0.0, residual_scale: float = 1.0,
-                predictor_mse_weight: float = 0.0) -> torch.Tensor:
+                predictor_mse_weight: float = 0.0,
+                predictor_fft_weight: float = 0.0) -> torch.Tensor:
     """Task loss on (degraded, clean) crops in [0, 1].
 
     P learns only through the diffusion loss (gradients reach it through x0 and the adapter
@@ -118,7 +119,9 @@ def stage2_loss(model: DTPM, degraded: torch.Tensor, clean: torch.Tensor,
     error x0 = y_g - P(y_d)), `predictor_mse_weight` > 0 an auxiliary mean squared error. L1's
     optimum is the conditional median, MSE's the conditional mean, which is what PSNR scores:
     where P cannot tell what lies under a degradation (a raindrop), the median keeps the
-    degraded pixel and the mean blends towards the likely background.
+    degraded pixel and the mean blends towards the likely background. `predictor_fft_weight`
+    > 0 adds the L1 of the error's spectrum (`frequency_l1`, MIMO-UNet's frequency loss), which
+    weighs the fine detail a blur removes as much as the coarse error a mean would fix.
     """
     problem = stage2_problem(model, degraded, clean)
     loss = diffusion_loss(model, problem, generator, residual_scale)
@@ -127,4 +130,13 @@ def stage2_loss(model: DTPM, degraded: torch.Tensor, clean: torch.Tensor,
             loss = loss + predictor_l1_weight * problem.x0.abs().mean()
         if predictor_mse_weight > 0.0:
             loss = loss + predictor_mse_weight * problem.x0.square().mean()
+        if predictor_fft_weight > 0.0:
+            loss = loss + predictor_fft_weight * frequency_l1(problem.x0)
     return loss
+
+
+def frequency_l1(error: torch.Tensor) -> torch.Tensor:
+    """Mean absolute value of the real and imaginary parts of `error`'s 2-D spectrum over
+    (H, W), orthonormal (by Parseval the spectrum holds the image's energy, so the term does not
+    grow with the crop size), computed in fp32 (FFTs do not run in bf16)."""
+    return torch.view_as_real(torch.fft.rfft2(error.float(), norm="ortho")).abs().mean()

@@ -177,6 +177,8 @@ def test_stage2_loss_is_seeded():
     ({"predictor_mse_weight": 3.0}, lambda x0: 3.0 * x0.square().mean()),
     ({"predictor_l1_weight": 0.5, "predictor_mse_weight": 3.0},
      lambda x0: 0.5 * x0.abs().mean() + 3.0 * x0.square().mean()),
+    ({"predictor_fft_weight": 2.0},
+     lambda x0: 2.0 * torch.view_as_real(torch.fft.rfft2(x0, norm="ortho")).abs().mean()),
 ])
 def test_stage2_auxiliary_predictor_losses_add_their_term(weights, term):
     model = tiny_model(Stage2Options())
@@ -198,3 +200,23 @@ def test_the_noise_prediction_stays_fp32_under_bf16_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         eps_hat = model.denoiser(x, x, torch.tensor([0.5]), None)
     assert eps_hat.dtype == torch.float32
+
+
+def test_the_frequency_loss_is_the_spectrums_l1_and_keeps_the_energy():
+    from dtpm_core.diffusion.objectives import frequency_l1
+
+    g = torch.Generator().manual_seed(0)
+    error = torch.randn(2, 3, 16, 24, generator=g)
+    spectrum = torch.fft.fft2(error, norm="ortho")
+    # orthonormal: the spectrum holds the error's energy (Parseval), at any crop size
+    torch.testing.assert_close(spectrum.abs().square().sum(), error.square().sum())
+    half = torch.fft.rfft2(error, norm="ortho")
+    expected = (half.real.abs().sum() + half.imag.abs().sum()) / (2 * half.numel())
+    torch.testing.assert_close(frequency_l1(error), expected)
+    assert frequency_l1(torch.zeros(1, 3, 8, 8)) == 0
+    # a blur's error (fine detail) and a flat offset of the same RMS weigh differently
+    detail = torch.randn(1, 1, 32, 32, generator=g)
+    offset = torch.full_like(detail, float(detail.square().mean().sqrt()))
+    assert frequency_l1(detail) > 3 * frequency_l1(offset) > 0
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert frequency_l1(error.bfloat16()).dtype == torch.float32

@@ -47,7 +47,8 @@ def test_cosine_schedule_with_warmup():
     assert get_lr(110, optim, 110) == pytest.approx(0.0, abs=1e-12)
 
 
-@pytest.mark.parametrize("name", ["predictor_l1_weight", "predictor_mse_weight"])
+@pytest.mark.parametrize("name", ["predictor_l1_weight", "predictor_mse_weight",
+                                  "predictor_fft_weight"])
 def test_negative_predictor_loss_weights_are_refused(name):
     with pytest.raises(ConfigError, match=name):
         Stage2Config(**{name: -1.0})
