@@ -350,7 +350,7 @@ def _compile_ahead(engine: Engine, size: tuple[int, int], spec: EngineSpec | Non
     of a 2.4 MP photo's run). Only a head start: whatever fails here fails again, and is
     reported, when the photo is restored."""
     try:
-        engine.compile_ahead(size, spec)
+        engine.compile_ahead([size], spec)
     except Exception:  # noqa: BLE001 - the restore repeats it and reports the error
         pass
 

@@ -187,14 +187,15 @@ class Restorer(RunsOnRunner):
         initial, results = run.value
         return RestoreResult(initial, results, seed, run.tile, run.seconds, run.notes)
 
-    def compile_ahead(self, height: int, width: int, *, tile: int = DEFAULT_TILE,
+    def compile_ahead(self, sizes: Sequence[tuple[int, int]], *, tile: int = DEFAULT_TILE,
                       strength: float = 1.0) -> int:
-        """Start compiling the networks for a height x width photo in the background (OpenVINO,
-        `Runner.compile_ahead`; the denoiser only where `strength` lets it run): call it
-        before reading the photo. Returns how many compiles started."""
+        """Start compiling the networks for photos of these (height, width) sizes in the
+        background (OpenVINO, `Runner.compile_ahead`; the denoiser only where `strength` lets
+        it run): call it before reading the photo. Returns how many compiles started."""
         if self.runner.openvino is None:
             return 0
-        return self.networks.compile_ahead(window_sizes(height, width, tile), strength != 0.0)
+        windows = [size for height, width in sizes for size in window_sizes(height, width, tile)]
+        return self.networks.compile_ahead(windows, strength != 0.0)
 
     def _require_finite(self, array: np.ndarray, what: str) -> None:
         task = self.adapter_info

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -173,13 +173,15 @@ class Engine(ABC):
         task the file lacks) would fail every image: a batch calls it before the first."""
         return self._prepare(self._own(spec))
 
-    def compile_ahead(self, size: tuple[int, int], spec: EngineSpec | None = None) -> int:
-        """Start compiling the networks for a photo of `size` (height, width) restored with
-        `spec`, in the background, where the backend compiles per image size (OpenVINO): a
-        restore right after finds them compiled. Call it before reading the photo (the CLI
-        does: reading and compiling overlap). Returns how many compiles started (0 on
-        torch)."""
-        return self._compile_ahead(size, self._own(spec))
+    def compile_ahead(self, sizes: Sequence[tuple[int, int]], spec: EngineSpec | None = None
+                      ) -> int:
+        """Start compiling the networks for images of these (height, width) `sizes` restored
+        with `spec`, in the background, where the backend compiles per image size (OpenVINO):
+        a restore that follows finds them compiled. Call it before reading the photo (the CLI
+        does: reading and compiling overlap) or for the sizes restored next (the app's two
+        previews). Compiles of an earlier call that no image used and these sizes do not
+        name are dropped. Returns how many compiles started (0 on torch)."""
+        return self._compile_ahead(list(sizes), self._own(spec))
 
     def _own(self, spec: EngineSpec | None) -> EngineSpec:
         """`spec`, or the loaded one for None; a spec for other weights is an error."""
@@ -196,7 +198,7 @@ class Engine(ABC):
         ...
 
     @abstractmethod
-    def _compile_ahead(self, size: tuple[int, int], spec: Any) -> int:
+    def _compile_ahead(self, sizes: list[tuple[int, int]], spec: Any) -> int:
         ...
 
     @abstractmethod
@@ -231,9 +233,9 @@ class DTPMEngine(Engine):
             info = self.restorer.load_adapter(spec.adapter)
         return info.task
 
-    def _compile_ahead(self, size: tuple[int, int], spec: DTPMSpec) -> int:
+    def _compile_ahead(self, sizes: list[tuple[int, int]], spec: DTPMSpec) -> int:
         self._prepare(spec)
-        return self.restorer.compile_ahead(*size, tile=spec.tile, strength=spec.strength)
+        return self.restorer.compile_ahead(sizes, tile=spec.tile, strength=spec.strength)
 
     def _restore(self, image: np.ndarray, spec: DTPMSpec, progress: ProgressCallback | None,
                  should_stop: StopCheck | None) -> EngineResult:
@@ -270,8 +272,8 @@ class SinglePassEngine(Engine):
         self.restorer.t_mat(spec.task)  # a task the file lacks: an error listing its tasks
         return spec.task
 
-    def _compile_ahead(self, size: tuple[int, int], spec: SinglePassSpec) -> int:
-        return self.restorer.compile_ahead(*size, tile=spec.tile, ensemble=spec.ensemble)
+    def _compile_ahead(self, sizes: list[tuple[int, int]], spec: SinglePassSpec) -> int:
+        return self.restorer.compile_ahead(sizes, tile=spec.tile, ensemble=spec.ensemble)
 
     def _restore(self, image: np.ndarray, spec: SinglePassSpec,
                  progress: ProgressCallback | None,

@@ -9,7 +9,7 @@ ensemble averages the 8 flip/rotate variants of every tile, each mapped back fir
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,18 +126,19 @@ class SinglePassRestorer(RunsOnRunner):
             tile, image.shape[:2])
         return SinglePassResult(run.value, task, t_mat, run.tile, run.seconds, run.notes)
 
-    def compile_ahead(self, height: int, width: int, *, tile: int = DEFAULT_TILE,
+    def compile_ahead(self, sizes: Sequence[tuple[int, int]], *, tile: int = DEFAULT_TILE,
                       ensemble: bool = False) -> int:
-        """Start compiling the network for a height x width photo in the background (OpenVINO;
-        `Runner.compile_ahead`): call it before reading the photo."""
+        """Start compiling the network for photos of these (height, width) sizes in the
+        background (OpenVINO; `Runner.compile_ahead`): call it before reading the photo."""
         if self.runner.openvino is None:
             return 0
         from ..singlepass.graph import singlepass_graph
 
-        sizes = window_sizes(height, width, tile)
+        windows = [size for height, width in sizes for size in window_sizes(height, width, tile)]
         if ensemble:  # the rotated variants run transposed windows
-            sizes += [(w, h) for h, w in sizes]
-        return self.runner.compile_ahead([singlepass_graph(self.info, self.max_experts)], sizes)
+            windows += [(w, h) for h, w in windows]
+        return self.runner.compile_ahead([singlepass_graph(self.info, self.max_experts)],
+                                         windows)
 
     def _network(self, progress: ProgressCallback | None
                  ) -> Callable[[np.ndarray, int], np.ndarray]:

@@ -423,11 +423,11 @@ def test_compiling_ahead_gives_the_same_restorations_without_compiling_again(
         engine = load_engine(spec)
         engine.prepare()
         compiled_now.clear()
-        started = engine.compile_ahead((height, width))
+        started = engine.compile_ahead([(height, width)])
         # DTPM: the predictor and the denoiser for the 64 px windows (all of one size);
         # single-pass: the photo and its transpose (the ensemble's rotated variants)
         assert started == len(compiled_now) == 2
-        assert engine.compile_ahead((height, width)) == 0  # compiling already
+        assert engine.compile_ahead([(height, width)]) == 0  # compiling already
         result = engine.restore(photo)
         # the semantic encoder sees one size whatever the photo's: compiled on first use
         assert [role for role in compiled_now[started:] if role != "semantic"] == [], \
@@ -441,11 +441,11 @@ def test_compiling_ahead_does_nothing_on_torch_or_without_a_graph(singlepass_fil
     size = photo.shape[:2]
     spec = SinglePassSpec(singlepass_file, task="desnow", device="cpu", precision="fp32",
                           backend="torch")
-    assert load_engine(spec).compile_ahead(size) == 0
+    assert load_engine(spec).compile_ahead([size]) == 0
     # no converted graph yet: the restore converts it, with progress, not the head start
     engine = load_engine(SinglePassSpec(singlepass_file, task="desnow", device="cpu",
                                         precision="fp32", backend="openvino"))
-    assert engine.compile_ahead(size) == 0
+    assert engine.compile_ahead([size]) == 0
     assert GraphCache(tmp_path / "empty").entries() == []
 
 
