@@ -20,6 +20,8 @@ import sys
 import warnings
 from typing import TextIO
 
+from .progress_bars import write_line
+
 OUR_PACKAGES = ("dtpm_core", "trainer", "dtpm_app")
 _NOT_OURS = r"(?!(" + "|".join(OUR_PACKAGES) + r")(\.|$))"
 """A `warnings` module pattern that matches any module outside our packages."""
@@ -69,10 +71,4 @@ def _library_of(category: type[Warning], filename: str) -> str | None:
 
 
 def print_line(prog: str, text: str, file: TextIO | None = None) -> None:
-    stream = file if file is not None else sys.stderr
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        print(f"{prog}: {text}", file=stream, flush=True)
-    else:
-        tqdm.write(f"{prog}: {text}", file=stream)
+    write_line(f"{prog}: {text}", file if file is not None else sys.stderr)

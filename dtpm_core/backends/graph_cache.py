@@ -151,8 +151,13 @@ class GraphCache:
 
     def has(self, key: dict[str, Any]) -> bool:
         """True when a whole, current entry for `key` is here (nothing would be built)."""
+        return self.find(key) is not None
+
+    def find(self, key: dict[str, Any]) -> CacheEntry | None:
+        """The whole, current entry for `key`, or None (`get` would build one)."""
         folder = self.folder(canonical_key(key))
-        return folder.exists() and not check_entry(folder, key)
+        return CacheEntry(folder, converted=False) \
+            if folder.exists() and not check_entry(folder, key) else None
 
     def get(self, key: dict[str, Any], build: Callable[[Path], None]) -> CacheEntry:
         """The checked entry for `key`, built with `build(folder)` (which writes the graph

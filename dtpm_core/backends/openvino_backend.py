@@ -278,12 +278,6 @@ class OpenVINOSession:
                                                 thread_name_prefix="openvino-compile")
         return self._executor
 
-    def at_hand(self, spec: GraphSpec) -> bool:
-        """Whether `network(spec)` needs no conversion: held, shipped whole or cached whole."""
-        held = self._networks.get(spec.role)
-        return (held is not None and held[0] == json.dumps(spec.key, sort_keys=True)) or \
-            graph_at_hand(spec, self.cache)
-
     def network(self, spec: GraphSpec, on_convert: Callable[[GraphSpec], None] | None = None
                 ) -> tuple[OpenVINONetwork, CacheEntry | None]:
         """The compiled network for `spec`, and the entry it came from when it was looked up
@@ -291,6 +285,18 @@ class OpenVINOSession:
         else the cache's (converted now where the cache has none). `on_convert(spec)` is
         called before a conversion (the slow part of a first use: seconds). An unusable
         shipped or cached graph is named in the entry's `problem`."""
+        found = self._network(spec, on_convert, may_convert=True)
+        assert found is not None
+        return found
+
+    def network_at_hand(self, spec: GraphSpec
+                        ) -> tuple[OpenVINONetwork, CacheEntry | None] | None:
+        """As `network`, where that needs no conversion (held, shipped whole or cached
+        whole); None where it would convert."""
+        return self._network(spec, None, may_convert=False)
+
+    def _network(self, spec: GraphSpec, on_convert: Callable[[GraphSpec], None] | None,
+                 may_convert: bool) -> tuple[OpenVINONetwork, CacheEntry | None] | None:
         name = json.dumps(spec.key, sort_keys=True)
         held = self._networks.get(spec.role)
         if held is not None and held[0] == name:
@@ -304,7 +310,10 @@ class OpenVINOSession:
                     on_convert(spec)
                 convert(spec, folder)
 
-            entry = self.cache.get(cache_key_of(spec), build)
+            entry = self.cache.get(cache_key_of(spec), build) if may_convert \
+                else self.cache.find(cache_key_of(spec))
+            if entry is None:
+                return None
             if shipped_problem:
                 entry = CacheEntry(entry.folder, entry.converted,
                                    "; ".join(filter(None, (shipped_problem, entry.problem))))

@@ -194,8 +194,7 @@ class Restorer(RunsOnRunner):
         it run): call it before reading the photo. Returns how many compiles started."""
         if self.runner.openvino is None:
             return 0
-        windows = [size for height, width in sizes for size in window_sizes(height, width, tile)]
-        return self.networks.compile_ahead(windows, strength != 0.0)
+        return self.networks.compile_ahead(window_sizes(sizes, tile), strength != 0.0)
 
     def _require_finite(self, array: np.ndarray, what: str) -> None:
         task = self.adapter_info

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from ..backends.graph_cache import CacheEntry
     from ..backends.openvino_backend import OpenVINOSession
 
 T = TypeVar("T")
@@ -95,11 +96,15 @@ class Runner:
                 if progress is not None:
                     progress(RestoreProgress(i, len(specs), "converting"))
             network, entry = self.openvino.network(spec, on_convert)
-            if entry is not None and entry.problem:
-                done = "converted again" if entry.converted else "used the cached one"
-                self.notes.append(f"{spec.role} network: {entry.problem}; {done}")
+            self._note_problem(spec, entry)
             networks.append(network)
         return networks
+
+    def _note_problem(self, spec: GraphSpec, entry: CacheEntry | None) -> None:
+        """An unusable graph found on looking `spec` up, as a note of the next result."""
+        if entry is not None and entry.problem:
+            done = "converted again" if entry.converted else "used the cached one"
+            self.notes.append(f"{spec.role} network: {entry.problem}; {done}")
 
     def compile_ahead(self, specs: Sequence[GraphSpec], sizes: Iterable[tuple[int, int]]
                       ) -> int:
@@ -108,10 +113,17 @@ class Runner:
         OpenVINO compiles while Python goes on (reading the photo). Nothing on the torch
         backend, nor where a network has no converted graph at hand (the restore converts
         it, with progress). Returns how many compiles started."""
-        if self.openvino is None or not all(self.openvino.at_hand(spec) for spec in specs):
+        if self.openvino is None:
             return 0
-        sizes = list(dict.fromkeys(sizes))
-        return sum(network.compile_ahead(sizes) for network in self.compile_graphs(specs, None))
+        networks = []
+        for spec in specs:
+            found = self.openvino.network_at_hand(spec)
+            if found is None:
+                return 0
+            self._note_problem(spec, found[1])
+            networks.append(found[0])
+        sizes = list(sizes)
+        return sum(network.compile_ahead(sizes) for network in networks)
 
     def run_tiled(self, job: Callable[[int], T], tile: int, shape: tuple[int, int]
                   ) -> TiledRun[T]:

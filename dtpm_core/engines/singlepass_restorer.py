@@ -134,7 +134,7 @@ class SinglePassRestorer(RunsOnRunner):
             return 0
         from ..singlepass.graph import singlepass_graph
 
-        windows = [size for height, width in sizes for size in window_sizes(height, width, tile)]
+        windows = window_sizes(sizes, tile)
         if ensemble:  # the rotated variants run transposed windows
             windows += [(w, h) for h, w in windows]
         return self.runner.compile_ahead([singlepass_graph(self.info, self.max_experts)],

@@ -15,7 +15,7 @@ gradient at window edges 1.7-1.9x its neighbours'; see tests/core/test_tiling.py
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,9 +84,11 @@ def tile_windows(height: int, width: int, tile: int,
             for left, right in _spans(width, tile, overlap)]
 
 
-def window_sizes(height: int, width: int, tile: int) -> list[tuple[int, int]]:
-    """The (height, width) sizes of `tile_windows`' windows, each once."""
+def window_sizes(images: Iterable[tuple[int, int]], tile: int) -> list[tuple[int, int]]:
+    """The (height, width) sizes of `tile_windows`' windows over images of these (height,
+    width) sizes, each once."""
     return list(dict.fromkeys((w.bottom - w.top, w.right - w.left)
+                              for height, width in images
                               for w in tile_windows(height, width, tile)))
 
 
